@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, in the order data flows (see README "Architecture"):
+// kernel (bpf/) -> PortwatchCapture -> PortwatchCore (reconcile) -> PortwatchStore -> PortwatchExporter
+let package = Package(
+    name: "portwatch",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "portwatch", targets: ["portwatch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries from the system (libbpf-dev, libsqlite3-dev, zlib1g-dev).
+        .systemLibrary(name: "CBPF", path: "Sources/CBPF", pkgConfig: "libbpf"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+
+        // Compiles bpf/*.bpf.c with the toolchain's clang and emits it as a Swift source.
+        .executableTarget(name: "BPFEmbed", path: "Sources/BPFEmbed"),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbed"]),
+
+        // Pure domain: events, bindings, the truth-table reconciler. No kernel, no SQLite.
+        .target(name: "PortwatchCore"),
+        // The reconciled table and counters in SQLite.
+        .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "CSQLite"]),
+        // Kernel capture: load + attach BPF, drain the ring buffer, snapshot sockets.
+        .target(
+            name: "PortwatchCapture",
+            dependencies: ["PortwatchCore", "CBPF", .product(name: "Logging", package: "swift-log")],
+            plugins: ["BPFObjectPlugin"]
+        ),
+        // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.
+        .target(
+            name: "PortwatchExporter",
+            dependencies: ["PortwatchCore", "CZlib", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The daemon: flags, wiring, the capture thread.
+        .executableTarget(
+            name: "portwatch",
+            dependencies: [
+                "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
+        .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore"]),
+        .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore"]),
+        .testTarget(name: "PortwatchIntegrationTests", dependencies: ["PortwatchCore"]),
+    ]
+)

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: GPL-2.0
+/* portwatch kernel side: report every port a socket takes and every release.
+ *
+ * Hooks (all stable ABI; kprobes and fentry are not available on the target kernels):
+ *   cgroup/post_bind4, cgroup/post_bind6  explicit bind() of TCP/UDP, port already resolved
+ *   sockops BPF_SOCK_OPS_TCP_LISTEN_CB    listen(), including listen() without bind()
+ *   cgroup/sock_release                   the last reference to a socket goes away
+ * The cgroup programs are attached to the cgroup v2 root, so they see every socket.
+ *
+ * A bound socket is remembered by its cookie in `bindings`, because sock_release cannot
+ * read the port from its context. User space seeds that map from a sock_diag snapshot
+ * (same cookies), so sockets older than the daemon are reported when released too. */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "portwatch.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by user space before load. */
+const volatile __u32 wakeup_bytes = 0; /* wake the consumer only past this much data; 0: every event */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* resized by user space before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u64);
+	__type(value, struct pw_binding);
+} bindings SEC(".maps");
+
+/* Events dropped because the ring buffer was full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+static __always_inline void fill_owner(struct pw_binding *b)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	b->pid = BPF_CORE_READ(task, tgid);
+	b->uid = BPF_CORE_READ(task, cred, uid.val);
+	b->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	BPF_CORE_READ_STR_INTO(&b->comm, task, comm);
+}
+
+static __always_inline void emit(__u64 cookie, __u32 kind, const struct pw_binding *b)
+{
+	struct pw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+
+		if (n)
+			*n += 1;
+		return;
+	}
+	e->cookie = cookie;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->_pad = 0;
+	__builtin_memcpy(&e->binding, b, sizeof(*b));
+
+	__u64 flags = 0;
+	if (wakeup_bytes) {
+		/* Batch wakeups: the consumer also polls on a short timeout. */
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
+	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline int record_open(__u64 cookie, __u8 protocol, __u8 family, __u32 ip4,
+				       const __u32 *ip6, __u16 port, __u8 state)
+{
+	struct pw_binding b = {};
+
+	b.protocol = protocol;
+	b.family = family;
+	b.port = port;
+	b.state = state;
+	if (family == AF_INET) {
+		__builtin_memcpy(b.addr, &ip4, 4);
+	} else {
+		__u32 w[4] = { ip6[0], ip6[1], ip6[2], ip6[3] };
+
+		__builtin_memcpy(b.addr, w, 16);
+	}
+	fill_owner(&b);
+	bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY);
+	emit(cookie, PW_EVENT_OPEN, &b);
+	return 1;
+}
+
+static __always_inline int on_post_bind(struct bpf_sock *sk)
+{
+	__u32 protocol = sk->protocol;
+	__u32 family = sk->family;
+	__u32 ip6[4];
+
+	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
+		return 1;
+	if (family == AF_INET6) {
+		ip6[0] = sk->src_ip6[0];
+		ip6[1] = sk->src_ip6[1];
+		ip6[2] = sk->src_ip6[2];
+		ip6[3] = sk->src_ip6[3];
+	}
+	return record_open(bpf_get_socket_cookie(sk), protocol, family,
+			   family == AF_INET ? sk->src_ip4 : 0, ip6, sk->src_port,
+			   PW_STATE_BOUND);
+}
+
+SEC("cgroup/post_bind4")
+int pw_post_bind4(struct bpf_sock *sk)
+{
+	return on_post_bind(sk);
+}
+
+SEC("cgroup/post_bind6")
+int pw_post_bind6(struct bpf_sock *sk)
+{
+	return on_post_bind(sk);
+}
+
+SEC("sockops")
+int pw_sockops(struct bpf_sock_ops *ops)
+{
+	__u32 family, ip6[4];
+
+	if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
+		return 1;
+	family = ops->family;
+	if (family == AF_INET6) {
+		ip6[0] = ops->local_ip6[0];
+		ip6[1] = ops->local_ip6[1];
+		ip6[2] = ops->local_ip6[2];
+		ip6[3] = ops->local_ip6[3];
+	}
+	return record_open(bpf_get_socket_cookie(ops), IPPROTO_TCP, family,
+			   family == AF_INET ? ops->local_ip4 : 0, ip6, ops->local_port,
+			   PW_STATE_LISTEN);
+}
+
+SEC("cgroup/sock_release")
+int pw_sock_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct pw_binding *b = bpf_map_lookup_elem(&bindings, &cookie);
+
+	if (!b)
+		return 1;
+	emit(cookie, PW_EVENT_CLOSE, b);
+	bpf_map_delete_elem(&bindings, &cookie);
+	return 1;
+}

@@ -1,0 +1,51 @@
+/* Shared between the kernel side (portwatch.bpf.c) and user space (Swift, via the
+ * CBPF module). One definition, so the two sides cannot drift. */
+#ifndef PORTWATCH_H
+#define PORTWATCH_H
+
+#ifdef __bpf__
+/* types come from kernel_types.h */
+#else
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+#endif
+
+#define PW_COMM_LEN 16
+
+enum pw_event_kind {
+	PW_EVENT_OPEN = 1,  /* a socket took (or changed state on) a port */
+	PW_EVENT_CLOSE = 2, /* the last reference to a bound socket went away */
+};
+
+enum pw_state {
+	PW_STATE_BOUND = 1,  /* bound (UDP, or TCP not yet listening) */
+	PW_STATE_LISTEN = 2, /* TCP listening */
+};
+
+/* The owner and place of a bound socket, remembered by socket cookie in the
+ * kernel so that its release can be reported with the same key. */
+struct pw_binding {
+	__u8 addr[16];  /* IPv4 in the first 4 bytes, network order */
+	__u32 netns;    /* network namespace inode, as /proc/PID/ns/net */
+	__u32 pid;      /* thread group id of the task that bound or listened */
+	__u32 uid;
+	__u16 port;     /* host order */
+	__u8 protocol;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;    /* AF_INET or AF_INET6 */
+	__u8 state;     /* enum pw_state */
+	__u8 _pad[3];
+	char comm[PW_COMM_LEN];
+};
+
+struct pw_event {
+	__u64 cookie;    /* socket cookie, as bpf_get_socket_cookie and sock_diag report it */
+	__u64 ts_ns;     /* CLOCK_MONOTONIC time of the event */
+	__u32 kind;      /* enum pw_event_kind */
+	__u32 _pad;
+	struct pw_binding binding;
+};
+
+#endif
