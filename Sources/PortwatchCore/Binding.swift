@@ -1,0 +1,97 @@
+/// The transport of a bound socket. Raw values are the IP protocol numbers.
+public enum TransportProtocol: UInt8, Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
+    case tcp = 6
+    case udp = 17
+
+    public var description: String { self == .tcp ? "tcp" : "udp" }
+    public init?(name: String) {
+        switch name { case "tcp": self = .tcp; case "udp": self = .udp; default: return nil }
+    }
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The address family of a bound socket. Raw values are Linux's AF_INET / AF_INET6.
+public enum AddressFamily: UInt8, Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
+    case ipv4 = 2
+    case ipv6 = 10
+
+    public var description: String { self == .ipv4 ? "ipv4" : "ipv6" }
+    public init?(name: String) {
+        switch name { case "ipv4": self = .ipv4; case "ipv6": self = .ipv6; default: return nil }
+    }
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Whether a bound socket accepts connections. UDP sockets are always `bound`.
+public enum SocketState: UInt8, Sendable, Hashable, CustomStringConvertible {
+    case bound = 1
+    case listen = 2
+
+    public var description: String { self == .listen ? "listen" : "bound" }
+    public init?(name: String) {
+        switch name { case "bound": self = .bound; case "listen": self = .listen; default: return nil }
+    }
+}
+
+/// What identifies a held port: one row of the reconciled table per key.
+public struct BindingKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// Network namespace inode, as the link target of /proc/PID/ns/net shows it.
+    public var netns: UInt32
+    public var transport: TransportProtocol
+    public var family: AddressFamily
+    /// Local address in its canonical text form ("0.0.0.0", "::1", "::ffff:10.0.0.1").
+    public var address: String
+    public var port: UInt16
+
+    public init(netns: UInt32, transport: TransportProtocol, family: AddressFamily, address: String, port: UInt16) {
+        self.netns = netns
+        self.transport = transport
+        self.family = family
+        self.address = address
+        self.port = port
+    }
+
+    public var description: String {
+        let host = family == .ipv6 ? "[\(address)]" : address
+        return "\(transport)/\(host):\(port)@\(netns)"
+    }
+
+    /// Sorts by port first, the order in which people read a port list.
+    public static func < (a: Self, b: Self) -> Bool {
+        (a.port, a.transport, a.family, a.address, a.netns) < (b.port, b.transport, b.family, b.address, b.netns)
+    }
+}
+
+/// The task that bound a socket (or last called listen on it).
+public struct Owner: Sendable, Hashable {
+    public var pid: Int32
+    public var comm: String
+    public var uid: UInt32
+
+    public init(pid: Int32, comm: String, uid: UInt32) {
+        self.pid = pid
+        self.comm = comm
+        self.uid = uid
+    }
+}
+
+/// One row of the reconciled table: a port held now, by whom, by how many sockets.
+public struct Binding: Sendable, Hashable {
+    public var key: BindingKey
+    public var owner: Owner
+    public var state: SocketState
+    /// Sockets holding the key (SO_REUSEPORT groups, sockets shared after fork).
+    public var holders: Int
+    /// Wall-clock nanoseconds since the Unix epoch.
+    public var firstSeen: UInt64
+    public var lastChange: UInt64
+
+    public init(key: BindingKey, owner: Owner, state: SocketState, holders: Int, firstSeen: UInt64, lastChange: UInt64) {
+        self.key = key
+        self.owner = owner
+        self.state = state
+        self.holders = holders
+        self.firstSeen = firstSeen
+        self.lastChange = lastChange
+    }
+}

@@ -1,0 +1,51 @@
+/// What the reconciler has seen and done. Persisted with the rows, exported as counters.
+public struct Counters: Sendable, Hashable {
+    public var events: [PortEvent.Kind: UInt64] = [:]
+    public var transientBindings: [TransportProtocol: UInt64] = [:]
+    public var orphanCloses: [TransportProtocol: UInt64] = [:]
+    public var actions: [RowChange.Action: UInt64] = [:]
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        events.isEmpty && transientBindings.isEmpty && orphanCloses.isEmpty && actions.isEmpty
+    }
+
+    public mutating func add(_ other: Counters) {
+        events.merge(other.events, uniquingKeysWith: +)
+        transientBindings.merge(other.transientBindings, uniquingKeysWith: +)
+        orphanCloses.merge(other.orphanCloses, uniquingKeysWith: +)
+        actions.merge(other.actions, uniquingKeysWith: +)
+    }
+
+    /// Flat (name, label, value) view, as stored in SQLite and exported.
+    public var entries: [CounterEntry] {
+        var out: [CounterEntry] = []
+        for (k, v) in events { out.append(.init(name: CounterEntry.events, label: k.rawValue, value: v)) }
+        for (k, v) in transientBindings { out.append(.init(name: CounterEntry.transientBindings, label: k.description, value: v)) }
+        for (k, v) in orphanCloses { out.append(.init(name: CounterEntry.orphanCloses, label: k.description, value: v)) }
+        for (k, v) in actions { out.append(.init(name: CounterEntry.actions, label: k.rawValue, value: v)) }
+        return out.sorted { ($0.name, $0.label) < ($1.name, $1.label) }
+    }
+}
+
+/// One counter value with its single label, the storage form of `Counters` and of the
+/// capture layer's own counters (lost events, resync corrections).
+public struct CounterEntry: Sendable, Hashable {
+    public static let events = "events"
+    public static let transientBindings = "transient_bindings"
+    public static let orphanCloses = "orphan_closes"
+    public static let actions = "reconcile_actions"
+    public static let eventsLost = "events_lost"
+    public static let resyncCorrections = "resync_corrections"
+
+    public var name: String
+    public var label: String
+    public var value: UInt64
+
+    public init(name: String, label: String, value: UInt64) {
+        self.name = name
+        self.label = label
+        self.value = value
+    }
+}

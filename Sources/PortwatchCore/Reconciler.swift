@@ -1,0 +1,209 @@
+/// Applies the truth table to kernel events, one key at a time, in kernel order.
+///
+/// | DB | events in window | result                                   |
+/// |----|------------------|------------------------------------------|
+/// | 0  | open             | insert                                   |
+/// | 0  | close            | ignore, count an orphan close            |
+/// | 0  | open ... close   | never inserted, count a transient binding |
+/// | 0  | close ... open   | orphan close counted, then insert        |
+/// | 1  | open             | update holder (pid, comm, state)         |
+/// | 1  | close            | delete (the last holder) or update       |
+/// | 1  | close ... open   | update with the new binding              |
+///
+/// "Transient" is decided by lifetime: a socket whose close comes less than `window` after
+/// its first open is counted and never reaches the table. Every event is therefore held
+/// for `window` before it is applied; `flush(now:)` applies the events that are due, folds
+/// them per key, and reports the net change of each key as one insert, update or delete.
+/// Pure: no kernel, no clock, no SQLite.
+public struct Reconciler: Sendable {
+    public let window: UInt64
+    public private(set) var rows: [BindingKey: Binding]
+    /// Sockets known to hold a row's key.
+    public private(set) var sockets: [UInt64: BindingKey]
+
+    private struct Pending: Sendable {
+        var event: PortEvent
+        var dropped = false
+    }
+
+    private var buffer: [Pending] = []
+    private var head = 0
+    /// Absolute buffer positions of events of sockets whose first open is still buffered.
+    private var young: [UInt64: [Int]] = [:]
+    private var base = 0
+    private var counters = Counters()
+
+    /// - Parameters:
+    ///   - window: nanoseconds; a socket that lives less than this is transient.
+    ///   - rows: the table as stored.
+    ///   - sockets: the socket cookies known to hold those rows.
+    public init(window: UInt64, rows: [BindingKey: Binding] = [:], sockets: [UInt64: BindingKey] = [:]) {
+        self.window = window
+        self.rows = rows
+        self.sockets = sockets
+    }
+
+    /// Events received but not yet applied.
+    public var pendingCount: Int { buffer.count - head }
+
+    /// Takes events in kernel order. Nothing reaches the table before `flush`.
+    public mutating func ingest<S: Sequence>(_ events: S) where S.Element == PortEvent {
+        for event in events { ingest(event) }
+    }
+
+    public mutating func ingest(_ event: PortEvent) {
+        counters.events[event.kind, default: 0] += 1
+        let position = base + buffer.count
+        switch event.kind {
+        case .open:
+            if sockets[event.cookie] == nil {
+                young[event.cookie, default: []].append(position)
+            }
+        case .close:
+            if let positions = young.removeValue(forKey: event.cookie) {
+                let opened = buffer[positions[0] - base].event.time
+                if event.time &- opened < window || event.time < opened {
+                    for p in positions { buffer[p - base].dropped = true }
+                    counters.transientBindings[event.key.transport, default: 0] += 1
+                    compact()
+                    return
+                }
+                // Lived long enough: its events are applied in order like any other.
+            }
+        }
+        buffer.append(Pending(event: event))
+    }
+
+    /// Applies every event older than `window` at `now` (wall-clock nanoseconds).
+    /// Returns nil when there is nothing to write.
+    public mutating func flush(now: UInt64) -> Batch? {
+        var end = head
+        while end < buffer.count {
+            let pending = buffer[end]
+            if !pending.dropped && pending.event.time &+ window > now { break }
+            end += 1
+        }
+        return apply(upTo: end)
+    }
+
+    /// Applies everything buffered, due or not (shutdown, tests).
+    public mutating func flushAll() -> Batch? {
+        apply(upTo: buffer.count)
+    }
+
+    private mutating func apply(upTo end: Int) -> Batch? {
+        var before: [BindingKey: Binding?] = [:]
+        var insertedThenDeleted: [BindingKey: (Binding, UInt64, UInt64)] = [:]
+        var lastTime: [BindingKey: UInt64] = [:]
+        var batch = Batch()
+
+        for index in head..<end where !buffer[index].dropped {
+            let event = buffer[index].event
+            young.removeValue(forKey: event.cookie)
+            if before[event.key] == nil { before[event.key] = .some(rows[event.key]) }
+            lastTime[event.key] = event.time
+            switch event.kind {
+            case .open:
+                open(event, batch: &batch)
+            case .close:
+                if let row = close(event, batch: &batch), before[event.key]! == nil {
+                    insertedThenDeleted[event.key] = (row, row.firstSeen, event.time)
+                }
+            }
+        }
+        head = end
+        compact()
+
+        for (key, old) in before {
+            let time = lastTime[key]!
+            switch (old, rows[key]) {
+            case (nil, let new?):
+                batch.changes.append(RowChange(action: .insert, row: new, time: time))
+            case (let old?, nil):
+                batch.changes.append(RowChange(action: .delete, row: old, time: time))
+            case (let old?, let new?) where old != new:
+                batch.changes.append(RowChange(action: .update, row: new, time: time))
+            case (nil, nil):
+                // Lived longer than the window but opened and closed within one batch.
+                if let (row, opened, closed) = insertedThenDeleted[key] {
+                    batch.changes.append(RowChange(action: .insert, row: row, time: opened))
+                    batch.changes.append(RowChange(action: .delete, row: row, time: closed))
+                }
+            default:
+                break
+            }
+        }
+        batch.changes.sort { ($0.row.key, $0.time) < ($1.row.key, $1.time) }
+        for change in batch.changes { batch.counters.actions[change.action, default: 0] += 1 }
+        batch.counters.add(counters)
+        counters = Counters()
+        return batch.isEmpty ? nil : batch
+    }
+
+    private mutating func open(_ event: PortEvent, batch: inout Batch) {
+        if let previous = sockets[event.cookie], previous != event.key {
+            // The socket moved (should not happen for one socket): release the old key first.
+            var moved = event
+            moved.key = previous
+            _ = release(moved, batch: &batch)
+        }
+        let known = sockets[event.cookie] == event.key
+        if var row = rows[event.key] {
+            if !known { row.holders += 1 }
+            row.owner = event.owner
+            row.state = event.state
+            row.lastChange = event.time
+            rows[event.key] = row
+        } else {
+            rows[event.key] = Binding(key: event.key, owner: event.owner, state: event.state,
+                                      holders: 1, firstSeen: event.time, lastChange: event.time)
+        }
+        if !known {
+            sockets[event.cookie] = event.key
+            batch.socketsAdded[event.cookie] = event.key
+            batch.socketsRemoved.remove(event.cookie)
+        }
+    }
+
+    /// Returns the row as it was when this close deleted it.
+    private mutating func close(_ event: PortEvent, batch: inout Batch) -> Binding? {
+        if rows[event.key] == nil {
+            batch.counters.orphanCloses[event.key.transport, default: 0] += 1
+            forget(event.cookie, batch: &batch)
+            return nil
+        }
+        return release(event, batch: &batch)
+    }
+
+    private mutating func release(_ event: PortEvent, batch: inout Batch) -> Binding? {
+        forget(event.cookie, batch: &batch)
+        guard var row = rows[event.key] else { return nil }
+        row.holders -= 1
+        if row.holders <= 0 {
+            rows[event.key] = nil
+            return row
+        }
+        row.lastChange = event.time
+        rows[event.key] = row
+        return nil
+    }
+
+    private mutating func forget(_ cookie: UInt64, batch: inout Batch) {
+        if sockets.removeValue(forKey: cookie) != nil {
+            if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
+        }
+    }
+
+    /// Drops applied events from the front once they are half the buffer.
+    private mutating func compact() {
+        if head > 1024 && head * 2 > buffer.count {
+            buffer.removeFirst(head)
+            base += head
+            head = 0
+        } else if head == buffer.count && head > 0 {
+            buffer.removeAll(keepingCapacity: true)
+            base += head
+            head = 0
+        }
+    }
+}

@@ -1,0 +1,33 @@
+/// A change to the reconciled table, the unit the store writes and the history records.
+public struct RowChange: Sendable, Hashable {
+    public enum Action: String, Sendable, Hashable, CaseIterable {
+        case insert, update, delete
+    }
+
+    public var action: Action
+    /// The row after an insert or update; the row as it was for a delete.
+    public var row: Binding
+    /// Wall-clock nanoseconds of the event that caused the change.
+    public var time: UInt64
+
+    public init(action: Action, row: Binding, time: UInt64) {
+        self.action = action
+        self.row = row
+        self.time = time
+    }
+}
+
+/// Everything one reconcile step produced; the store applies it in one transaction.
+public struct Batch: Sendable, Hashable {
+    public var changes: [RowChange] = []
+    /// Sockets now known to hold a key (cookie -> key), and sockets released.
+    public var socketsAdded: [UInt64: BindingKey] = [:]
+    public var socketsRemoved: Set<UInt64> = []
+    public var counters = Counters()
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        changes.isEmpty && socketsAdded.isEmpty && socketsRemoved.isEmpty && counters.isEmpty
+    }
+}

@@ -1,0 +1,123 @@
+import CSQLite
+
+/// A failure of the store, phrased for the person running portwatch.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One SQLite connection; the only place that calls sqlite3_* for connections.
+final class Connection {
+    let path: String
+    private(set) var handle: OpaquePointer?
+
+    init(path: String, readOnly: Bool) throws {
+        self.path = path
+        let flags = readOnly
+            ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
+            : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        handle = db
+        guard rc == SQLITE_OK else {
+            let reason = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(db)
+            handle = nil
+            throw StoreError("cannot open database \(path): \(reason)")
+        }
+        sqlite3_busy_timeout(db, 2000)
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    var errorMessage: String { String(cString: sqlite3_errmsg(handle)) }
+
+    func execute(_ sql: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &message)
+        if rc != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? errorMessage
+            sqlite3_free(message)
+            throw StoreError(text)
+        }
+    }
+
+    func prepare(_ sql: String) throws -> Statement {
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil) == SQLITE_OK, let stmt else {
+            throw StoreError(errorMessage)
+        }
+        return Statement(stmt, connection: self)
+    }
+
+    func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+}
+
+/// A prepared statement, reset after each use; finalized when released.
+final class Statement {
+    private let stmt: OpaquePointer
+    private unowned let connection: Connection
+
+    init(_ stmt: OpaquePointer, connection: Connection) {
+        self.stmt = stmt
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(stmt) }
+
+    enum Value {
+        case int(Int64)
+        case text(String)
+    }
+
+    private func bind(_ values: [Value]) {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        for (i, value) in values.enumerated() {
+            switch value {
+            case .int(let v): sqlite3_bind_int64(stmt, Int32(i + 1), v)
+            case .text(let s): sqlite3_bind_text(stmt, Int32(i + 1), s, -1, pw_sqlite_transient())
+            }
+        }
+    }
+
+    /// Runs a statement that returns no rows.
+    func run(_ values: Value...) throws {
+        bind(values)
+        let rc = sqlite3_step(stmt)
+        sqlite3_reset(stmt)
+        guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw StoreError(connection.errorMessage) }
+    }
+
+    /// Runs a query and hands each row to `body`.
+    func query(_ values: Value..., body: (Row) throws -> Void) throws {
+        bind(values)
+        defer { sqlite3_reset(stmt) }
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else { throw StoreError(connection.errorMessage) }
+            try body(Row(stmt: stmt))
+        }
+    }
+
+    struct Row {
+        let stmt: OpaquePointer
+        func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+        func text(_ i: Int32) -> String {
+            guard let p = sqlite3_column_text(stmt, i) else { return "" }
+            return String(cString: p)
+        }
+    }
+}

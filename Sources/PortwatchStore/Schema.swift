@@ -1,0 +1,36 @@
+/// The database layout, versioned with `PRAGMA user_version` and migrated forward on open.
+enum Schema {
+    /// Each entry moves the schema from version `index` to `index + 1`.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE bindings (
+            netns INTEGER NOT NULL, protocol TEXT NOT NULL, family TEXT NOT NULL,
+            address TEXT NOT NULL, port INTEGER NOT NULL,
+            pid INTEGER NOT NULL, comm TEXT NOT NULL, uid INTEGER NOT NULL,
+            state TEXT NOT NULL, holders INTEGER NOT NULL,
+            first_seen INTEGER NOT NULL, last_change INTEGER NOT NULL,
+            PRIMARY KEY (netns, protocol, family, address, port)
+        ) WITHOUT ROWID;
+        CREATE TABLE sockets (
+            cookie INTEGER PRIMARY KEY,
+            netns INTEGER NOT NULL, protocol TEXT NOT NULL, family TEXT NOT NULL,
+            address TEXT NOT NULL, port INTEGER NOT NULL
+        );
+        CREATE TABLE counters (
+            name TEXT NOT NULL, label TEXT NOT NULL, value INTEGER NOT NULL,
+            PRIMARY KEY (name, label)
+        ) WITHOUT ROWID;
+        CREATE TABLE history (
+            id INTEGER PRIMARY KEY, time INTEGER NOT NULL, action TEXT NOT NULL,
+            netns INTEGER NOT NULL, protocol TEXT NOT NULL, family TEXT NOT NULL,
+            address TEXT NOT NULL, port INTEGER NOT NULL,
+            pid INTEGER NOT NULL, comm TEXT NOT NULL, uid INTEGER NOT NULL, state TEXT NOT NULL,
+            opened INTEGER NOT NULL
+        );
+        CREATE INDEX history_by_time ON history (time);
+        CREATE INDEX history_by_port ON history (port, time);
+        """,
+    ]
+
+    static var version: Int { migrations.count }
+}

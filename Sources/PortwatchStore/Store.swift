@@ -1,0 +1,155 @@
+import Foundation
+import PortwatchCore
+
+/// The reconciled table and counters on disk. One writer (the capture thread); readers open
+/// their own read-only `StoreReader`. Rows, sockets, counters and history of one batch are
+/// written in one transaction, so gauges and counters always agree and survive restarts.
+public final class Store {
+    public let path: String
+    let db: Connection
+    private let insertRow, deleteRow, insertSocket, deleteSocket, addCounter, appendHistory: Statement
+
+    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Never deletes or overwrites a file it cannot use: it says why and throws.
+    public init(path: String) throws {
+        self.path = path
+        try Self.checkPlace(path)
+        let db = try Self.wrap(path, "cannot open") { try Connection(path: path, readOnly: false) }
+        try Self.migrate(db, path: path)
+        try Self.wrap(path, "cannot switch to WAL") { try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") }
+        self.db = db
+        insertRow = try db.prepare("""
+            INSERT OR REPLACE INTO bindings (netns, protocol, family, address, port, pid, comm, uid,
+                state, holders, first_seen, last_change) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            """)
+        deleteRow = try db.prepare("DELETE FROM bindings WHERE netns=? AND protocol=? AND family=? AND address=? AND port=?")
+        insertSocket = try db.prepare("INSERT OR REPLACE INTO sockets (cookie, netns, protocol, family, address, port) VALUES (?,?,?,?,?,?)")
+        deleteSocket = try db.prepare("DELETE FROM sockets WHERE cookie=?")
+        addCounter = try db.prepare("""
+            INSERT INTO counters (name, label, value) VALUES (?,?,?)
+            ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
+            """)
+        appendHistory = try db.prepare("""
+            INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            """)
+    }
+
+    private static func checkPlace(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw StoreError("database path \(path) is a directory; give --db.path a file name, e.g. \(path)/portwatch.db")
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && !FileManager.default.fileExists(atPath: parent) {
+            do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
+                throw StoreError("cannot create the directory \(parent) for database \(path): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    private static func wrap<T>(_ path: String, _ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as StoreError {
+            throw StoreError(explain(error.description, path: path, what: what))
+        }
+    }
+
+    /// Turns SQLite's words into what the user should do.
+    static func explain(_ message: String, path: String, what: String) -> String {
+        if message.contains("not a database") || message.contains("malformed") {
+            return "database \(path) is not a portwatch SQLite database (\(message)); it was left untouched: move it away or choose another --db.path"
+        }
+        if message.contains("locked") || message.contains("busy") {
+            return "database \(path) is locked by another process (another portwatch daemon?): stop it or choose another --db.path"
+        }
+        if message.contains("readonly") || message.contains("read-only") || message.contains("unable to open") {
+            return "database \(path) cannot be written (\(message)): check the permissions of the file and its directory, or choose another --db.path"
+        }
+        return "database \(path): \(what): \(message)"
+    }
+
+    private static func migrate(_ db: Connection, path: String) throws {
+        let version = try wrap(path, "cannot read the schema version") { () -> Int in
+            var v = 0
+            try db.prepare("PRAGMA user_version").query { v = Int($0.int(0)) }
+            return v
+        }
+        if version > Schema.version {
+            throw StoreError("database \(path) has schema version \(version), newer than this portwatch understands (\(Schema.version)); upgrade portwatch or choose another --db.path (the file was left untouched)")
+        }
+        guard version < Schema.version else { return }
+        try wrap(path, "cannot migrate the schema") {
+            try db.transaction {
+                for step in version..<Schema.version {
+                    try db.execute(Schema.migrations[step])
+                }
+                try db.execute("PRAGMA user_version = \(Schema.version)")
+            }
+        }
+    }
+
+    // MARK: Reading the state back (start-up)
+
+    /// The table and socket map as last committed.
+    public func loadState() throws -> (rows: [BindingKey: Binding], sockets: [UInt64: BindingKey]) {
+        var rows: [BindingKey: Binding] = [:]
+        for row in try StoreQueries.rows(db) { rows[row.key] = row }
+        var sockets: [UInt64: BindingKey] = [:]
+        try db.prepare("SELECT cookie, netns, protocol, family, address, port FROM sockets").query { r in
+            if let key = StoreQueries.key(r, from: 1) { sockets[UInt64(bitPattern: r.int(0))] = key }
+        }
+        return (rows, sockets)
+    }
+
+    public func counters() throws -> [CounterEntry] { try StoreQueries.counters(db) }
+
+    // MARK: Writing
+
+    /// Applies one reconcile batch (and any extra counters) in one transaction.
+    public func apply(_ batch: Batch, extra: [CounterEntry] = []) throws {
+        try Self.wrap(path, "cannot write a batch") {
+            try db.transaction {
+                for change in batch.changes { try write(change) }
+                for (cookie, key) in batch.socketsAdded {
+                    try insertSocket.run(.int(Int64(bitPattern: cookie)), .int(Int64(key.netns)), .text(key.transport.description),
+                                         .text(key.family.description), .text(key.address), .int(Int64(key.port)))
+                }
+                for cookie in batch.socketsRemoved { try deleteSocket.run(.int(Int64(bitPattern: cookie))) }
+                for entry in batch.counters.entries + extra where entry.value > 0 {
+                    try addCounter.run(.text(entry.name), .text(entry.label), .int(Int64(bitPattern: entry.value)))
+                }
+            }
+        }
+    }
+
+    private func write(_ change: RowChange) throws {
+        let row = change.row, key = row.key
+        let keyValues: [Statement.Value] = [.int(Int64(key.netns)), .text(key.transport.description),
+                                            .text(key.family.description), .text(key.address), .int(Int64(key.port))]
+        switch change.action {
+        case .insert, .update:
+            try insertRow.run(keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4],
+                              .int(Int64(row.owner.pid)), .text(row.owner.comm), .int(Int64(row.owner.uid)),
+                              .text(row.state.description), .int(Int64(row.holders)),
+                              .int(Int64(bitPattern: row.firstSeen)), .int(Int64(bitPattern: row.lastChange)))
+        case .delete:
+            try deleteRow.run(keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4])
+        }
+        guard change.action != .update else { return }
+        try appendHistory.run(.int(Int64(bitPattern: change.time)), .text(change.action.rawValue),
+                              keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4],
+                              .int(Int64(row.owner.pid)), .text(row.owner.comm), .int(Int64(row.owner.uid)),
+                              .text(row.state.description), .int(Int64(bitPattern: row.firstSeen)))
+    }
+
+    /// Deletes history older than `cutoff` (wall-clock ns). Returns how many entries went.
+    @discardableResult
+    public func pruneHistory(before cutoff: UInt64) throws -> Int {
+        try Self.wrap(path, "cannot prune history") {
+            try db.execute("DELETE FROM history WHERE time < \(Int64(bitPattern: cutoff))")
+            return Int(sqlite3Changes())
+        }
+    }
+
+    private func sqlite3Changes() -> Int32 { StoreQueries.changes(db) }
+}

@@ -1,0 +1,123 @@
+import Testing
+import PortwatchCore
+
+/// Each row of the truth table, with one key and events inside one window.
+@Suite struct TruthTableTests {
+    let k = key(8080)
+    let t0: UInt64 = 1_000 * ms
+
+    /// Existing row for `k`, held by socket 1.
+    func withRow() -> Reconciler {
+        Reconciler(window: window, rows: [k: row(k)], sockets: [1: k])
+    }
+
+    @Test func noRowNoEventsDoesNothing() {
+        var r = Reconciler(window: window)
+        #expect(r.flush(now: t0) == nil)
+        #expect(r.rows.isEmpty)
+    }
+
+    @Test func noRowOpenInserts() throws {
+        var r = Reconciler(window: window)
+        r.ingest(event(.open, 2, at: t0, k, pid: 7, comm: "nginx"))
+        let early = try r.mustFlush(now: t0 + window - 1)
+        #expect(early.changes.isEmpty, "not applied before the window has passed")
+        #expect(early.counters.events == [.open: 1], "received events are counted at once")
+        #expect(r.rows.isEmpty)
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(batch.changes.map(\.action) == [.insert])
+        #expect(r.rows[k]?.owner == Owner(pid: 7, comm: "nginx", uid: 0))
+        #expect(r.rows[k]?.holders == 1)
+        #expect(batch.counters.actions == [.insert: 1])
+    }
+
+    @Test func noRowCloseIsAnOrphan() throws {
+        var r = Reconciler(window: window)
+        r.ingest(event(.close, 2, at: t0, k))
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(batch.changes.isEmpty)
+        #expect(batch.counters.orphanCloses == [.tcp: 1])
+        #expect(r.rows.isEmpty)
+    }
+
+    @Test func noRowOpenThenCloseWithinWindowIsTransient() throws {
+        var r = Reconciler(window: window)
+        r.ingest(event(.open, 2, at: t0, k))
+        r.ingest(event(.close, 2, at: t0 + window - 1, k))
+        let batch = try r.mustFlush(now: t0 + 10 * window)
+        #expect(batch.changes.isEmpty)
+        #expect(batch.counters.transientBindings == [.tcp: 1])
+        #expect(batch.counters.events == [.open: 1, .close: 1])
+        #expect(r.rows.isEmpty)
+        #expect(r.sockets.isEmpty)
+    }
+
+    @Test func noRowOpenThenCloseAfterWindowIsInsertedThenDeleted() throws {
+        var r = Reconciler(window: window)
+        r.ingest(event(.open, 2, at: t0, k))
+        r.ingest(event(.close, 2, at: t0 + window, k))
+        let batch = try r.mustFlush(now: t0 + 10 * window)
+        #expect(batch.changes.map(\.action) == [.insert, .delete])
+        #expect(batch.counters.transientBindings.isEmpty)
+        #expect(r.rows.isEmpty)
+    }
+
+    @Test func noRowCloseThenOpenCountsOrphanThenInserts() throws {
+        var r = Reconciler(window: window)
+        r.ingest(event(.close, 2, at: t0, k))
+        r.ingest(event(.open, 3, at: t0 + ms, k, pid: 9))
+        let batch = try r.mustFlush(now: t0 + ms + window)
+        #expect(batch.counters.orphanCloses == [.tcp: 1])
+        #expect(batch.changes.map(\.action) == [.insert])
+        #expect(r.rows[k]?.owner.pid == 9)
+    }
+
+    @Test func rowNoEventsIsKept() {
+        var r = withRow()
+        #expect(r.flush(now: t0) == nil)
+        #expect(r.rows[k] == row(k))
+    }
+
+    @Test func rowOpenUpdatesHolder() throws {
+        var r = withRow()
+        r.ingest(event(.open, 1, at: t0, k, pid: 77, comm: "new", state: .listen))
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(batch.changes.map(\.action) == [.update])
+        #expect(r.rows[k]?.owner.pid == 77)
+        #expect(r.rows[k]?.holders == 1, "the same socket again is not a second holder")
+    }
+
+    @Test func rowCloseDeletes() throws {
+        var r = withRow()
+        r.ingest(event(.close, 1, at: t0, k))
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(batch.changes.map(\.action) == [.delete])
+        #expect(batch.socketsRemoved == [1])
+        #expect(r.rows[k] == nil)
+    }
+
+    @Test func rowCloseThenOpenUpdates() throws {
+        var r = withRow()
+        r.ingest(event(.close, 1, at: t0, k))
+        r.ingest(event(.open, 2, at: t0 + ms, k, pid: 88, comm: "restarted"))
+        let batch = try r.mustFlush(now: t0 + ms + window)
+        #expect(batch.changes.map(\.action) == [.update])
+        #expect(r.rows[k]?.owner == Owner(pid: 88, comm: "restarted", uid: 0))
+        #expect(r.sockets == [2: k])
+    }
+
+    @Test func openThenCloseInEitherOrderAcrossKeysIsIndependent() throws {
+        // Both orders of open/close inside one window, on two different keys.
+        let other = key(9090, .udp)
+        var r = Reconciler(window: window)
+        r.ingest(event(.open, 1, at: t0, k))
+        r.ingest(event(.close, 2, at: t0 + ms, other))
+        r.ingest(event(.close, 1, at: t0 + 2 * ms, k))
+        r.ingest(event(.open, 2, at: t0 + 3 * ms, other))
+        let batch = try r.mustFlush(now: t0 + 3 * ms + window)
+        #expect(batch.counters.transientBindings == [.tcp: 1])
+        #expect(batch.counters.orphanCloses == [.udp: 1])
+        #expect(batch.changes.map(\.action) == [.insert])
+        #expect(r.rows.keys.sorted() == [other])
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+import PortwatchCore
+@testable import PortwatchStore
+
+func temporaryDirectory() throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portwatch-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+let sampleKey = BindingKey(netns: 4026531840, transport: .tcp, family: .ipv4, address: "127.0.0.1", port: 8080)
+
+func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
+    var r = Reconciler(window: 0)
+    r.ingest(PortEvent(kind: .open, cookie: 42, time: now, key: sampleKey,
+                       owner: Owner(pid: 1234, comm: "nginx", uid: 33), state: .listen))
+    return r.flush(now: now)!
+}
+
+@Suite struct StoreTests {
+    @Test func batchSurvivesReopen() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        do {
+            let store = try Store(path: path)
+            try store.apply(sampleBatch(), extra: [CounterEntry(name: CounterEntry.eventsLost, label: "", value: 3)])
+        }
+        let store = try Store(path: path)
+        let state = try store.loadState()
+        #expect(state.rows[sampleKey]?.owner == Owner(pid: 1234, comm: "nginx", uid: 33))
+        #expect(state.sockets == [42: sampleKey])
+        let counters = try StoreReader(path: path).snapshot()
+        #expect(counters.counter(CounterEntry.events, "open") == 1)
+        #expect(counters.counter(CounterEntry.actions, "insert") == 1)
+        #expect(counters.counter(CounterEntry.eventsLost) == 3)
+        #expect(counters.rows.map(\.key) == [sampleKey])
+    }
+
+    @Test func countersAccumulateAcrossBatches() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        try store.apply(sampleBatch())
+        var close = Batch()
+        close.counters.orphanCloses[.udp] = 2
+        try store.apply(close)
+        try store.apply(close)
+        #expect(try StoreReader(path: path).snapshot().counter(CounterEntry.orphanCloses, "udp") == 4)
+    }
+
+    @Test func historyRecordsInsertAndDeleteAndPrunes() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        try store.apply(sampleBatch(now: 1_000))
+        var r = Reconciler(window: 0, rows: try store.loadState().rows, sockets: try store.loadState().sockets)
+        r.ingest(PortEvent(kind: .close, cookie: 42, time: 5_000, key: sampleKey,
+                           owner: Owner(pid: 1234, comm: "nginx", uid: 33), state: .listen))
+        try store.apply(r.flush(now: 5_000)!)
+        var actions: [String] = []
+        try store.db.prepare("SELECT action FROM history ORDER BY id").query { actions.append($0.text(0)) }
+        #expect(actions == ["insert", "delete"])
+        #expect(try store.pruneHistory(before: 2_000) == 1)
+        #expect(try store.loadState().rows.isEmpty)
+    }
+
+    @Test func directoryIsRefusedWithAClearMessage() throws {
+        let dir = try temporaryDirectory()
+        #expect { try Store(path: dir) } throws: { "\($0)".contains("is a directory") && "\($0)".contains(dir) }
+    }
+
+    @Test func foreignFileIsLeftUntouched() throws {
+        let path = try temporaryDirectory() + "/notes.txt"
+        let content = String(repeating: "my precious notes\n", count: 200)
+        try content.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { try Store(path: path) } throws: { "\($0)".contains("not a portwatch SQLite database") && "\($0)".contains(path) }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == content)
+    }
+
+    @Test func newerSchemaIsRefusedAndKept() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        do {
+            let store = try Store(path: path)
+            try store.apply(sampleBatch())
+            try store.db.execute("PRAGMA user_version = 99")
+        }
+        #expect { try Store(path: path) } throws: { "\($0)".contains("schema version 99") }
+        let reader = try StoreReader(path: path)
+        #expect(try reader.snapshot().rows.count == 1, "rows are still there")
+    }
+
+    @Test func unwritableDirectoryIsExplained() throws {
+        #expect { try Store(path: "/proc/portwatch/pw.db") } throws: { "\($0)".contains("/proc/portwatch") }
+    }
+
+    @Test func lockedDatabaseIsExplained() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        let other = try Connection(path: path, readOnly: false)
+        try other.execute("PRAGMA busy_timeout=0; BEGIN EXCLUSIVE")
+        defer { try? other.execute("ROLLBACK") }
+        #expect { try store.apply(sampleBatch()) } throws: { "\($0)".contains("locked") }
+    }
+}
