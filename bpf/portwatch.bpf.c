@@ -17,9 +17,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Set by user space before load. */
-const volatile __u32 wakeup_bytes = 0; /* wake the consumer only past this much data; 0: every event */
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); /* resized by user space before load */
@@ -31,6 +28,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct pw_binding);
 } bindings SEC(".maps");
+
+/* Written by user space after load: see struct pw_settings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pw_settings);
+} settings SEC(".maps");
 
 /* Events dropped because the ring buffer was full. */
 struct {
@@ -68,10 +73,13 @@ static __always_inline void emit(__u64 cookie, __u32 kind, const struct pw_bindi
 	e->_pad = 0;
 	__builtin_memcpy(&e->binding, b, sizeof(*b));
 
+	__u32 zero = 0;
+	struct pw_settings *cfg = bpf_map_lookup_elem(&settings, &zero);
 	__u64 flags = 0;
-	if (wakeup_bytes) {
+
+	if (cfg && cfg->wakeup_bytes) {
 		/* Batch wakeups: the consumer also polls on a short timeout. */
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes ?
 				BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	}
 	bpf_ringbuf_submit(e, flags);
@@ -99,41 +107,44 @@ static __always_inline int record_open(__u64 cookie, __u8 protocol, __u8 family,
 	return 1;
 }
 
-static __always_inline int on_post_bind(struct bpf_sock *sk)
+static __always_inline int is_inet_transport(__u32 protocol)
 {
-	__u32 protocol = sk->protocol;
-	__u32 family = sk->family;
-	__u32 ip6[4];
-
-	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
-		return 1;
-	if (family == AF_INET6) {
-		ip6[0] = sk->src_ip6[0];
-		ip6[1] = sk->src_ip6[1];
-		ip6[2] = sk->src_ip6[2];
-		ip6[3] = sk->src_ip6[3];
-	}
-	return record_open(bpf_get_socket_cookie(sk), protocol, family,
-			   family == AF_INET ? sk->src_ip4 : 0, ip6, sk->src_port,
-			   PW_STATE_BOUND);
+	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP;
 }
 
+/* post_bind4 may not read src_ip6 and post_bind6 may not read src_ip4: one body each. */
 SEC("cgroup/post_bind4")
 int pw_post_bind4(struct bpf_sock *sk)
 {
-	return on_post_bind(sk);
+	__u32 protocol = sk->protocol;
+	__u32 none[4] = {};
+
+	if (!is_inet_transport(protocol))
+		return 1;
+	return record_open(bpf_get_socket_cookie(sk), protocol, AF_INET, sk->src_ip4, none,
+			   sk->src_port, PW_STATE_BOUND);
 }
 
 SEC("cgroup/post_bind6")
 int pw_post_bind6(struct bpf_sock *sk)
 {
-	return on_post_bind(sk);
+	__u32 protocol = sk->protocol;
+	__u32 ip6[4];
+
+	if (!is_inet_transport(protocol))
+		return 1;
+	ip6[0] = sk->src_ip6[0];
+	ip6[1] = sk->src_ip6[1];
+	ip6[2] = sk->src_ip6[2];
+	ip6[3] = sk->src_ip6[3];
+	return record_open(bpf_get_socket_cookie(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
+			   PW_STATE_BOUND);
 }
 
 SEC("sockops")
 int pw_sockops(struct bpf_sock_ops *ops)
 {
-	__u32 family, ip6[4];
+	__u32 family, ip6[4] = {};
 
 	if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
 		return 1;

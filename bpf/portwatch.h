@@ -3,14 +3,8 @@
 #ifndef PORTWATCH_H
 #define PORTWATCH_H
 
-#ifdef __bpf__
-/* types come from kernel_types.h */
-#else
-#include <stdint.h>
-typedef uint8_t __u8;
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
+#ifndef __bpf__
+#include <linux/types.h> /* __u8 .. __u64; on the BPF side kernel_types.h defines them */
 #endif
 
 #define PW_COMM_LEN 16
@@ -46,6 +40,14 @@ struct pw_event {
 	__u32 kind;      /* enum pw_event_kind */
 	__u32 _pad;
 	struct pw_binding binding;
+};
+
+/* Tunables user space writes into the `settings` array map. */
+struct pw_settings {
+	/* Wake the consumer only once this much data is waiting; 0 wakes it for every
+	 * event. The consumer polls on a short timeout, which bounds the added latency. */
+	__u32 wakeup_bytes;
+	__u32 _pad;
 };
 
 #endif

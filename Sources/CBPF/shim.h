@@ -5,25 +5,34 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
+#include <sched.h>
 #include "../../bpf/portwatch.h"
 
 /* libbpf hands its log lines over as a va_list; Swift receives them formatted. */
 typedef void (*pw_log_sink)(int level, const char *line);
-static pw_log_sink pw_current_sink;
+static inline pw_log_sink *pw_sink_slot(void)
+{
+	static pw_log_sink sink;
+	return &sink;
+}
 
 static int pw_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
-	char line[1024];
-	if (!pw_current_sink)
+	char line[32768];
+	pw_log_sink sink = *pw_sink_slot();
+	if (!sink)
 		return 0;
 	vsnprintf(line, sizeof(line), fmt, args);
-	pw_current_sink((int)level, line);
+	sink((int)level, line);
 	return 0;
 }
 
 static inline void pw_set_libbpf_log_sink(pw_log_sink sink)
 {
-	pw_current_sink = sink;
+	*pw_sink_slot() = sink;
 	libbpf_set_print(pw_libbpf_print);
 }
 
@@ -35,4 +44,8 @@ static inline struct bpf_object *pw_open_object(const void *data, size_t size, c
 }
 
 static inline int pw_errno(void) { return errno; }
+
+/* setns(2) needs _GNU_SOURCE, which Swift's Glibc import does not set. */
+int setns(int fd, int nstype);
+static inline int pw_enter_netns(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }
 #endif

@@ -92,14 +92,24 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func apply(upTo end: Int) -> Batch? {
+        let due = buffer[head..<end].lazy.filter { !$0.dropped }.map(\.event)
+        for event in due { young.removeValue(forKey: event.cookie) }
+        var batch = fold(Array(due))
+        head = end
+        compact()
+        batch.counters.add(counters)
+        counters = Counters()
+        return batch.isEmpty ? nil : batch
+    }
+
+    /// Applies events one at a time in order, then reports each touched key's net change.
+    private mutating func fold(_ events: [PortEvent]) -> Batch {
         var before: [BindingKey: Binding?] = [:]
         var insertedThenDeleted: [BindingKey: (Binding, UInt64, UInt64)] = [:]
         var lastTime: [BindingKey: UInt64] = [:]
         var batch = Batch()
 
-        for index in head..<end where !buffer[index].dropped {
-            let event = buffer[index].event
-            young.removeValue(forKey: event.cookie)
+        for event in events {
             if before[event.key] == nil { before[event.key] = .some(rows[event.key]) }
             lastTime[event.key] = event.time
             switch event.kind {
@@ -111,8 +121,6 @@ public struct Reconciler: Sendable {
                 }
             }
         }
-        head = end
-        compact()
 
         for (key, old) in before {
             let time = lastTime[key]!
@@ -135,9 +143,45 @@ public struct Reconciler: Sendable {
         }
         batch.changes.sort { ($0.row.key, $0.time) < ($1.row.key, $1.time) }
         for change in batch.changes { batch.counters.actions[change.action, default: 0] += 1 }
-        batch.counters.add(counters)
-        counters = Counters()
-        return batch.isEmpty ? nil : batch
+        return batch
+    }
+
+    /// Repairs the table against the sockets the kernel holds now (a snapshot taken after
+    /// the programs were attached). Sockets with events still buffered are left to those
+    /// events. Applied at once, not windowed. Returns the batch (nil if nothing changed)
+    /// and the corrections by action (insert: a port the table missed; delete: a port it
+    /// held that is gone).
+    public mutating func resync(live: [(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState)],
+                                now: UInt64) -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
+        var buffered = Set<UInt64>()
+        for pending in buffer[head...] where !pending.dropped { buffered.insert(pending.event.cookie) }
+        for cookie in young.keys { buffered.insert(cookie) }
+
+        var synthetic: [PortEvent] = []
+        let liveCookies = Set(live.map(\.cookie))
+        for (cookie, key) in sockets.sorted(by: { $0.key < $1.key })
+        where !liveCookies.contains(cookie) && !buffered.contains(cookie) {
+            let row = rows[key]
+            synthetic.append(PortEvent(kind: .close, cookie: cookie, time: now, key: key,
+                                       owner: row?.owner ?? Owner(pid: 0, comm: "", uid: 0), state: row?.state ?? .bound))
+        }
+        // Rows no known socket holds (e.g. written before a crash lost their sockets).
+        let heldKeys = Set(sockets.values)
+        for (key, row) in rows where !heldKeys.contains(key) {
+            for _ in 0..<max(row.holders, 1) {
+                synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, owner: row.owner, state: row.state))
+            }
+        }
+        for socket in live where !buffered.contains(socket.cookie) && sockets[socket.cookie] != socket.key {
+            synthetic.append(PortEvent(kind: .open, cookie: socket.cookie, time: now, key: socket.key,
+                                       owner: socket.owner, state: socket.state))
+        }
+        guard !synthetic.isEmpty else { return (nil, [:]) }
+        var batch = fold(synthetic)
+        var corrections: [RowChange.Action: UInt64] = [:]
+        for change in batch.changes where change.action != .update { corrections[change.action, default: 0] += 1 }
+        batch.counters.orphanCloses = [:]
+        return (batch.isEmpty ? nil : batch, corrections)
     }
 
     private mutating func open(_ event: PortEvent, batch: inout Batch) {

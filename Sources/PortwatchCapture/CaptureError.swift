@@ -1,0 +1,33 @@
+import Glibc
+
+/// Why kernel capture cannot run, with what to do about it.
+public struct CaptureError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+
+    /// For a libbpf call that failed with `code` (a positive errno).
+    static func libbpf(_ what: String, _ code: Int32) -> CaptureError {
+        let reason = String(cString: strerror(code))
+        switch code {
+        case EACCES where geteuid() == 0:
+            return CaptureError("\(what): the kernel's BPF verifier refused it (\(reason)); run with --log.level=debug for the verifier log")
+        case EPERM, EACCES:
+            return CaptureError("\(what): \(reason): run portwatch as root, or with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN (see --log.level=debug for the libbpf log)")
+        default:
+            return CaptureError("\(what): \(reason) (errno \(code)); run with --log.level=debug for the libbpf log")
+        }
+    }
+}
+
+/// libbpf calls returning int give a negative errno.
+@discardableResult
+func check(_ what: @autoclosure () -> String, _ rc: Int32) throws -> Int32 {
+    if rc < 0 { throw CaptureError.libbpf(what(), -rc) }
+    return rc
+}
+
+/// libbpf calls returning a pointer give NULL and set errno.
+func check<T>(_ what: @autoclosure () -> String, _ pointer: T?) throws -> T {
+    guard let pointer else { throw CaptureError.libbpf(what(), errno == 0 ? EINVAL : errno) }
+    return pointer
+}

@@ -1,0 +1,76 @@
+import CBPF
+import Glibc
+import PortwatchCore
+
+/// Turns the kernel's `struct pw_event` into a `PortEvent`.
+public struct EventDecoder: Sendable {
+    /// Added to CLOCK_MONOTONIC nanoseconds to get wall-clock nanoseconds.
+    public let monotonicToWall: Int64
+
+    public init() {
+        var mono = timespec(), wall = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        clock_gettime(CLOCK_REALTIME, &wall)
+        monotonicToWall = Int64(wall.tv_sec - mono.tv_sec) * 1_000_000_000 + Int64(wall.tv_nsec - mono.tv_nsec)
+    }
+
+    public func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
+        guard size >= MemoryLayout<pw_event>.size else { return nil }
+        let e = raw.loadUnaligned(as: pw_event.self)
+        let kind: PortEvent.Kind
+        switch Int(e.kind) {
+        case Int(PW_EVENT_OPEN.rawValue): kind = .open
+        case Int(PW_EVENT_CLOSE.rawValue): kind = .close
+        default: return nil
+        }
+        guard let key = Self.key(e.binding) else { return nil }
+        return PortEvent(kind: kind, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall),
+                         key: key, owner: Self.owner(e.binding),
+                         state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound)
+    }
+
+    static func key(_ b: pw_binding) -> BindingKey? {
+        guard let transport = TransportProtocol(rawValue: b.protocol),
+              let family = AddressFamily(rawValue: b.family) else { return nil }
+        var addr = b.addr
+        let text = withUnsafeBytes(of: &addr) { AddressText.format(family: family, bytes: $0) }
+        return BindingKey(netns: b.netns, transport: transport, family: family, address: text, port: b.port)
+    }
+
+    static func owner(_ b: pw_binding) -> Owner {
+        var comm = b.comm
+        let name = withUnsafeBytes(of: &comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return Owner(pid: Int32(bitPattern: b.pid), comm: name, uid: b.uid)
+    }
+
+    /// The kernel's view of a key, to seed the `bindings` map for a socket found by a snapshot.
+    static func binding(for key: BindingKey, owner: Owner, state: SocketState) -> pw_binding {
+        var b = pw_binding()
+        b.netns = key.netns
+        b.protocol = key.transport.rawValue
+        b.family = key.family.rawValue
+        b.port = key.port
+        b.state = state.rawValue
+        b.pid = UInt32(bitPattern: owner.pid)
+        b.uid = owner.uid
+        withUnsafeMutableBytes(of: &b.addr) { AddressText.parse(key.address, family: key.family, into: $0) }
+        withUnsafeMutableBytes(of: &b.comm) { out in
+            for (i, byte) in owner.comm.utf8.prefix(out.count - 1).enumerated() { out[i] = byte }
+        }
+        return b
+    }
+}
+
+/// Text form of addresses, as inet_ntop writes them.
+public enum AddressText {
+    public static func format(family: AddressFamily, bytes: UnsafeRawBufferPointer) -> String {
+        var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let af = family == .ipv4 ? AF_INET : AF_INET6
+        guard inet_ntop(af, bytes.baseAddress, &out, socklen_t(out.count)) != nil else { return "?" }
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func parse(_ text: String, family: AddressFamily, into out: UnsafeMutableRawBufferPointer) {
+        _ = inet_pton(family == .ipv4 ? AF_INET : AF_INET6, text, out.baseAddress)
+    }
+}

@@ -1,0 +1,160 @@
+import CBPF
+import Foundation
+import Glibc
+import Logging
+import PortwatchCore
+
+/// The BPF programs loaded and attached to the cgroup v2 root, and the ring buffer they
+/// fill. Owns every libbpf handle; `close()` (or deinit) detaches everything.
+/// Not thread-safe: one thread (the capture thread) polls it.
+public final class KernelCapture {
+    public struct Options: Sendable {
+        /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
+        public var ringBufferBytes: Int = 4 << 20
+        /// Wake the consumer only when this much data waits (0: every event).
+        public var wakeupBytes: UInt32 = 64 << 10
+        public init() {}
+    }
+
+    /// Program name (as in the BPF object) -> attached.
+    public private(set) var attached: [String: Bool] = [:]
+    public static let programNames = ["pw_post_bind4", "pw_post_bind6", "pw_sock_release", "pw_sockops"]
+
+    private var object: OpaquePointer?
+    private var links: [OpaquePointer] = []
+    private var ring: OpaquePointer?
+    private var cgroupFD: Int32 = -1
+    private let decoder = EventDecoder()
+    private let logger: Logger
+    private var bindingsFD: Int32 = -1
+    private var lostFD: Int32 = -1
+    fileprivate var received: [PortEvent] = []
+    fileprivate var undecodable = 0
+
+    public init(options: Options = Options(), logger: Logger) throws {
+        self.logger = logger
+        try KernelChecks.requirePrivileges()
+        try KernelChecks.requireBTF()
+        let cgroupRoot = try KernelChecks.cgroup2Root()
+        LibbpfLog.install(logger)
+
+        do {
+            try load(options)
+            cgroupFD = open(cgroupRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard cgroupFD >= 0 else {
+                throw CaptureError("cannot open the cgroup v2 root \(cgroupRoot): \(String(cString: strerror(errno)))")
+            }
+            try attachAll(cgroupRoot: cgroupRoot)
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    private func load(_ options: Options) throws {
+        let bytes = Data(base64Encoded: "\(portwatchBPFObjectBase64)")!
+        object = try bytes.withUnsafeBytes { raw in
+            try check("cannot open the embedded BPF object", pw_open_object(raw.baseAddress, raw.count, "portwatch"))
+        }
+        let events = try map("events")
+        var size = max(Int(getpagesize()), options.ringBufferBytes)
+        size = 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
+        try check("cannot size the ring buffer to \(size) bytes", bpf_map__set_max_entries(events, UInt32(size)))
+        try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
+
+        bindingsFD = bpf_map__fd(try map("bindings"))
+        lostFD = bpf_map__fd(try map("lost"))
+        var zero: UInt32 = 0
+        var settings = pw_settings(wakeup_bytes: options.wakeupBytes, _pad: 0)
+        try check("cannot write the BPF settings", bpf_map_update_elem(bpf_map__fd(try map("settings")), &zero, &settings, 0))
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        ring = try check("cannot create the ring buffer consumer",
+                         ring_buffer__new(bpf_map__fd(events), { ctx, data, size in
+                             let capture = Unmanaged<KernelCapture>.fromOpaque(ctx!).takeUnretainedValue()
+                             if let data, let event = capture.decoder.decode(data, size: size) {
+                                 capture.received.append(event)
+                             } else {
+                                 capture.undecodable += 1
+                             }
+                             return 0
+                         }, context, nil))
+    }
+
+    private func map(_ name: String) throws -> OpaquePointer {
+        try check("the BPF object has no map \(name)", bpf_object__find_map_by_name(object, name))
+    }
+
+    private func attachAll(cgroupRoot: String) throws {
+        for name in Self.programNames {
+            let program = try check("the BPF object has no program \(name)", bpf_object__find_program_by_name(object, name))
+            let link = try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)",
+                                 bpf_program__attach_cgroup(program, cgroupFD))
+            links.append(link)
+            attached[name] = true
+            logger.debug("attached BPF program", metadata: ["program": "\(name)", "cgroup": "\(cgroupRoot)"])
+        }
+    }
+
+    /// Waits up to `timeoutMs` for events and returns those that arrived, in kernel order.
+    public func poll(timeoutMs: Int32) throws -> [PortEvent] {
+        // Wakeups are batched in the kernel, so a poll that timed out may still leave
+        // records behind: always consume what is there.
+        let rc = ring_buffer__poll(ring, timeoutMs)
+        if rc < 0 && rc != -EINTR { try check("cannot poll the ring buffer", rc) }
+        let consumed = ring_buffer__consume(ring)
+        if consumed < 0 && consumed != -EINTR { try check("cannot read the ring buffer", consumed) }
+        defer { received.removeAll(keepingCapacity: true) }
+        return received
+    }
+
+    /// Ring-buffer records that could not be decoded (a kernel/user-space mismatch).
+    public var decodeErrors: Int { undecodable }
+
+    /// Total events the kernel dropped because the ring buffer was full.
+    public func lostEvents() -> UInt64 {
+        let cpus = Int(libbpf_num_possible_cpus())
+        var values = [UInt64](repeating: 0, count: max(cpus, 1))
+        var zero: UInt32 = 0
+        guard bpf_map_lookup_elem(lostFD, &zero, &values) == 0 else { return 0 }
+        return values.reduce(0, &+)
+    }
+
+    /// Tells the kernel about a socket that existed before portwatch, so that its release
+    /// is reported. Returns false if the map refused it (full).
+    @discardableResult
+    public func remember(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState) -> Bool {
+        var cookie = cookie
+        var binding = EventDecoder.binding(for: key, owner: owner, state: state)
+        return bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_NOEXIST)) == 0
+    }
+
+    /// Detaches every program and frees every handle. Idempotent.
+    public func close() {
+        for link in links { bpf_link__destroy(link) }
+        links.removeAll()
+        for name in attached.keys { attached[name] = false }
+        if let ring { ring_buffer__free(ring) }
+        ring = nil
+        if let object { bpf_object__close(object) }
+        object = nil
+        if cgroupFD >= 0 { Glibc.close(cgroupFD) }
+        cgroupFD = -1
+    }
+}
+
+/// Forwards libbpf's own log to swift-log at debug level.
+enum LibbpfLog {
+    nonisolated(unsafe) static var logger: Logger?
+
+    static func install(_ logger: Logger) {
+        Self.logger = logger
+        pw_set_libbpf_log_sink { level, line in
+            guard let line else { return }
+            let text = String(cString: line).trimmingCharacters(in: .newlines)
+            LibbpfLog.logger?.debug("libbpf: \(text)", metadata: ["libbpf_level": "\(level)"])
+        }
+    }
+}

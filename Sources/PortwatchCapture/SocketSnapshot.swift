@@ -1,0 +1,181 @@
+import CBPF
+import Foundation
+import Glibc
+import PortwatchCore
+
+/// A socket holding a port now, as the kernel reports it through sock_diag.
+public struct LiveSocket: Sendable, Hashable {
+    public var cookie: UInt64
+    public var key: BindingKey
+    public var owner: Owner
+    public var state: SocketState
+
+    public init(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState) {
+        self.cookie = cookie
+        self.key = key
+        self.owner = owner
+        self.state = state
+    }
+}
+
+/// Lists the sockets that hold ports now in every network namespace: TCP listeners and
+/// bound UDP sockets, over NETLINK_SOCK_DIAG, owners found through /proc/PID/fd.
+public enum SocketSnapshot {
+    private static let tcpListen: UInt32 = 10 // TCP_LISTEN
+    private static let tcpClose: UInt32 = 7   // TCP_CLOSE, the state of unconnected UDP sockets
+
+    public static func take() throws -> [LiveSocket] {
+        let owners = SocketOwners.scan()
+        var result: [LiveSocket] = []
+        var seen = Set<UInt32>()
+        for (inode, pid) in owners.namespaces.sorted(by: { $0.key < $1.key }) where seen.insert(inode).inserted {
+            guard let fd = try? NetlinkSocket(namespaceOf: pid) else { continue }
+            defer { fd.close() }
+            for family in [AF_INET, AF_INET6] {
+                result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpListen)
+                    .compactMap { live($0, netns: inode, transport: .tcp, owners: owners) }
+                result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_UDP), states: 1 << tcpClose)
+                    .compactMap { live($0, netns: inode, transport: .udp, owners: owners) }
+            }
+        }
+        return result
+    }
+
+    private static func live(_ m: inet_diag_msg, netns: UInt32, transport: TransportProtocol, owners: SocketOwners) -> LiveSocket? {
+        let port = UInt16(bigEndian: m.id.idiag_sport)
+        guard port != 0 else { return nil }
+        // A connected UDP socket is a client's implicit port, not a binding.
+        if transport == .udp && m.id.idiag_dport != 0 { return nil }
+        guard let family = AddressFamily(rawValue: m.idiag_family) else { return nil }
+        var src = m.id.idiag_src
+        let address = withUnsafeBytes(of: &src) { AddressText.format(family: family, bytes: $0) }
+        let cookie = UInt64(m.id.idiag_cookie.0) | UInt64(m.id.idiag_cookie.1) << 32
+        let pid = owners.pidBySocket[UInt64(m.idiag_inode)] ?? 0
+        let owner = Owner(pid: pid, comm: owners.comm(pid), uid: m.idiag_uid)
+        return LiveSocket(cookie: cookie,
+                          key: BindingKey(netns: netns, transport: transport, family: family, address: address, port: port),
+                          owner: owner, state: transport == .tcp ? .listen : .bound)
+    }
+}
+
+/// Which process holds which socket inode, and one process in each network namespace.
+struct SocketOwners {
+    var pidBySocket: [UInt64: Int32] = [:]
+    /// netns inode -> a pid living in it.
+    var namespaces: [UInt32: Int32] = [:]
+    private var comms: [Int32: String] = [:]
+
+    func comm(_ pid: Int32) -> String { comms[pid] ?? "" }
+
+    static func scan() -> SocketOwners {
+        var owners = SocketOwners()
+        let fm = FileManager.default
+        let pids = ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.sorted()
+        for pid in pids {
+            if let ns = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net"), let inode = namespaceInode(ns),
+               owners.namespaces[inode] == nil {
+                owners.namespaces[inode] = pid
+            }
+            guard let fds = try? fm.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+            var holdsSocket = false
+            for fd in fds {
+                guard let target = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+                      target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast()) else { continue }
+                // The lowest pid that holds a socket is its owner (the parent, after fork).
+                if owners.pidBySocket[inode] == nil { owners.pidBySocket[inode] = pid }
+                holdsSocket = true
+            }
+            if holdsSocket, let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) {
+                owners.comms[pid] = comm.trimmingCharacters(in: .newlines)
+            }
+        }
+        return owners
+    }
+
+    /// "net:[4026531840]" -> 4026531840
+    static func namespaceInode(_ link: String) -> UInt32? {
+        guard link.hasPrefix("net:[") else { return nil }
+        return UInt32(link.dropFirst(5).dropLast())
+    }
+}
+
+/// The network namespace inode of a process (self by default), as /proc/PID/ns/net shows it.
+public func networkNamespaceInode(pid: String = "self") -> UInt32? {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")).flatMap(SocketOwners.namespaceInode)
+}
+
+/// A NETLINK_SOCK_DIAG socket created inside a given network namespace.
+struct NetlinkSocket {
+    let fd: Int32
+
+    /// Creates the socket inside the namespace of `pid` from a short-lived thread, since
+    /// setns changes only the calling thread and a socket keeps the namespace it was made in.
+    init(namespaceOf pid: Int32) throws {
+        let nsFD = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
+        guard nsFD >= 0 else { throw CaptureError("cannot open /proc/\(pid)/ns/net: \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(nsFD) }
+        let box = ResultBox()
+        let thread = Thread {
+            if pw_enter_netns(nsFD) == 0 {
+                box.fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+            }
+            box.done.signal()
+        }
+        thread.start()
+        box.done.wait()
+        guard box.fd >= 0 else { throw CaptureError("cannot open a sock_diag socket in the network namespace of pid \(pid)") }
+        fd = box.fd
+    }
+
+    private final class ResultBox: @unchecked Sendable {
+        var fd: Int32 = -1
+        let done = DispatchSemaphore(value: 0)
+    }
+
+    func close() { Glibc.close(fd) }
+
+    /// One SOCK_DIAG_BY_FAMILY dump.
+    func dump(family: UInt8, protocol proto: UInt8, states: UInt32) throws -> [inet_diag_msg] {
+        struct Request {
+            var header: nlmsghdr
+            var body: inet_diag_req_v2
+        }
+        var request = Request(header: nlmsghdr(), body: inet_diag_req_v2())
+        request.header.nlmsg_len = UInt32(MemoryLayout<Request>.size)
+        request.header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
+        request.header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+        request.body.sdiag_family = family
+        request.body.sdiag_protocol = proto
+        request.body.idiag_states = states
+        let sent = withUnsafeBytes(of: &request) { send(fd, $0.baseAddress, $0.count, 0) }
+        guard sent >= 0 else { throw CaptureError("sock_diag request failed: \(String(cString: strerror(errno)))") }
+
+        var out: [inet_diag_msg] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CaptureError("sock_diag read failed: \(String(cString: strerror(errno)))") }
+            var offset = 0
+            let headerSize = MemoryLayout<nlmsghdr>.size
+            while offset + headerSize <= n {
+                let header = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self) }
+                let length = Int(header.nlmsg_len)
+                guard length >= headerSize, offset + length <= n else { break }
+                switch Int32(header.nlmsg_type) {
+                case NLMSG_DONE: return out
+                case NLMSG_ERROR:
+                    let code = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + headerSize, as: Int32.self) }
+                    // A protocol the kernel has no diag module for lists nothing.
+                    if code == -ENOENT { return out }
+                    throw CaptureError("sock_diag dump failed: \(String(cString: strerror(-code)))")
+                default:
+                    if length - headerSize >= MemoryLayout<inet_diag_msg>.size {
+                        out.append(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + headerSize, as: inet_diag_msg.self) })
+                    }
+                }
+                offset += (length + 3) & ~3
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+
+/// The endpoints portwatch serves: metrics, a landing page, health and readiness.
+public struct Exporter: Sendable {
+    public var telemetryPath: String
+    /// Reads the state for one scrape; called on the HTTP thread.
+    public var state: @Sendable () -> ExporterState
+    /// True once BPF is attached and the start-up snapshot is applied.
+    public var ready: @Sendable () -> Bool
+
+    public init(telemetryPath: String, state: @escaping @Sendable () -> ExporterState, ready: @escaping @Sendable () -> Bool) {
+        self.telemetryPath = telemetryPath
+        self.state = state
+        self.ready = ready
+    }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return HTTPResponse(status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")],
+                                body: Array("method not allowed\n".utf8))
+        }
+        switch request.path {
+        case telemetryPath: return metrics(request)
+        case "/": return HTTPResponse(status: 200, text: landingPage, contentType: "text/html; charset=utf-8")
+        case "/-/healthy": return HTTPResponse(status: 200, text: "portwatch is healthy.\n")
+        case "/-/ready":
+            return ready() ? HTTPResponse(status: 200, text: "portwatch is ready.\n")
+                : HTTPResponse(status: 503, text: "portwatch is not ready: BPF not attached or start-up snapshot not applied yet.\n")
+        default: return HTTPResponse(status: 404, text: "not found; metrics are at \(telemetryPath)\n")
+        }
+    }
+
+    func metrics(_ request: HTTPRequest) -> HTTPResponse {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let format = ExpositionFormat.negotiate(accept: request.header("accept"))
+        var families = PortwatchMetrics.families(state())
+        families += ProcessMetrics.families()
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        families.append(MetricFamily("portwatch_scrape_duration_seconds", .gauge,
+                                     help: "Time portwatch took to gather this scrape's metrics.", unit: "seconds",
+                                     samples: [.init([], elapsed)]))
+        families.sort { $0.name < $1.name }
+        var body = format.render(families)
+        var headers = [("Content-Type", format.contentType), ("Vary", "Accept-Encoding")]
+        if Gzip.accepted(request.header("accept-encoding")), let compressed = Gzip.compress(body) {
+            body = compressed
+            headers.append(("Content-Encoding", "gzip"))
+        }
+        return HTTPResponse(status: 200, headers: headers, body: body)
+    }
+
+    var landingPage: String {
+        """
+        <!DOCTYPE html>
+        <html><head><title>portwatch</title></head>
+        <body><h1>portwatch</h1>
+        <p>Which processes hold which network ports, from the kernel.</p>
+        <ul><li><a href="\(telemetryPath)">Metrics</a></li>
+        <li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li></ul>
+        </body></html>
+
+        """
+    }
+}

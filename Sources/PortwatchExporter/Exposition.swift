@@ -1,0 +1,117 @@
+/// The two wire formats Prometheus understands.
+public enum ExpositionFormat: Sendable, Equatable {
+    /// Prometheus text format 0.0.4.
+    case text
+    /// OpenMetrics 1.0.0.
+    case openMetrics
+
+    public var contentType: String {
+        switch self {
+        case .text: "text/plain; version=0.0.4; charset=utf-8"
+        case .openMetrics: "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        }
+    }
+
+    /// Renders families in the order given; the caller sorts them.
+    public func render(_ families: [MetricFamily]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096 + families.reduce(0) { $0 + $1.samples.count * 96 })
+        for family in families { render(family, into: &out) }
+        if self == .openMetrics { out.append(contentsOf: "# EOF\n".utf8) }
+        return out
+    }
+
+    private func render(_ family: MetricFamily, into out: inout [UInt8]) {
+        // Text 0.0.4 names a counter family by its sample name; OpenMetrics by its base name.
+        let familyName = self == .text ? family.sampleName : family.name
+        out.append(contentsOf: "# HELP \(familyName) ".utf8)
+        escape(family.help, inHelp: true, into: &out)
+        out.append(contentsOf: "\n# TYPE \(familyName) \(family.kind.rawValue)\n".utf8)
+        if self == .openMetrics, let unit = family.unit {
+            out.append(contentsOf: "# UNIT \(familyName) \(unit)\n".utf8)
+        }
+        let sampleName = Array(family.sampleName.utf8)
+        for sample in family.samples {
+            out.append(contentsOf: sampleName)
+            if !sample.labels.isEmpty {
+                out.append(UInt8(ascii: "{"))
+                for (i, (name, value)) in sample.labels.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    out.append(contentsOf: name.utf8)
+                    out.append(contentsOf: "=\"".utf8)
+                    escape(value, inHelp: false, into: &out)
+                    out.append(UInt8(ascii: "\""))
+                }
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(UInt8(ascii: " "))
+            out.append(contentsOf: Self.format(sample.value).utf8)
+            out.append(UInt8(ascii: "\n"))
+        }
+    }
+
+    /// Backslash and newline always; double quote in label values, and in OpenMetrics HELP too.
+    private func escape(_ s: String, inHelp: Bool, into out: inout [UInt8]) {
+        let escapeQuote = !inHelp || self == .openMetrics
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case UInt8(ascii: "\n"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case UInt8(ascii: "\"") where escapeQuote: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            default: out.append(byte)
+            }
+        }
+    }
+
+    static func format(_ v: Double) -> String {
+        if v.isNaN { return "NaN" }
+        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+        if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
+        return "\(v)"
+    }
+
+    /// Picks the format from an Accept header by q-value; never refuses (text is the fallback).
+    public static func negotiate(accept: String?) -> ExpositionFormat {
+        guard let accept else { return .text }
+        var best: (format: ExpositionFormat, q: Double)? = nil
+        for range in accept.split(separator: ",") {
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let type = parts.first?.lowercased() else { continue }
+            var q = 1.0
+            var version: String?
+            for param in parts.dropFirst() {
+                let kv = param.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard kv.count == 2 else { continue }
+                switch kv[0].lowercased() {
+                case "q": q = Double(kv[1]) ?? 0
+                case "version": version = kv[1]
+                default: break
+                }
+            }
+            let format: ExpositionFormat?
+            switch type {
+            case "application/openmetrics-text":
+                format = (version == nil || version == "1.0.0" || version == "0.0.1") ? .openMetrics : nil
+            case "text/plain", "text/*", "*/*":
+                format = .text
+            default:
+                format = nil
+            }
+            guard let format, q > 0 else { continue }
+            if best == nil || q > best!.q || (q == best!.q && format == .openMetrics && best!.format == .text && type != "*/*") {
+                best = (format, q)
+            }
+        }
+        return best?.format ?? .text
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: Set<Character>) -> String {
+        String(self.drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
+    }
+}
+
+private extension Set where Element == Character {
+    static let whitespaces: Set<Character> = [" ", "\t"]
+}

@@ -1,0 +1,93 @@
+import PortwatchCore
+
+/// Everything one scrape reports, gathered by the daemon.
+public struct ExporterState: Sendable {
+    /// The reconciled table, sorted by key; nil when the database could not be read.
+    public var rows: [Binding]?
+    public var counters: [CounterEntry]
+    /// BPF program name -> attached.
+    public var programs: [String: Bool]
+    public var version: String
+    public var revision: String
+    /// Caps `portwatch_port_info` series; nil means no cap.
+    public var maxPortSeries: Int?
+
+    public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
+                version: String, revision: String, maxPortSeries: Int? = nil) {
+        self.rows = rows
+        self.counters = counters
+        self.programs = programs
+        self.version = version
+        self.revision = revision
+        self.maxPortSeries = maxPortSeries
+    }
+}
+
+/// The metric contract: names and labels users build dashboards and alerts on.
+public enum PortwatchMetrics {
+    public static func families(_ state: ExporterState) -> [MetricFamily] {
+        let rows = state.rows ?? []
+        var out: [MetricFamily] = []
+
+        var held: [String: Int] = [:]
+        for row in rows { held["\(row.key.transport)/\(row.key.family)", default: 0] += 1 }
+        var heldSamples: [MetricFamily.Sample] = []
+        for transport in TransportProtocol.allCases {
+            for family in AddressFamily.allCases {
+                heldSamples.append(.init([("protocol", "\(transport)"), ("family", "\(family)")],
+                                         Double(held["\(transport)/\(family)"] ?? 0)))
+            }
+        }
+        out.append(MetricFamily("portwatch_ports_held", .gauge,
+                                help: "Ports held now (one per network namespace, protocol, family, address and port).",
+                                samples: heldSamples))
+
+        let limit = state.maxPortSeries ?? Int.max
+        out.append(MetricFamily("portwatch_port_info", .gauge,
+                                help: "A port held now, with the process that holds it. Always 1.",
+                                samples: rows.prefix(limit).map(portInfo)))
+        out.append(MetricFamily("portwatch_port_info_series_dropped", .gauge,
+                                help: "portwatch_port_info series left out by --metrics.max-port-series.",
+                                samples: [.init([], Double(max(0, rows.count - limit)))]))
+
+        func counter(_ name: String, _ entry: String, label: String, values: [String], help: String) {
+            let samples = values.map { value in
+                MetricFamily.Sample([(label, value)], Double(state.counters.first { $0.name == entry && $0.label == value }?.value ?? 0))
+            }
+            out.append(MetricFamily(name, .counter, help: help, samples: samples))
+        }
+        let protocols = TransportProtocol.allCases.map(\.description)
+        counter("portwatch_events", CounterEntry.events, label: "kind", values: ["close", "open"],
+                help: "Kernel events received, by kind.")
+        counter("portwatch_transient_bindings", CounterEntry.transientBindings, label: "protocol", values: protocols,
+                help: "Sockets released less than --reconcile.window after they took a port; never written to the table.")
+        counter("portwatch_orphan_closes", CounterEntry.orphanCloses, label: "protocol", values: protocols,
+                help: "Releases of ports the table did not hold, ignored.")
+        counter("portwatch_reconcile_actions", CounterEntry.actions, label: "action", values: ["delete", "insert", "update"],
+                help: "Changes written to the table, by action.")
+        counter("portwatch_resync_corrections", CounterEntry.resyncCorrections, label: "action", values: ["delete", "insert"],
+                help: "Rows a resync against the kernel's sockets had to add or remove.")
+        let lost = state.counters.first { $0.name == CounterEntry.eventsLost }?.value ?? 0
+        out.append(MetricFamily("portwatch_events_lost", .counter,
+                                help: "Kernel events dropped because the ring buffer was full.",
+                                samples: [.init([], Double(lost))]))
+
+        out.append(MetricFamily("portwatch_up", .gauge,
+                                help: "1 when the ledger could be read for this scrape, else 0.",
+                                samples: [.init([], state.rows == nil ? 0 : 1)]))
+        out.append(MetricFamily("portwatch_bpf_program_attached", .gauge,
+                                help: "1 when the BPF program is attached.",
+                                samples: state.programs.keys.sorted().map { .init([("program", $0)], state.programs[$0]! ? 1 : 0) }))
+        out.append(MetricFamily("portwatch_build_info", .gauge,
+                                help: "portwatch build information. Always 1.",
+                                samples: [.init([("revision", state.revision), ("version", state.version)], 1)]))
+        return out
+    }
+
+    static func portInfo(_ row: Binding) -> MetricFamily.Sample {
+        let k = row.key
+        return .init([("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"),
+                      ("address", k.address), ("port", String(k.port)), ("state", "\(row.state)"),
+                      ("pid", String(row.owner.pid)), ("comm", row.owner.comm)], 1)
+    }
+}

@@ -1,0 +1,82 @@
+import Dispatch
+import Foundation
+import Logging
+import PortwatchCapture
+import PortwatchCore
+import PortwatchExporter
+import PortwatchStore
+
+/// Start-up in the order that makes it race-free: open/migrate the DB, load and attach
+/// BPF (events start buffering), start the capture thread (snapshot + resync, then ready),
+/// serve HTTP. SIGTERM/SIGINT stop everything and detach the programs.
+struct Daemon {
+    let options: Portwatch
+    let logger: Logger
+
+    func run() throws {
+        let store = try Store(path: options.databasePath)
+        var captureOptions = KernelCapture.Options()
+        captureOptions.ringBufferBytes = options.ringBufferBytes
+        let capture = try KernelCapture(options: captureOptions, logger: logger)
+        let programs = capture.attached
+        let loop = try CaptureLoop(
+            capture: capture, store: store,
+            settings: .init(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds,
+                            historyRetention: options.historyRetention.nanoseconds),
+            logger: logger)
+
+        let path = options.databasePath
+        let maxSeries = options.maxPortSeries == 0 ? nil : options.maxPortSeries
+        let readerLock = NSLock()
+        nonisolated(unsafe) var reader: StoreReader?
+        let exporter = Exporter(
+            telemetryPath: options.telemetryPath,
+            state: {
+                readerLock.lock()
+                defer { readerLock.unlock() }
+                var rows: [Binding]?
+                var counters: [CounterEntry] = []
+                do {
+                    if reader == nil { reader = try StoreReader(path: path) }
+                    let snapshot = try reader!.snapshot()
+                    rows = snapshot.rows
+                    counters = snapshot.counters
+                } catch {
+                    reader = nil
+                    logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
+                }
+                counters.append(CounterEntry(name: "store_errors", label: "", value: UInt64(loop.storeErrors.load(ordering: .relaxed))))
+                return ExporterState(rows: rows, counters: counters, programs: programs,
+                                     version: BuildInfo.version, revision: BuildInfo.revision, maxPortSeries: maxSeries)
+            },
+            ready: { loop.ready.load(ordering: .relaxed) })
+
+        let addresses = options.listenAddresses.compactMap(ListenAddress.init)
+        let server = try HTTPServer(addresses: addresses, logger: logger) { exporter.handle($0) }
+        loop.start()
+        server.start()
+        logger.info("listening", metadata: ["address": "\(addresses.map(\.description).joined(separator: ","))",
+                                            "db": "\(path)", "window": "\(options.window)"])
+
+        waitForTerminationSignal()
+        logger.info("stopping")
+        server.stop()
+        loop.stop()
+        logger.info("stopped; BPF programs detached")
+    }
+
+    private func waitForTerminationSignal() {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let done = DispatchSemaphore(value: 0)
+        let sources = [SIGTERM, SIGINT].map { sig in
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { done.signal() }
+            source.resume()
+            return source
+        }
+        done.wait()
+        sources.forEach { $0.cancel() }
+    }
+}
