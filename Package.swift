@@ -48,9 +48,11 @@ let package = Package(
             ]
         ),
 
+        .target(name: "PortwatchTestSupport", path: "Tests/Support"),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore"]),
-        .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore"]),
-        .testTarget(name: "PortwatchIntegrationTests", dependencies: ["PortwatchCore"]),
+        .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore", "PortwatchTestSupport"]),
+        // Start the real daemon (real BPF, needs root); built first through the dependency.
+        .testTarget(name: "PortwatchIntegrationTests", dependencies: ["portwatch", "PortwatchTestSupport"]),
     ]
 )

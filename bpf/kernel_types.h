@@ -132,6 +132,7 @@ struct cred {
 
 struct task_struct {
 	int tgid;
+	struct task_struct *group_leader;
 	char comm[16];
 	struct cred *cred;
 	struct nsproxy *nsproxy;

@@ -52,7 +52,8 @@ static __always_inline void fill_owner(struct pw_binding *b)
 	b->pid = BPF_CORE_READ(task, tgid);
 	b->uid = BPF_CORE_READ(task, cred, uid.val);
 	b->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
-	BPF_CORE_READ_STR_INTO(&b->comm, task, comm);
+	/* The process's name (its main thread's), as ps shows it, not the calling thread's. */
+	BPF_CORE_READ_STR_INTO(&b->comm, task, group_leader, comm);
 }
 
 static __always_inline void emit(__u64 cookie, __u32 kind, const struct pw_binding *b)

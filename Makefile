@@ -1,0 +1,51 @@
+# portwatch — build, run and test on Debian 12 as root. Every target installs what it needs.
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+APT_PACKAGES := libbpf-dev libelf-dev libsqlite3-dev zlib1g-dev pkg-config iproute2 curl
+TEST_APT_PACKAGES := prometheus python3-pip
+PIP_PACKAGES := prometheus-client
+SWIFT_FLAGS ?=
+ARGS ?=
+
+.PHONY: all build release run test deps test-deps bench clean
+
+all: build
+
+# Installs the Debian packages that are missing (apt-get update only when needed).
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+test-deps: deps
+	$(call apt_install,$(TEST_APT_PACKAGES))
+	@python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install -q $(PIP_PACKAGES) || python3 -m pip install -q --break-system-packages $(PIP_PACKAGES)
+
+build: deps
+	swift build $(SWIFT_FLAGS)
+
+release: deps
+	swift build -c release $(SWIFT_FLAGS)
+
+# Runs the exporter with its embedded defaults (metrics on :9976, DB in /var/lib/portwatch).
+run: release
+	"$$(swift build -c release --show-bin-path)/portwatch" $(ARGS)
+
+# Every test: unit, store, HTTP, and the real-BPF integration tests (root).
+test: test-deps
+	swift build --build-tests $(SWIFT_FLAGS)
+	swift test --skip-build $(SWIFT_FLAGS)
+
+bench: test-deps
+	swift build -c release $(SWIFT_FLAGS)
+	swift run -c release --skip-build portwatch-bench
+
+clean:
+	rm -rf .build

@@ -1,0 +1,86 @@
+import Testing
+import PortwatchCore
+@testable import PortwatchExporter
+
+@Suite struct ExpositionTests {
+    let families = [
+        MetricFamily("demo_bytes", .gauge, help: "Help with \\ backslash,\nnewline and \"quotes\".", unit: "bytes",
+                     samples: [.init([("comm", "evil\"\\\nname"), ("address", "::1")], 1.5)]),
+        MetricFamily("demo_events", .counter, help: "Events.", samples: [.init([("kind", "open")], 3)]),
+    ]
+
+    @Test func textFormatGolden() {
+        let out = String(decoding: ExpositionFormat.text.render(families), as: UTF8.self)
+        #expect(out == #"""
+        # HELP demo_bytes Help with \\ backslash,\nnewline and "quotes".
+        # TYPE demo_bytes gauge
+        demo_bytes{comm="evil\"\\\nname",address="::1"} 1.5
+        # HELP demo_events_total Events.
+        # TYPE demo_events_total counter
+        demo_events_total{kind="open"} 3
+
+        """#)
+    }
+
+    @Test func openMetricsGolden() {
+        let out = String(decoding: ExpositionFormat.openMetrics.render(families), as: UTF8.self)
+        #expect(out == #"""
+        # HELP demo_bytes Help with \\ backslash,\nnewline and \"quotes\".
+        # TYPE demo_bytes gauge
+        # UNIT demo_bytes bytes
+        demo_bytes{comm="evil\"\\\nname",address="::1"} 1.5
+        # HELP demo_events Events.
+        # TYPE demo_events counter
+        demo_events_total{kind="open"} 3
+        # EOF
+
+        """#)
+    }
+
+    @Test(arguments: [
+        (nil, ExpositionFormat.text),
+        ("text/plain", .text),
+        ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", .openMetrics),
+        ("application/openmetrics-text; version=1.0.0; q=0.2, text/plain; q=0.9", .text),
+        ("application/openmetrics-text; version=2.0.0", .text),
+        ("application/json", .text),
+        ("*/*", .text),
+        ("application/openmetrics-text;q=0", .text),
+    ] as [(String?, ExpositionFormat)])
+    func negotiation(accept: String?, expected: ExpositionFormat) {
+        #expect(ExpositionFormat.negotiate(accept: accept) == expected)
+    }
+
+    @Test func portInfoIsSortedAndCapped() {
+        let rows = [443, 22, 8080].map { port in
+            Binding(key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: UInt16(port)),
+                    owner: Owner(pid: 1, comm: "x", uid: 0), state: .listen, holders: 1, firstSeen: 0, lastChange: 0)
+        }.sorted { $0.key < $1.key }
+        let state = ExporterState(rows: rows, counters: [], programs: ["p": true], version: "v", revision: "r", maxPortSeries: 2)
+        let families = PortwatchMetrics.families(state)
+        let info = families.first { $0.name == "portwatch_port_info" }!
+        #expect(info.samples.map { $0.labels.first { $0.0 == "port" }!.1 } == ["22", "443"])
+        #expect(families.first { $0.name == "portwatch_port_info_series_dropped" }!.samples[0].value == 1)
+        #expect(families.first { $0.name == "portwatch_ports_held" }!.samples[0].value == 3, "held counts every row")
+    }
+
+    @Test func upIsZeroWhenTheLedgerCannotBeRead() {
+        let state = ExporterState(rows: nil, counters: [], programs: [:], version: "v", revision: "r")
+        #expect(PortwatchMetrics.families(state).first { $0.name == "portwatch_up" }!.samples[0].value == 0)
+    }
+
+    @Test func equalStateGivesIdenticalBytes() {
+        let exporter = Exporter(telemetryPath: "/metrics", state: {
+            ExporterState(rows: [], counters: [CounterEntry(name: CounterEntry.events, label: "open", value: 9)],
+                          programs: ["a": true, "b": false], version: "v", revision: "r")
+        }, ready: { true })
+        func body() -> String {
+            let r = exporter.handle(HTTPRequest(method: "GET", path: "/metrics", query: "", version: "HTTP/1.1", headers: []))
+            // Only the self-measurements may differ between two scrapes.
+            return String(decoding: r.body, as: UTF8.self).split(separator: "\n")
+                .filter { !$0.hasPrefix("process_") && !$0.hasPrefix("portwatch_scrape_duration") }.joined(separator: "\n")
+        }
+        #expect(body() == body())
+        #expect(body().contains("portwatch_events_total{kind=\"open\"} 9"))
+    }
+}

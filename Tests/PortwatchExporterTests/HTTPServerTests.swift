@@ -1,0 +1,144 @@
+import Foundation
+import Glibc
+import Logging
+import Testing
+import PortwatchTestSupport
+@testable import PortwatchExporter
+
+/// A server on a free loopback port answering with the real Exporter routes.
+final class RunningServer {
+    let server: HTTPServer
+    let port: UInt16
+
+    init(limits: HTTPServer.Limits = HTTPServer.Limits()) throws {
+        let exporter = Exporter(telemetryPath: "/metrics", state: {
+            ExporterState(rows: [], counters: [], programs: [:], version: "test", revision: "test")
+        }, ready: { true })
+        server = try HTTPServer(addresses: [ListenAddress(host: "127.0.0.1", port: 0)], limits: limits,
+                                logger: Logger(label: "test")) { exporter.handle($0) }
+        port = server.boundPorts[0]
+        server.start()
+    }
+
+    deinit { server.stop() }
+}
+
+@Suite(.serialized) struct HTTPServerTests {
+    @Test func endpointsAnswer() throws {
+        let s = try RunningServer()
+        #expect(try TestHTTP.get(port: s.port, path: "/metrics").status == 200)
+        #expect(try TestHTTP.get(port: s.port, path: "/").text.contains("href=\"/metrics\""))
+        #expect(try TestHTTP.get(port: s.port, path: "/-/healthy").status == 200)
+        #expect(try TestHTTP.get(port: s.port, path: "/-/ready").status == 200)
+        #expect(try TestHTTP.get(port: s.port, path: "/nope").status == 404)
+        let post = try TestHTTP.get(port: s.port, path: "/metrics", method: "POST")
+        #expect(post.status == 405)
+        #expect(post.headers["allow"] == "GET, HEAD")
+        let head = try TestHTTP.get(port: s.port, path: "/metrics", method: "HEAD")
+        #expect(head.status == 200 && head.body.isEmpty && Int(head.headers["content-length"] ?? "0")! > 0)
+    }
+
+    @Test func metricsAreNegotiatedAndGzipped() throws {
+        let s = try RunningServer()
+        let om = try TestHTTP.get(port: s.port, path: "/metrics", headers: ["Accept": "application/openmetrics-text; version=1.0.0"])
+        #expect(om.headers["content-type"]?.hasPrefix("application/openmetrics-text; version=1.0.0") == true)
+        #expect(om.text.hasSuffix("# EOF\n"))
+        let gz = try TestHTTP.get(port: s.port, path: "/metrics", headers: ["Accept-Encoding": "gzip"])
+        #expect(gz.headers["content-encoding"] == "gzip")
+        #expect(gz.headers["vary"] == "Accept-Encoding")
+        #expect(Array(gz.body.prefix(2)) == [0x1f, 0x8b])
+    }
+
+    @Test func keepAlivePipeliningAndSplitRequests() throws {
+        let s = try RunningServer()
+        let fd = try TestHTTP.connect(port: s.port)
+        defer { close(fd) }
+        // Two pipelined requests in one write, then one split across three writes.
+        TestHTTP.send(fd, "GET /-/healthy HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(TestHTTP.readResponse(fd)?.status == 200)
+        #expect(TestHTTP.readResponse(fd)?.status == 404)
+        for part in ["GET /-/re", "ady HTTP/1.1\r\nHo", "st: a\r\n\r\n"] {
+            TestHTTP.send(fd, part)
+            usleep(20_000)
+        }
+        #expect(TestHTTP.readResponse(fd)?.status == 200)
+    }
+
+    @Test(arguments: [
+        ("GARBAGE\r\n\r\n", 400),
+        ("GET /metrics HTTP/1.1\r\n\r\n", 400),               // no Host
+        ("GET /metrics HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        ("GET metrics HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        ("GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400),
+    ])
+    func malformedRequestsGetAStatusAndAClose(request: String, status: Int) throws {
+        let s = try RunningServer()
+        let fd = try TestHTTP.connect(port: s.port)
+        defer { close(fd) }
+        TestHTTP.send(fd, request)
+        let response = TestHTTP.readResponse(fd)
+        #expect(response?.status == status)
+        #expect(response?.headers["connection"] == "close")
+    }
+
+    @Test func oversizedHeadersGet431() throws {
+        let s = try RunningServer()
+        let fd = try TestHTTP.connect(port: s.port)
+        defer { close(fd) }
+        TestHTTP.send(fd, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + String(repeating: "a", count: 10_000) + "\r\n\r\n")
+        #expect(TestHTTP.readResponse(fd)?.status == 431)
+    }
+
+    @Test func connectionsBeyondTheCapGet503() throws {
+        var limits = HTTPServer.Limits()
+        limits.maxConnections = 3
+        let s = try RunningServer(limits: limits)
+        let held = try (0..<3).map { _ in try TestHTTP.connect(port: s.port) }
+        defer { held.forEach { close($0) } }
+        // Make sure the server has accepted the three before the fourth arrives.
+        for fd in held {
+            TestHTTP.send(fd, "GET /-/healthy HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(TestHTTP.readResponse(fd)?.status == 200)
+        }
+        let extra = try TestHTTP.connect(port: s.port)
+        defer { close(extra) }
+        #expect(TestHTTP.readResponse(extra)?.status == 503)
+    }
+
+    @Test func slowRequestTimesOutWith408() throws {
+        var limits = HTTPServer.Limits()
+        limits.readTimeout = 0.3
+        let s = try RunningServer(limits: limits)
+        let fd = try TestHTTP.connect(port: s.port)
+        defer { close(fd) }
+        TestHTTP.send(fd, "GET / HTTP/1.1\r\n")
+        #expect(TestHTTP.readResponse(fd)?.status == 408)
+    }
+
+    @Test func twoHundredIdleConnectionsDoNotDelayAScrape() throws {
+        let s = try RunningServer()
+        let idle = try (0..<200).map { _ in try TestHTTP.connect(port: s.port) }
+        defer { idle.forEach { close($0) } }
+        // Half of them sent half a request.
+        for fd in idle.prefix(100) { TestHTTP.send(fd, "GET /metrics HTTP/1.1\r\n") }
+        let response = try TestHTTP.get(port: s.port, path: "/metrics")
+        #expect(response.status == 200)
+        #expect(response.text.contains("portwatch_up 1"))
+    }
+
+    @Test func listenAddressParsing() {
+        #expect(ListenAddress(":9976") == ListenAddress(host: "", port: 9976))
+        #expect(ListenAddress("127.0.0.1:80") == ListenAddress(host: "127.0.0.1", port: 80))
+        #expect(ListenAddress("[::1]:80") == ListenAddress(host: "::1", port: 80))
+        #expect(ListenAddress("::1:80") == nil)
+        #expect(ListenAddress("host.example:80") == nil)
+        #expect(ListenAddress("127.0.0.1:99999") == nil)
+    }
+
+    @Test func takenPortIsExplained() throws {
+        let s = try RunningServer()
+        #expect { try HTTPServer(addresses: [ListenAddress(host: "127.0.0.1", port: s.port)], logger: Logger(label: "t")) { _ in HTTPResponse(status: 200) } }
+            throws: { "\($0)".contains("another process listens there") }
+    }
+}
