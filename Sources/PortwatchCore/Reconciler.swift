@@ -20,6 +20,9 @@ public struct Reconciler: Sendable {
     public private(set) var rows: [BindingKey: Binding]
     /// Sockets known to hold a row's key.
     public private(set) var sockets: [UInt64: BindingKey]
+    /// How many of a row's holders are known sockets; the rest (from an older table or a
+    /// lost open) are anonymous.
+    private var knownHolders: [BindingKey: Int] = [:]
 
     private struct Pending: Sendable {
         var event: PortEvent
@@ -41,6 +44,7 @@ public struct Reconciler: Sendable {
         self.window = window
         self.rows = rows
         self.sockets = sockets
+        for key in sockets.values { knownHolders[key, default: 0] += 1 }
     }
 
     /// Events received but not yet applied.
@@ -202,16 +206,17 @@ public struct Reconciler: Sendable {
             rows[event.key] = Binding(key: event.key, owner: event.owner, state: event.state,
                                       holders: 1, firstSeen: event.time, lastChange: event.time)
         }
-        if !known {
-            sockets[event.cookie] = event.key
-            batch.socketsAdded[event.cookie] = event.key
-            batch.socketsRemoved.remove(event.cookie)
-        }
+        if !known { remember(event.cookie, event.key, batch: &batch) }
     }
 
     /// Returns the row as it was when this close deleted it.
+    ///
+    /// A close counts as an orphan when no row holds its key, and also when the row exists
+    /// but every holder it counts is a known socket other than this one: a socket the table
+    /// never saw cannot take a holder away from one it did see.
     private mutating func close(_ event: PortEvent, batch: inout Batch) -> Binding? {
-        if rows[event.key] == nil {
+        let isHolder = sockets[event.cookie] == event.key
+        guard let row = rows[event.key], isHolder || row.holders > knownHolders[event.key, default: 0] else {
             batch.counters.orphanCloses[event.key.transport, default: 0] += 1
             forget(event.cookie, batch: &batch)
             return nil
@@ -232,10 +237,18 @@ public struct Reconciler: Sendable {
         return nil
     }
 
+    private mutating func remember(_ cookie: UInt64, _ key: BindingKey, batch: inout Batch) {
+        sockets[cookie] = key
+        knownHolders[key, default: 0] += 1
+        batch.socketsAdded[cookie] = key
+        batch.socketsRemoved.remove(cookie)
+    }
+
     private mutating func forget(_ cookie: UInt64, batch: inout Batch) {
-        if sockets.removeValue(forKey: cookie) != nil {
-            if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
-        }
+        guard let key = sockets.removeValue(forKey: cookie) else { return }
+        knownHolders[key, default: 1] -= 1
+        if knownHolders[key] == 0 { knownHolders[key] = nil }
+        if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
     }
 
     /// Drops applied events from the front once they are half the buffer.

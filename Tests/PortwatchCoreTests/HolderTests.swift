@@ -45,6 +45,24 @@ import PortwatchCore
         #expect(r.rows[k] == row(k))
     }
 
+    @Test func unknownSocketCannotReleaseAKnownHolder() throws {
+        var r = Reconciler(window: window, rows: [k: row(k)], sockets: [1: k])
+        r.ingest(event(.close, 99, at: t0, k))
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(batch.changes.isEmpty)
+        #expect(batch.counters.orphanCloses == [.tcp: 1])
+        #expect(r.rows[k]?.holders == 1)
+    }
+
+    @Test func anonymousHolderIsReleasedByAnUnknownSocket() throws {
+        // Two holders, only one of them known (e.g. its open was lost).
+        var r = Reconciler(window: window, rows: [k: row(k, holders: 2)], sockets: [1: k])
+        r.ingest(event(.close, 99, at: t0, k))
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(batch.changes.map(\.action) == [.update])
+        #expect(r.rows[k]?.holders == 1)
+    }
+
     @Test func zeroWindowAppliesAtOnce() throws {
         var r = Reconciler(window: 0)
         r.ingest(event(.open, 1, at: t0, k))

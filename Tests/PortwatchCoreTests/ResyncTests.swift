@@ -1,0 +1,43 @@
+import Testing
+import PortwatchCore
+
+@Suite struct ResyncTests {
+    let a = key(22), b = key(80), c = key(443)
+    let t0: UInt64 = 9_000 * ms
+    let owner = Owner(pid: 5, comm: "sshd", uid: 0)
+
+    @Test func staleRowsGoAndMissingRowsCome() throws {
+        var r = Reconciler(window: window, rows: [a: row(a), b: row(b)], sockets: [1: a, 2: b])
+        let (batch, corrections) = r.resync(live: [(1, a, owner, .listen), (3, c, owner, .listen)], now: t0)
+        #expect(corrections == [.insert: 1, .delete: 1])
+        #expect(Set(r.rows.keys) == [a, c])
+        #expect(r.sockets == [1: a, 3: c])
+        #expect(batch?.counters.events.isEmpty == true, "synthetic events are not kernel events")
+        #expect(batch?.counters.orphanCloses.isEmpty == true)
+    }
+
+    @Test func agreeingTableNeedsNoCorrection() {
+        var r = Reconciler(window: window, rows: [a: row(a)], sockets: [1: a])
+        let (batch, corrections) = r.resync(live: [(1, a, owner, .listen)], now: t0)
+        #expect(batch == nil)
+        #expect(corrections.isEmpty)
+    }
+
+    @Test func socketsWithBufferedEventsAreLeftToThem() throws {
+        var r = Reconciler(window: window, rows: [a: row(a)], sockets: [1: a])
+        // Socket 1 closed and socket 4 opened after the snapshot; their events are still buffered.
+        r.ingest(event(.close, 1, at: t0, a))
+        r.ingest(event(.open, 4, at: t0, b))
+        let (_, corrections) = r.resync(live: [(1, a, owner, .listen)], now: t0)
+        #expect(corrections.isEmpty)
+        _ = r.flushAll()
+        #expect(Set(r.rows.keys) == [b])
+    }
+
+    @Test func rowsWithoutKnownSocketsAreRepaired() {
+        var r = Reconciler(window: window, rows: [a: row(a, holders: 2)], sockets: [:])
+        let (_, corrections) = r.resync(live: [], now: t0)
+        #expect(corrections == [.delete: 1])
+        #expect(r.rows.isEmpty)
+    }
+}
