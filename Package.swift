@@ -48,9 +48,11 @@ let package = Package(
             ]
         ),
 
+        // Helpers for tests and benchmarks, not shipped.
         .target(name: "PortwatchTestSupport", path: "Tests/Support"),
+        .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
-        .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore"]),
+        .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter"]),
         .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore", "PortwatchTestSupport"]),
         // Start the real daemon (real BPF, needs root); built first through the dependency.
         .testTarget(name: "PortwatchIntegrationTests", dependencies: ["portwatch", "PortwatchTestSupport"]),
