@@ -67,7 +67,8 @@ public final class KernelCapture {
         bindingsFD = bpf_map__fd(try map("bindings"))
         lostFD = bpf_map__fd(try map("lost"))
         var zero: UInt32 = 0
-        var settings = pw_settings(wakeup_bytes: options.wakeupBytes, _pad: 0)
+        // Past a quarter of the ring, always wake the consumer, however small the ring.
+        var settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), _pad: 0)
         try check("cannot write the BPF settings", bpf_map_update_elem(bpf_map__fd(try map("settings")), &zero, &settings, 0))
 
         let context = Unmanaged.passUnretained(self).toOpaque()

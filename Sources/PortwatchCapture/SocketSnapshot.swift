@@ -22,6 +22,8 @@ public struct LiveSocket: Sendable, Hashable {
 /// bound UDP sockets, over NETLINK_SOCK_DIAG, owners found through /proc/PID/fd.
 public enum SocketSnapshot {
     private static let tcpListen: UInt32 = 10 // TCP_LISTEN
+    /// TCP_BOUND_INACTIVE: bound, not listening (dumped by kernels >= 6.7; older ones ignore the bit).
+    private static let tcpBoundInactive: UInt32 = 13
     private static let tcpClose: UInt32 = 7   // TCP_CLOSE, the state of unconnected UDP sockets
 
     public static func take() throws -> [LiveSocket] {
@@ -32,7 +34,7 @@ public enum SocketSnapshot {
             guard let fd = try? NetlinkSocket(namespaceOf: pid) else { continue }
             defer { fd.close() }
             for family in [AF_INET, AF_INET6] {
-                result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpListen)
+                result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpListen | 1 << tcpBoundInactive)
                     .compactMap { live($0, netns: inode, transport: .tcp, owners: owners) }
                 result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_UDP), states: 1 << tcpClose)
                     .compactMap { live($0, netns: inode, transport: .udp, owners: owners) }
@@ -54,7 +56,7 @@ public enum SocketSnapshot {
         let owner = Owner(pid: pid, comm: owners.comm(pid), uid: m.idiag_uid)
         return LiveSocket(cookie: cookie,
                           key: BindingKey(netns: netns, transport: transport, family: family, address: address, port: port),
-                          owner: owner, state: transport == .tcp ? .listen : .bound)
+                          owner: owner, state: transport == .tcp && UInt32(m.idiag_state) == tcpListen ? .listen : .bound)
     }
 }
 

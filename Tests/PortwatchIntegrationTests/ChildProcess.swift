@@ -1,0 +1,75 @@
+import Foundation
+import Glibc
+
+/// Another process that takes ports on the test's behalf (python3 on a short script),
+/// so that exit, fork and other namespaces can be exercised. It prints what it did
+/// on stdout, one line each, and acts on lines written to its stdin.
+final class ChildProcess {
+    let process = Process()
+    private let input = Pipe(), output = Pipe()
+    private var buffered = ""
+
+    /// Common helpers for the scripts: `tcp(addr, port, listen)`, `udp(addr, port)`, `say(x)`, `wait()`.
+    static let prelude = """
+    import os, socket, sys
+    def say(*a):
+        print(*a, flush=True)
+    def wait():
+        return sys.stdin.readline().strip()
+    def tcp(addr="127.0.0.1", port=0, listen=True, reuse=False):
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        if reuse: s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((addr, port))
+        if listen: s.listen()
+        return s
+    def udp(addr="127.0.0.1", port=0):
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((addr, port))
+        return s
+
+    """
+
+    init(_ script: String, wrapper: [String] = []) throws {
+        let command = wrapper + ["python3", "-c", Self.prelude + script]
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+    }
+
+    /// The next line the child printed (nil if it ended first).
+    func line() -> String? {
+        while !buffered.contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            buffered += String(decoding: chunk, as: UTF8.self)
+        }
+        let index = buffered.firstIndex(of: "\n")!
+        let line = String(buffered[..<index])
+        buffered = String(buffered[buffered.index(after: index)...])
+        return line
+    }
+
+    func send(_ line: String) {
+        input.fileHandleForWriting.write(Data((line + "\n").utf8))
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// True once the process is gone or a zombie.
+    static func hasExited(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(close, offsetBy: 2)] == "Z"
+    }
+
+    func kill(_ signal: Int32 = SIGKILL) {
+        Glibc.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    deinit {
+        if process.isRunning { kill() }
+    }
+}
