@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 APT_PACKAGES := libbpf-dev libelf-dev libsqlite3-dev zlib1g-dev pkg-config iproute2 curl
-TEST_APT_PACKAGES := prometheus python3-pip
+TEST_APT_PACKAGES := prometheus python3 python3-pip util-linux
 PIP_PACKAGES := prometheus-client
 SWIFT_FLAGS ?=
 ARGS ?=

@@ -30,7 +30,9 @@ final class ChildProcess {
     """
 
     init(_ script: String, wrapper: [String] = []) throws {
-        let command = wrapper + ["python3", "-c", Self.prelude + script]
+        // The system interpreter, so that other users (setpriv) can run it too.
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+        let command = wrapper + [python, "-c", Self.prelude + script]
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
         process.standardInput = input
@@ -56,6 +58,11 @@ final class ChildProcess {
     }
 
     var pid: Int32 { process.processIdentifier }
+
+    /// The process name the kernel has for it (e.g. python3.11).
+    var comm: String {
+        ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 
     /// True once the process is gone or a zombie.
     static func hasExited(_ pid: Int32) -> Bool {

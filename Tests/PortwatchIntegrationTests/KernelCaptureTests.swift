@@ -49,7 +49,7 @@ struct KernelCaptureTests {
         wait()
         """)
         #expect(child.line() == "ready")
-        #expect(waitShown(d, port, "tcp", ["family=\"ipv6\"", "address=\"::ffff:127.0.0.1\"", "port=\"\(port)\"", "comm=\"python3\""]) != nil,
+        #expect(waitShown(d, port, "tcp", ["family=\"ipv6\"", "address=\"::ffff:127.0.0.1\"", "port=\"\(port)\"", "comm=\"\(child.comm)\""]) != nil,
                 "\(d.metrics())")
         child.send("exit")
         #expect(waitGone(d, port, "tcp"))
@@ -172,7 +172,7 @@ struct KernelCaptureTests {
         let ports = (child.line() ?? "").split(separator: " ").compactMap { UInt16($0) }
         try #require(ports.count == 2)
         guard let d = try started() else { return }
-        #expect(d.portInfo(port: ports[0], transport: "tcp")?.contains("comm=\"python3\"") == true, "ready means the snapshot is applied")
+        #expect(d.portInfo(port: ports[0], transport: "tcp")?.contains("comm=\"\(child.comm)\"") == true, "ready means the snapshot is applied")
         #expect(d.portInfo(port: ports[1], transport: "udp")?.contains("pid=\"\(child.pid)\"") == true)
         #expect(d.metrics().contains("portwatch_resync_corrections_total{action=\"insert\"}"))
         child.kill()
@@ -196,5 +196,63 @@ struct KernelCaptureTests {
         guard d.waitReady() else { return }
         #expect(d.portInfo(port: port, transport: "tcp") == nil, "a port released while down is gone after restart")
         #expect(d.metrics().contains("portwatch_resync_corrections_total{action=\"delete\"} 1"))
+    }
+}
+
+/// Attribution and the errors a user meets first.
+@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
+struct AttributionAndErrorTests {
+    @Test func uidOfTheBindingTaskIsRecorded() throws {
+        let d = try DaemonHarness()
+        guard d.waitReady() else { return }
+        let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        let port = try #require(UInt16(child.line() ?? ""))
+        var uid: String?
+        _ = TestHTTP.waitUntil(5) {
+            uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port)")
+            return uid != nil && !uid!.isEmpty
+        }
+        #expect(uid == "65534")
+        #expect(d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true)
+    }
+
+    @Test func withoutPrivilegesItSaysWhatToDo() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", DaemonHarness.binary,
+                             "--db.path", "/tmp/pw-nopriv-\(getpid()).db", "--web.listen-address", "127.0.0.1:0"]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1)
+        #expect(text.split(separator: "\n").count == 1, "one line: \(text)")
+        #expect(text.contains("root") && text.contains("CAP_BPF"), "\(text)")
+    }
+
+    @Test func badFlagsExitWith64() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: DaemonHarness.binary)
+        process.arguments = ["--reconcile.window", "fast"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 64)
+    }
+}
+
+/// Reads one value with the sqlite3 library through a tiny SQL runner (the CLI may be absent).
+enum Sqlite {
+    static func query(_ path: String, _ sql: String) -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import sqlite3,sys; r=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro', uri=True).execute(sys.argv[2]).fetchone(); print('' if r is None else r[0])", path, sql]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        p.waitUntilExit()
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

@@ -50,7 +50,7 @@ public enum TestHTTP {
 
     /// Reads one response (Content-Length framed). nil if the server closed first.
     public static func readResponse(_ fd: Int32, head: Bool = false) -> TestHTTPResponse? {
-        var data: [UInt8] = leftover.removeValue(forKey: fd) ?? []
+        var data: [UInt8] = takeLeftover(fd)
         var buffer = [UInt8](repeating: 0, count: 65536)
         func fill() -> Bool {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -76,12 +76,21 @@ public enum TestHTTP {
         let start = headEnd! + 4
         while data.count < start + length { if !fill() { break } }
         let body = Array(data[start..<min(data.count, start + length)])
-        leftover[fd] = Array(data[min(data.count, start + length)...])
+        keepLeftover(fd, Array(data[min(data.count, start + length)...]))
         return TestHTTPResponse(status: status, headers: headers, body: body)
     }
 
     /// Bytes read past the previous response on a connection (pipelined responses).
-    nonisolated(unsafe) static var leftover: [Int32: [UInt8]] = [:]
+    nonisolated(unsafe) private static var leftover: [Int32: [UInt8]] = [:]
+    private static let leftoverLock = NSLock()
+
+    private static func takeLeftover(_ fd: Int32) -> [UInt8] {
+        leftoverLock.withLock { leftover.removeValue(forKey: fd) ?? [] }
+    }
+
+    private static func keepLeftover(_ fd: Int32, _ bytes: [UInt8]) {
+        leftoverLock.withLock { leftover[fd] = bytes.isEmpty ? nil : bytes }
+    }
 
     private static func findCRLFCRLF(_ d: [UInt8]) -> Int? {
         guard d.count >= 4 else { return nil }
