@@ -38,6 +38,8 @@ public struct CounterEntry: Sendable, Hashable {
     public static let actions = "reconcile_actions"
     public static let eventsLost = "events_lost"
     public static let resyncCorrections = "resync_corrections"
+    /// Kept in memory by the daemon, not stored: failed writes to the database.
+    public static let storeErrors = "store_errors"
 
     public var name: String
     public var label: String

@@ -67,10 +67,13 @@ public enum PortwatchMetrics {
                 help: "Changes written to the table, by action.")
         counter("portwatch_resync_corrections", CounterEntry.resyncCorrections, label: "action", values: ["delete", "insert"],
                 help: "Rows a resync against the kernel's sockets had to add or remove.")
-        let lost = state.counters.first { $0.name == CounterEntry.eventsLost }?.value ?? 0
-        out.append(MetricFamily("portwatch_events_lost", .counter,
-                                help: "Kernel events dropped because the ring buffer was full.",
-                                samples: [.init([], Double(lost))]))
+        func single(_ name: String, _ entry: String, help: String) {
+            let value = state.counters.first { $0.name == entry }?.value ?? 0
+            out.append(MetricFamily(name, .counter, help: help, samples: [.init([], Double(value))]))
+        }
+        single("portwatch_events_lost", CounterEntry.eventsLost, help: "Kernel events dropped because the ring buffer was full.")
+        single("portwatch_store_errors", CounterEntry.storeErrors,
+               help: "Failed writes to the database since start (changes are kept in memory and retried).")
 
         out.append(MetricFamily("portwatch_up", .gauge,
                                 help: "1 when the ledger could be read for this scrape, else 0.",

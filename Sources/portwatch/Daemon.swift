@@ -45,7 +45,7 @@ struct Daemon {
                     reader = nil
                     logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
                 }
-                counters.append(CounterEntry(name: "store_errors", label: "", value: UInt64(loop.storeErrors.load(ordering: .relaxed))))
+                counters.append(CounterEntry(name: CounterEntry.storeErrors, label: "", value: UInt64(loop.storeErrors.load(ordering: .relaxed))))
                 return ExporterState(rows: rows, counters: counters, programs: programs,
                                      version: BuildInfo.version, revision: BuildInfo.revision, maxPortSeries: maxSeries)
             },
