@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C libraries from the system (libbpf-dev, libsqlite3-dev, zlib1g-dev).
@@ -25,6 +26,8 @@ let package = Package(
 
         // Pure domain: events, bindings, the truth-table reconciler. No kernel, no SQLite.
         .target(name: "PortwatchCore"),
+        // Which listeners are expected: the policy file and its matching.
+        .target(name: "PortwatchPolicy", dependencies: ["PortwatchCore", .product(name: "Yams", package: "Yams")]),
         // The reconciled table and counters in SQLite.
         .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "CSQLite"]),
         // Kernel capture: load + attach BPF, drain the ring buffer, snapshot sockets.
@@ -42,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "portwatch",
             dependencies: [
-                "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter",
+                "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,7 +55,9 @@ let package = Package(
         .target(name: "PortwatchTestSupport", path: "Tests/Support"),
         .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
-        .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter"]),
+        .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
+        .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),
+        .testTarget(name: "PortwatchCLITests", dependencies: ["portwatch", "PortwatchStore", "PortwatchCore", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore", "PortwatchTestSupport"]),
         // Start the real daemon (real BPF, needs root); built first through the dependency.
         .testTarget(name: "PortwatchIntegrationTests", dependencies: ["portwatch", "PortwatchTestSupport"]),

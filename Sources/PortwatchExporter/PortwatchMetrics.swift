@@ -11,6 +11,10 @@ public struct ExporterState: Sendable {
     public var revision: String
     /// Caps `portwatch_port_info` series; nil means no cap.
     public var maxPortSeries: Int?
+    /// Held ports the expected-listener policy does not allow; nil when no policy is set.
+    public var unexpected: [Binding]?
+    /// The last policy (re)load: whether it worked, and when (Unix seconds).
+    public var policyReload: (success: Bool, time: Double)?
 
     public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
                 version: String, revision: String, maxPortSeries: Int? = nil) {
@@ -20,6 +24,14 @@ public struct ExporterState: Sendable {
         self.version = version
         self.revision = revision
         self.maxPortSeries = maxPortSeries
+    }
+
+    /// Which rows the policy flags (none is set when `policy` is nil).
+    public func withPolicy(unexpected: [Binding]?, reload: (success: Bool, time: Double)?) -> ExporterState {
+        var copy = self
+        copy.unexpected = unexpected
+        copy.policyReload = reload
+        return copy
     }
 }
 
@@ -49,6 +61,23 @@ public enum PortwatchMetrics {
         out.append(MetricFamily("portwatch_port_info_series_dropped", .gauge,
                                 help: "portwatch_port_info series left out by --metrics.max-port-series.",
                                 samples: [.init([], Double(max(0, rows.count - limit)))]))
+
+        if let unexpected = state.unexpected {
+            out.append(MetricFamily("portwatch_unexpected_port_info", .gauge,
+                                    help: "A port held now that the expected-listener policy does not allow. Always 1.",
+                                    samples: unexpected.prefix(limit).map(portInfo)))
+            out.append(MetricFamily("portwatch_unexpected_ports", .gauge,
+                                    help: "Ports held now that the expected-listener policy does not allow.",
+                                    samples: [.init([], Double(unexpected.count))]))
+        }
+        if let reload = state.policyReload {
+            out.append(MetricFamily("portwatch_policy_last_reload_success", .gauge,
+                                    help: "1 if the last load of the policy file worked, else 0 (the previous policy stays in force).",
+                                    samples: [.init([], reload.success ? 1 : 0)]))
+            out.append(MetricFamily("portwatch_policy_last_reload_success_timestamp_seconds", .gauge,
+                                    help: "When the policy file was last loaded successfully, in Unix seconds.", unit: "seconds",
+                                    samples: [.init([], reload.time)]))
+        }
 
         func counter(_ name: String, _ entry: String, label: String, values: [String], help: String) {
             let samples = values.map { value in

@@ -1,3 +1,4 @@
+import Foundation
 import PortwatchCore
 
 /// What a scrape or a CLI command reads: the table and counters at one committed moment.
@@ -18,10 +19,13 @@ public struct StoreSnapshot: Sendable {
 /// A read-only connection (WAL lets it read while the daemon writes).
 public final class StoreReader {
     public let path: String
-    private let db: Connection
+    let db: Connection
 
     public init(path: String) throws {
         self.path = path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("no portwatch database at \(path): start the daemon first, or point --db.path at its database")
+        }
         do { db = try Connection(path: path, readOnly: true) } catch let error as StoreError {
             throw StoreError(Store.explain(error.description, path: path, what: "cannot open for reading"))
         }
@@ -36,5 +40,45 @@ public final class StoreReader {
         } catch let error as StoreError {
             throw StoreError(Store.explain(error.description, path: path, what: "cannot read"))
         }
+    }
+}
+
+/// One open or close from the history table.
+public struct HistoryEntry: Sendable, Equatable {
+    public var time: UInt64
+    public var action: RowChange.Action
+    public var row: Binding
+    /// When the binding opened (wall-clock ns): for a delete, lifetime = time - opened.
+    public var opened: UInt64
+}
+
+extension StoreReader {
+    /// Inserts and deletes since `since` (wall-clock ns), oldest first, optionally for one port.
+    public func history(port: UInt16? = nil, since: UInt64 = 0) throws -> [HistoryEntry] {
+        var out: [HistoryEntry] = []
+        do {
+            let sql = """
+                SELECT netns, protocol, family, address, port, pid, comm, uid, state, time, action, opened
+                FROM history WHERE time >= ? \(port == nil ? "" : "AND port = ?") ORDER BY time, id
+                """
+            let statement = try db.prepare(sql)
+            let body: (Statement.Row) throws -> Void = { r in
+                guard let key = StoreQueries.key(r, from: 0), let state = SocketState(name: r.text(8)),
+                      let action = RowChange.Action(rawValue: r.text(10)) else { return }
+                let owner = Owner(pid: Int32(truncatingIfNeeded: r.int(5)), comm: r.text(6), uid: UInt32(truncatingIfNeeded: r.int(7)))
+                let opened = UInt64(bitPattern: r.int(11))
+                out.append(HistoryEntry(time: UInt64(bitPattern: r.int(9)), action: action,
+                                        row: Binding(key: key, owner: owner, state: state, holders: 1, firstSeen: opened, lastChange: opened),
+                                        opened: opened))
+            }
+            if let port {
+                try statement.query(.int(Int64(bitPattern: since)), .int(Int64(port)), body: body)
+            } else {
+                try statement.query(.int(Int64(bitPattern: since)), body: body)
+            }
+        } catch let error as StoreError {
+            throw StoreError(Store.explain(error.description, path: path, what: "cannot read the history"))
+        }
+        return out
     }
 }

@@ -25,6 +25,8 @@ final class CaptureLoop: @unchecked Sendable {
     private var nextResync = 0.0
     private var nextPrune = 0.0
     private var nextLostCheck = 0.0
+    /// After a failed write, the next attempt waits (a full disk should not spin the loop).
+    private var nextWriteAttempt = 0.0
 
     let ready = Atomic<Bool>(false)
     let storeErrors = Atomic<Int>(0)
@@ -148,11 +150,13 @@ final class CaptureLoop: @unchecked Sendable {
     }
 
     private func retryUnwritten() {
+        guard !unwritten.isEmpty, monotonic() >= nextWriteAttempt else { return }
         while let (batch, extra) = unwritten.first {
             do {
                 try store.apply(batch, extra: extra)
                 unwritten.removeFirst()
             } catch {
+                nextWriteAttempt = monotonic() + 1
                 storeErrors.add(1, ordering: .relaxed)
                 logger.error("cannot write to the database; keeping the changes in memory and retrying",
                              metadata: ["error": "\(error)", "pending_batches": "\(unwritten.count)"])

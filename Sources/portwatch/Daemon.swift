@@ -4,17 +4,19 @@ import Logging
 import PortwatchCapture
 import PortwatchCore
 import PortwatchExporter
+import PortwatchPolicy
 import PortwatchStore
 
 /// Start-up in the order that makes it race-free: open/migrate the DB, load and attach
 /// BPF (events start buffering), start the capture thread (snapshot + resync, then ready),
 /// serve HTTP. SIGTERM/SIGINT stop everything and detach the programs.
 struct Daemon {
-    let options: Portwatch
+    let options: Serve
     let logger: Logger
 
     func run() throws {
         let store = try Store(path: options.databasePath)
+        let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
         let capture = try KernelCapture(options: captureOptions, logger: logger)
@@ -29,9 +31,7 @@ struct Daemon {
         let maxSeries = options.maxPortSeries == 0 ? nil : options.maxPortSeries
         let readerLock = NSLock()
         nonisolated(unsafe) var reader: StoreReader?
-        let exporter = Exporter(
-            telemetryPath: options.telemetryPath,
-            state: {
+        let baseState: @Sendable () -> ExporterState = {
                 readerLock.lock()
                 defer { readerLock.unlock() }
                 var rows: [Binding]?
@@ -48,13 +48,23 @@ struct Daemon {
                 counters.append(CounterEntry(name: CounterEntry.storeErrors, label: "", value: UInt64(loop.storeErrors.load(ordering: .relaxed))))
                 return ExporterState(rows: rows, counters: counters, programs: programs,
                                      version: BuildInfo.version, revision: BuildInfo.revision, maxPortSeries: maxSeries)
-            },
-            ready: { loop.ready.load(ordering: .relaxed) })
+            }
+
+        let stateWithPolicy: @Sendable () -> ExporterState = { [policy] in
+            let state = baseState()
+            guard let policy else { return state }
+            let current = policy.current
+            return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },
+                                    reload: (current.lastSuccess, current.lastSuccessTime))
+        }
+        let exporter = Exporter(telemetryPath: options.telemetryPath, state: stateWithPolicy,
+                                ready: { loop.ready.load(ordering: .relaxed) })
 
         let addresses = options.listenAddresses.compactMap(ListenAddress.init)
         let server = try HTTPServer(addresses: addresses, logger: logger) { exporter.handle($0) }
         loop.start()
         server.start()
+        policy?.start()
         logger.info("listening", metadata: ["address": "\(addresses.map(\.description).joined(separator: ","))",
                                             "db": "\(path)", "window": "\(options.window)"])
 

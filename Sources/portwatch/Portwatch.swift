@@ -1,10 +1,5 @@
 import ArgumentParser
-import Foundation
 import Logging
-import PortwatchCapture
-import PortwatchCore
-import PortwatchExporter
-import PortwatchStore
 
 enum BuildInfo {
     static let version = "0.1.0"
@@ -17,60 +12,14 @@ struct Portwatch: ParsableCommand {
         commandName: "portwatch",
         abstract: "Knows which processes hold which network ports, from the kernel, and exports it to Prometheus.",
         discussion: """
-        Watches bind, listen and close with eBPF, keeps the reconciled table in SQLite and serves \
-        Prometheus/OpenMetrics metrics. Needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN).
-        Exit codes: 0 stopped by a signal, 1 a start-up error (the message says what to do), 64 bad flags.
+        Without a subcommand, runs the daemon (`portwatch serve --help` lists its flags). The other \
+        subcommands read the ledger the daemon keeps, while it runs or not.
+        Exit codes: 0 success, 1 an error (one line says what to do), 64 bad flags or arguments.
         """,
-        version: BuildInfo.version
+        version: BuildInfo.version,
+        subcommands: [Serve.self, ListPorts.self, History.self, CheckPolicy.self],
+        defaultSubcommand: Serve.self
     )
-
-    @Option(name: .customLong("web.listen-address"),
-            help: ArgumentHelp("Address to serve metrics on: host:port, [v6]:port or :port. Repeat for several.", valueName: "address"))
-    var listenAddresses: [String] = [":9976"]
-
-    @Option(name: .customLong("web.telemetry-path"), help: "Path under which to expose metrics.")
-    var telemetryPath = "/metrics"
-
-    @Option(name: .customLong("db.path"), help: "SQLite database holding the reconciled table, counters and history.")
-    var databasePath = "/var/lib/portwatch/portwatch.db"
-
-    @Option(name: .customLong("db.history-retention"), help: "How long opens and closes stay in the history table (e.g. 7d, 12h).")
-    var historyRetention = PrometheusDuration(argument: "7d")!
-
-    @Option(name: .customLong("reconcile.window"),
-            help: "A socket released sooner than this after it took a port is transient: counted, never written (e.g. 200ms, 0).")
-    var window = PrometheusDuration(argument: "200ms")!
-
-    @Option(name: .customLong("resync.interval"), help: "How often to compare the table with the kernel's sockets and repair drift.")
-    var resyncInterval = PrometheusDuration(argument: "5m")!
-
-    @Option(name: .customLong("bpf.ring-buffer-size"), help: "Kernel ring buffer size in bytes (a power of two; e.g. 4194304).")
-    var ringBufferBytes = 4 << 20
-
-    @Option(name: .customLong("metrics.max-port-series"), help: "At most this many portwatch_port_info series (0: no limit).")
-    var maxPortSeries = 10_000
-
-    @Option(name: .customLong("log.level"), help: "Only log messages with this severity or above: debug, info, warn, error.")
-    var logLevel = "info"
-
-    func validate() throws {
-        for address in listenAddresses where ListenAddress(address) == nil {
-            throw ValidationError("--web.listen-address '\(address)' is not host:port, [ipv6]:port or :port (e.g. :9976 or 127.0.0.1:9976)")
-        }
-        guard telemetryPath.hasPrefix("/"), telemetryPath != "/", !["/-/healthy", "/-/ready"].contains(telemetryPath) else {
-            throw ValidationError("--web.telemetry-path must start with / and not be /, /-/healthy or /-/ready (e.g. /metrics)")
-        }
-        guard !databasePath.isEmpty else { throw ValidationError("--db.path must name a file, e.g. /var/lib/portwatch/portwatch.db") }
-        guard window.nanoseconds <= 60_000_000_000 else {
-            throw ValidationError("--reconcile.window \(window) is longer than 1m; ports would appear that late. Use e.g. 200ms")
-        }
-        guard resyncInterval.nanoseconds >= 1_000_000_000 else { throw ValidationError("--resync.interval must be at least 1s") }
-        guard ringBufferBytes >= 4096, ringBufferBytes <= 1 << 30, ringBufferBytes & (ringBufferBytes - 1) == 0 else {
-            throw ValidationError("--bpf.ring-buffer-size must be a power of two between 4096 and 1073741824 bytes")
-        }
-        guard maxPortSeries >= 0 else { throw ValidationError("--metrics.max-port-series must be 0 or more") }
-        guard Self.level(logLevel) != nil else { throw ValidationError("--log.level must be debug, info, warn or error") }
-    }
 
     static func level(_ text: String) -> Logger.Level? {
         switch text {
@@ -81,21 +30,19 @@ struct Portwatch: ParsableCommand {
         default: nil
         }
     }
+}
 
-    func run() throws {
-        let level = Self.level(logLevel)!
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "portwatch")
-        do {
-            try Daemon(options: self, logger: logger).run()
-        } catch {
-            // One line saying what is wrong and what to do; never a crash dump.
-            FileHandle.standardError.write(Data("portwatch: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
+/// `--db.path`, shared by the daemon and the commands that read its ledger.
+struct DatabaseOption: ParsableArguments {
+    @Option(name: .customLong("db.path"), help: "SQLite database holding the reconciled table, counters and history.")
+    var path = "/var/lib/portwatch/portwatch.db"
+
+    func validate() throws {
+        guard !path.isEmpty else { throw ValidationError("--db.path must name a file, e.g. /var/lib/portwatch/portwatch.db") }
     }
+}
+
+/// `--output table|json` for the reading commands.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
 }

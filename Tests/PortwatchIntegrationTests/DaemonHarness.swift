@@ -24,15 +24,7 @@ final class DaemonHarness {
     }
 
     static var binary: String {
-        if let path = ProcessInfo.processInfo.environment["PORTWATCH_BINARY"] { return path }
-        // Next to the test bundle in the build folder.
-        let bundle = Bundle.main.bundleURL
-        for dir in [bundle, bundle.deletingLastPathComponent()] {
-            let candidate = dir.appendingPathComponent("portwatch").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/portwatch").path
+        ProcessInfo.processInfo.environment["PORTWATCH_BINARY"] ?? TestBinaries.path("portwatch")
     }
 
     init(arguments: [String] = [], dbPath: String? = nil) throws {

@@ -1,20 +1,14 @@
 import Foundation
 import Glibc
 import Testing
+import PortwatchTestSupport
 import PortwatchCore
 @testable import PortwatchStore
 
 /// A writer SIGKILLed at random moments leaves a database that opens, passes
 /// integrity_check, and holds exactly the last committed batch.
 @Suite struct CrashTests {
-    static var writer: String {
-        let bundle = Bundle.main.bundleURL
-        for dir in [bundle, bundle.deletingLastPathComponent()] {
-            let candidate = dir.appendingPathComponent("StoreCrashWriter").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return ".build/debug/StoreCrashWriter"
-    }
+    static var writer: String { TestBinaries.path("StoreCrashWriter") }
 
     @Test func killedWriterLeavesTheLastCommittedBatch() throws {
         let path = try temporaryDirectory() + "/crash.db"

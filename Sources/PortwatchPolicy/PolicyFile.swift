@@ -1,0 +1,95 @@
+import Foundation
+import PortwatchCore
+import Yams
+
+/// A policy file that cannot be used, with the place and the reason.
+public struct PolicyError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Reads the YAML policy file:
+///
+/// ```yaml
+/// expected:
+///   - { port: 22, protocol: tcp, comm: sshd }
+///   - { ports: 8000-8999 }
+///   - { port: 53, protocol: udp, address: 127.0.0.53 }
+///   - { comm: chronyd, uid: 0 }
+/// ```
+public enum PolicyFile {
+    static let fields: Set<String> = ["port", "ports", "protocol", "family", "address", "comm", "uid", "netns"]
+
+    public static func load(path: String) throws -> Policy {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw PolicyError("\(path): cannot read the policy file: \((error as NSError).localizedDescription)")
+        }
+        return try parse(text, name: path)
+    }
+
+    public static func parse(_ text: String, name: String = "policy") throws -> Policy {
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch let error as YamlError {
+            throw PolicyError("\(name): not valid YAML: \(error)")
+        } catch {
+            throw PolicyError("\(name): not valid YAML: \(error)")
+        }
+        guard let root else { return Policy(rules: []) }
+        guard let mapping = root.mapping else { throw PolicyError("\(name):\(line(root)): the file must be a mapping with an `expected:` list") }
+        for (key, _) in mapping where key.string != "expected" {
+            throw PolicyError("\(name):\(line(key)): unknown key `\(key.string ?? "?")`; the file has one key, `expected`")
+        }
+        guard let list = mapping["expected"] else { return Policy(rules: []) }
+        if case .scalar(let s) = list, s.string.isEmpty || s.string == "null" || s.string == "~" { return Policy(rules: []) }
+        guard let sequence = list.sequence else { throw PolicyError("\(name):\(line(list)): `expected` must be a list of rules") }
+        return Policy(rules: try sequence.map { try rule($0, name: name) })
+    }
+
+    static func line(_ node: Node) -> Int { (node.mark?.line ?? 0) }
+
+    static func rule(_ node: Node, name: String) throws -> Policy.Rule {
+        guard let mapping = node.mapping else {
+            throw PolicyError("\(name):\(line(node)): a rule is a mapping of fields (\(fields.sorted().joined(separator: ", ")))")
+        }
+        var rule = Policy.Rule(line: line(node))
+        guard mapping.count > 0 else { throw PolicyError("\(name):\(line(node)): an empty rule would allow every listener; name at least one field") }
+        for (keyNode, valueNode) in mapping {
+            let key = keyNode.string ?? ""
+            let at = "\(name):\(line(keyNode))"
+            guard let value = valueNode.scalar?.string, fields.contains(key) else {
+                if !fields.contains(key) { throw PolicyError("\(at): unknown field `\(key)`; known: \(fields.sorted().joined(separator: ", "))") }
+                throw PolicyError("\(at): `\(key)` must be a single value")
+            }
+            switch key {
+            case "port", "ports":
+                rule.ports = try portRange(value, at: at)
+            case "protocol":
+                guard let t = TransportProtocol(name: value.lowercased()) else { throw PolicyError("\(at): protocol must be tcp or udp, not `\(value)`") }
+                rule.transport = t
+            case "family":
+                guard let f = AddressFamily(name: value.lowercased()) else { throw PolicyError("\(at): family must be ipv4 or ipv6, not `\(value)`") }
+                rule.family = f
+            case "address":
+                rule.address = value
+            case "comm":
+                rule.comm = value
+            case "uid":
+                guard let uid = UInt32(value) else { throw PolicyError("\(at): uid must be a number, not `\(value)`") }
+                rule.uid = uid
+            default: // netns
+                guard let ns = UInt32(value) else { throw PolicyError("\(at): netns must be the namespace inode (a number), not `\(value)`") }
+                rule.netns = ns
+            }
+        }
+        return rule
+    }
+
+    static func portRange(_ value: String, at: String) throws -> ClosedRange<UInt16> {
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard (1...2).contains(parts.count), let low = UInt16(parts[0]), let high = UInt16(parts.last!), low <= high else {
+            throw PolicyError("\(at): a port is a number or a range like 8000-8999, not `\(value)`")
+        }
+        return low...high
+    }
+}

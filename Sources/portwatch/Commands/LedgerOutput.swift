@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import PortwatchCore
+import PortwatchStore
+
+/// Text and JSON forms of ledger rows, shared by the reading commands.
+enum LedgerOutput {
+    static func time(_ ns: UInt64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: Double(ns) / 1e9))
+    }
+
+    static func duration(_ ns: UInt64) -> String {
+        let ms = ns / 1_000_000
+        if ms < 1000 { return "\(ms)ms" }
+        var s = ms / 1000
+        var parts: [String] = []
+        for (unit, size) in [("d", UInt64(86400)), ("h", 3600), ("m", 60)] where s >= size {
+            parts.append("\(s / size)\(unit)")
+            s %= size
+        }
+        if s > 0 || parts.isEmpty { parts.append("\(s)s") }
+        return parts.joined()
+    }
+
+    /// Columns padded to their widest cell.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    static func json(_ objects: [[String: Any]]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    static func fields(_ b: Binding) -> [String: Any] {
+        ["netns": Int(b.key.netns), "protocol": "\(b.key.transport)", "family": "\(b.key.family)", "address": b.key.address,
+         "port": Int(b.key.port), "state": "\(b.state)", "pid": Int(b.owner.pid), "comm": b.owner.comm,
+         "uid": Int(b.owner.uid), "holders": b.holders]
+    }
+
+    static func hostPort(_ key: BindingKey) -> String {
+        key.family == .ipv6 ? "[\(key.address)]:\(key.port)" : "\(key.address):\(key.port)"
+    }
+
+    /// Opens the ledger read-only or ends with one line saying why.
+    static func reader(_ path: String) throws -> StoreReader {
+        do { return try StoreReader(path: path) } catch { throw fail("\(error)") }
+    }
+
+    static func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("portwatch: \(message)\n".utf8))
+        return ExitCode(1)
+    }
+}

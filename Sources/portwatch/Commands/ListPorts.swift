@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import PortwatchCore
+import PortwatchPolicy
+import PortwatchStore
+
+/// `portwatch ls`: the ports held now, from the ledger.
+struct ListPorts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ls",
+        abstract: "List the ports held now, like `ss -tulpn`, from the ledger.",
+        discussion: "Exit codes: 0 listed (possibly nothing), 1 the ledger or policy cannot be read, 64 bad flags."
+    )
+
+    @OptionGroup var database: DatabaseOption
+
+    @Option(help: "Only this port.")
+    var port: UInt16?
+
+    @Option(name: .customLong("protocol"), help: "Only this protocol: tcp or udp.")
+    var transport: String?
+
+    @Option(help: "Only ports held by processes with this name.")
+    var comm: String?
+
+    @Flag(help: "Only ports the policy (--policy.file) does not allow.")
+    var unexpected = false
+
+    @Option(name: .customLong("policy.file"), help: "Expected-listener policy, for --unexpected.")
+    var policyFile: String?
+
+    @Option(help: "table or json.")
+    var output: OutputFormat = .table
+
+    func validate() throws {
+        if let transport, TransportProtocol(name: transport) == nil { throw ValidationError("--protocol must be tcp or udp") }
+        if unexpected && policyFile == nil { throw ValidationError("--unexpected needs --policy.file to know what is expected") }
+    }
+
+    func run() throws {
+        var rows = try LedgerOutput.reader(database.path).snapshot().rows
+        rows = rows.filter { row in
+            (port == nil || row.key.port == port) && (transport == nil || row.key.transport.description == transport)
+                && (comm == nil || row.owner.comm == comm)
+        }
+        if unexpected, let policyFile {
+            do { rows = try PolicyFile.load(path: policyFile).unexpected(rows) } catch { throw LedgerOutput.fail("\(error)") }
+        }
+        switch output {
+        case .json:
+            print(LedgerOutput.json(rows.map { row in
+                LedgerOutput.fields(row).merging(["since": LedgerOutput.time(row.firstSeen)]) { a, _ in a }
+            }), terminator: "")
+        case .table:
+            print(LedgerOutput.table(
+                ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "NETNS", "SINCE"],
+                rows.map { r in
+                    ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.state)", "\(r.owner.pid)", r.owner.comm,
+                     "\(r.owner.uid)", "\(r.key.netns)", LedgerOutput.time(r.firstSeen)]
+                }), terminator: "")
+        }
+    }
+}

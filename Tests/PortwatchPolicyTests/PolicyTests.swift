@@ -1,0 +1,67 @@
+import Testing
+import PortwatchCore
+@testable import PortwatchPolicy
+
+func binding(_ port: UInt16, _ transport: TransportProtocol = .tcp, address: String = "0.0.0.0", comm: String = "sshd",
+             uid: UInt32 = 0, netns: UInt32 = 100, family: AddressFamily = .ipv4) -> Binding {
+    Binding(key: BindingKey(netns: netns, transport: transport, family: family, address: address, port: port),
+            owner: Owner(pid: 1, comm: comm, uid: uid), state: .listen, holders: 1, firstSeen: 0, lastChange: 0)
+}
+
+@Suite struct PolicyTests {
+    let policy = try! PolicyFile.parse("""
+    # what this node may listen on
+    expected:
+      - { port: 22, protocol: tcp, comm: sshd }
+      - { ports: 8000-8999 }
+      - port: 53
+        protocol: udp
+        address: 127.0.0.53
+      - { comm: chronyd, uid: 0 }
+      - { netns: 7, family: ipv6 }
+    """)
+
+    @Test(arguments: [
+        (binding(22), true),
+        (binding(22, comm: "nc"), false),
+        (binding(22, .udp), false),
+        (binding(8000, comm: "x"), true),
+        (binding(8999, .udp, comm: "x"), true),
+        (binding(9000, comm: "x"), false),
+        (binding(53, .udp, address: "127.0.0.53", comm: "resolved"), true),
+        (binding(53, .udp, address: "0.0.0.0", comm: "resolved"), false),
+        (binding(323, .udp, comm: "chronyd"), true),
+        (binding(323, .udp, comm: "chronyd", uid: 1000), false),
+        (binding(1, netns: 7, family: .ipv6), true),
+        (binding(1, netns: 7, family: .ipv4), false),
+    ])
+    func matching(row: Binding, allowed: Bool) {
+        #expect(policy.allows(row) == allowed)
+    }
+
+    @Test func unexpectedKeepsOrder() {
+        let rows = [binding(22), binding(4444, comm: "nc"), binding(31337, comm: "evil")]
+        #expect(policy.unexpected(rows).map(\.key.port) == [4444, 31337])
+    }
+
+    @Test(arguments: [
+        ("expected:\n  - { port: 99999 }\n", "policy:2:", "port"),
+        ("expected:\n  - { prot: tcp }\n", "policy:2:", "unknown field `prot`"),
+        ("expected:\n  - { protocol: sctp }\n", "policy:2:", "tcp or udp"),
+        ("expected:\n  - {}\n", "policy:2:", "empty rule"),
+        ("expected:\n  - { ports: 9-1 }\n", "policy:2:", "range"),
+        ("expect:\n  - { port: 1 }\n", "policy:1:", "unknown key"),
+        ("expected: [\n", "policy", "not valid YAML"),
+        ("expected: 5\n", "policy:1:", "list"),
+    ])
+    func badFilesNameTheLine(text: String, place: String, reason: String) {
+        #expect { try PolicyFile.parse(text) } throws: { error in
+            "\(error)".contains(place) && "\(error)".contains(reason)
+        }
+    }
+
+    @Test func emptyFileExpectsNothing() throws {
+        #expect(try PolicyFile.parse("").rules.isEmpty)
+        #expect(try PolicyFile.parse("expected:\n").rules.isEmpty)
+    }
+}
