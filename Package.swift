@@ -54,6 +54,8 @@ let package = Package(
         // Helpers for tests and benchmarks, not shipped.
         .target(name: "PortwatchTestSupport", path: "Tests/Support"),
         .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"]),
+        // `make bench`: every figure measured side by side with its baseline in one run.
+        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),

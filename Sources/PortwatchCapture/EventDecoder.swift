@@ -3,9 +3,21 @@ import Glibc
 import PortwatchCore
 
 /// Turns the kernel's `struct pw_event` into a `PortEvent`.
-public struct EventDecoder: Sendable {
+/// Keeps the text of addresses and process names it has seen: a node has few of each,
+/// and formatting them per event was a measurable share of the consumer's time.
+public final class EventDecoder {
     /// Added to CLOCK_MONOTONIC nanoseconds to get wall-clock nanoseconds.
     public let monotonicToWall: Int64
+    private var addresses: [AddressBytes: String] = [:]
+    private var names: [CommBytes: String] = [:]
+
+    private struct AddressBytes: Hashable {
+        var high: UInt64, low: UInt64, family: UInt8
+    }
+
+    private struct CommBytes: Hashable {
+        var high: UInt64, low: UInt64
+    }
 
     public init() {
         var mono = timespec(), wall = timespec()
@@ -23,10 +35,33 @@ public struct EventDecoder: Sendable {
         case Int(PW_EVENT_CLOSE.rawValue): kind = .close
         default: return nil
         }
-        guard let key = Self.key(e.binding) else { return nil }
+        guard let key = cachedKey(e.binding) else { return nil }
         return PortEvent(kind: kind, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall),
-                         key: key, owner: Self.owner(e.binding),
+                         key: key, owner: cachedOwner(e.binding),
                          state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound)
+    }
+
+    private func cachedKey(_ b: pw_binding) -> BindingKey? {
+        guard let transport = TransportProtocol(rawValue: b.protocol), let family = AddressFamily(rawValue: b.family) else { return nil }
+        let raw = withUnsafeBytes(of: b.addr) { AddressBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self), family: b.family) }
+        let text: String
+        if let known = addresses[raw] { text = known } else {
+            text = withUnsafeBytes(of: b.addr) { AddressText.format(family: family, bytes: $0) }
+            if addresses.count > 65_536 { addresses.removeAll() }
+            addresses[raw] = text
+        }
+        return BindingKey(netns: b.netns, transport: transport, family: family, address: text, port: b.port)
+    }
+
+    private func cachedOwner(_ b: pw_binding) -> Owner {
+        let raw = withUnsafeBytes(of: b.comm) { CommBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
+        let name: String
+        if let known = names[raw] { name = known } else {
+            name = Self.owner(b).comm
+            if names.count > 65_536 { names.removeAll() }
+            names[raw] = name
+        }
+        return Owner(pid: Int32(bitPattern: b.pid), comm: name, uid: b.uid)
     }
 
     static func key(_ b: pw_binding) -> BindingKey? {

@@ -22,9 +22,31 @@ public enum KernelChecks {
         }
     }
 
+    /// Capabilities the daemon needs, and why:
+    /// CAP_BPF and CAP_PERFMON load the programs (they read task fields), CAP_NET_ADMIN attaches
+    /// cgroup socket programs, CAP_SYS_ADMIN enters other network namespaces (setns) for the
+    /// snapshot, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH read /proc/PID/fd of other users' processes.
+    public static let required: [(name: String, bit: Int)] = [
+        ("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_NET_ADMIN", 12), ("CAP_SYS_ADMIN", 21),
+        ("CAP_SYS_PTRACE", 19), ("CAP_DAC_READ_SEARCH", 2),
+    ]
+
+    /// The effective capability set, from /proc/self/status.
+    public static func effectiveCapabilities(status: String? = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) -> UInt64 {
+        for line in (status ?? "").split(separator: "\n") where line.hasPrefix("CapEff:") {
+            return UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) ?? 0
+        }
+        return 0
+    }
+
+    public static func missingCapabilities(_ effective: UInt64 = effectiveCapabilities()) -> [String] {
+        required.filter { effective & (1 << UInt64($0.bit)) == 0 }.map(\.name)
+    }
+
     public static func requirePrivileges() throws {
-        guard geteuid() == 0 else {
-            throw CaptureError("portwatch must load BPF programs: run it as root (or with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+        let missing = missingCapabilities()
+        guard missing.isEmpty else {
+            throw CaptureError("portwatch lacks \(missing.joined(separator: ", ")) to load and attach its BPF programs: run it as root, or grant \(required.map(\.name).joined(separator: ", "))")
         }
     }
 }

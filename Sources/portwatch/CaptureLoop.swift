@@ -70,6 +70,9 @@ final class CaptureLoop: @unchecked Sendable {
     private func run() {
         // Poll often enough that the window, not the poll, bounds the latency.
         let tick = Int32(max(5, min(50, settings.window / 4_000_000)))
+        // Under load the ring buffer is never empty and poll returns at once: reconcile and
+        // write once per tick, not per poll, so that transactions stay few and large.
+        var nextFlush = 0.0
         while !stopping.load(ordering: .relaxed) {
             do {
                 reconciler.ingest(try capture.poll(timeoutMs: tick))
@@ -88,12 +91,15 @@ final class CaptureLoop: @unchecked Sendable {
                     resyncDue = true
                 }
             }
-            if let batch = reconciler.flush(now: Self.wallNanoseconds()) {
-                write(batch, extra)
-            } else if !extra.isEmpty {
-                write(Batch(), extra)
-            } else {
-                retryUnwritten()
+            if now >= nextFlush || !extra.isEmpty {
+                nextFlush = now + Double(tick) / 1000
+                if let batch = reconciler.flush(now: Self.wallNanoseconds()) {
+                    write(batch, extra)
+                } else if !extra.isEmpty {
+                    write(Batch(), extra)
+                } else {
+                    retryUnwritten()
+                }
             }
             if resyncDue || now >= nextResync { resync(now: now) }
             if now >= nextPrune { prune(now: now) }

@@ -72,8 +72,23 @@ public enum TestHTTP {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
-        let length = head ? 0 : Int(headers["content-length"] ?? "0") ?? 0
         let start = headEnd! + 4
+        if !head, headers["transfer-encoding"]?.lowercased() == "chunked" {
+            // Servers such as Prometheus stream large answers in chunks; read to the last one.
+            var body: [UInt8] = []
+            var at = start
+            while true {
+                while findCRLF(data, from: at) == nil { if !fill() { return nil } }
+                guard let lineEnd = findCRLF(data, from: at),
+                      let size = Int(String(decoding: data[at..<lineEnd], as: UTF8.self).split(separator: ";")[0], radix: 16) else { return nil }
+                while data.count < lineEnd + 2 + size + 2 { if !fill() { return nil } }
+                body += data[(lineEnd + 2)..<(lineEnd + 2 + size)]
+                at = lineEnd + 2 + size + 2
+                if size == 0 { break }
+            }
+            return TestHTTPResponse(status: status, headers: headers, body: body)
+        }
+        let length = head ? 0 : Int(headers["content-length"] ?? "0") ?? 0
         while data.count < start + length { if !fill() { break } }
         let body = Array(data[start..<min(data.count, start + length)])
         keepLeftover(fd, Array(data[min(data.count, start + length)...]))
@@ -90,6 +105,12 @@ public enum TestHTTP {
 
     private static func keepLeftover(_ fd: Int32, _ bytes: [UInt8]) {
         leftoverLock.withLock { leftover[fd] = bytes.isEmpty ? nil : bytes }
+    }
+
+    private static func findCRLF(_ d: [UInt8], from: Int) -> Int? {
+        guard d.count >= from + 2 else { return nil }
+        for i in from..<(d.count - 1) where d[i] == 13 && d[i + 1] == 10 { return i }
+        return nil
     }
 
     private static func findCRLFCRLF(_ d: [UInt8]) -> Int? {

@@ -1,0 +1,44 @@
+import Foundation
+import Glibc
+
+enum Bench {
+    static func main() async {
+        let quick = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_QUICK"] == "1"
+        let repeats = quick ? 1 : 5
+        let report = Report()
+        let machine = "Machine: \(ProcessInfo.processInfo.processorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, kernel \(uname()), \(Date())"
+        print(machine)
+        do {
+            try CoreBench.run(report: report, repeats: repeats)
+            guard geteuid() == 0 else {
+                print("\nThe kernel benchmarks need root to load BPF; skipped.")
+                try report.write(to: "results", machine: machine)
+                return
+            }
+            try KernelBench.overhead(report: report, repeats: quick ? 1 : 6)
+            let capacity = try KernelBench.capacity(report: report, repeats: quick ? 1 : 3)
+            try KernelBench.latency(report: report, samples: quick ? 50 : 300)
+            let footprint = try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100)
+            try KernelBench.detection(report: report, listeners: quick ? 40 : 200)
+            report.add("Footprint of the daemon", [
+                Figure(name: "RSS at idle", unit: "MiB", runs: [footprint.idleRSS / 1_048_576]),
+                Figure(name: "RSS with 10,000 held ports", unit: "MiB", runs: [footprint.bigRSS / 1_048_576]),
+                Figure(name: "RSS after \(Int(capacity.eventsPerRun)) events", unit: "MiB", runs: [capacity.rssAfter / 1_048_576]),
+                Figure(name: "open fds at idle", unit: "fds", runs: [footprint.idleFDs]),
+                Figure(name: "open fds with 10,000 held ports", unit: "fds", runs: [footprint.bigFDs]),
+                Figure(name: "open fds after the flood", unit: "fds", runs: [capacity.fdsAfter]),
+            ])
+            try report.write(to: "results", machine: machine)
+            print("\nReport: results/report.md, results/report.json")
+        } catch {
+            print("bench failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func uname() -> String {
+        var u = utsname()
+        Glibc.uname(&u)
+        return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Glibc
+
+/// Timing and statistics shared by the benchmarks.
+enum Measure {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    static func time(_ body: () throws -> Void) rethrows -> Double {
+        let start = now()
+        try body()
+        return now() - start
+    }
+
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return .nan }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
+    }
+
+    /// CPU seconds (user + system) a process has used.
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return 0 }
+        // After "(comm)": index 0 is field 3 (state); utime is field 14, stime field 15.
+        let f = stat[stat.index(after: close)...].split(separator: " ")
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return ((Double(f[11]) ?? 0) + (Double(f[12]) ?? 0)) / ticks
+    }
+
+    /// Resident set size in bytes.
+    static func rss(pid: Int32) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (Double(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+        }
+        return 0
+    }
+
+    static func openFDs(pid: Int32) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+    }
+}
+
+/// A figure: the median of several runs, with min and max.
+struct Figure {
+    var name: String
+    var unit: String
+    var runs: [Double]
+
+    var median: Double { Measure.percentile(runs, 0.5) }
+    var min: Double { runs.min() ?? .nan }
+    var max: Double { runs.max() ?? .nan }
+
+    func json() -> [String: Any] { ["name": name, "unit": unit, "median": median, "min": min, "max": max, "runs": runs] }
+}
+
+/// Collects figures and comparisons, then writes them as Markdown and JSON.
+final class Report {
+    var sections: [(title: String, figures: [Figure], notes: [String])] = []
+
+    func add(_ title: String, _ figures: [Figure], notes: [String] = []) {
+        sections.append((title, figures, notes))
+        print("\n== \(title)")
+        for f in figures { print("  \(f.name): \(Report.format(f.median)) \(f.unit) (min \(Report.format(f.min)), max \(Report.format(f.max)), n=\(f.runs.count))") }
+        for n in notes { print("  \(n)") }
+    }
+
+    static func format(_ v: Double) -> String {
+        if v.isNaN { return "n/a" }
+        if abs(v) >= 1000 { return String(format: "%.0f", v) }
+        if abs(v) >= 10 { return String(format: "%.1f", v) }
+        return String(format: "%.3f", v)
+    }
+
+    func write(to dir: String, machine: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var md = "# portwatch benchmarks\n\n\(machine)\n\nEach figure is the median of its runs, with min and max.\n"
+        for s in sections {
+            md += "\n## \(s.title)\n\n| figure | median | min | max | unit | runs |\n|---|---|---|---|---|---|\n"
+            for f in s.figures {
+                md += "| \(f.name) | \(Self.format(f.median)) | \(Self.format(f.min)) | \(Self.format(f.max)) | \(f.unit) | \(f.runs.count) |\n"
+            }
+            for n in s.notes { md += "\n\(n)\n" }
+        }
+        try md.write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
+        let json: [[String: Any]] = sections.map { ["title": $0.title, "figures": $0.figures.map { $0.json() }, "notes": $0.notes] }
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: dir + "/report.json"))
+    }
+}
