@@ -62,6 +62,6 @@ let package = Package(
         .testTarget(name: "PortwatchCLITests", dependencies: ["portwatch", "PortwatchStore", "PortwatchCore", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore", "PortwatchTestSupport"]),
         // Start the real daemon (real BPF, needs root); built first through the dependency.
-        .testTarget(name: "PortwatchIntegrationTests", dependencies: ["portwatch", "PortwatchTestSupport"]),
+        .testTarget(name: "PortwatchIntegrationTests", dependencies: ["portwatch", "PortwatchTestSupport", "CBPF"]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PortwatchCore
 import Logging
 import Testing
 import PortwatchTestSupport
@@ -140,5 +141,51 @@ final class RunningServer {
         let s = try RunningServer()
         #expect { try HTTPServer(addresses: [ListenAddress(host: "127.0.0.1", port: s.port)], logger: Logger(label: "t")) { _ in HTTPResponse(status: 200) } }
             throws: { "\($0)".contains("another process listens there") }
+    }
+}
+
+@Suite struct SlowReaderTests {
+    /// A large scrape read a little at a time through a small receive buffer arrives whole:
+    /// the server keeps writing as the socket drains, without blocking other clients.
+    @Test func largeResponseToASlowReaderArrivesWhole() throws {
+        let rows = (0..<1500).map { i in
+            Binding(key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "10.0.\(i / 256).\(i % 256)", port: UInt16(1000 + i % 60000)),
+                    owner: Owner(pid: Int32(i), comm: "proc\(i)", uid: 0), state: .listen, holders: 1, firstSeen: 0, lastChange: 0)
+        }
+        let exporter = Exporter(telemetryPath: "/metrics", state: {
+            ExporterState(rows: rows, counters: [], programs: [:], version: "t", revision: "t")
+        }, ready: { true })
+        let server = try HTTPServer(addresses: [ListenAddress(host: "127.0.0.1", port: 0)], logger: Logger(label: "t")) { exporter.handle($0) }
+        server.start()
+        defer { server.stop() }
+        let port = server.boundPorts[0]
+
+        let fd = try TestHTTP.connect(port: port)
+        defer { close(fd) }
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        TestHTTP.send(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        // While the slow reader lags, another client is served.
+        usleep(50_000)
+        #expect(try TestHTTP.get(port: port, path: "/-/healthy").status == 200)
+        // Read 1 KiB at a time, pausing, until the whole Content-Length has arrived.
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        var expected: Int?
+        while expected.map({ data.count < $0 }) ?? true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            data += buffer[0..<n]
+            usleep(100)
+            if expected == nil, let head = String(decoding: data.prefix(512), as: UTF8.self).components(separatedBy: "\r\n\r\n").first,
+               head.count < data.count, let line = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }),
+               let length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) {
+                expected = head.utf8.count + 4 + length
+            }
+        }
+        #expect(expected != nil && data.count == expected, "received \(data.count) of \(expected ?? -1) bytes")
+        let text = String(decoding: data, as: UTF8.self)
+        let portInfoLines = text.split(separator: "\n").filter { $0.hasPrefix("portwatch_port_info{") }.count
+        #expect(portInfoLines == 1500, "got \(portInfoLines) of 1500 series in \(data.count) bytes")
     }
 }

@@ -5,96 +5,97 @@ import PortwatchTestSupport
 
 /// Under a flood that overflows a tiny ring buffer, every event is received or counted as
 /// lost, and the resync that loss triggers brings the table back to the kernel's truth.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct FloodTests {
-    static func counter(_ text: String, _ name: String) -> UInt64 {
-        text.split(separator: "\n").filter { $0.hasPrefix(name) }
-            .compactMap { $0.split(separator: " ").last.flatMap { UInt64($0) } }.reduce(0, +)
-    }
-
-    /// (protocol, address, port) of every TCP listener and UDP socket in this namespace, per ss.
-    static func kernelListeners() -> Set<String> {
-        let ss = Process()
-        ss.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        ss.arguments = ["ss", "-Htuln"]
-        let out = Pipe()
-        ss.standardOutput = out
-        try? ss.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        ss.waitUntilExit()
-        var set = Set<String>()
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count >= 5, let colon = f[4].lastIndex(of: ":") else { continue }
-            var address = String(f[4][..<colon]).replacingOccurrences(of: "[", with: "").replacingOccurrences(of: "]", with: "")
-            if let percent = address.firstIndex(of: "%") { address = String(address[..<percent]) }
-            if address == "*" { address = f[4].hasPrefix("[") ? "::" : "0.0.0.0" }
-            // UDP sockets connected to a peer are clients, not bindings.
-            if f[0] == "udp" && f[4 + 1] != "0.0.0.0:*" && f[4 + 1] != "[::]:*" && f[4 + 1] != "*:*" { continue }
-            set.insert("\(f[0])/\(address)/\(f[4][f[4].index(after: colon)...])")
+extension KernelSuite {
+    @Suite struct FloodTests {
+        static func counter(_ text: String, _ name: String) -> UInt64 {
+            text.split(separator: "\n").filter { $0.hasPrefix(name) }
+                .compactMap { $0.split(separator: " ").last.flatMap { UInt64($0) } }.reduce(0, +)
         }
-        return set
-    }
 
-    static func portwatchListeners(_ metrics: String, netns: String) -> Set<String> {
-        var set = Set<String>()
-        for line in metrics.split(separator: "\n") where line.hasPrefix("portwatch_port_info{") && line.contains("netns=\"\(netns)\"") {
-            func label(_ name: String) -> String {
-                guard let r = line.range(of: "\(name)=\"") else { return "" }
-                return String(line[r.upperBound...].prefix { $0 != "\"" })
+        /// (protocol, address, port) of every TCP listener and UDP socket in this namespace, per ss.
+        static func kernelListeners() -> Set<String> {
+            let ss = Process()
+            ss.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            ss.arguments = ["ss", "-Htuln"]
+            let out = Pipe()
+            ss.standardOutput = out
+            try? ss.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            ss.waitUntilExit()
+            var set = Set<String>()
+            for line in text.split(separator: "\n") {
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard f.count >= 5, let colon = f[4].lastIndex(of: ":") else { continue }
+                var address = String(f[4][..<colon]).replacingOccurrences(of: "[", with: "").replacingOccurrences(of: "]", with: "")
+                if let percent = address.firstIndex(of: "%") { address = String(address[..<percent]) }
+                if address == "*" { address = f[4].hasPrefix("[") ? "::" : "0.0.0.0" }
+                // UDP sockets connected to a peer are clients, not bindings.
+                if f[0] == "udp" && f[4 + 1] != "0.0.0.0:*" && f[4 + 1] != "[::]:*" && f[4 + 1] != "*:*" { continue }
+                set.insert("\(f[0])/\(address)/\(f[4][f[4].index(after: colon)...])")
             }
-            set.insert("\(label("protocol"))/\(label("address"))/\(label("port"))")
+            return set
         }
-        return set
-    }
 
-    @Test func everyEventIsReceivedOrCountedLostAndTheTableHealsAfterward() throws {
-        let d = try DaemonHarness(arguments: ["--bpf.ring-buffer-size", "4096", "--reconcile.window", "0"])
-        guard d.waitReady() else { return }
-        let before = d.metrics()
-        let start = Self.counter(before, "portwatch_events_total") + Self.counter(before, "portwatch_events_lost_total")
-
-        // Two processes bind and close as fast as they can; each reports how many sockets it made.
-        let script = """
-        import time
-        n = 0
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
-            for _ in range(200):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind(("127.0.0.1", 0))
-                s.close()
-            n += 200
-        say(n)
-        """
-        let floods = try (0..<2).map { _ in try ChildProcess(script) }
-        let sockets = floods.compactMap { UInt64($0.line() ?? "") }.reduce(0, +)
-        try #require(sockets > 0)
-        let generated = 2 * sockets // one open and one close each
-
-        var accounted: UInt64 = 0
-        var lost: UInt64 = 0
-        // Settled: the counters stop moving once the ring buffer is drained.
-        _ = TestHTTP.waitUntil(10) {
-            let m = d.metrics()
-            let now = Self.counter(m, "portwatch_events_total") + Self.counter(m, "portwatch_events_lost_total") - start
-            defer { accounted = now; lost = Self.counter(m, "portwatch_events_lost_total") }
-            return now >= generated && now == accounted
+        static func portwatchListeners(_ metrics: String, netns: String) -> Set<String> {
+            var set = Set<String>()
+            for line in metrics.split(separator: "\n") where line.hasPrefix("portwatch_port_info{") && line.contains("netns=\"\(netns)\"") {
+                func label(_ name: String) -> String {
+                    guard let r = line.range(of: "\(name)=\"") else { return "" }
+                    return String(line[r.upperBound...].prefix { $0 != "\"" })
+                }
+                set.insert("\(label("protocol"))/\(label("address"))/\(label("port"))")
+            }
+            return set
         }
-        print("flood: generated \(generated) events, received + lost \(accounted), lost \(lost)")
-        #expect(lost > 0, "a 4 KiB ring buffer should overflow under this flood (lost \(lost) of \(generated))")
-        // Other tests running now may add a few events of their own, never remove any.
-        #expect(accounted >= generated, "received + lost = \(accounted) < generated \(generated): events vanished")
-        #expect(accounted <= generated + generated / 100, "received + lost = \(accounted), generated \(generated)")
 
-        // The loss triggered a resync: the table equals the kernel's listing.
-        let netns = String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net").dropFirst(5).dropLast())
-        var ours = Set<String>(), kernel = Set<String>()
-        let healed = TestHTTP.waitUntil(10) {
-            kernel = Self.kernelListeners()
-            ours = Self.portwatchListeners(d.metrics(), netns: netns)
-            return ours == kernel
+        @Test func everyEventIsReceivedOrCountedLostAndTheTableHealsAfterward() throws {
+            let d = try DaemonHarness(arguments: ["--bpf.ring-buffer-size", "4096", "--reconcile.window", "0"])
+            guard d.waitReady() else { return }
+            let before = d.metrics()
+            let start = Self.counter(before, "portwatch_events_total") + Self.counter(before, "portwatch_events_lost_total")
+
+            // Two processes bind and close as fast as they can; each reports how many sockets it made.
+            let script = """
+            import time
+            n = 0
+            end = time.monotonic() + 2
+            while time.monotonic() < end:
+                for _ in range(200):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    s.bind(("127.0.0.1", 0))
+                    s.close()
+                n += 200
+            say(n)
+            """
+            let floods = try (0..<2).map { _ in try ChildProcess(script) }
+            let sockets = floods.compactMap { UInt64($0.line() ?? "") }.reduce(0, +)
+            try #require(sockets > 0)
+            let generated = 2 * sockets // one open and one close each
+
+            var accounted: UInt64 = 0
+            var lost: UInt64 = 0
+            // Settled: the counters stop moving once the ring buffer is drained.
+            _ = TestHTTP.waitUntil(10) {
+                let m = d.metrics()
+                let now = Self.counter(m, "portwatch_events_total") + Self.counter(m, "portwatch_events_lost_total") - start
+                defer { accounted = now; lost = Self.counter(m, "portwatch_events_lost_total") }
+                return now >= generated && now == accounted
+            }
+            print("flood: generated \(generated) events, received + lost \(accounted), lost \(lost)")
+            #expect(lost > 0, "a 4 KiB ring buffer should overflow under this flood (lost \(lost) of \(generated))")
+            // Other tests running now may add a few events of their own, never remove any.
+            #expect(accounted >= generated, "received + lost = \(accounted) < generated \(generated): events vanished")
+            #expect(accounted <= generated + generated / 100, "received + lost = \(accounted), generated \(generated)")
+
+            // The loss triggered a resync: the table equals the kernel's listing.
+            let netns = String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net").dropFirst(5).dropLast())
+            var ours = Set<String>(), kernel = Set<String>()
+            let healed = TestHTTP.waitUntil(10) {
+                kernel = Self.kernelListeners()
+                ours = Self.portwatchListeners(d.metrics(), netns: netns)
+                return ours == kernel
+            }
+            #expect(healed, "portwatch only: \(ours.subtracting(kernel)); kernel only: \(kernel.subtracting(ours))")
         }
-        #expect(healed, "portwatch only: \(ours.subtracting(kernel)); kernel only: \(kernel.subtracting(ours))")
     }
 }

@@ -4,241 +4,243 @@ import Testing
 import PortwatchTestSupport
 
 /// Every way a port is taken or released, with real sockets against the real kernel.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct KernelCaptureTests {
-    static let deadline = 5.0
+extension KernelSuite {
+    @Suite struct KernelCaptureTests {
+        static let deadline = 5.0
 
-    func started() throws -> DaemonHarness? {
-        let daemon = try DaemonHarness()
-        return daemon.waitReady() ? daemon : nil
-    }
-
-    func waitShown(_ d: DaemonHarness, _ port: UInt16, _ transport: String, _ parts: [String] = []) -> String? {
-        var found: String?
-        _ = TestHTTP.waitUntil(Self.deadline) {
-            found = d.portInfo(port: port, transport: transport)
-            return found.map { line in parts.allSatisfy { line.contains($0) } } ?? false
+        func started() throws -> DaemonHarness? {
+            let daemon = try DaemonHarness()
+            return daemon.waitReady() ? daemon : nil
         }
-        return found.flatMap { line in parts.allSatisfy { line.contains($0) } ? line : nil }
-    }
 
-    func waitGone(_ d: DaemonHarness, _ port: UInt16, _ transport: String) -> Bool {
-        TestHTTP.waitUntil(Self.deadline) { d.portInfo(port: port, transport: transport) == nil }
-    }
+        func waitShown(_ d: DaemonHarness, _ port: UInt16, _ transport: String, _ parts: [String] = []) -> String? {
+            var found: String?
+            _ = TestHTTP.waitUntil(Self.deadline) {
+                found = d.portInfo(port: port, transport: transport)
+                return found.map { line in parts.allSatisfy { line.contains($0) } } ?? false
+            }
+            return found.flatMap { line in parts.allSatisfy { line.contains($0) } ? line : nil }
+        }
 
-    @Test(arguments: ["127.0.0.1", "::1"])
-    func udpBindAndClose(address: String) throws {
-        guard let d = try started() else { return }
-        let (fd, port) = TestSockets.bound(address, udp: true)
-        let family = address.contains(":") ? "ipv6" : "ipv4"
-        #expect(waitShown(d, port, "udp", ["family=\"\(family)\"", "address=\"\(address)\"", "state=\"bound\"", "pid=\"\(getpid())\""]) != nil,
-                "\(d.metrics())")
-        close(fd)
-        #expect(waitGone(d, port, "udp"))
-    }
+        func waitGone(_ d: DaemonHarness, _ port: UInt16, _ transport: String) -> Bool {
+            TestHTTP.waitUntil(Self.deadline) { d.portInfo(port: port, transport: transport) == nil }
+        }
 
-    @Test func explicitPortAndV4MappedOnDualStack() throws {
-        guard let d = try started() else { return }
-        let port = TestHTTP.freePort()
-        let child = try ChildProcess("""
-        s = socket.socket(socket.AF_INET6)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind(("::ffff:127.0.0.1", \(port)))
-        s.listen()
-        say("ready")
-        wait()
-        """)
-        #expect(child.line() == "ready")
-        #expect(waitShown(d, port, "tcp", ["family=\"ipv6\"", "address=\"::ffff:127.0.0.1\"", "port=\"\(port)\"", "comm=\"\(child.comm)\""]) != nil,
-                "\(d.metrics())")
-        child.send("exit")
-        #expect(waitGone(d, port, "tcp"))
-    }
+        @Test(arguments: ["127.0.0.1", "::1"])
+        func udpBindAndClose(address: String) throws {
+            guard let d = try started() else { return }
+            let (fd, port) = TestSockets.bound(address, udp: true)
+            let family = address.contains(":") ? "ipv6" : "ipv4"
+            #expect(waitShown(d, port, "udp", ["family=\"\(family)\"", "address=\"\(address)\"", "state=\"bound\"", "pid=\"\(getpid())\""]) != nil,
+                    "\(d.metrics())")
+            close(fd)
+            #expect(waitGone(d, port, "udp"))
+        }
 
-    @Test func listenWithoutBindReportsTheRealPort() throws {
-        guard let d = try started() else { return }
-        let child = try ChildProcess("""
-        s = socket.socket()
-        s.listen()
-        say(s.getsockname()[1])
-        wait()
-        """)
-        let port = try #require(UInt16(child.line() ?? ""))
-        #expect(waitShown(d, port, "tcp", ["address=\"0.0.0.0\"", "state=\"listen\"", "pid=\"\(child.pid)\""]) != nil, "\(d.metrics())")
-    }
+        @Test func explicitPortAndV4MappedOnDualStack() throws {
+            guard let d = try started() else { return }
+            let port = TestHTTP.freePort()
+            let child = try ChildProcess("""
+            s = socket.socket(socket.AF_INET6)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::ffff:127.0.0.1", \(port)))
+            s.listen()
+            say("ready")
+            wait()
+            """)
+            #expect(child.line() == "ready")
+            #expect(waitShown(d, port, "tcp", ["family=\"ipv6\"", "address=\"::ffff:127.0.0.1\"", "port=\"\(port)\"", "comm=\"\(child.comm)\""]) != nil,
+                    "\(d.metrics())")
+            child.send("exit")
+            #expect(waitGone(d, port, "tcp"))
+        }
 
-    @Test func boundThenListening() throws {
-        guard let d = try started() else { return }
-        let child = try ChildProcess("""
-        s = tcp(listen=False)
-        say(s.getsockname()[1])
-        wait()
-        s.listen()
-        say("listening")
-        wait()
-        """)
-        let port = try #require(UInt16(child.line() ?? ""))
-        #expect(waitShown(d, port, "tcp", ["state=\"bound\""]) != nil, "\(d.metrics())")
-        child.send("listen")
-        #expect(child.line() == "listening")
-        #expect(waitShown(d, port, "tcp", ["state=\"listen\""]) != nil)
-    }
+        @Test func listenWithoutBindReportsTheRealPort() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            s = socket.socket()
+            s.listen()
+            say(s.getsockname()[1])
+            wait()
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(waitShown(d, port, "tcp", ["address=\"0.0.0.0\"", "state=\"listen\"", "pid=\"\(child.pid)\""]) != nil, "\(d.metrics())")
+        }
 
-    @Test func exitWithoutCloseReleases() throws {
-        guard let d = try started() else { return }
-        let child = try ChildProcess("""
-        s = tcp()
-        u = udp()
-        say(s.getsockname()[1], u.getsockname()[1])
-        wait()
-        """)
-        let ports = (child.line() ?? "").split(separator: " ").compactMap { UInt16($0) }
-        try #require(ports.count == 2)
-        #expect(waitShown(d, ports[0], "tcp") != nil)
-        #expect(waitShown(d, ports[1], "udp") != nil)
-        child.kill(SIGKILL)
-        #expect(waitGone(d, ports[0], "tcp"), "SIGKILLed process's TCP port still listed")
-        #expect(waitGone(d, ports[1], "udp"), "SIGKILLed process's UDP port still listed")
-    }
+        @Test func boundThenListening() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            s = tcp(listen=False)
+            say(s.getsockname()[1])
+            wait()
+            s.listen()
+            say("listening")
+            wait()
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(waitShown(d, port, "tcp", ["state=\"bound\""]) != nil, "\(d.metrics())")
+            child.send("listen")
+            #expect(child.line() == "listening")
+            #expect(waitShown(d, port, "tcp", ["state=\"listen\""]) != nil)
+        }
 
-    @Test func sharedAfterForkHeldUntilTheLastProcessEnds() throws {
-        guard let d = try started() else { return }
-        let child = try ChildProcess("""
-        s = tcp()
-        say(s.getsockname()[1])
-        pid = os.fork()
-        if pid == 0:
-            import time
-            os.close(0); os.close(1)  # leave the test's pipes to the parent
-            time.sleep(600)  # the grandchild holds the socket until it is killed
+        @Test func exitWithoutCloseReleases() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            s = tcp()
+            u = udp()
+            say(s.getsockname()[1], u.getsockname()[1])
+            wait()
+            """)
+            let ports = (child.line() ?? "").split(separator: " ").compactMap { UInt16($0) }
+            try #require(ports.count == 2)
+            #expect(waitShown(d, ports[0], "tcp") != nil)
+            #expect(waitShown(d, ports[1], "udp") != nil)
+            child.kill(SIGKILL)
+            #expect(waitGone(d, ports[0], "tcp"), "SIGKILLed process's TCP port still listed")
+            #expect(waitGone(d, ports[1], "udp"), "SIGKILLed process's UDP port still listed")
+        }
+
+        @Test func sharedAfterForkHeldUntilTheLastProcessEnds() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            s = tcp()
+            say(s.getsockname()[1])
+            pid = os.fork()
+            if pid == 0:
+                import time
+                os.close(0); os.close(1)  # leave the test's pipes to the parent
+                time.sleep(600)  # the grandchild holds the socket until it is killed
+                os._exit(0)
+            say(pid)
+            wait()              # parent exits on command; the grandchild keeps the socket
             os._exit(0)
-        say(pid)
-        wait()              # parent exits on command; the grandchild keeps the socket
-        os._exit(0)
-        """)
-        let port = try #require(UInt16(child.line() ?? ""))
-        let grandchild = try #require(Int32(child.line() ?? ""))
-        #expect(waitShown(d, port, "tcp") != nil)
-        child.send("exit")
-        // Foundation's waitUntilExit also waits for the grandchild here: watch /proc instead.
-        #expect(TestHTTP.waitUntil(Self.deadline) { ChildProcess.hasExited(child.pid) })
-        // The parent is gone, the socket is not: the port must stay.
-        _ = TestHTTP.waitUntil(0.5) { false }
-        #expect(d.portInfo(port: port, transport: "tcp") != nil, "port dropped while a forked process still holds it")
-        kill(grandchild, SIGKILL)
-        #expect(waitGone(d, port, "tcp"))
-    }
-
-    @Test func reusePortGroupMemberLeavingKeepsThePort() throws {
-        guard let d = try started() else { return }
-        let port = TestHTTP.freePort()
-        let first = try ChildProcess("s = tcp(port=\(port), reuse=True)\nsay('ok')\nwait()")
-        #expect(first.line() == "ok")
-        let second = try ChildProcess("s = tcp(port=\(port), reuse=True)\nsay('ok')\nwait()")
-        #expect(second.line() == "ok")
-        #expect(waitShown(d, port, "tcp", ["pid=\"\(second.pid)\""]) != nil, "\(d.metrics())")
-        first.kill()
-        _ = TestHTTP.waitUntil(0.5) { false }
-        #expect(d.portInfo(port: port, transport: "tcp") != nil, "port dropped while a SO_REUSEPORT member still holds it")
-        second.kill()
-        #expect(waitGone(d, port, "tcp"))
-    }
-
-    @Test func otherNetworkNamespaceIsLabelled() throws {
-        guard let d = try started() else { return }
-        let child = try ChildProcess("""
-        s = tcp("0.0.0.0")
-        say(s.getsockname()[1], os.readlink("/proc/self/ns/net"))
-        wait()
-        """, wrapper: ["unshare", "-n"])
-        let words = (child.line() ?? "").split(separator: " ")
-        try #require(words.count == 2)
-        let port = try #require(UInt16(words[0]))
-        let netns = words[1].dropFirst(5).dropLast()
-        let host = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
-        #expect(!host.contains(netns))
-        #expect(waitShown(d, port, "tcp", ["netns=\"\(netns)\""]) != nil, "\(d.metrics())")
-        child.kill()
-        #expect(waitGone(d, port, "tcp"))
-    }
-
-    @Test func socketsOlderThanTheDaemonAreFoundAndTheirCloseSeen() throws {
-        let child = try ChildProcess("""
-        s = tcp()
-        u = udp("::1")
-        say(s.getsockname()[1], u.getsockname()[1])
-        wait()
-        """)
-        let ports = (child.line() ?? "").split(separator: " ").compactMap { UInt16($0) }
-        try #require(ports.count == 2)
-        guard let d = try started() else { return }
-        #expect(d.portInfo(port: ports[0], transport: "tcp")?.contains("comm=\"\(child.comm)\"") == true, "ready means the snapshot is applied")
-        #expect(d.portInfo(port: ports[1], transport: "udp")?.contains("pid=\"\(child.pid)\"") == true)
-        #expect(d.metrics().contains("portwatch_resync_corrections_total{action=\"insert\"}"))
-        child.kill()
-        #expect(waitGone(d, ports[0], "tcp"), "close of a socket older than the daemon was not seen")
-        #expect(waitGone(d, ports[1], "udp"))
-    }
-
-    @Test func restartRepairsWhatChangedWhileDown() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-restart-\(UUID().uuidString)").path
-        let db = dir + "/pw.db"
-        var port: UInt16 = 0
-        do {
-            guard let d = try DaemonHarness(dbPath: db) as DaemonHarness?, d.waitReady() else { return }
-            let (fd, p) = TestSockets.bound("127.0.0.1")
-            port = p
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            let grandchild = try #require(Int32(child.line() ?? ""))
             #expect(waitShown(d, port, "tcp") != nil)
-            #expect(d.stop() == 0)
-            close(fd) // released while portwatch is down
+            child.send("exit")
+            // Foundation's waitUntilExit also waits for the grandchild here: watch /proc instead.
+            #expect(TestHTTP.waitUntil(Self.deadline) { ChildProcess.hasExited(child.pid) })
+            // The parent is gone, the socket is not: the port must stay.
+            _ = TestHTTP.waitUntil(0.5) { false }
+            #expect(d.portInfo(port: port, transport: "tcp") != nil, "port dropped while a forked process still holds it")
+            kill(grandchild, SIGKILL)
+            #expect(waitGone(d, port, "tcp"))
         }
-        let d = try DaemonHarness(dbPath: db)
-        guard d.waitReady() else { return }
-        #expect(d.portInfo(port: port, transport: "tcp") == nil, "a port released while down is gone after restart")
-        #expect(d.metrics().contains("portwatch_resync_corrections_total{action=\"delete\"} 1"))
+
+        @Test func reusePortGroupMemberLeavingKeepsThePort() throws {
+            guard let d = try started() else { return }
+            let port = TestHTTP.freePort()
+            let first = try ChildProcess("s = tcp(port=\(port), reuse=True)\nsay('ok')\nwait()")
+            #expect(first.line() == "ok")
+            let second = try ChildProcess("s = tcp(port=\(port), reuse=True)\nsay('ok')\nwait()")
+            #expect(second.line() == "ok")
+            #expect(waitShown(d, port, "tcp", ["pid=\"\(second.pid)\""]) != nil, "\(d.metrics())")
+            first.kill()
+            _ = TestHTTP.waitUntil(0.5) { false }
+            #expect(d.portInfo(port: port, transport: "tcp") != nil, "port dropped while a SO_REUSEPORT member still holds it")
+            second.kill()
+            #expect(waitGone(d, port, "tcp"))
+        }
+
+        @Test func otherNetworkNamespaceIsLabelled() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            s = tcp("0.0.0.0")
+            say(s.getsockname()[1], os.readlink("/proc/self/ns/net"))
+            wait()
+            """, wrapper: ["unshare", "-n"])
+            let words = (child.line() ?? "").split(separator: " ")
+            try #require(words.count == 2)
+            let port = try #require(UInt16(words[0]))
+            let netns = words[1].dropFirst(5).dropLast()
+            let host = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+            #expect(!host.contains(netns))
+            #expect(waitShown(d, port, "tcp", ["netns=\"\(netns)\""]) != nil, "\(d.metrics())")
+            child.kill()
+            #expect(waitGone(d, port, "tcp"))
+        }
+
+        @Test func socketsOlderThanTheDaemonAreFoundAndTheirCloseSeen() throws {
+            let child = try ChildProcess("""
+            s = tcp()
+            u = udp("::1")
+            say(s.getsockname()[1], u.getsockname()[1])
+            wait()
+            """)
+            let ports = (child.line() ?? "").split(separator: " ").compactMap { UInt16($0) }
+            try #require(ports.count == 2)
+            guard let d = try started() else { return }
+            #expect(d.portInfo(port: ports[0], transport: "tcp")?.contains("comm=\"\(child.comm)\"") == true, "ready means the snapshot is applied")
+            #expect(d.portInfo(port: ports[1], transport: "udp")?.contains("pid=\"\(child.pid)\"") == true)
+            #expect(d.metrics().contains("portwatch_resync_corrections_total{action=\"insert\"}"))
+            child.kill()
+            #expect(waitGone(d, ports[0], "tcp"), "close of a socket older than the daemon was not seen")
+            #expect(waitGone(d, ports[1], "udp"))
+        }
+
+        @Test func restartRepairsWhatChangedWhileDown() throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-restart-\(UUID().uuidString)").path
+            let db = dir + "/pw.db"
+            var port: UInt16 = 0
+            do {
+                guard let d = try DaemonHarness(dbPath: db) as DaemonHarness?, d.waitReady() else { return }
+                let (fd, p) = TestSockets.bound("127.0.0.1")
+                port = p
+                #expect(waitShown(d, port, "tcp") != nil)
+                #expect(d.stop() == 0)
+                close(fd) // released while portwatch is down
+            }
+            let d = try DaemonHarness(dbPath: db)
+            guard d.waitReady() else { return }
+            #expect(d.portInfo(port: port, transport: "tcp") == nil, "a port released while down is gone after restart")
+            #expect(d.metrics().contains("portwatch_resync_corrections_total{action=\"delete\"} 1"))
+        }
     }
 }
 
 /// Attribution and the errors a user meets first.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct AttributionAndErrorTests {
-    @Test func uidOfTheBindingTaskIsRecorded() throws {
-        let d = try DaemonHarness()
-        guard d.waitReady() else { return }
-        let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-        let port = try #require(UInt16(child.line() ?? ""))
-        var uid: String?
-        _ = TestHTTP.waitUntil(5) {
-            uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port)")
-            return uid != nil && !uid!.isEmpty
+extension KernelSuite {
+    @Suite struct AttributionAndErrorTests {
+        @Test func uidOfTheBindingTaskIsRecorded() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            let port = try #require(UInt16(child.line() ?? ""))
+            var uid: String?
+            _ = TestHTTP.waitUntil(5) {
+                uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port)")
+                return uid != nil && !uid!.isEmpty
+            }
+            #expect(uid == "65534")
+            #expect(d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true)
         }
-        #expect(uid == "65534")
-        #expect(d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true)
-    }
 
-    @Test func withoutPrivilegesItSaysWhatToDo() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", DaemonHarness.binary,
-                             "--db.path", "/tmp/pw-nopriv-\(getpid()).db", "--web.listen-address", "127.0.0.1:0"]
-        let err = Pipe()
-        process.standardError = err
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 1)
-        #expect(text.split(separator: "\n").count == 1, "one line: \(text)")
-        #expect(text.contains("root") && text.contains("CAP_BPF"), "\(text)")
-    }
+        @Test func withoutPrivilegesItSaysWhatToDo() throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", DaemonHarness.binary,
+                                 "--db.path", "/tmp/pw-nopriv-\(getpid()).db", "--web.listen-address", "127.0.0.1:0"]
+            let err = Pipe()
+            process.standardError = err
+            try process.run()
+            process.waitUntilExit()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(process.terminationStatus == 1)
+            #expect(text.split(separator: "\n").count == 1, "one line: \(text)")
+            #expect(text.contains("root") && text.contains("CAP_BPF"), "\(text)")
+        }
 
-    @Test func badFlagsExitWith64() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DaemonHarness.binary)
-        process.arguments = ["--reconcile.window", "fast"]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 64)
+        @Test func badFlagsExitWith64() throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: DaemonHarness.binary)
+            process.arguments = ["--reconcile.window", "fast"]
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 64)
+        }
     }
 }
 

@@ -4,99 +4,100 @@ import Testing
 import PortwatchTestSupport
 
 /// The shipped dashboard and alert rules, run against a real Prometheus scraping the real daemon.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct OpsKitTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let rules = root.appendingPathComponent("docker/prometheus/portwatch-rules.yml").path
-    static let dashboard = root.appendingPathComponent("grafana/portwatch.json").path
+extension KernelSuite {
+    @Suite struct OpsKitTests {
+        static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        static let rules = root.appendingPathComponent("docker/prometheus/portwatch-rules.yml").path
+        static let dashboard = root.appendingPathComponent("grafana/portwatch.json").path
 
-    /// (panel title, expression) for every query of the dashboard, with Grafana's variables filled in.
-    static func panelQueries() throws -> [(String, String)] {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dashboard))) as! [String: Any]
-        var out: [(String, String)] = []
-        for panel in json["panels"] as! [[String: Any]] {
-            for target in panel["targets"] as? [[String: Any]] ?? [] {
-                let expr = (target["expr"] as! String).replacingOccurrences(of: "$__rate_interval", with: "1m")
-                    .replacingOccurrences(of: "$instance", with: ".*")
-                out.append((panel["title"] as! String, expr))
-            }
-        }
-        return out
-    }
-
-    /// Every `expr:` of the rules file (block scalars included).
-    static func ruleExpressions() throws -> [String] {
-        let lines = try String(contentsOfFile: rules, encoding: .utf8).components(separatedBy: "\n")
-        var out: [String] = []
-        var i = 0
-        while i < lines.count {
-            let line = lines[i].trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("expr:") {
-                var expr = String(line.dropFirst(5)).trimmingCharacters(in: .whitespaces)
-                if expr == "|" {
-                    expr = ""
-                    let indent = lines[i + 1].prefix { $0 == " " }.count
-                    while i + 1 < lines.count, lines[i + 1].prefix(while: { $0 == " " }).count >= indent, !lines[i + 1].isEmpty {
-                        expr += lines[i + 1].trimmingCharacters(in: .whitespaces) + " "
-                        i += 1
-                    }
+        /// (panel title, expression) for every query of the dashboard, with Grafana's variables filled in.
+        static func panelQueries() throws -> [(String, String)] {
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dashboard))) as! [String: Any]
+            var out: [(String, String)] = []
+            for panel in json["panels"] as! [[String: Any]] {
+                for target in panel["targets"] as? [[String: Any]] ?? [] {
+                    let expr = (target["expr"] as! String).replacingOccurrences(of: "$__rate_interval", with: "1m")
+                        .replacingOccurrences(of: "$instance", with: ".*")
+                    out.append((panel["title"] as! String, expr))
                 }
-                out.append(expr)
             }
-            i += 1
+            return out
         }
-        return out
-    }
 
-    static func metricNames(_ text: String) -> Set<String> {
-        let regex = try! NSRegularExpression(pattern: "\\b(portwatch_[a-z_]+|process_[a-z_]+)\\b")
-        return Set(regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { String(text[Range($0.range, in: text)!]) })
-    }
-
-    @Test func dashboardAndRulesWorkAgainstTheRealDaemon() throws {
-        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("ops-policy-\(UUID().uuidString).yaml").path
-        try "expected:\n  - { port: 1-1023 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        let d = try DaemonHarness(arguments: ["--policy.file", policy])
-        guard d.waitReady() else { return }
-        let (fd, port) = TestSockets.bound("127.0.0.1")
-        defer { close(fd) }
-        let prometheus = try PrometheusHarness(target: d.port, ruleFiles: [Self.rules])
-        #expect(TestHTTP.waitUntil(30) {
-            (prometheus.query("portwatch_port_info{port=\"\(port)\"}")?.count ?? 0) == 1
-        }, "Prometheus never saw the listener")
-
-        // Every panel query runs; the core panels return data.
-        let core: Set<String> = ["Ports held", "Ports held by protocol and family", "Current holders", "Up",
-                                 "BPF programs attached", "Unexpected listeners (policy)", "Kernel events per second"]
-        for (title, expr) in try Self.panelQueries() {
-            var result: [[String: Any]]?
-            _ = TestHTTP.waitUntil(core.contains(title) ? 10 : 0) {
-                result = prometheus.query(expr)
-                return (result?.count ?? 0) > 0
+        /// Every `expr:` of the rules file (block scalars included).
+        static func ruleExpressions() throws -> [String] {
+            let lines = try String(contentsOfFile: rules, encoding: .utf8).components(separatedBy: "\n")
+            var out: [String] = []
+            var i = 0
+            while i < lines.count {
+                let line = lines[i].trimmingCharacters(in: .whitespaces)
+                if line.hasPrefix("expr:") {
+                    var expr = String(line.dropFirst(5)).trimmingCharacters(in: .whitespaces)
+                    if expr == "|" {
+                        expr = ""
+                        let indent = lines[i + 1].prefix { $0 == " " }.count
+                        while i + 1 < lines.count, lines[i + 1].prefix(while: { $0 == " " }).count >= indent, !lines[i + 1].isEmpty {
+                            expr += lines[i + 1].trimmingCharacters(in: .whitespaces) + " "
+                            i += 1
+                        }
+                    }
+                    out.append(expr)
+                }
+                i += 1
             }
-            #expect(result != nil, "panel \(title): query failed: \(expr)")
-            if core.contains(title) { #expect((result?.count ?? 0) > 0, "panel \(title) shows no data: \(expr)") }
+            return out
         }
 
-        // Every rule expression evaluates; the unexpected-listener alert fires for our port.
-        for expr in try Self.ruleExpressions() {
-            #expect(prometheus.query(expr) != nil, "rule expression fails: \(expr)")
+        static func metricNames(_ text: String) -> Set<String> {
+            let regex = try! NSRegularExpression(pattern: "\\b(portwatch_[a-z_]+|process_[a-z_]+)\\b")
+            return Set(regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { String(text[Range($0.range, in: text)!]) })
         }
-        var firing = false
-        _ = TestHTTP.waitUntil(20) {
-            let alerts = (prometheus.api("/api/v1/alerts")?["data"] as? [String: Any])?["alerts"] as? [[String: Any]] ?? []
-            firing = alerts.contains {
-                ($0["labels"] as? [String: String])?["alertname"] == "PortwatchUnexpectedListener"
-                    && ($0["labels"] as? [String: String])?["port"] == "\(port)" && $0["state"] as? String == "firing"
+
+        @Test func dashboardAndRulesWorkAgainstTheRealDaemon() throws {
+            let policy = FileManager.default.temporaryDirectory.appendingPathComponent("ops-policy-\(UUID().uuidString).yaml").path
+            try "expected:\n  - { port: 1-1023 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            let d = try DaemonHarness(arguments: ["--policy.file", policy])
+            guard d.waitReady() else { return }
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            let prometheus = try PrometheusHarness(target: d.port, ruleFiles: [Self.rules])
+            #expect(TestHTTP.waitUntil(30) {
+                (prometheus.query("portwatch_port_info{port=\"\(port)\"}")?.count ?? 0) == 1
+            }, "Prometheus never saw the listener")
+
+            // Every panel query runs; the core panels return data.
+            let core: Set<String> = ["Ports held", "Ports held by protocol and family", "Current holders", "Up",
+                                     "BPF programs attached", "Unexpected listeners (policy)", "Kernel events per second"]
+            for (title, expr) in try Self.panelQueries() {
+                var result: [[String: Any]]?
+                _ = TestHTTP.waitUntil(core.contains(title) ? 10 : 0) {
+                    result = prometheus.query(expr)
+                    return (result?.count ?? 0) > 0
+                }
+                #expect(result != nil, "panel \(title): query failed: \(expr)")
+                if core.contains(title) { #expect((result?.count ?? 0) > 0, "panel \(title) shows no data: \(expr)") }
             }
-            return firing
-        }
-        #expect(firing, "PortwatchUnexpectedListener did not fire for port \(port)")
 
-        // Every metric the dashboard and rules name is one portwatch exports.
-        let exported = Self.metricNames(d.metrics().split(separator: "\n").filter { !$0.hasPrefix("#") }.joined(separator: "\n"))
-        let used = Self.metricNames(try String(contentsOfFile: Self.dashboard, encoding: .utf8))
-            .union(Self.metricNames(try String(contentsOfFile: Self.rules, encoding: .utf8)))
-        #expect(used.subtracting(exported).isEmpty, "named but not exported: \(used.subtracting(exported).sorted())")
+            // Every rule expression evaluates; the unexpected-listener alert fires for our port.
+            for expr in try Self.ruleExpressions() {
+                #expect(prometheus.query(expr) != nil, "rule expression fails: \(expr)")
+            }
+            var firing = false
+            _ = TestHTTP.waitUntil(20) {
+                let alerts = (prometheus.api("/api/v1/alerts")?["data"] as? [String: Any])?["alerts"] as? [[String: Any]] ?? []
+                firing = alerts.contains {
+                    ($0["labels"] as? [String: String])?["alertname"] == "PortwatchUnexpectedListener"
+                        && ($0["labels"] as? [String: String])?["port"] == "\(port)" && $0["state"] as? String == "firing"
+                }
+                return firing
+            }
+            #expect(firing, "PortwatchUnexpectedListener did not fire for port \(port)")
+
+            // Every metric the dashboard and rules name is one portwatch exports.
+            let exported = Self.metricNames(d.metrics().split(separator: "\n").filter { !$0.hasPrefix("#") }.joined(separator: "\n"))
+            let used = Self.metricNames(try String(contentsOfFile: Self.dashboard, encoding: .utf8))
+                .union(Self.metricNames(try String(contentsOfFile: Self.rules, encoding: .utf8)))
+            #expect(used.subtracting(exported).isEmpty, "named but not exported: \(used.subtracting(exported).sorted())")
+        }
     }
 }

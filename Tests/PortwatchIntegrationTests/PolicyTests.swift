@@ -5,51 +5,52 @@ import PortwatchTestSupport
 
 /// An unexpected listener shows up in the metrics and in `portwatch ls --unexpected`;
 /// the policy reloads on change and on SIGHUP, and a bad file keeps the old policy.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct PolicyEndToEndTests {
-    static func value(_ metrics: String, _ name: String) -> String? {
-        metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }?.split(separator: " ").last.map(String.init)
-    }
-
-    @Test func unexpectedListenerIsReportedAndPolicyReloads() throws {
-        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
-        let (fd, port) = TestSockets.bound("127.0.0.1")
-        defer { close(fd) }
-        try "expected:\n  - { port: 1-1023 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        let d = try DaemonHarness(arguments: ["--policy.file", policy])
-        guard d.waitReady() else { return }
-
-        let flagged = TestHTTP.waitUntil(5) {
-            d.metrics().split(separator: "\n").contains { $0.hasPrefix("portwatch_unexpected_port_info{") && $0.contains("port=\"\(port)\"") }
+extension KernelSuite {
+    @Suite struct PolicyEndToEndTests {
+        static func value(_ metrics: String, _ name: String) -> String? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }?.split(separator: " ").last.map(String.init)
         }
-        #expect(flagged, "\(d.metrics())")
-        #expect(Int(Self.value(d.metrics(), "portwatch_unexpected_ports") ?? "0")! >= 1)
-        let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--unexpected", "--policy.file", policy])
-        #expect(ls.status == 0 && ls.stdout.contains("127.0.0.1:\(port)"), "\(ls)")
 
-        // A bad file is refused and the old policy stays in force.
-        try "expected:\n  - { port: nope }\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        #expect(TestHTTP.waitUntil(5) { Self.value(d.metrics(), "portwatch_policy_last_reload_success") == "0" })
-        #expect(d.metrics().contains("portwatch_unexpected_port_info{") && d.metrics().contains("port=\"\(port)\""))
-        #expect(d.log.contains("policy file refused"))
+        @Test func unexpectedListenerIsReportedAndPolicyReloads() throws {
+            let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            try "expected:\n  - { port: 1-1023 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            let d = try DaemonHarness(arguments: ["--policy.file", policy])
+            guard d.waitReady() else { return }
 
-        // A good file allowing the port takes effect; SIGHUP also reloads.
-        try "expected:\n  - { port: \(port) }\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        kill(d.process.processIdentifier, SIGHUP)
-        #expect(TestHTTP.waitUntil(5) {
-            let m = d.metrics()
-            let stillFlagged = m.split(separator: "\n").contains { $0.hasPrefix("portwatch_unexpected_port_info{") && $0.contains("port=\"\(port)\"") }
-            return Self.value(m, "portwatch_policy_last_reload_success") == "1" && !stillFlagged
-        })
-        #expect(d.process.isRunning, "SIGHUP does not stop the daemon")
-    }
+            let flagged = TestHTTP.waitUntil(5) {
+                d.metrics().split(separator: "\n").contains { $0.hasPrefix("portwatch_unexpected_port_info{") && $0.contains("port=\"\(port)\"") }
+            }
+            #expect(flagged, "\(d.metrics())")
+            #expect(Int(Self.value(d.metrics(), "portwatch_unexpected_ports") ?? "0")! >= 1)
+            let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--unexpected", "--policy.file", policy])
+            #expect(ls.status == 0 && ls.stdout.contains("127.0.0.1:\(port)"), "\(ls)")
 
-    @Test func badPolicyAtStartIsOneClearLine() throws {
-        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
-        try "expected:\n  - { colour: red }\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        let (status, _, err) = try TestBinaries.run("portwatch", ["--policy.file", policy, "--db.path", "/tmp/pw-policy-\(getpid()).db",
-                                                                  "--web.listen-address", "127.0.0.1:\(TestHTTP.freePort())"])
-        #expect(status == 1)
-        #expect(err.hasPrefix("portwatch: \(policy):2: unknown field `colour`"), "\(err)")
+            // A bad file is refused and the old policy stays in force.
+            try "expected:\n  - { port: nope }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            #expect(TestHTTP.waitUntil(5) { Self.value(d.metrics(), "portwatch_policy_last_reload_success") == "0" })
+            #expect(d.metrics().contains("portwatch_unexpected_port_info{") && d.metrics().contains("port=\"\(port)\""))
+            #expect(d.log.contains("policy file refused"))
+
+            // A good file allowing the port takes effect; SIGHUP also reloads.
+            try "expected:\n  - { port: \(port) }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            kill(d.process.processIdentifier, SIGHUP)
+            #expect(TestHTTP.waitUntil(5) {
+                let m = d.metrics()
+                let stillFlagged = m.split(separator: "\n").contains { $0.hasPrefix("portwatch_unexpected_port_info{") && $0.contains("port=\"\(port)\"") }
+                return Self.value(m, "portwatch_policy_last_reload_success") == "1" && !stillFlagged
+            })
+            #expect(d.process.isRunning, "SIGHUP does not stop the daemon")
+        }
+
+        @Test func badPolicyAtStartIsOneClearLine() throws {
+            let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+            try "expected:\n  - { colour: red }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            let (status, _, err) = try TestBinaries.run("portwatch", ["--policy.file", policy, "--db.path", "/tmp/pw-policy-\(getpid()).db",
+                                                                      "--web.listen-address", "127.0.0.1:\(TestHTTP.freePort())"])
+            #expect(status == 1)
+            #expect(err.hasPrefix("portwatch: \(policy):2: unknown field `colour`"), "\(err)")
+        }
     }
 }

@@ -4,82 +4,83 @@ import Testing
 import PortwatchTestSupport
 
 /// The real output, judged by the strictest checkers there are.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct ValidatorTests {
-    static let openMetrics = "application/openmetrics-text; version=1.0.0"
+extension KernelSuite {
+    @Suite struct ValidatorTests {
+        static let openMetrics = "application/openmetrics-text; version=1.0.0"
 
-    static func run(_ arguments: [String], input: String) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
-        let stdin = Pipe(), out = Pipe()
-        p.standardInput = stdin
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
-    }
-
-    @Test func pythonOpenMetricsParserAcceptsTheOutput() throws {
-        let d = try DaemonHarness()
-        guard d.waitReady() else { return }
-        let (fd, port) = TestSockets.bound("::1")
-        defer { close(fd) }
-        _ = TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil }
-        let text = d.metrics(accept: Self.openMetrics)
-        #expect(text.hasSuffix("# EOF\n"))
-        let parse = """
-        import sys
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families
-        families = list(text_string_to_metric_families(sys.stdin.read()))
-        print(len(families), sum(len(f.samples) for f in families))
-        """
-        let (status, output) = try Self.run(["python3", "-c", parse], input: text)
-        #expect(status == 0, "prometheus_client rejected the OpenMetrics output: \(output)")
-        #expect(output.split(separator: " ").count == 2, "\(output)")
-    }
-
-    /// promtool's checker reads the text format (it reads OpenMetrics counters as lacking help).
-    @Test func promtoolAcceptsTheTextFormat() throws {
-        let d = try DaemonHarness()
-        guard d.waitReady() else { return }
-        let (status, output) = try Self.run(["promtool", "check", "metrics"], input: d.metrics())
-        #expect(status == 0, "promtool check metrics: \(output)")
-    }
-
-    @Test func realPrometheusScrapesCleanly() throws {
-        let d = try DaemonHarness()
-        guard d.waitReady() else { return }
-        let (fd, port) = TestSockets.bound("127.0.0.1")
-        defer { close(fd) }
-        let prometheus = try PrometheusHarness(target: d.port)
-        var target: (health: String, lastError: String)?
-        let scraped = TestHTTP.waitUntil(30) {
-            target = prometheus.target()
-            return target?.health == "up"
+        static func run(_ arguments: [String], input: String) throws -> (status: Int32, output: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = arguments
+            let stdin = Pipe(), out = Pipe()
+            p.standardInput = stdin
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
         }
-        #expect(scraped, "target: \(String(describing: target))")
-        #expect(target?.lastError == "")
-        let seen = TestHTTP.waitUntil(10) {
-            (prometheus.query("portwatch_port_info{port=\"\(port)\"}")?.count ?? 0) == 1
+
+        @Test func pythonOpenMetricsParserAcceptsTheOutput() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let (fd, port) = TestSockets.bound("::1")
+            defer { close(fd) }
+            _ = TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil }
+            let text = d.metrics(accept: Self.openMetrics)
+            #expect(text.hasSuffix("# EOF\n"))
+            let parse = """
+            import sys
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families
+            families = list(text_string_to_metric_families(sys.stdin.read()))
+            print(len(families), sum(len(f.samples) for f in families))
+            """
+            let (status, output) = try Self.run(["python3", "-c", parse], input: text)
+            #expect(status == 0, "prometheus_client rejected the OpenMetrics output: \(output)")
+            #expect(output.split(separator: " ").count == 2, "\(output)")
         }
-        #expect(seen, "Prometheus has no portwatch_port_info for port \(port)")
-        #expect(prometheus.query("up{job=\"portwatch\"}")?.first.flatMap { ($0["value"] as? [Any])?.last as? String } == "1")
-        // Prometheus's own counters of rejected samples (it scrapes itself too).
-        for problem in ["prometheus_target_scrapes_sample_duplicate_timestamp_total",
-                        "prometheus_target_scrapes_sample_out_of_bounds_total",
-                        "prometheus_target_scrapes_sample_out_of_order_total",
-                        "prometheus_target_scrapes_exceeded_sample_limit_total"] {
-            var value: String?
-            _ = TestHTTP.waitUntil(10) {
-                value = prometheus.query(problem)?.first.flatMap { ($0["value"] as? [Any])?.last as? String }
-                return value != nil
+
+        /// promtool's checker reads the text format (it reads OpenMetrics counters as lacking help).
+        @Test func promtoolAcceptsTheTextFormat() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let (status, output) = try Self.run(["promtool", "check", "metrics"], input: d.metrics())
+            #expect(status == 0, "promtool check metrics: \(output)")
+        }
+
+        @Test func realPrometheusScrapesCleanly() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            let prometheus = try PrometheusHarness(target: d.port)
+            var target: (health: String, lastError: String)?
+            let scraped = TestHTTP.waitUntil(30) {
+                target = prometheus.target()
+                return target?.health == "up"
             }
-            #expect(value == "0", "\(problem) = \(value ?? "missing")")
+            #expect(scraped, "target: \(String(describing: target))")
+            #expect(target?.lastError == "")
+            let seen = TestHTTP.waitUntil(10) {
+                (prometheus.query("portwatch_port_info{port=\"\(port)\"}")?.count ?? 0) == 1
+            }
+            #expect(seen, "Prometheus has no portwatch_port_info for port \(port)")
+            #expect(prometheus.query("up{job=\"portwatch\"}")?.first.flatMap { ($0["value"] as? [Any])?.last as? String } == "1")
+            // Prometheus's own counters of rejected samples (it scrapes itself too).
+            for problem in ["prometheus_target_scrapes_sample_duplicate_timestamp_total",
+                            "prometheus_target_scrapes_sample_out_of_bounds_total",
+                            "prometheus_target_scrapes_sample_out_of_order_total",
+                            "prometheus_target_scrapes_exceeded_sample_limit_total"] {
+                var value: String?
+                _ = TestHTTP.waitUntil(10) {
+                    value = prometheus.query(problem)?.first.flatMap { ($0["value"] as? [Any])?.last as? String }
+                    return value != nil
+                }
+                #expect(value == "0", "\(problem) = \(value ?? "missing")")
+            }
         }
     }
 }

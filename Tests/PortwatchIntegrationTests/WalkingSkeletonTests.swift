@@ -4,47 +4,48 @@ import Testing
 import PortwatchTestSupport
 
 /// A real listen() in the kernel becomes a line in /metrics, and goes away on close.
-@Suite(.serialized, .enabled(if: BPFAvailability.enabled, "needs root to load BPF (CI sets PORTWATCH_REQUIRE_BPF=1)"))
-struct WalkingSkeletonTests {
-    @Test(arguments: ["127.0.0.1", "::1"])
-    func listenAppearsAndCloseDisappears(address: String) throws {
-        let daemon = try DaemonHarness()
-        guard daemon.waitReady() else { return }
-        let (fd, port) = TestSockets.bound(address)
-        let family = address.contains(":") ? "ipv6" : "ipv4"
-        let expected = "address=\"\(address)\",port=\"\(port)\",state=\"listen\",pid=\"\(getpid())\",comm=\"\(TestSockets.comm)\"} 1"
-        let netns = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net").dropFirst(5).dropLast()
+extension KernelSuite {
+    @Suite struct WalkingSkeletonTests {
+        @Test(arguments: ["127.0.0.1", "::1"])
+        func listenAppearsAndCloseDisappears(address: String) throws {
+            let daemon = try DaemonHarness()
+            guard daemon.waitReady() else { return }
+            let (fd, port) = TestSockets.bound(address)
+            let family = address.contains(":") ? "ipv6" : "ipv4"
+            let expected = "address=\"\(address)\",port=\"\(port)\",state=\"listen\",pid=\"\(getpid())\",comm=\"\(TestSockets.comm)\"} 1"
+            let netns = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net").dropFirst(5).dropLast()
 
-        let appeared = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp")?.hasSuffix(expected) == true }
-        #expect(appeared, "no port_info for \(address):\(port); metrics:\n\(daemon.metrics())\nlog:\n\(daemon.log)")
-        let line = daemon.portInfo(port: port, transport: "tcp") ?? ""
-        #expect(line.contains("netns=\"\(netns)\",protocol=\"tcp\",family=\"\(family)\""), "\(line)")
+            let appeared = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp")?.hasSuffix(expected) == true }
+            #expect(appeared, "no port_info for \(address):\(port); metrics:\n\(daemon.metrics())\nlog:\n\(daemon.log)")
+            let line = daemon.portInfo(port: port, transport: "tcp") ?? ""
+            #expect(line.contains("netns=\"\(netns)\",protocol=\"tcp\",family=\"\(family)\""), "\(line)")
 
-        close(fd)
-        let gone = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp") == nil }
-        #expect(gone, "port \(port) still listed after close")
-        #expect(daemon.stop() == 0, "SIGTERM ends the daemon cleanly")
-    }
+            close(fd)
+            let gone = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp") == nil }
+            #expect(gone, "port \(port) still listed after close")
+            #expect(daemon.stop() == 0, "SIGTERM ends the daemon cleanly")
+        }
 
-    @Test func outputPassesPromtool() throws {
-        let daemon = try DaemonHarness()
-        guard daemon.waitReady() else { return }
-        let (fd, port) = TestSockets.bound("127.0.0.1")
-        defer { close(fd) }
-        _ = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp") != nil }
-        let text = daemon.metrics()
-        let promtool = Process()
-        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-        promtool.arguments = ["check", "metrics"]
-        let input = Pipe(), output = Pipe()
-        promtool.standardInput = input
-        promtool.standardOutput = output
-        promtool.standardError = output
-        try promtool.run()
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        promtool.waitUntilExit()
-        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(promtool.terminationStatus == 0, "promtool check metrics: \(said)")
+        @Test func outputPassesPromtool() throws {
+            let daemon = try DaemonHarness()
+            guard daemon.waitReady() else { return }
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            _ = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp") != nil }
+            let text = daemon.metrics()
+            let promtool = Process()
+            promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+            promtool.arguments = ["check", "metrics"]
+            let input = Pipe(), output = Pipe()
+            promtool.standardInput = input
+            promtool.standardOutput = output
+            promtool.standardError = output
+            try promtool.run()
+            input.fileHandleForWriting.write(Data(text.utf8))
+            try input.fileHandleForWriting.close()
+            promtool.waitUntilExit()
+            let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(promtool.terminationStatus == 0, "promtool check metrics: \(said)")
+        }
     }
 }
