@@ -45,6 +45,36 @@ static inline struct bpf_object *pw_open_object(const void *data, size_t size, c
 
 static inline int pw_errno(void) { return errno; }
 
+/* Keeps only the capabilities in `keep` (a bit mask of CAP_* numbers): drops the rest from
+ * the bounding set, then from the effective, permitted and inheritable sets of the calling
+ * thread (threads started afterwards inherit them). Returns 0 or -errno. */
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline int pw_keep_capabilities(unsigned long long keep)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+	for (int cap = 0; cap <= 63; cap++) {
+		if (keep & (1ULL << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+			return -errno;
+	}
+	if (syscall(SYS_capget, &header, data) != 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		unsigned int mask = (unsigned int)(keep >> (32 * i));
+		data[i].effective &= mask;
+		data[i].permitted &= mask;
+		data[i].inheritable = 0;
+	}
+	if (syscall(SYS_capset, &header, data) != 0)
+		return -errno;
+	return 0;
+}
+
 /* setns(2) needs _GNU_SOURCE, which Swift's Glibc import does not set. */
 int setns(int fd, int nstype);
 static inline int pw_enter_netns(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }

@@ -1,3 +1,4 @@
+import CBPF
 import Foundation
 
 /// What the kernel must offer before portwatch tries to load anything.
@@ -41,6 +42,19 @@ public enum KernelChecks {
 
     public static func missingCapabilities(_ effective: UInt64 = effectiveCapabilities()) -> [String] {
         required.filter { effective & (1 << UInt64($0.bit)) == 0 }.map(\.name)
+    }
+
+    /// What the running daemon still needs once its programs are attached: entering network
+    /// namespaces (CAP_SYS_ADMIN) and reading other processes' /proc/PID/fd (CAP_SYS_PTRACE,
+    /// CAP_DAC_READ_SEARCH) for each resync. Map and ring buffer file descriptors need none.
+    public static let keptAfterAttach: [(name: String, bit: Int)] = [("CAP_SYS_ADMIN", 21), ("CAP_SYS_PTRACE", 19), ("CAP_DAC_READ_SEARCH", 2)]
+
+    /// Drops every other capability (bounding, effective, permitted, inheritable) from the
+    /// calling thread; call it before starting the daemon's threads.
+    public static func dropCapabilitiesAfterAttach() throws {
+        let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
+        let rc = pw_keep_capabilities(keep)
+        guard rc == 0 else { throw CaptureError("cannot drop capabilities: \(String(cString: strerror(-rc)))") }
     }
 
     public static func requirePrivileges() throws {

@@ -62,6 +62,8 @@ struct Daemon {
 
         let addresses = options.listenAddresses.compactMap(ListenAddress.init)
         let server = try HTTPServer(addresses: addresses, logger: logger) { exporter.handle($0) }
+        // Everything privileged is open or attached: keep only what resyncs need.
+        try KernelChecks.dropCapabilitiesAfterAttach()
         loop.start()
         server.start()
         policy?.start()

@@ -217,6 +217,25 @@ extension KernelSuite {
             #expect(d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true)
         }
 
+        @Test func runningDaemonKeepsOnlyTheCapabilitiesItNeeds() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
+            func mask(_ field: String) -> UInt64? {
+                status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+                    .flatMap { UInt64($0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) }
+            }
+            // CAP_SYS_ADMIN (21), CAP_SYS_PTRACE (19), CAP_DAC_READ_SEARCH (2).
+            let kept: UInt64 = 1 << 21 | 1 << 19 | 1 << 2
+            #expect(mask("CapEff") == kept)
+            #expect(mask("CapPrm") == kept)
+            #expect(mask("CapBnd") == kept)
+            // And it still does its job: a new listener, and a resync that enters namespaces.
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil })
+        }
+
         @Test func withoutPrivilegesItSaysWhatToDo() throws {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
