@@ -15,6 +15,12 @@ struct Daemon {
     let logger: Logger
 
     func run() throws {
+        // Room for the HTTP connection cap, ring buffer, maps and the snapshot's netlink sockets.
+        var files = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        files.rlim_cur = files.rlim_max
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+
         let store = try Store(path: options.databasePath)
         let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }
         var captureOptions = KernelCapture.Options()

@@ -91,20 +91,64 @@ final class RunningServer {
         #expect(TestHTTP.readResponse(fd)?.status == 431)
     }
 
-    @Test func connectionsBeyondTheCapGet503() throws {
+    @Test func whenFullTheLongestIdleConnectionMakesRoom() throws {
         var limits = HTTPServer.Limits()
         limits.maxConnections = 3
         let s = try RunningServer(limits: limits)
         let held = try (0..<3).map { _ in try TestHTTP.connect(port: s.port) }
         defer { held.forEach { close($0) } }
-        // Make sure the server has accepted the three before the fourth arrives.
         for fd in held {
             TestHTTP.send(fd, "GET /-/healthy HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(TestHTTP.readResponse(fd)?.status == 200)
         }
-        let extra = try TestHTTP.connect(port: s.port)
+        #expect(try TestHTTP.get(port: s.port, path: "/-/healthy").status == 200, "a fourth client is served")
+        var byte: UInt8 = 0
+        #expect(recv(held[0], &byte, 1, 0) == 0, "the longest idle connection was closed for it")
+    }
+
+    @Test func whenFullOfResponsesInFlightNewClientsGet503() throws {
+        var limits = HTTPServer.Limits()
+        limits.maxConnections = 1
+        let big = [UInt8](repeating: 65, count: 16 << 20)
+        let server = try HTTPServer(addresses: [ListenAddress(host: "127.0.0.1", port: 0)], limits: limits,
+                                    logger: Logger(label: "t")) { _ in HTTPResponse(status: 200, headers: [], body: big) }
+        server.start()
+        defer { server.stop() }
+        let port = server.boundPorts[0]
+        // A client that asks for 16 MiB and does not read it keeps its response in flight.
+        let stuck = try TestHTTP.connect(port: port)
+        defer { close(stuck) }
+        TestHTTP.send(stuck, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        usleep(100_000)
+        let extra = try TestHTTP.connect(port: port)
         defer { close(extra) }
-        #expect(TestHTTP.readResponse(extra)?.status == 503)
+        let response = TestHTTP.readResponse(extra)
+        #expect(response?.status == 503)
+        #expect(response?.headers["retry-after"] == "1")
+    }
+
+    @Test func slowlorisWithAThousandConnectionsDoesNotStopAScrape() throws {
+        var limit = rlimit(rlim_cur: 4096, rlim_max: 4096)
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        let s = try RunningServer()
+        var slow: [Int32] = []
+        defer { slow.forEach { close($0) } }
+        for _ in 0..<1000 {
+            guard let fd = try? TestHTTP.connect(port: s.port) else { break }
+            TestHTTP.send(fd, "G")
+            slow.append(fd)
+        }
+        #expect(slow.count == 1000)
+        // One byte a second from every slow client, and a scrape each second.
+        for second in 0..<3 {
+            for fd in slow { TestHTTP.send(fd, "E") }
+            let started = Date()
+            let response = try? TestHTTP.get(port: s.port, path: "/metrics")
+            #expect(response?.status == 200, "second \(second): scrape refused or failed")
+            #expect(response?.text.contains("portwatch_up 1") == true)
+            let spent = Date().timeIntervalSince(started)
+            if spent < 1 { usleep(UInt32((1 - spent) * 1e6)) }
+        }
     }
 
     @Test func slowRequestTimesOutWith408() throws {

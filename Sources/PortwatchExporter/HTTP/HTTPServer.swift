@@ -145,8 +145,14 @@ public final class HTTPServer: @unchecked Sendable {
                 return
             }
             guard let fd else { return }
+            if connections.count >= limits.maxConnections, let victim = evictionCandidate() {
+                // Full: make room by closing the connection that has waited longest without
+                // completing a request (slow or idle clients), so that one slowloris cannot
+                // lock out a scrape.
+                close(victim)
+            }
             if connections.count >= limits.maxConnections {
-                // Over the cap: say so and hang up, without keeping any state.
+                // Over the cap and nobody to evict: say so and hang up, without keeping any state.
                 var response = HTTPResponse(status: 503, text: "too many connections\n")
                 response.headers.append(("Retry-After", "1"))
                 let bytes = response.serialize(keepAlive: false)
@@ -156,6 +162,14 @@ public final class HTTPServer: @unchecked Sendable {
             }
             connections[fd] = Connection(fd: fd, now: now)
         }
+    }
+
+    /// The connection to close when full: the oldest incomplete request, else the longest idle;
+    /// never one that is being answered.
+    private func evictionCandidate() -> Connection? {
+        let quiet = connections.values.filter { $0.output.isEmpty }
+        return quiet.filter { $0.requestStarted != nil }.min { $0.requestStarted! < $1.requestStarted! }
+            ?? quiet.min { $0.lastActivity < $1.lastActivity }
     }
 
     private func read(_ c: Connection, buffer: inout [UInt8], now: Double) {
