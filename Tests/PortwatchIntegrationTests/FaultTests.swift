@@ -1,0 +1,88 @@
+import Foundation
+import Glibc
+import Testing
+import PortwatchTestSupport
+
+extension KernelSuite {
+    /// Faults a node meets: a full disk under the ledger, a daemon killed mid-flood.
+    @Suite struct FaultTests {
+        static func run(_ arguments: [String]) -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = arguments
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return -1 }
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+
+        static func counter(_ metrics: String, _ name: String) -> Double {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } ?? 0
+        }
+
+        @Test func fullDiskKeepsServingAndRecovers() throws {
+            let mount = FileManager.default.temporaryDirectory.appendingPathComponent("pw-full-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+            try #require(Self.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mount]) == 0, "cannot mount a tmpfs")
+            defer { _ = Self.run(["umount", "-l", mount]) }
+            let d = try DaemonHarness(dbPath: mount + "/pw.db")
+            guard d.waitReady() else { return }
+
+            // Fill the disk.
+            _ = Self.run(["dd", "if=/dev/zero", "of=\(mount)/filler", "bs=64k"])
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            #expect(TestHTTP.waitUntil(10) { Self.counter(d.metrics(), "portwatch_store_errors_total") > 0 },
+                    "no store error counted with a full disk")
+            let metrics = d.metrics()
+            #expect(metrics.contains("portwatch_ports_held"), "still serving")
+            #expect(d.process.isRunning)
+
+            // Space again: the kept changes are written and the listener shows.
+            try FileManager.default.removeItem(atPath: mount + "/filler")
+            #expect(TestHTTP.waitUntil(10) { d.portInfo(port: port, transport: "tcp") != nil }, "did not recover after the disk freed")
+        }
+
+        @Test func killedMidFloodThenRestartedMatchesTheKernel() throws {
+            let db = FileManager.default.temporaryDirectory.appendingPathComponent("pw-kill-\(UUID().uuidString)").path + "/pw.db"
+            let held = try ChildProcess("""
+            socks = [tcp() for _ in range(20)]
+            say(" ".join(str(s.getsockname()[1]) for s in socks))
+            wait()
+            """)
+            let ports = (held.line() ?? "").split(separator: " ").compactMap { UInt16($0) }
+            try #require(ports.count == 20)
+            do {
+                let d = try DaemonHarness(dbPath: db)
+                guard d.waitReady() else { return }
+                let flood = try ChildProcess("""
+                import time
+                end = time.monotonic() + 1.5
+                while time.monotonic() < end:
+                    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); s.close()
+                say("done")
+                """)
+                usleep(500_000)
+                kill(d.process.processIdentifier, SIGKILL)
+                d.process.waitUntilExit()
+                _ = flood.line()
+            }
+            // The held ports go away while portwatch is down.
+            held.send("close")
+            let d = try DaemonHarness(dbPath: db)
+            guard d.waitReady() else { return }
+            held.kill()
+            #expect(TestHTTP.waitUntil(10) { ports.allSatisfy { d.portInfo(port: $0, transport: "tcp") == nil } },
+                    "ports of a killed process remain after restart")
+            let netns = String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net").dropFirst(5).dropLast())
+            var ours = Set<String>(), kernel = Set<String>()
+            let same = TestHTTP.waitUntil(10) {
+                kernel = FloodTests.kernelListeners()
+                ours = FloodTests.portwatchListeners(d.metrics(), netns: netns)
+                return ours == kernel
+            }
+            #expect(same, "portwatch only: \(ours.subtracting(kernel)); kernel only: \(kernel.subtracting(ours))")
+        }
+    }
+}
