@@ -64,4 +64,4 @@ fuzz: deps
 # The whole suite under ThreadSanitizer, then AddressSanitizer (separate build folders).
 check-sanitizers: test-deps
 	swift test --sanitize=thread --scratch-path .build-tsan
-	swift test --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/lsan.supp swift test --sanitize=address --scratch-path .build-asan

@@ -19,6 +19,7 @@ let package = Package(
         .systemLibrary(name: "CBPF", path: "Sources/CBPF", pkgConfig: "libbpf"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
 
         // Compiles bpf/*.bpf.c with the toolchain's clang and emits it as a Swift source.
         .executableTarget(name: "BPFEmbed", path: "Sources/BPFEmbed"),
@@ -39,7 +40,7 @@ let package = Package(
         // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.
         .target(
             name: "PortwatchExporter",
-            dependencies: ["PortwatchCore", "CZlib", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PortwatchCore", "CZlib", "CCrypt", .product(name: "Logging", package: "swift-log")]
         ),
         // The daemon: flags, wiring, the capture thread.
         .executableTarget(
@@ -48,6 +49,7 @@ let package = Package(
                 "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
 

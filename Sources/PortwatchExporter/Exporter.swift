@@ -9,13 +9,32 @@ public struct Exporter: Sendable {
     /// True once BPF is attached and the start-up snapshot is applied.
     public var ready: @Sendable () -> Bool
 
-    public init(telemetryPath: String, state: @escaping @Sendable () -> ExporterState, ready: @escaping @Sendable () -> Bool) {
+    /// When set, every request needs a known user and password (HTTP basic).
+    public var auth: BasicAuth?
+    /// Added to every response (e.g. security headers from the web configuration).
+    public var headers: [(String, String)] = []
+
+    public init(telemetryPath: String, state: @escaping @Sendable () -> ExporterState, ready: @escaping @Sendable () -> Bool,
+                auth: BasicAuth? = nil, headers: [(String, String)] = []) {
         self.telemetryPath = telemetryPath
         self.state = state
         self.ready = ready
+        self.auth = auth
+        self.headers = headers
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        var response = route(request)
+        response.headers += headers
+        return response
+    }
+
+    private func route(_ request: HTTPRequest) -> HTTPResponse {
+        if let auth, !auth.allows(authorization: request.header("authorization")) {
+            return HTTPResponse(status: 401, headers: [("WWW-Authenticate", "Basic realm=\"portwatch\", charset=\"UTF-8\""),
+                                                       ("Content-Type", "text/plain; charset=utf-8")],
+                                body: Array("authentication required\n".utf8))
+        }
         guard request.method == "GET" || request.method == "HEAD" else {
             return HTTPResponse(status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")],
                                 body: Array("method not allowed\n".utf8))

@@ -23,6 +23,7 @@ struct Daemon {
 
         let store = try Store(path: options.databasePath)
         let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }
+        let web = try options.webConfigFile.map { try WebConfigFile.load(path: $0) }
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
         let capture = try KernelCapture(options: captureOptions, logger: logger)
@@ -64,7 +65,9 @@ struct Daemon {
                                     reload: (current.lastSuccess, current.lastSuccessTime))
         }
         let exporter = Exporter(telemetryPath: options.telemetryPath, state: stateWithPolicy,
-                                ready: { loop.ready.load(ordering: .relaxed) })
+                                ready: { loop.ready.load(ordering: .relaxed) },
+                                auth: web.flatMap { $0.users.isEmpty ? nil : BasicAuth(users: $0.users) },
+                                headers: web?.headers ?? [])
 
         let addresses = options.listenAddresses.compactMap(ListenAddress.init)
         let server = try HTTPServer(addresses: addresses, logger: logger) { exporter.handle($0) }

@@ -22,6 +22,10 @@ struct Serve: ParsableCommand {
             help: ArgumentHelp("Address to serve metrics on: host:port, [v6]:port or :port. Repeat for several.", valueName: "address"))
     var listenAddresses: [String] = [":9976"]
 
+    @Option(name: .customLong("web.config.file"),
+            help: "exporter-toolkit style YAML with basic_auth_users (bcrypt) and http_server_config.headers.")
+    var webConfigFile: String?
+
     @Option(name: .customLong("web.telemetry-path"), help: "Path under which to expose metrics.")
     var telemetryPath = "/metrics"
 
