@@ -10,18 +10,19 @@ final class PrometheusHarness {
     let process = Process()
     let dir: String
 
-    init(target: UInt16, ruleFiles: [String] = []) throws {
+    init(target: UInt16, ruleFiles: [String] = [], basicAuth: (user: String, password: String)? = nil) throws {
         port = TestHTTP.freePort()
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("prom-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let rules = ruleFiles.isEmpty ? "" : "rule_files:\n" + ruleFiles.map { "  - \($0)\n" }.joined()
+        let auth = basicAuth.map { "    basic_auth:\n      username: \($0.user)\n      password: \($0.password)\n" } ?? ""
         let config = """
         global:
           scrape_interval: 1s
           evaluation_interval: 1s
         \(rules)scrape_configs:
           - job_name: portwatch
-            static_configs:
+        \(auth)    static_configs:
               - targets: ["127.0.0.1:\(target)"]
           - job_name: prometheus
             static_configs:

@@ -51,6 +51,26 @@ extension KernelSuite {
             #expect(status == 0, "promtool check metrics: \(output)")
         }
 
+        @Test func prometheusScrapesWithBasicAuth() throws {
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let config = root.appendingPathComponent("docker/web-config.example.yml").path
+            let d = try DaemonHarness(arguments: ["--web.config.file", config])
+            #expect(TestHTTP.waitUntil(30) { (try? TestHTTP.get(port: d.port, path: "/-/ready").status) == 401 }, "no credentials, no answer")
+            let credentials = "Basic " + Data("prometheus:changeme".utf8).base64EncodedString()
+            #expect(TestHTTP.waitUntil(30) {
+                (try? TestHTTP.get(port: d.port, path: "/-/ready", headers: ["Authorization": credentials]).status) == 200
+            })
+            let prometheus = try PrometheusHarness(target: d.port, basicAuth: ("prometheus", "changeme"))
+            var target: (health: String, lastError: String)?
+            #expect(TestHTTP.waitUntil(30) {
+                target = prometheus.target()
+                return target?.health == "up"
+            }, "target: \(String(describing: target))")
+            let wrong = try PrometheusHarness(target: d.port, basicAuth: ("prometheus", "guess"))
+            #expect(TestHTTP.waitUntil(30) { wrong.target() != nil })
+            #expect(wrong.target()?.health == "down" && wrong.target()?.lastError.contains("401") == true)
+        }
+
         @Test func realPrometheusScrapesCleanly() throws {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
