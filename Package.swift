@@ -20,6 +20,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl"),
 
         // Compiles bpf/*.bpf.c with the toolchain's clang and emits it as a Swift source.
         .executableTarget(name: "BPFEmbed", path: "Sources/BPFEmbed"),
@@ -40,7 +41,7 @@ let package = Package(
         // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.
         .target(
             name: "PortwatchExporter",
-            dependencies: ["PortwatchCore", "CZlib", "CCrypt", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PortwatchCore", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log")]
         ),
         // The daemon: flags, wiring, the capture thread.
         .executableTarget(

@@ -46,6 +46,6 @@ step "promtool check config"
 promtool check config --syntax-only prometheus/prometheus.yml >/dev/null 2>&1 && ok || { promtool check config --syntax-only prometheus/prometheus.yml; fail=1; }
 
 step "promtool check web-config"
-promtool check web-config web-config.example.yml >/dev/null && ok || fail=1
+promtool check web-config web-config.example.yml >/dev/null 2>&1 && ok || fail=1
 
 exit $fail

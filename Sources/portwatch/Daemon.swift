@@ -70,7 +70,7 @@ struct Daemon {
                                 headers: web?.headers ?? [])
 
         let addresses = options.listenAddresses.compactMap(ListenAddress.init)
-        let server = try HTTPServer(addresses: addresses, logger: logger) { exporter.handle($0) }
+        let server = try HTTPServer(addresses: addresses, tls: web?.tls, logger: logger) { exporter.handle($0) }
         // Everything privileged is open or attached: keep only what resyncs need.
         try KernelChecks.dropCapabilitiesAfterAttach()
         loop.start()

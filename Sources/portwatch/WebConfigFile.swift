@@ -14,6 +14,7 @@ import Yams
 struct WebConfigFile {
     var users: [String: String] = [:]
     var headers: [(String, String)] = []
+    var tls: TLSSettings?
 
     struct Invalid: Error, CustomStringConvertible {
         let description: String
@@ -21,6 +22,32 @@ struct WebConfigFile {
 
     static let allowedHeaders: Set<String> = ["Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
                                               "X-XSS-Protection", "Content-Security-Policy"]
+
+    /// Paths are relative to the web configuration file, as in exporter-toolkit.
+    static func tlsSettings(_ node: Node, path: String, line: Int) throws -> TLSSettings {
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent()
+        func resolve(_ file: String) -> String { file.hasPrefix("/") ? file : base.appendingPathComponent(file).path }
+        var values: [String: String] = [:]
+        for (k, v) in node.mapping ?? [:] {
+            guard let key = k.string, let value = v.string else { continue }
+            guard ["cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"].contains(key) else {
+                throw Invalid(description: "\(path):\(k.mark?.line ?? line): unknown tls_server_config key \(key); known: cert_file, key_file, client_auth_type, client_ca_file, min_version")
+            }
+            values[key] = value
+        }
+        guard let cert = values["cert_file"], let key = values["key_file"] else {
+            throw Invalid(description: "\(path):\(line): tls_server_config needs cert_file and key_file")
+        }
+        if let min = values["min_version"], min != "TLS12", min != "TLS13" {
+            throw Invalid(description: "\(path):\(line): min_version \(min) is below what portwatch allows; use TLS12 or TLS13")
+        }
+        let authText = values["client_auth_type"] ?? "NoClientCert"
+        guard let auth = TLSSettings.ClientAuth(rawValue: authText) else {
+            throw Invalid(description: "\(path):\(line): client_auth_type \(authText) is not NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert")
+        }
+        return TLSSettings(certFile: resolve(cert), keyFile: resolve(key), clientCAFile: values["client_ca_file"].map(resolve),
+                           clientAuth: auth, minimumTLS13: values["min_version"] == "TLS13")
+    }
 
     static func load(path: String) throws -> WebConfigFile {
         func fail(_ what: String) -> Invalid { Invalid(description: "\(path): \(what)") }
@@ -52,7 +79,7 @@ struct WebConfigFile {
                     }
                 }
             case "tls_server_config":
-                throw fail("\(line): tls_server_config is not supported by this portwatch build; terminate TLS in front of it (a sidecar or reverse proxy) and keep basic_auth_users here")
+                config.tls = try tlsSettings(value, path: path, line: line)
             default:
                 throw fail("\(line): unknown key \(keyNode.string ?? "?"); known: basic_auth_users, http_server_config")
             }

@@ -10,12 +10,13 @@ final class PrometheusHarness {
     let process = Process()
     let dir: String
 
-    init(target: UInt16, ruleFiles: [String] = [], basicAuth: (user: String, password: String)? = nil) throws {
+    init(target: UInt16, ruleFiles: [String] = [], basicAuth: (user: String, password: String)? = nil, tlsCA: String? = nil) throws {
         port = TestHTTP.freePort()
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("prom-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let rules = ruleFiles.isEmpty ? "" : "rule_files:\n" + ruleFiles.map { "  - \($0)\n" }.joined()
-        let auth = basicAuth.map { "    basic_auth:\n      username: \($0.user)\n      password: \($0.password)\n" } ?? ""
+        var auth = basicAuth.map { "    basic_auth:\n      username: \($0.user)\n      password: \($0.password)\n" } ?? ""
+        if let tlsCA { auth += "    scheme: https\n    tls_config:\n      ca_file: \(tlsCA)\n" }
         let config = """
         global:
           scrape_interval: 1s

@@ -71,6 +71,28 @@ extension KernelSuite {
             #expect(wrong.target()?.health == "down" && wrong.target()?.lastError.contains("401") == true)
         }
 
+        @Test func prometheusScrapesOverTLSWithBasicAuth() throws {
+            let certs = try TestCertificates()
+            let config = certs.dir + "/web.yml"
+            // bcrypt of "secret", relative certificate paths (resolved against the file).
+            try """
+            tls_server_config:
+              cert_file: server.crt
+              key_file: server.key
+            basic_auth_users:
+              prometheus: $2b$10$ct/91SD9t/SnQxMvayJxi.rjGDpmso.5H873x7E68m/VXiaesH27C
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+            let check = TestCertificates.sh("promtool check web-config '\(config)'")
+            #expect(check.status == 0, "\(check.output)")
+            let d = try DaemonHarness(arguments: ["--web.config.file", config])
+            let prometheus = try PrometheusHarness(target: d.port, basicAuth: ("prometheus", "secret"), tlsCA: certs.ca)
+            var target: (health: String, lastError: String)?
+            #expect(TestHTTP.waitUntil(30) {
+                target = prometheus.target()
+                return target?.health == "up"
+            }, "target: \(String(describing: target)); log: \(d.log)")
+        }
+
         @Test func realPrometheusScrapesCleanly() throws {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }

@@ -25,6 +25,7 @@ public final class HTTPServer: @unchecked Sendable {
         var lastActivity: Double
         var requestStarted: Double?
         var closeAfterWrite = false
+        var tls: TLSStream?
 
         init(fd: Int32, now: Double) {
             self.fd = fd
@@ -37,6 +38,7 @@ public final class HTTPServer: @unchecked Sendable {
     private let handler: Handler
     private let logger: Logger
     private let parser: HTTPParser
+    private let tls: TLSContext?
     private var listeners: [Int32] = []
     private var connections: [Int32: Connection] = [:]
     private var wakePipe: [Int32] = [-1, -1]
@@ -45,12 +47,14 @@ public final class HTTPServer: @unchecked Sendable {
     private var running = false
 
     /// Opens every listening socket now, so that a taken port fails at start-up.
-    public init(addresses: [ListenAddress], limits: Limits = Limits(), logger: Logger, handler: @escaping Handler) throws {
+    public init(addresses: [ListenAddress], limits: Limits = Limits(), tls: TLSSettings? = nil, logger: Logger,
+                handler: @escaping Handler) throws {
         self.addresses = addresses
         self.limits = limits
         self.handler = handler
         self.logger = logger
         parser = HTTPParser(maxHeaderBytes: limits.maxHeaderBytes)
+        self.tls = try tls.map(TLSContext.init)
         for address in addresses {
             do { listeners.append(try address.openListener()) } catch let error as SocketError {
                 listeners.forEach(Sys.close)
@@ -109,7 +113,7 @@ public final class HTTPServer: @unchecked Sendable {
             var fds = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0)]
             fds += listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             for c in connections.values {
-                let wantsWrite = c.written < c.output.count
+                let wantsWrite = c.written < c.output.count || c.tls?.wantsWrite == true
                 fds.append(pollfd(fd: c.fd, events: Int16(wantsWrite ? POLLOUT : POLLIN), revents: 0))
             }
             do { _ = try Sys.poll(&fds, timeoutMs: 250) } catch {
@@ -121,10 +125,12 @@ public final class HTTPServer: @unchecked Sendable {
                 if p.fd == wakePipe[0] { continue }
                 if listeners.contains(p.fd) { acceptAll(p.fd, now: t); continue }
                 guard let c = connections[p.fd] else { continue }
-                if p.revents & Int16(POLLOUT) != 0 { flush(c, now: t) }
-                else if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(c, buffer: &buffer, now: t) }
+                if p.revents & Int16(POLLOUT) != 0 {
+                    if c.written < c.output.count { flush(c, now: t) } else { read(c, buffer: &buffer, now: t) }
+                } else if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(c, buffer: &buffer, now: t) }
             }
             expire(now: t)
+            tls?.reloadIfChanged(now: t, logger: logger)
         }
         for c in connections.values { Sys.close(c.fd) }
         connections.removeAll()
@@ -151,6 +157,10 @@ public final class HTTPServer: @unchecked Sendable {
                 // lock out a scrape.
                 close(victim)
             }
+            if connections.count >= limits.maxConnections, tls != nil {
+                Sys.close(fd) // no plain-text answer to a TLS client
+                continue
+            }
             if connections.count >= limits.maxConnections {
                 // Over the cap and nobody to evict: say so and hang up, without keeping any state.
                 var response = HTTPResponse(status: 503, text: "too many connections\n")
@@ -160,7 +170,12 @@ public final class HTTPServer: @unchecked Sendable {
                 Sys.close(fd)
                 continue
             }
-            connections[fd] = Connection(fd: fd, now: now)
+            let connection = Connection(fd: fd, now: now)
+            if let tls {
+                guard let stream = TLSStream(context: tls.context, fd: fd) else { Sys.close(fd); continue }
+                connection.tls = stream
+            }
+            connections[fd] = connection
         }
     }
 
@@ -173,14 +188,30 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func read(_ c: Connection, buffer: inout [UInt8], now: Double) {
-        let n: Int?
-        do { n = try buffer.withUnsafeMutableBytes { try Sys.read(c.fd, into: $0) } } catch {
-            close(c)
-            return
+        var received = 0
+        if let stream = c.tls {
+            // Drain OpenSSL: decrypted bytes may wait inside it with no socket event to come.
+            reading: while true {
+                switch buffer.withUnsafeMutableBytes({ stream.read(into: $0) }) {
+                case .bytes(let n):
+                    c.input.append(contentsOf: buffer[0..<n])
+                    received += n
+                    if !stream.pending && c.input.count > limits.maxHeaderBytes * 4 { break reading }
+                case .wait: break reading
+                case .closed: close(c); return
+                }
+            }
+            guard received > 0 else { return }
+        } else {
+            let n: Int?
+            do { n = try buffer.withUnsafeMutableBytes { try Sys.read(c.fd, into: $0) } } catch {
+                close(c)
+                return
+            }
+            guard let n else { return }
+            guard n > 0 else { close(c); return }
+            c.input.append(contentsOf: buffer[0..<n])
         }
-        guard let n else { return }
-        guard n > 0 else { close(c); return }
-        c.input.append(contentsOf: buffer[0..<n])
         c.lastActivity = now
         if c.requestStarted == nil { c.requestStarted = now }
         process(c, now: now)
@@ -217,10 +248,18 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func flush(_ c: Connection, now: Double) {
         while c.written < c.output.count {
-            let n: Int
-            do { n = try c.output.withUnsafeBytes { try Sys.write(c.fd, UnsafeRawBufferPointer(rebasing: $0[c.written...])) } } catch {
-                close(c)
-                return
+            var n = 0
+            if let stream = c.tls {
+                switch c.output.withUnsafeBytes({ stream.write(UnsafeRawBufferPointer(rebasing: $0[c.written...])) }) {
+                case .bytes(let written): n = written
+                case .wait: return
+                case .closed: close(c); return
+                }
+            } else {
+                do { n = try c.output.withUnsafeBytes { try Sys.write(c.fd, UnsafeRawBufferPointer(rebasing: $0[c.written...])) } } catch {
+                    close(c)
+                    return
+                }
             }
             if n == 0 { return } // socket full: POLLOUT will call again
             c.written += n

@@ -1,0 +1,134 @@
+import COpenSSL
+import Foundation
+import Logging
+
+/// TLS for the HTTP listener (OpenSSL): certificate and key files, TLS 1.2 at least,
+/// optional client certificates checked against a CA file.
+public struct TLSSettings: Sendable, Equatable {
+    public enum ClientAuth: String, Sendable {
+        case none = "NoClientCert"
+        case verifyIfGiven = "VerifyClientCertIfGiven"
+        case requireAndVerify = "RequireAndVerifyClientCert"
+    }
+
+    public var certFile: String
+    public var keyFile: String
+    public var clientCAFile: String?
+    public var clientAuth: ClientAuth
+    /// TLS 1.3 only (else 1.2 and up).
+    public var minimumTLS13: Bool
+
+    public init(certFile: String, keyFile: String, clientCAFile: String? = nil, clientAuth: ClientAuth = .none, minimumTLS13: Bool = false) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
+        self.clientAuth = clientAuth
+        self.minimumTLS13 = minimumTLS13
+    }
+
+    var files: [String] { [certFile, keyFile] + (clientCAFile.map { [$0] } ?? []) }
+}
+
+/// One SSL_CTX, rebuilt when the certificate, key or CA files change (new connections
+/// get the new one; a broken file keeps the old context and is logged).
+final class TLSContext {
+    let settings: TLSSettings
+    private(set) var context: OpaquePointer
+    private var stamps: [Date?]
+    private var nextCheck = 0.0
+
+    init(_ settings: TLSSettings) throws {
+        self.settings = settings
+        context = try Self.make(settings)
+        stamps = settings.files.map(Self.modification)
+    }
+
+    deinit { SSL_CTX_free(context) }
+
+    static func modification(_ path: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+    }
+
+    static func error(_ what: String) -> SocketError {
+        var text = [CChar](repeating: 0, count: 256)
+        pw_ssl_error_text(&text, text.count)
+        return SocketError(operation: "\(what): \(String(cString: text))", code: EINVAL)
+    }
+
+    static func make(_ s: TLSSettings) throws -> OpaquePointer {
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw error("cannot create a TLS context") }
+        do {
+            guard pw_ssl_ctx_min_version(ctx, s.minimumTLS13 ? 1 : 0) == 1 else { throw error("cannot set the minimum TLS version") }
+            _ = pw_ssl_ctx_partial_writes(ctx)
+            guard SSL_CTX_use_certificate_chain_file(ctx, s.certFile) == 1 else { throw error("cannot use the certificate \(s.certFile)") }
+            guard SSL_CTX_use_PrivateKey_file(ctx, s.keyFile, SSL_FILETYPE_PEM) == 1 else { throw error("cannot use the key \(s.keyFile)") }
+            guard SSL_CTX_check_private_key(ctx) == 1 else { throw error("the key \(s.keyFile) does not match \(s.certFile)") }
+            if s.clientAuth != .none {
+                guard let ca = s.clientCAFile, SSL_CTX_load_verify_locations(ctx, ca, nil) == 1 else {
+                    throw error("client certificates need a readable client_ca_file")
+                }
+                let mode = s.clientAuth == .requireAndVerify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER
+                SSL_CTX_set_verify(ctx, mode, nil)
+            }
+            return ctx
+        } catch {
+            SSL_CTX_free(ctx)
+            throw error
+        }
+    }
+
+    /// Checks the files at most once a second.
+    func reloadIfChanged(now: Double, logger: Logger) {
+        guard now >= nextCheck else { return }
+        nextCheck = now + 1
+        let current = settings.files.map(Self.modification)
+        guard current != stamps else { return }
+        stamps = current
+        do {
+            let fresh = try Self.make(settings)
+            SSL_CTX_free(context)
+            context = fresh
+            logger.info("TLS certificate reloaded", metadata: ["cert": "\(settings.certFile)"])
+        } catch {
+            logger.error("TLS files changed but cannot be used; keeping the previous certificate", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// A server-side TLS session over a non-blocking socket.
+final class TLSStream {
+    enum Progress { case bytes(Int), wait, closed }
+
+    private let ssl: OpaquePointer
+    /// OpenSSL needs the socket writable before it can go on (handshake or write).
+    private(set) var wantsWrite = false
+
+    init?(context: OpaquePointer, fd: Int32) {
+        guard let ssl = SSL_new(context) else { return nil }
+        self.ssl = ssl
+        SSL_set_fd(ssl, fd)
+        SSL_set_accept_state(ssl)
+    }
+
+    deinit { SSL_free(ssl) }
+
+    private func progress(_ rc: Int32) -> Progress {
+        if rc > 0 { wantsWrite = false; return .bytes(Int(rc)) }
+        switch SSL_get_error(ssl, rc) {
+        case SSL_ERROR_WANT_READ: wantsWrite = false; return .wait
+        case SSL_ERROR_WANT_WRITE: wantsWrite = true; return .wait
+        default: ERR_clear_error(); return .closed
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Progress {
+        progress(SSL_read(ssl, buffer.baseAddress, Int32(buffer.count)))
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) -> Progress {
+        progress(SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max)))))
+    }
+
+    /// Bytes already decrypted and waiting in OpenSSL (no socket event will announce them).
+    var pending: Bool { SSL_pending(ssl) > 0 }
+}
