@@ -75,6 +75,20 @@ static inline int pw_keep_capabilities(unsigned long long keep)
 	return 0;
 }
 
+/* Becomes uid/gid (no supplementary groups) keeping the capabilities in `keep`: the kernel
+ * clears the effective set on the switch, so they are raised again afterwards. Returns 0 or -errno. */
+#include <grp.h>
+int setresuid(uid_t ruid, uid_t euid, uid_t suid);
+int setresgid(gid_t rgid, gid_t egid, gid_t sgid);
+static inline int pw_switch_user(unsigned int uid, unsigned int gid, unsigned long long keep)
+{
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
+		return -errno;
+	if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
+		return -errno;
+	return pw_keep_capabilities(keep);
+}
+
 /* setns(2) needs _GNU_SOURCE, which Swift's Glibc import does not set. */
 int setns(int fd, int nstype);
 static inline int pw_enter_netns(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }

@@ -57,6 +57,27 @@ public enum KernelChecks {
         guard rc == 0 else { throw CaptureError("cannot drop capabilities: \(String(cString: strerror(-rc)))") }
     }
 
+    /// Switches to `user` (a name or a number), keeping the capabilities resyncs need; the
+    /// files in `ownedPaths` (the ledger and its WAL) are handed to that user first.
+    public static func switchUser(_ user: String, ownedPaths: [String]) throws {
+        let uid: uid_t, gid: gid_t
+        if let entry = getpwnam(user) {
+            (uid, gid) = (entry.pointee.pw_uid, entry.pointee.pw_gid)
+        } else if let number = UInt32(user), let entry = getpwuid(number) {
+            (uid, gid) = (entry.pointee.pw_uid, entry.pointee.pw_gid)
+        } else {
+            throw CaptureError("--run-as \(user): no such user (see /etc/passwd)")
+        }
+        for path in ownedPaths where FileManager.default.fileExists(atPath: path) {
+            guard chown(path, uid, gid) == 0 else {
+                throw CaptureError("--run-as \(user): cannot give \(path) to that user: \(String(cString: strerror(errno)))")
+            }
+        }
+        let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
+        let rc = pw_switch_user(uid, gid, keep)
+        guard rc == 0 else { throw CaptureError("--run-as \(user): cannot switch user: \(String(cString: strerror(-rc)))") }
+    }
+
     public static func requirePrivileges() throws {
         let missing = missingCapabilities()
         guard missing.isEmpty else {

@@ -72,7 +72,11 @@ struct Daemon {
         let addresses = options.listenAddresses.compactMap(ListenAddress.init)
         let server = try HTTPServer(addresses: addresses, tls: web?.tls, logger: logger) { exporter.handle($0) }
         // Everything privileged is open or attached: keep only what resyncs need.
-        try KernelChecks.dropCapabilitiesAfterAttach()
+        if let user = options.runAs {
+            try KernelChecks.switchUser(user, ownedPaths: ["", "-wal", "-shm"].map { options.databasePath + $0 })
+        } else {
+            try KernelChecks.dropCapabilitiesAfterAttach()
+        }
         loop.start()
         server.start()
         policy?.start()

@@ -236,6 +236,23 @@ extension KernelSuite {
             #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil })
         }
 
+        @Test func runAsSwitchesUserAndKeepsWorking() throws {
+            let d = try DaemonHarness(arguments: ["--run-as", "nobody"])
+            guard d.waitReady() else { return }
+            let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
+            let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().map(String.init)
+            #expect(uid == ["65534", "65534", "65534", "65534"], "\(uid ?? [])")
+            let effective = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
+                .flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+            #expect(effective == 1 << 21 | 1 << 19 | 1 << 2)
+            // Still sees new listeners, names their owners, and writes its ledger.
+            let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()")
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true },
+                    "\(d.log)")
+            #expect(d.stop() == 0)
+        }
+
         @Test func withoutPrivilegesItSaysWhatToDo() throws {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")

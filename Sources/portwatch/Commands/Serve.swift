@@ -52,6 +52,10 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("metrics.max-port-series"), help: "At most this many portwatch_port_info series (0: no limit).")
     var maxPortSeries = 10_000
 
+    @Option(name: .customLong("run-as"),
+            help: ArgumentHelp("After start-up, switch to this user (name or uid), keeping only the capabilities resyncs need. The ledger file is handed to it.", valueName: "user"))
+    var runAs: String?
+
     @Option(name: .customLong("log.level"), help: "Only log messages with this severity or above: debug, info, warn, error.")
     var logLevel = "info"
 
