@@ -52,27 +52,38 @@ static inline int pw_errno(void) { return errno; }
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-static inline int pw_keep_capabilities(unsigned long long keep)
+static inline int pw_drop_bounding(unsigned long long keep)
 {
-	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	struct __user_cap_data_struct data[2];
 	for (int cap = 0; cap <= 63; cap++) {
 		if (keep & (1ULL << cap))
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
 			return -errno;
 	}
+	return 0;
+}
+
+static inline int pw_set_capabilities(unsigned long long keep)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
 	if (syscall(SYS_capget, &header, data) != 0)
 		return -errno;
 	for (int i = 0; i < 2; i++) {
 		unsigned int mask = (unsigned int)(keep >> (32 * i));
-		data[i].effective &= mask;
 		data[i].permitted &= mask;
+		data[i].effective = data[i].permitted;
 		data[i].inheritable = 0;
 	}
 	if (syscall(SYS_capset, &header, data) != 0)
 		return -errno;
 	return 0;
+}
+
+static inline int pw_keep_capabilities(unsigned long long keep)
+{
+	int rc = pw_drop_bounding(keep);
+	return rc ? rc : pw_set_capabilities(keep);
 }
 
 /* Becomes uid/gid (no supplementary groups) keeping the capabilities in `keep`: the kernel
@@ -82,11 +93,15 @@ int setresuid(uid_t ruid, uid_t euid, uid_t suid);
 int setresgid(gid_t rgid, gid_t egid, gid_t sgid);
 static inline int pw_switch_user(unsigned int uid, unsigned int gid, unsigned long long keep)
 {
+	/* The bounding set can only shrink while CAP_SETPCAP is still effective. */
+	int rc = pw_drop_bounding(keep);
+	if (rc)
+		return rc;
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0)
 		return -errno;
 	if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0)
 		return -errno;
-	return pw_keep_capabilities(keep);
+	return pw_set_capabilities(keep);
 }
 
 /* setns(2) needs _GNU_SOURCE, which Swift's Glibc import does not set. */

@@ -54,10 +54,11 @@ final class DaemonHarness {
 
     /// Waits for /-/ready; records a failure with the daemon's log if it never comes.
     func waitReady(seconds: Double = 30) -> Bool {
+        var exited = false
         let ok = TestHTTP.waitUntil(seconds) {
-            guard process.isRunning else { return false }
+            guard process.isRunning else { exited = true; return true } // no point waiting longer
             return (try? TestHTTP.get(port: port, path: "/-/ready").status) == 200
-        }
+        } && !exited
         if !ok { Issue.record("portwatch did not become ready; log:\n\(log)") }
         return ok
     }
