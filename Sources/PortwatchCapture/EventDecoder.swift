@@ -5,11 +5,14 @@ import PortwatchCore
 /// Turns the kernel's `struct pw_event` into a `PortEvent`.
 /// Keeps the text of addresses and process names it has seen: a node has few of each,
 /// and formatting them per event was a measurable share of the consumer's time.
-public final class EventDecoder {
+public struct EventDecoder {
     /// Added to CLOCK_MONOTONIC nanoseconds to get wall-clock nanoseconds.
     public let monotonicToWall: Int64
     private var addresses: [AddressBytes: String] = [:]
     private var names: [CommBytes: String] = [:]
+    /// The previous event's address and name: bursts come from one process on one address.
+    private var lastAddress: (AddressBytes, String)?
+    private var lastName: (CommBytes, String)?
 
     private struct AddressBytes: Hashable {
         var high: UInt64, low: UInt64, family: UInt8
@@ -26,7 +29,7 @@ public final class EventDecoder {
         monotonicToWall = Int64(wall.tv_sec - mono.tv_sec) * 1_000_000_000 + Int64(wall.tv_nsec - mono.tv_nsec)
     }
 
-    public func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
+    public mutating func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
         let e = raw.loadUnaligned(as: pw_event.self)
         let kind: PortEvent.Kind
@@ -41,25 +44,27 @@ public final class EventDecoder {
                          state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound)
     }
 
-    private func cachedKey(_ b: pw_binding) -> BindingKey? {
+    private mutating func cachedKey(_ b: pw_binding) -> BindingKey? {
         guard let transport = TransportProtocol(rawValue: b.protocol), let family = AddressFamily(rawValue: b.family) else { return nil }
         let raw = withUnsafeBytes(of: b.addr) { AddressBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self), family: b.family) }
         let text: String
-        if let known = addresses[raw] { text = known } else {
+        if let last = lastAddress, last.0 == raw { text = last.1 } else if let known = addresses[raw] { text = known; lastAddress = (raw, known) } else {
             text = withUnsafeBytes(of: b.addr) { AddressText.format(family: family, bytes: $0) }
             if addresses.count > 65_536 { addresses.removeAll() }
             addresses[raw] = text
+            lastAddress = (raw, text)
         }
         return BindingKey(netns: b.netns, transport: transport, family: family, address: text, port: b.port)
     }
 
-    private func cachedOwner(_ b: pw_binding) -> Owner {
+    private mutating func cachedOwner(_ b: pw_binding) -> Owner {
         let raw = withUnsafeBytes(of: b.comm) { CommBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
         let name: String
-        if let known = names[raw] { name = known } else {
+        if let last = lastName, last.0 == raw { name = last.1 } else if let known = names[raw] { name = known; lastName = (raw, known) } else {
             name = Self.owner(b).comm
             if names.count > 65_536 { names.removeAll() }
             names[raw] = name
+            lastName = (raw, name)
         }
         return Owner(pid: Int32(bitPattern: b.pid), comm: name, uid: b.uid)
     }

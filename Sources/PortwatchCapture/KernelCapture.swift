@@ -24,15 +24,21 @@ public final class KernelCapture {
     private var links: [OpaquePointer] = []
     private var ring: OpaquePointer?
     private var cgroupFD: Int32 = -1
-    private let decoder = EventDecoder()
+    /// What the ring buffer callback writes into, reached through a raw pointer so that the
+    /// per-event path has no class-property access checks.
+    private struct Sink {
+        var decoder = EventDecoder()
+        var events: [PortEvent] = []
+        var undecodable = 0
+    }
+    private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
     private let logger: Logger
     private var bindingsFD: Int32 = -1
     private var lostFD: Int32 = -1
-    fileprivate var received: [PortEvent] = []
-    fileprivate var undecodable = 0
 
     public init(options: Options = Options(), logger: Logger) throws {
         self.logger = logger
+        sink.initialize(to: Sink())
         try KernelChecks.requirePrivileges()
         try KernelChecks.requireBTF()
         let cgroupRoot = try KernelChecks.cgroup2Root()
@@ -51,7 +57,11 @@ public final class KernelCapture {
         }
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        sink.deinitialize(count: 1)
+        sink.deallocate()
+    }
 
     private func load(_ options: Options) throws {
         let bytes = Data(base64Encoded: "\(portwatchBPFObjectBase64)")!
@@ -71,17 +81,16 @@ public final class KernelCapture {
         var settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), _pad: 0)
         try check("cannot write the BPF settings", bpf_map_update_elem(bpf_map__fd(try map("settings")), &zero, &settings, 0))
 
-        let context = Unmanaged.passUnretained(self).toOpaque()
         ring = try check("cannot create the ring buffer consumer",
                          ring_buffer__new(bpf_map__fd(events), { ctx, data, size in
-                             let capture = Unmanaged<KernelCapture>.fromOpaque(ctx!).takeUnretainedValue()
-                             if let data, let event = capture.decoder.decode(data, size: size) {
-                                 capture.received.append(event)
+                             let sink = ctx!.assumingMemoryBound(to: Sink.self)
+                             if let data, let event = sink.pointee.decoder.decode(data, size: size) {
+                                 sink.pointee.events.append(event)
                              } else {
-                                 capture.undecodable += 1
+                                 sink.pointee.undecodable += 1
                              }
                              return 0
-                         }, context, nil))
+                         }, UnsafeMutableRawPointer(sink), nil))
     }
 
     private func map(_ name: String) throws -> OpaquePointer {
@@ -107,12 +116,12 @@ public final class KernelCapture {
         if rc < 0 && rc != -EINTR { try check("cannot poll the ring buffer", rc) }
         let consumed = ring_buffer__consume(ring)
         if consumed < 0 && consumed != -EINTR { try check("cannot read the ring buffer", consumed) }
-        defer { received.removeAll(keepingCapacity: true) }
-        return received
+        defer { sink.pointee.events.removeAll(keepingCapacity: true) }
+        return sink.pointee.events
     }
 
     /// Ring-buffer records that could not be decoded (a kernel/user-space mismatch).
-    public var decodeErrors: Int { undecodable }
+    public var decodeErrors: Int { sink.pointee.undecodable }
 
     /// Total events the kernel dropped because the ring buffer was full.
     public func lostEvents() -> UInt64 {

@@ -32,7 +32,18 @@ public struct Reconciler: Sendable {
     private var buffer: [Pending] = []
     private var head = 0
     /// Absolute buffer positions of events of sockets whose first open is still buffered.
-    private var young: [UInt64: [Int]] = [:]
+    private var young: [UInt64: Young] = [:]
+    /// Received events by kind, moved into the next batch's counters (cheaper than a dictionary per event).
+    private var received = (open: UInt64(0), close: UInt64(0))
+
+    /// Buffer positions of one young socket's events: usually one or two, so no array unless needed.
+    private struct Young: Sendable {
+        var first: Int
+        var second = -1
+        var more: [Int] = []
+
+        var all: [Int] { [first] + (second >= 0 ? [second] : []) + more }
+    }
     private var base = 0
     private var counters = Counters()
 
@@ -56,18 +67,24 @@ public struct Reconciler: Sendable {
     }
 
     public mutating func ingest(_ event: PortEvent) {
-        counters.events[event.kind, default: 0] += 1
         let position = base + buffer.count
         switch event.kind {
         case .open:
+            received.open += 1
             if sockets[event.cookie] == nil {
-                young[event.cookie, default: []].append(position)
+                if var entry = young[event.cookie] {
+                    if entry.second < 0 { entry.second = position } else { entry.more.append(position) }
+                    young[event.cookie] = entry
+                } else {
+                    young[event.cookie] = Young(first: position)
+                }
             }
         case .close:
-            if let positions = young.removeValue(forKey: event.cookie) {
-                let opened = buffer[positions[0] - base].event.time
+            received.close += 1
+            if let entry = young.removeValue(forKey: event.cookie) {
+                let opened = buffer[entry.first - base].event.time
                 if event.time &- opened < window || event.time < opened {
-                    for p in positions { buffer[p - base].dropped = true }
+                    for p in entry.all { buffer[p - base].dropped = true }
                     counters.transientBindings[event.key.transport, default: 0] += 1
                     compact()
                     return
@@ -101,6 +118,9 @@ public struct Reconciler: Sendable {
         var batch = fold(Array(due))
         head = end
         compact()
+        if received.open > 0 { counters.events[.open, default: 0] += received.open }
+        if received.close > 0 { counters.events[.close, default: 0] += received.close }
+        received = (0, 0)
         batch.counters.add(counters)
         counters = Counters()
         return batch.isEmpty ? nil : batch
