@@ -17,7 +17,7 @@ import PortwatchTestSupport
     }
 
     func curl(_ port: UInt16, _ certs: TestCertificates, _ extra: String = "") -> String {
-        TestCertificates.sh("curl -s -o /dev/null -w '%{http_code}' --cacert '\(certs.ca)' \(extra) https://127.0.0.1:\(port)/-/healthy").output
+        TestProcess.sh("curl -s -o /dev/null -w '%{http_code}' --cacert '\(certs.ca)' \(extra) https://127.0.0.1:\(port)/-/healthy").output
     }
 
     @Test func servesHTTPSAndRefusesOldTLSAndPlainText() throws {
@@ -27,7 +27,7 @@ import PortwatchTestSupport
         let port = s.boundPorts[0]
         #expect(curl(port, certs) == "200")
         #expect(curl(port, certs, "--tlsv1.2 --tls-max 1.2") == "200", "TLS 1.2 is accepted")
-        let old = TestCertificates.sh("echo | openssl s_client -connect 127.0.0.1:\(port) -tls1_1 2>&1")
+        let old = TestProcess.sh("echo | openssl s_client -connect 127.0.0.1:\(port) -tls1_1 2>&1")
         #expect(old.status != 0, "TLS 1.1 must be refused: \(old.output.suffix(200))")
         // A plain-text client gets no answer and the server carries on.
         let plain = try? TestHTTP.get(port: port, path: "/-/healthy")
@@ -51,7 +51,7 @@ import PortwatchTestSupport
         defer { s.stop() }
         let port = s.boundPorts[0]
         func subject() -> String {
-            TestCertificates.sh("echo | openssl s_client -connect 127.0.0.1:\(port) 2>/dev/null | openssl x509 -noout -subject").output
+            TestProcess.sh("echo | openssl s_client -connect 127.0.0.1:\(port) 2>/dev/null | openssl x509 -noout -subject").output
         }
         #expect(subject().contains("server-one"))
         certs.reissueServer(commonName: "server-two")

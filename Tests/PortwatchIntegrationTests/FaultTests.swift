@@ -6,17 +6,6 @@ import PortwatchTestSupport
 extension KernelSuite {
     /// Faults a node meets: a full disk under the ledger, a daemon killed mid-flood.
     @Suite struct FaultTests {
-        static func run(_ arguments: [String]) -> Int32 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = arguments
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            guard (try? p.run()) != nil else { return -1 }
-            p.waitUntilExit()
-            return p.terminationStatus
-        }
-
         static func counter(_ metrics: String, _ name: String) -> Double {
             metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } ?? 0
         }
@@ -24,13 +13,13 @@ extension KernelSuite {
         @Test func fullDiskKeepsServingAndRecovers() throws {
             let mount = FileManager.default.temporaryDirectory.appendingPathComponent("pw-full-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
-            try #require(Self.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mount]) == 0, "cannot mount a tmpfs")
-            defer { _ = Self.run(["umount", "-l", mount]) }
+            try #require(TestProcess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mount]).status == 0, "cannot mount a tmpfs")
+            defer { _ = TestProcess.run(["umount", "-l", mount]) }
             let d = try DaemonHarness(dbPath: mount + "/pw.db")
             guard d.waitReady() else { return }
 
             // Fill the disk.
-            _ = Self.run(["dd", "if=/dev/zero", "of=\(mount)/filler", "bs=64k"])
+            _ = TestProcess.run(["dd", "if=/dev/zero", "of=\(mount)/filler", "bs=64k"])
             let (fd, port) = TestSockets.bound("127.0.0.1")
             defer { close(fd) }
             #expect(TestHTTP.waitUntil(10) { Self.counter(d.metrics(), "portwatch_store_errors_total") > 0 },

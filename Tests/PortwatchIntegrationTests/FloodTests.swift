@@ -14,14 +14,7 @@ extension KernelSuite {
 
         /// (protocol, address, port) of every TCP listener and UDP socket in this namespace, per ss.
         static func kernelListeners() -> Set<String> {
-            let ss = Process()
-            ss.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            ss.arguments = ["ss", "-Htuln"]
-            let out = Pipe()
-            ss.standardOutput = out
-            try? ss.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            ss.waitUntilExit()
+            let text = TestProcess.run(["ss", "-Htuln"]).output
             var set = Set<String>()
             for line in text.split(separator: "\n") {
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)

@@ -8,22 +8,6 @@ extension KernelSuite {
     @Suite struct ValidatorTests {
         static let openMetrics = "application/openmetrics-text; version=1.0.0"
 
-        static func run(_ arguments: [String], input: String) throws -> (status: Int32, output: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = arguments
-            let stdin = Pipe(), out = Pipe()
-            p.standardInput = stdin
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try stdin.fileHandleForWriting.close()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
-        }
-
         @Test func pythonOpenMetricsParserAcceptsTheOutput() throws {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
@@ -38,7 +22,7 @@ extension KernelSuite {
             families = list(text_string_to_metric_families(sys.stdin.read()))
             print(len(families), sum(len(f.samples) for f in families))
             """
-            let (status, output) = try Self.run(["python3", "-c", parse], input: text)
+            let (status, output) = TestProcess.run(["python3", "-c", parse], input: text)
             #expect(status == 0, "prometheus_client rejected the OpenMetrics output: \(output)")
             #expect(output.split(separator: " ").count == 2, "\(output)")
         }
@@ -47,7 +31,7 @@ extension KernelSuite {
         @Test func promtoolAcceptsTheTextFormat() throws {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
-            let (status, output) = try Self.run(["promtool", "check", "metrics"], input: d.metrics())
+            let (status, output) = TestProcess.run(["promtool", "check", "metrics"], input: d.metrics())
             #expect(status == 0, "promtool check metrics: \(output)")
         }
 
@@ -82,7 +66,7 @@ extension KernelSuite {
             basic_auth_users:
               prometheus: $2b$10$ct/91SD9t/SnQxMvayJxi.rjGDpmso.5H873x7E68m/VXiaesH27C
             """.write(toFile: config, atomically: true, encoding: .utf8)
-            let check = TestCertificates.sh("promtool check web-config '\(config)'")
+            let check = TestProcess.sh("promtool check web-config '\(config)'")
             #expect(check.status == 0, "\(check.output)")
             let d = try DaemonHarness(arguments: ["--web.config.file", config])
             let prometheus = try PrometheusHarness(target: d.port, basicAuth: ("prometheus", "secret"), tlsCA: certs.ca)

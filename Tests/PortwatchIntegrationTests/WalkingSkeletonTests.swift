@@ -25,27 +25,5 @@ extension KernelSuite {
             #expect(gone, "port \(port) still listed after close")
             #expect(daemon.stop() == 0, "SIGTERM ends the daemon cleanly")
         }
-
-        @Test func outputPassesPromtool() throws {
-            let daemon = try DaemonHarness()
-            guard daemon.waitReady() else { return }
-            let (fd, port) = TestSockets.bound("127.0.0.1")
-            defer { close(fd) }
-            _ = TestHTTP.waitUntil(5) { daemon.portInfo(port: port, transport: "tcp") != nil }
-            let text = daemon.metrics()
-            let promtool = Process()
-            promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-            promtool.arguments = ["check", "metrics"]
-            let input = Pipe(), output = Pipe()
-            promtool.standardInput = input
-            promtool.standardOutput = output
-            promtool.standardError = output
-            try promtool.run()
-            input.fileHandleForWriting.write(Data(text.utf8))
-            try input.fileHandleForWriting.close()
-            promtool.waitUntilExit()
-            let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(promtool.terminationStatus == 0, "promtool check metrics: \(said)")
-        }
     }
 }

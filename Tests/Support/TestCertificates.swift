@@ -10,21 +10,6 @@ public struct TestCertificates {
     public var clientCert: String { dir + "/client.crt" }
     public var clientKey: String { dir + "/client.key" }
 
-    @discardableResult
-    public static func sh(_ command: String) -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
-        try? p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
-    }
-
     public init() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-tls-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -37,13 +22,13 @@ public struct TestCertificates {
         openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=prometheus 2>/dev/null
         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 2>/dev/null
         """
-        let result = Self.sh(script)
+        let result = TestProcess.sh(script)
         guard result.status == 0 else { throw POSIXError(.EIO) }
     }
 
     /// Replaces the server certificate with a new one whose subject is `name`.
     public func reissueServer(commonName name: String) {
-        Self.sh("""
+        TestProcess.sh("""
         set -e; cd '\(dir)'
         openssl req -newkey rsa:2048 -nodes -keyout server2.key -out server2.csr -subj /CN=\(name) 2>/dev/null
         openssl x509 -req -in server2.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server2.crt -days 2 -extfile san.ext 2>/dev/null
