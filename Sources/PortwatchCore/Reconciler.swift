@@ -58,9 +58,6 @@ public struct Reconciler: Sendable {
         for key in sockets.values { knownHolders[key, default: 0] += 1 }
     }
 
-    /// Events received but not yet applied.
-    public var pendingCount: Int { buffer.count - head }
-
     /// Takes events in kernel order. Nothing reaches the table before `flush`.
     public mutating func ingest<S: Sequence>(_ events: S) where S.Element == PortEvent {
         for event in events { ingest(event) }

@@ -147,9 +147,7 @@ public final class Store {
     public func pruneHistory(before cutoff: UInt64) throws -> Int {
         try Self.wrap(path, "cannot prune history") {
             try db.execute("DELETE FROM history WHERE time < \(Int64(bitPattern: cutoff))")
-            return Int(sqlite3Changes())
+            return Int(StoreQueries.changes(db))
         }
     }
-
-    private func sqlite3Changes() -> Int32 { StoreQueries.changes(db) }
 }
