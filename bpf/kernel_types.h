@@ -86,7 +86,26 @@ struct bpf_sock_ops {
 	} __attribute__((aligned(8)));
 };
 
+/* uapi: the context of cgroup/connect4 and cgroup/connect6 (only the fields read). */
+struct bpf_sock_addr {
+	__u32 user_family;
+	__u32 user_ip4;
+	__u32 user_ip6[4];
+	__u32 user_port;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+};
+
 #define BPF_SOCK_OPS_TCP_LISTEN_CB 11
+
+/* include/net/tcp_states.h */
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* include/net/sock.h: bind() to a non-zero port locks it to the socket until close. */
+#define SOCK_BINDPORT_LOCK 8
 
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
@@ -128,6 +147,31 @@ typedef struct {
 
 struct cred {
 	kuid_t uid;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
+typedef struct {
+	__s64 counter;
+} atomic64_t;
+
+/* skc_net and skc_cookie sit inside struct sock_common at kernel-specific offsets. */
+struct sock_common {
+	possible_net_t skc_net;
+	atomic64_t skc_cookie;
+} __attribute__((preserve_access_index));
+
+/* sk_userlocks is a 4-bit field: read it with BPF_CORE_READ_BITFIELD_PROBED. */
+struct sock {
+	struct sock_common __sk_common;
+	unsigned char sk_userlocks : 4;
+} __attribute__((preserve_access_index));
+
+/* What a sockops program's context really points to. */
+struct bpf_sock_ops_kern {
+	struct sock *sk;
 } __attribute__((preserve_access_index));
 
 struct task_struct {

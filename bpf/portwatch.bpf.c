@@ -1,9 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
-/* portwatch kernel side: report every port a socket takes and every release.
+/* portwatch kernel side: report every port a socket takes as a listener, and when it
+ * stops being one.
+ *
+ * A socket holds a port as a listener while it is a TCP socket in LISTEN, a TCP socket
+ * bound and neither listening nor connected, or a UDP socket bound and not connected.
  *
  * Hooks (all stable ABI; kprobes and fentry are not available on the target kernels):
  *   cgroup/post_bind4, cgroup/post_bind6  explicit bind() of TCP/UDP, port already resolved
  *   sockops BPF_SOCK_OPS_TCP_LISTEN_CB    listen(), including listen() without bind()
+ *   cgroup/connect4, cgroup/connect6      a bound UDP socket connects: a client now
+ *   tp_btf/inet_sock_set_state            a bound TCP socket connects (SYN_SENT), a listener
+ *                                         is shut down, a connection of a socket that keeps
+ *                                         its port ends (CLOSE): listener again or gone
  *   cgroup/sock_release                   the last reference to a socket goes away
  * The cgroup programs are attached to the cgroup v2 root, so they see every socket.
  *
@@ -51,12 +59,19 @@ static __always_inline void fill_owner(struct pw_binding *b)
 
 	b->pid = BPF_CORE_READ(task, tgid);
 	b->uid = BPF_CORE_READ(task, cred, uid.val);
-	b->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	/* The process's name (its main thread's), as ps shows it, not the calling thread's. */
 	BPF_CORE_READ_STR_INTO(&b->comm, task, group_leader, comm);
 }
 
-static __always_inline void emit(__u64 cookie, __u32 kind, const struct pw_binding *b)
+/* The network namespace of the socket itself: a task may create a socket, setns() into
+ * another namespace and bind there, and the socket stays in the namespace it was made in.
+ * `sk` is the kernel's struct sock, which is what a cgroup sock program's context points to. */
+static __always_inline __u32 sock_netns(const void *sk)
+{
+	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const struct pw_binding *b)
 {
 	struct pw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -71,8 +86,9 @@ static __always_inline void emit(__u64 cookie, __u32 kind, const struct pw_bindi
 	e->cookie = cookie;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->kind = kind;
-	e->_pad = 0;
+	e->reason = reason;
 	__builtin_memcpy(&e->binding, b, sizeof(*b));
+	e->binding.flags = 0;
 
 	__u32 zero = 0;
 	struct pw_settings *cfg = bpf_map_lookup_elem(&settings, &zero);
@@ -86,11 +102,12 @@ static __always_inline void emit(__u64 cookie, __u32 kind, const struct pw_bindi
 	bpf_ringbuf_submit(e, flags);
 }
 
-static __always_inline int record_open(__u64 cookie, __u8 protocol, __u8 family, __u32 ip4,
+static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol, __u8 family, __u32 ip4,
 				       const __u32 *ip6, __u16 port, __u8 state)
 {
 	struct pw_binding b = {};
 
+	b.netns = netns;
 	b.protocol = protocol;
 	b.family = family;
 	b.port = port;
@@ -104,7 +121,7 @@ static __always_inline int record_open(__u64 cookie, __u8 protocol, __u8 family,
 	}
 	fill_owner(&b);
 	bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY);
-	emit(cookie, PW_EVENT_OPEN, &b);
+	emit(cookie, PW_EVENT_OPEN, 0, &b);
 	return 1;
 }
 
@@ -122,7 +139,7 @@ int pw_post_bind4(struct bpf_sock *sk)
 
 	if (!is_inet_transport(protocol))
 		return 1;
-	return record_open(bpf_get_socket_cookie(sk), protocol, AF_INET, sk->src_ip4, none,
+	return record_open(bpf_get_socket_cookie(sk), sock_netns(sk), protocol, AF_INET, sk->src_ip4, none,
 			   sk->src_port, PW_STATE_BOUND);
 }
 
@@ -138,7 +155,7 @@ int pw_post_bind6(struct bpf_sock *sk)
 	ip6[1] = sk->src_ip6[1];
 	ip6[2] = sk->src_ip6[2];
 	ip6[3] = sk->src_ip6[3];
-	return record_open(bpf_get_socket_cookie(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
+	return record_open(bpf_get_socket_cookie(sk), sock_netns(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
 			   PW_STATE_BOUND);
 }
 
@@ -146,6 +163,7 @@ SEC("sockops")
 int pw_sockops(struct bpf_sock_ops *ops)
 {
 	__u32 family, ip6[4] = {};
+	struct sock *sk;
 
 	if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
 		return 1;
@@ -156,9 +174,87 @@ int pw_sockops(struct bpf_sock_ops *ops)
 		ip6[2] = ops->local_ip6[2];
 		ip6[3] = ops->local_ip6[3];
 	}
-	return record_open(bpf_get_socket_cookie(ops), IPPROTO_TCP, family,
+	sk = BPF_CORE_READ((struct bpf_sock_ops_kern *)ops, sk);
+	return record_open(bpf_get_socket_cookie(ops), sock_netns(sk), IPPROTO_TCP, family,
 			   family == AF_INET ? ops->local_ip4 : 0, ip6, ops->local_port,
 			   PW_STATE_LISTEN);
+}
+
+/* A bound UDP socket that connects is a client from now on: it leaves the table, and its
+ * release reports nothing more. (connect(AF_UNSPEC) does not pass this hook: a socket that
+ * disconnects and keeps its port is found again by the next resync.) TCP is handled by
+ * pw_tcp_state, which also sees a connect that fails. */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie;
+	struct pw_binding *b;
+
+	if (ctx->protocol != IPPROTO_UDP)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	b = bpf_map_lookup_elem(&bindings, &cookie);
+	if (!b || (b->flags & PW_FLAG_CONNECTED))
+		return 1;
+	b->flags |= PW_FLAG_CONNECTED;
+	emit(cookie, PW_EVENT_CLOSE, PW_REASON_CONNECTED, b);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int pw_connect4(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx);
+}
+
+SEC("cgroup/connect6")
+int pw_connect6(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx);
+}
+
+/* TCP state changes of sockets in `bindings` (runs before the kernel acts on the change, so
+ * the port lock still says whether the port outlives it):
+ *   -> SYN_SENT          a bound socket connects: a client now;
+ *   LISTEN -> CLOSE      a listener shut down (its release comes first when it is closed);
+ *   client -> CLOSE      its connection failed or ended while the socket stays open.
+ * Into CLOSE, a socket bound to an explicit port keeps it (a bound socket again); any other
+ * gives its port back. Runs for every TCP state change: sockets whose cookie was never
+ * taken (none of ours) return after one read. */
+SEC("tp_btf/inet_sock_set_state")
+int pw_tcp_state(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	int oldstate = (int)ctx[1], newstate = (int)ctx[2];
+	struct pw_binding *b;
+	__u64 cookie;
+
+	if (newstate != TCP_SYN_SENT && newstate != TCP_CLOSE)
+		return 0;
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return 0;
+	b = bpf_map_lookup_elem(&bindings, &cookie);
+	if (!b || b->protocol != IPPROTO_TCP)
+		return 0;
+	if (newstate == TCP_SYN_SENT) {
+		if (!(b->flags & PW_FLAG_CONNECTED)) {
+			b->flags |= PW_FLAG_CONNECTED;
+			emit(cookie, PW_EVENT_CLOSE, PW_REASON_CONNECTED, b);
+		}
+		return 0;
+	}
+	if (oldstate != TCP_LISTEN && !(b->flags & PW_FLAG_CONNECTED))
+		return 0;
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) {
+		b->flags = 0;
+		b->state = PW_STATE_BOUND;
+		emit(cookie, PW_EVENT_OPEN, 0, b);
+		return 0;
+	}
+	if (!(b->flags & PW_FLAG_CONNECTED))
+		emit(cookie, PW_EVENT_CLOSE, PW_REASON_SHUTDOWN, b);
+	bpf_map_delete_elem(&bindings, &cookie);
+	return 0;
 }
 
 SEC("cgroup/sock_release")
@@ -169,7 +265,9 @@ int pw_sock_release(struct bpf_sock *sk)
 
 	if (!b)
 		return 1;
-	emit(cookie, PW_EVENT_CLOSE, b);
+	/* A client's port was reported gone when it connected. */
+	if (!(b->flags & PW_FLAG_CONNECTED))
+		emit(cookie, PW_EVENT_CLOSE, PW_REASON_RELEASED, b);
 	bpf_map_delete_elem(&bindings, &cookie);
 	return 1;
 }

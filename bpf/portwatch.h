@@ -19,6 +19,16 @@ enum pw_state {
 	PW_STATE_LISTEN = 2, /* TCP listening */
 };
 
+/* Why a socket stopped holding its port as a listener (PW_EVENT_CLOSE only). */
+enum pw_close_reason {
+	PW_REASON_RELEASED = 0,  /* the last reference went away (close, exit) */
+	PW_REASON_CONNECTED = 1, /* it connected: a client now, it keeps the port as its source */
+	PW_REASON_SHUTDOWN = 2,  /* a listener was shut down and its port went back to the kernel */
+};
+
+/* pw_binding.flags, kept in the kernel's `bindings` map only. */
+#define PW_FLAG_CONNECTED 1 /* a client now: its release and state changes report nothing */
+
 /* The owner and place of a bound socket, remembered by socket cookie in the
  * kernel so that its release can be reported with the same key. */
 struct pw_binding {
@@ -30,7 +40,8 @@ struct pw_binding {
 	__u8 protocol;  /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 family;    /* AF_INET or AF_INET6 */
 	__u8 state;     /* enum pw_state */
-	__u8 _pad[3];
+	__u8 flags;     /* PW_FLAG_*, map entries only; 0 in events */
+	__u8 _pad[2];
 	char comm[PW_COMM_LEN];
 };
 
@@ -38,7 +49,7 @@ struct pw_event {
 	__u64 cookie;    /* socket cookie, as bpf_get_socket_cookie and sock_diag report it */
 	__u64 ts_ns;     /* CLOCK_MONOTONIC time of the event */
 	__u32 kind;      /* enum pw_event_kind */
-	__u32 _pad;
+	__u32 reason;    /* enum pw_close_reason, for PW_EVENT_CLOSE */
 	struct pw_binding binding;
 };
 

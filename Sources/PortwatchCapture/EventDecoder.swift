@@ -38,10 +38,17 @@ public struct EventDecoder {
         case Int(PW_EVENT_CLOSE.rawValue): kind = .close
         default: return nil
         }
+        let reason: PortEvent.CloseReason
+        switch Int(e.reason) {
+        case Int(PW_REASON_RELEASED.rawValue): reason = .released
+        case Int(PW_REASON_CONNECTED.rawValue): reason = .connected
+        case Int(PW_REASON_SHUTDOWN.rawValue): reason = .shutdown
+        default: return nil
+        }
         guard let key = cachedKey(e.binding) else { return nil }
         return PortEvent(kind: kind, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall),
                          key: key, owner: cachedOwner(e.binding),
-                         state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound)
+                         state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason)
     }
 
     private mutating func cachedKey(_ b: pw_binding) -> BindingKey? {

@@ -18,7 +18,10 @@ public final class KernelCapture {
 
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
-    public static let programNames = ["pw_post_bind4", "pw_post_bind6", "pw_sock_release", "pw_sockops"]
+    public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
+                                      "pw_sock_release", "pw_sockops", "pw_tcp_state"]
+    /// Programs attached to a tracepoint rather than to the cgroup v2 root.
+    static let tracingPrograms: Set<String> = ["pw_tcp_state"]
 
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
@@ -98,8 +101,9 @@ public final class KernelCapture {
     private func attachAll(cgroupRoot: String) throws {
         for name in Self.programNames {
             let program = try check("the BPF object has no program \(name)", bpf_object__find_program_by_name(object, name))
-            let link = try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)",
-                                 bpf_program__attach_cgroup(program, cgroupFD))
+            let link = Self.tracingPrograms.contains(name)
+                ? try check("cannot attach \(name) to its tracepoint", bpf_program__attach(program))
+                : try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)", bpf_program__attach_cgroup(program, cgroupFD))
             links.append(link)
             attached[name] = true
             logger.debug("attached BPF program", metadata: ["program": "\(name)", "cgroup": "\(cgroupRoot)"])
@@ -129,12 +133,18 @@ public final class KernelCapture {
     }
 
     /// Tells the kernel about a socket that existed before portwatch, so that its release
-    /// is reported. Returns false if the map refused it (full).
+    /// is reported. What the kernel already knows wins (it is newer than the snapshot),
+    /// except a client mark: a snapshot that lists the socket as a listener saw it
+    /// disconnect (UDP `connect(AF_UNSPEC)` has no hook). Returns false if the map refused it (full).
     @discardableResult
     public func remember(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState) -> Bool {
         var cookie = cookie
         var binding = EventDecoder.binding(for: key, owner: owner, state: state)
-        return bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_NOEXIST)) == 0
+        if bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_NOEXIST)) == 0 { return true }
+        var known = pw_binding()
+        guard errno == EEXIST, bpf_map_lookup_elem(bindingsFD, &cookie, &known) == 0 else { return false }
+        guard known.flags & UInt8(PW_FLAG_CONNECTED) != 0 else { return true }
+        return bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_EXIST)) == 0
     }
 
     /// Detaches every program and frees every handle. Idempotent.

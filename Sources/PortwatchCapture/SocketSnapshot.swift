@@ -3,21 +3,6 @@ import Foundation
 import Glibc
 import PortwatchCore
 
-/// A socket holding a port now, as the kernel reports it through sock_diag.
-public struct LiveSocket: Sendable, Hashable {
-    public var cookie: UInt64
-    public var key: BindingKey
-    public var owner: Owner
-    public var state: SocketState
-
-    public init(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState) {
-        self.cookie = cookie
-        self.key = key
-        self.owner = owner
-        self.state = state
-    }
-}
-
 /// Lists the sockets that hold ports now in every network namespace: TCP listeners and
 /// bound UDP sockets, over NETLINK_SOCK_DIAG, owners found through /proc/PID/fd.
 public enum SocketSnapshot {

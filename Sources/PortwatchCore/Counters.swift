@@ -2,18 +2,21 @@
 public struct Counters: Sendable, Hashable {
     public var events: [PortEvent.Kind: UInt64] = [:]
     public var transientBindings: [TransportProtocol: UInt64] = [:]
+    /// Sockets that bound a port and connected within the window: clients, never listeners.
+    public var clientBindings: [TransportProtocol: UInt64] = [:]
     public var orphanCloses: [TransportProtocol: UInt64] = [:]
     public var actions: [RowChange.Action: UInt64] = [:]
 
     public init() {}
 
     public var isEmpty: Bool {
-        events.isEmpty && transientBindings.isEmpty && orphanCloses.isEmpty && actions.isEmpty
+        events.isEmpty && transientBindings.isEmpty && clientBindings.isEmpty && orphanCloses.isEmpty && actions.isEmpty
     }
 
     public mutating func add(_ other: Counters) {
         events.merge(other.events, uniquingKeysWith: +)
         transientBindings.merge(other.transientBindings, uniquingKeysWith: +)
+        clientBindings.merge(other.clientBindings, uniquingKeysWith: +)
         orphanCloses.merge(other.orphanCloses, uniquingKeysWith: +)
         actions.merge(other.actions, uniquingKeysWith: +)
     }
@@ -23,6 +26,7 @@ public struct Counters: Sendable, Hashable {
         var out: [CounterEntry] = []
         for (k, v) in events { out.append(.init(name: CounterEntry.events, label: k.rawValue, value: v)) }
         for (k, v) in transientBindings { out.append(.init(name: CounterEntry.transientBindings, label: k.description, value: v)) }
+        for (k, v) in clientBindings { out.append(.init(name: CounterEntry.clientBindings, label: k.description, value: v)) }
         for (k, v) in orphanCloses { out.append(.init(name: CounterEntry.orphanCloses, label: k.description, value: v)) }
         for (k, v) in actions { out.append(.init(name: CounterEntry.actions, label: k.rawValue, value: v)) }
         return out.sorted { ($0.name, $0.label) < ($1.name, $1.label) }
@@ -34,12 +38,15 @@ public struct Counters: Sendable, Hashable {
 public struct CounterEntry: Sendable, Hashable {
     public static let events = "events"
     public static let transientBindings = "transient_bindings"
+    public static let clientBindings = "client_bindings"
     public static let orphanCloses = "orphan_closes"
     public static let actions = "reconcile_actions"
     public static let eventsLost = "events_lost"
     public static let resyncCorrections = "resync_corrections"
     /// Kept in memory by the daemon, not stored: failed writes to the database.
     public static let storeErrors = "store_errors"
+    /// Kept in memory by the daemon, not stored: resyncs done since start.
+    public static let resyncs = "resyncs"
 
     public var name: String
     public var label: String

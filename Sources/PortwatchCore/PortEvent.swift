@@ -3,8 +3,21 @@ public struct PortEvent: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable, CaseIterable {
         /// A socket took a port, or changed state on it (bound -> listen).
         case open
-        /// The last reference to a bound socket went away.
+        /// The socket stopped holding its port as a listener (see `CloseReason`).
         case close
+    }
+
+    /// Why a `close` happened.
+    public enum CloseReason: String, Sendable, Hashable, CaseIterable {
+        /// The last reference to the socket went away (close, exit).
+        case released
+        /// The socket connected: a client from now on, whose port is only its source port.
+        case connected
+        /// A listener was shut down and gave its port back.
+        case shutdown
+        /// A resync found the kernel no longer holds the socket (a lost event, or a change
+        /// with no kernel hook, such as a UDP disconnect).
+        case resync
     }
 
     public var kind: Kind
@@ -15,9 +28,13 @@ public struct PortEvent: Sendable, Hashable {
     public var key: BindingKey
     public var owner: Owner
     public var state: SocketState
+    /// For a close: why. `released` for opens.
+    public var reason: CloseReason
 
-    public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, owner: Owner, state: SocketState) {
+    public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, owner: Owner, state: SocketState,
+                reason: CloseReason = .released) {
         self.kind = kind
+        self.reason = reason
         self.cookie = cookie
         self.time = time
         self.key = key

@@ -33,6 +33,9 @@ public struct Reconciler: Sendable {
     private var head = 0
     /// Absolute buffer positions of events of sockets whose first open is still buffered.
     private var young: [UInt64: Young] = [:]
+    /// Sockets whose close is still buffered: if such a socket opens again (a client whose
+    /// connect failed is a listener again), that is a new life, young like any other.
+    private var closing: [UInt64: Int] = [:]
     /// Received events by kind, moved into the next batch's counters (cheaper than a dictionary per event).
     private var received = (open: UInt64(0), close: UInt64(0))
 
@@ -68,7 +71,7 @@ public struct Reconciler: Sendable {
         switch event.kind {
         case .open:
             received.open += 1
-            if sockets[event.cookie] == nil {
+            if sockets[event.cookie] == nil || closing[event.cookie] != nil {
                 if var entry = young[event.cookie] {
                     if entry.second < 0 { entry.second = position } else { entry.more.append(position) }
                     young[event.cookie] = entry
@@ -82,12 +85,18 @@ public struct Reconciler: Sendable {
                 let opened = buffer[entry.first - base].event.time
                 if event.time &- opened < window || event.time < opened {
                     for p in entry.all { buffer[p - base].dropped = true }
-                    counters.transientBindings[event.key.transport, default: 0] += 1
+                    // A socket that bound and connected at once was a client, never a listener.
+                    if event.reason == .connected {
+                        counters.clientBindings[event.key.transport, default: 0] += 1
+                    } else {
+                        counters.transientBindings[event.key.transport, default: 0] += 1
+                    }
                     compact()
                     return
                 }
                 // Lived long enough: its events are applied in order like any other.
             }
+            closing[event.cookie, default: 0] += 1
         }
         buffer.append(Pending(event: event))
     }
@@ -111,7 +120,12 @@ public struct Reconciler: Sendable {
 
     private mutating func apply(upTo end: Int) -> Batch? {
         let due = buffer[head..<end].lazy.filter { !$0.dropped }.map(\.event)
-        for event in due { young.removeValue(forKey: event.cookie) }
+        for (offset, pending) in buffer[head..<end].enumerated() where !pending.dropped {
+            let cookie = pending.event.cookie
+            // Once its first open is applied, a socket is no longer young (a later life's entry stays).
+            if young[cookie]?.first == base + head + offset { young.removeValue(forKey: cookie) }
+            if pending.event.kind == .close, let n = closing[cookie] { closing[cookie] = n > 1 ? n - 1 : nil }
+        }
         var batch = fold(Array(due))
         head = end
         compact()
@@ -128,6 +142,7 @@ public struct Reconciler: Sendable {
         var before: [BindingKey: Binding?] = [:]
         var insertedThenDeleted: [BindingKey: (Binding, UInt64, UInt64)] = [:]
         var lastTime: [BindingKey: UInt64] = [:]
+        var lastReason: [BindingKey: PortEvent.CloseReason] = [:]
         var batch = Batch()
 
         for event in events {
@@ -137,6 +152,7 @@ public struct Reconciler: Sendable {
             case .open:
                 open(event, batch: &batch)
             case .close:
+                lastReason[event.key] = event.reason
                 if let row = close(event, batch: &batch), before[event.key]! == nil {
                     insertedThenDeleted[event.key] = (row, row.firstSeen, event.time)
                 }
@@ -149,14 +165,14 @@ public struct Reconciler: Sendable {
             case (nil, let new?):
                 batch.changes.append(RowChange(action: .insert, row: new, time: time))
             case (let old?, nil):
-                batch.changes.append(RowChange(action: .delete, row: old, time: time))
+                batch.changes.append(RowChange(action: .delete, row: old, time: time, reason: lastReason[key]))
             case (let old?, let new?) where old != new:
                 batch.changes.append(RowChange(action: .update, row: new, time: time))
             case (nil, nil):
                 // Lived longer than the window but opened and closed within one batch.
                 if let (row, opened, closed) = insertedThenDeleted[key] {
                     batch.changes.append(RowChange(action: .insert, row: row, time: opened))
-                    batch.changes.append(RowChange(action: .delete, row: row, time: closed))
+                    batch.changes.append(RowChange(action: .delete, row: row, time: closed, reason: lastReason[key]))
                 }
             default:
                 break
@@ -172,7 +188,7 @@ public struct Reconciler: Sendable {
     /// events. Applied at once, not windowed. Returns the batch (nil if nothing changed)
     /// and the corrections by action (insert: a port the table missed; delete: a port it
     /// held that is gone).
-    public mutating func resync(live: [(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState)],
+    public mutating func resync(live: [LiveSocket],
                                 now: UInt64) -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
         var buffered = Set<UInt64>()
         for pending in buffer[head...] where !pending.dropped { buffered.insert(pending.event.cookie) }
@@ -184,13 +200,15 @@ public struct Reconciler: Sendable {
         where !liveCookies.contains(cookie) && !buffered.contains(cookie) {
             let row = rows[key]
             synthetic.append(PortEvent(kind: .close, cookie: cookie, time: now, key: key,
-                                       owner: row?.owner ?? Owner(pid: 0, comm: "", uid: 0), state: row?.state ?? .bound))
+                                       owner: row?.owner ?? Owner(pid: 0, comm: "", uid: 0), state: row?.state ?? .bound,
+                                       reason: .resync))
         }
         // Rows no known socket holds (e.g. written before a crash lost their sockets).
         let heldKeys = Set(sockets.values)
         for (key, row) in rows where !heldKeys.contains(key) {
             for _ in 0..<max(row.holders, 1) {
-                synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, owner: row.owner, state: row.state))
+                synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, owner: row.owner, state: row.state,
+                                           reason: .resync))
             }
         }
         for socket in live where !buffered.contains(socket.cookie) && sockets[socket.cookie] != socket.key {

@@ -9,11 +9,14 @@ public struct RowChange: Sendable, Hashable {
     public var row: Binding
     /// Wall-clock nanoseconds of the event that caused the change.
     public var time: UInt64
+    /// For a delete: why the last holder stopped holding the port.
+    public var reason: PortEvent.CloseReason?
 
-    public init(action: Action, row: Binding, time: UInt64) {
+    public init(action: Action, row: Binding, time: UInt64, reason: PortEvent.CloseReason? = nil) {
         self.action = action
         self.row = row
         self.time = time
+        self.reason = reason
     }
 }
 

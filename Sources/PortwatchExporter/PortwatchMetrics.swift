@@ -90,6 +90,8 @@ public enum PortwatchMetrics {
                 help: "Kernel events received, by kind.")
         counter("portwatch_transient_bindings", CounterEntry.transientBindings, label: "protocol", values: protocols,
                 help: "Sockets released less than --reconcile.window after they took a port; never written to the table.")
+        counter("portwatch_client_bindings", CounterEntry.clientBindings, label: "protocol", values: protocols,
+                help: "Sockets that bound a port and connected within --reconcile.window: clients, never listed as listeners.")
         counter("portwatch_orphan_closes", CounterEntry.orphanCloses, label: "protocol", values: protocols,
                 help: "Releases of ports the table did not hold, ignored.")
         counter("portwatch_reconcile_actions", CounterEntry.actions, label: "action", values: ["delete", "insert", "update"],
@@ -101,6 +103,8 @@ public enum PortwatchMetrics {
             out.append(MetricFamily(name, .counter, help: help, samples: [.init([], Double(value))]))
         }
         single("portwatch_events_lost", CounterEntry.eventsLost, help: "Kernel events dropped because the ring buffer was full.")
+        single("portwatch_resyncs", CounterEntry.resyncs,
+               help: "Comparisons of the table with the kernel's sockets since start (start-up, --resync.interval, after lost events).")
         single("portwatch_store_errors", CounterEntry.storeErrors,
                help: "Failed writes to the database since start (changes are kept in memory and retried).")
 

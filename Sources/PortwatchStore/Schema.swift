@@ -30,6 +30,8 @@ enum Schema {
         CREATE INDEX history_by_time ON history (time);
         CREATE INDEX history_by_port ON history (port, time);
         """,
+        // Why a port was closed: released, connected (a client now), shutdown, resync.
+        "ALTER TABLE history ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
     ]
 
     static var version: Int { migrations.count }

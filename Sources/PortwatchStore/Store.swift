@@ -30,8 +30,8 @@ public final class Store {
             ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
             """)
         appendHistory = try db.prepare("""
-            INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened, reason)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
             """)
     }
 
@@ -139,7 +139,8 @@ public final class Store {
         try appendHistory.run(.int(Int64(bitPattern: change.time)), .text(change.action.rawValue),
                               keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4],
                               .int(Int64(row.owner.pid)), .text(row.owner.comm), .int(Int64(row.owner.uid)),
-                              .text(row.state.description), .int(Int64(bitPattern: row.firstSeen)))
+                              .text(row.state.description), .int(Int64(bitPattern: row.firstSeen)),
+                              .text(change.reason?.rawValue ?? ""))
     }
 
     /// Deletes history older than `cutoff` (wall-clock ns). Returns how many entries went.

@@ -50,6 +50,8 @@ public struct HistoryEntry: Sendable, Equatable {
     public var row: Binding
     /// When the binding opened (wall-clock ns): for a delete, lifetime = time - opened.
     public var opened: UInt64
+    /// For a delete: why the port stopped being held (nil when unknown, e.g. older ledgers).
+    public var reason: PortEvent.CloseReason?
 }
 
 extension StoreReader {
@@ -58,7 +60,7 @@ extension StoreReader {
         var out: [HistoryEntry] = []
         do {
             let sql = """
-                SELECT netns, protocol, family, address, port, pid, comm, uid, state, time, action, opened
+                SELECT netns, protocol, family, address, port, pid, comm, uid, state, time, action, opened, reason
                 FROM history WHERE time >= ? \(port == nil ? "" : "AND port = ?") ORDER BY time, id
                 """
             let statement = try db.prepare(sql)
@@ -69,7 +71,7 @@ extension StoreReader {
                 let opened = UInt64(bitPattern: r.int(11))
                 out.append(HistoryEntry(time: UInt64(bitPattern: r.int(9)), action: action,
                                         row: Binding(key: key, owner: owner, state: state, holders: 1, firstSeen: opened, lastChange: opened),
-                                        opened: opened))
+                                        opened: opened, reason: PortEvent.CloseReason(rawValue: r.text(12))))
             }
             if let port {
                 try statement.query(.int(Int64(bitPattern: since)), .int(Int64(port)), body: body)

@@ -30,6 +30,8 @@ final class CaptureLoop: @unchecked Sendable {
 
     let ready = Atomic<Bool>(false)
     let storeErrors = Atomic<Int>(0)
+    /// Snapshots compared with the table since start (the start-up one included).
+    let resyncs = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
@@ -123,12 +125,13 @@ final class CaptureLoop: @unchecked Sendable {
         for socket in live { capture.remember(cookie: socket.cookie, key: socket.key, owner: socket.owner, state: socket.state) }
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
         if let events = try? capture.poll(timeoutMs: 0) { reconciler.ingest(events) }
-        let (batch, corrections) = reconciler.resync(live: live.map { ($0.cookie, $0.key, $0.owner, $0.state) },
+        let (batch, corrections) = reconciler.resync(live: live,
                                                      now: Self.wallNanoseconds())
         let counted = corrections.map { CounterEntry(name: CounterEntry.resyncCorrections, label: $0.key.rawValue, value: $0.value) }
         if let batch {
             write(batch, counted)
         }
+        resyncs.add(1, ordering: .relaxed)
         if !corrections.isEmpty {
             logger.info("resync corrected the table", metadata: ["insert": "\(corrections[.insert] ?? 0)", "delete": "\(corrections[.delete] ?? 0)"])
         }

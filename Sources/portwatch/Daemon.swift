@@ -53,6 +53,7 @@ struct Daemon {
                     logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
                 }
                 counters.append(CounterEntry(name: CounterEntry.storeErrors, label: "", value: UInt64(loop.storeErrors.load(ordering: .relaxed))))
+                counters.append(CounterEntry(name: CounterEntry.resyncs, label: "", value: UInt64(loop.resyncs.load(ordering: .relaxed))))
                 return ExporterState(rows: rows, counters: counters, programs: programs,
                                      version: BuildInfo.version, revision: BuildInfo.revision, maxPortSeries: maxSeries)
             }

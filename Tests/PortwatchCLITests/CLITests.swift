@@ -83,15 +83,16 @@ import PortwatchTestSupport
         let (status, out, _) = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d"])
         #expect(status == 0)
         #expect(out == """
-        TIME                  EVENT  PROTO  LOCAL         PID   COMM   UID   LIFETIME
-        2026-01-01T00:00:00Z  open   tcp    0.0.0.0:22    612   sshd   0     -
-        2026-01-01T01:00:00Z  open   tcp    [::]:4444     7001  nc     1000  -
-        2026-01-01T02:00:00Z  open   udp    0.0.0.0:5353  80    avahi  107   -
-        2026-01-01T02:01:30Z  close  udp    0.0.0.0:5353  80    avahi  107   1m30s
+        TIME                  EVENT  PROTO  LOCAL         PID   COMM   UID   LIFETIME  REASON
+        2026-01-01T00:00:00Z  open   tcp    0.0.0.0:22    612   sshd   0     -         -
+        2026-01-01T01:00:00Z  open   tcp    [::]:4444     7001  nc     1000  -         -
+        2026-01-01T02:00:00Z  open   udp    0.0.0.0:5353  80    avahi  107   -         -
+        2026-01-01T02:01:30Z  close  udp    0.0.0.0:5353  80    avahi  107   1m30s     released
 
         """)
         let one = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d", "--port", "5353", "--output", "json"])
         #expect(one.stdout.contains("\"lifetime_seconds\" : 90"))
+        #expect(one.stdout.contains("\"reason\" : \"released\""))
         #expect(one.stdout.components(separatedBy: "\"event\"").count == 3)
     }
 

@@ -65,13 +65,15 @@ import PortwatchCore
         let initialSockets = sockets
         // Live sockets the sequence may close, open sockets of its own, and stray closes.
         var live = Array(sockets.keys).sorted()
+        // Sockets that connected: clients, which may become listeners again (connect failed).
+        var clients: [UInt64] = []
         var events: [PortEvent] = []
         var time: UInt64 = 1_000 * window
         for _ in 0..<Int.random(in: 1...30, using: &g) {
             time += UInt64.random(in: 0...(2 * window), using: &g)
             let pid = Int32.random(in: 100...120, using: &g)
             let owner = Owner(pid: pid, comm: "p\(pid)", uid: 0)
-            switch Int.random(in: 0..<10, using: &g) {
+            switch Int.random(in: 0..<12, using: &g) {
             case 0..<4: // a new socket takes a port (bind, sometimes then listen)
                 let key = keys.randomElement(using: &g)!
                 let cookie = nextCookie
@@ -91,6 +93,17 @@ import PortwatchCore
                 let key = keys.randomElement(using: &g)!
                 events.append(PortEvent(kind: .close, cookie: 1_000_000 + nextCookie, time: time, key: key, owner: owner, state: .bound))
                 nextCookie += 1
+            case 10: // a live socket connects: a client from now on
+                guard !live.isEmpty else { continue }
+                let cookie = live.remove(at: Int.random(in: 0..<live.count, using: &g))
+                events.append(PortEvent(kind: .close, cookie: cookie, time: time, key: sockets[cookie]!, owner: owner, state: .bound,
+                                        reason: .connected))
+                clients.append(cookie)
+            case 11: // a client's connection failed or ended: bound to its port again
+                guard !clients.isEmpty else { continue }
+                let cookie = clients.remove(at: Int.random(in: 0..<clients.count, using: &g))
+                events.append(PortEvent(kind: .open, cookie: cookie, time: time, key: sockets[cookie]!, owner: owner, state: .bound))
+                live.append(cookie)
             default: // a live socket changes its owner's view (listen again)
                 guard let cookie = live.randomElement(using: &g), let key = sockets[cookie] else { continue }
                 events.append(PortEvent(kind: .open, cookie: cookie, time: time, key: key, owner: owner, state: .listen))
@@ -124,21 +137,35 @@ import PortwatchCore
             inserts = Int(counters.actions[.insert] ?? 0)
             deletes = Int(counters.actions[.delete] ?? 0)
 
-            // The model: decide transients by lifetime, then replay the rest one at a time.
+            // The model: decide transients by lifetime, then replay the rest one at a time. A
+            // socket's life runs from its first open to its close; a socket that opens again
+            // after a close (a client bound again) starts a new life. A life that began before
+            // the sequence (a known socket) is never transient; one that ends by connecting
+            // within the window was a client, not a transient listener.
             var model = Model()
             for (key, row) in rows { model.rows[key] = (row.owner, row.state, row.holders) }
             model.sockets = sockets
-            var firstOpen: [UInt64: UInt64] = [:]
-            var transient = Set<UInt64>()
+            struct Life: Hashable { var cookie: UInt64, number: Int }
+            var lifeNumber: [UInt64: Int] = [:]
+            var firstOpen: [Life: UInt64] = [:]
+            var transient = Set<Life>()
             var transientCount: [TransportProtocol: UInt64] = [:]
+            var clientCount: [TransportProtocol: UInt64] = [:]
+            var lives: [Life] = []
             for e in events {
-                if e.kind == .open && sockets[e.cookie] == nil && firstOpen[e.cookie] == nil { firstOpen[e.cookie] = e.time }
-                if e.kind == .close, let opened = firstOpen[e.cookie], e.time - opened < window {
-                    transient.insert(e.cookie)
-                    transientCount[e.key.transport, default: 0] += 1
+                let life = Life(cookie: e.cookie, number: lifeNumber[e.cookie, default: 0])
+                lives.append(life)
+                let young = life.number > 0 || sockets[e.cookie] == nil
+                if e.kind == .open && young && firstOpen[life] == nil { firstOpen[life] = e.time }
+                if e.kind == .close {
+                    if let opened = firstOpen[life], e.time - opened < window {
+                        transient.insert(life)
+                        if e.reason == .connected { clientCount[e.key.transport, default: 0] += 1 } else { transientCount[e.key.transport, default: 0] += 1 }
+                    }
+                    lifeNumber[e.cookie] = life.number + 1
                 }
             }
-            for e in events where !transient.contains(e.cookie) { model.apply(e) }
+            for (e, life) in zip(events, lives) where !transient.contains(life) { model.apply(e) }
 
             let context = "seed \(seed), iteration \(iteration)"
             let actual = r.rows.mapValues { ($0.owner, $0.state, $0.holders) }
@@ -149,18 +176,22 @@ import PortwatchCore
             }
             #expect(r.sockets == model.sockets, "\(context)")
             #expect(counters.transientBindings == transientCount, "\(context)")
+            #expect(counters.clientBindings == clientCount, "\(context)")
             #expect(counters.orphanCloses == model.orphans, "\(context)")
             #expect(counters.events[.open, default: 0] == UInt64(events.filter { $0.kind == .open }.count), "\(context)")
             #expect(counters.events[.close, default: 0] == UInt64(events.filter { $0.kind == .close }.count), "\(context)")
             #expect(inserts - deletes == model.rows.count - rows.count, "\(context): inserts and deletes add up")
             // One reproducible failure is enough to report.
-            if actual.keys.sorted() != model.rows.keys.sorted() {
+            let agrees = actual.keys.sorted() == model.rows.keys.sorted() && r.sockets == model.sockets
+                && counters.transientBindings == transientCount && counters.clientBindings == clientCount
+            if !agrees {
                 print("initial rows: \(rows.mapValues(\.holders)) sockets: \(sockets)")
+                print("transient \(counters.transientBindings) vs \(transientCount); clients \(counters.clientBindings) vs \(clientCount)")
                 print("actual: \(r.rows.mapValues { ($0.holders, $0.owner.pid) }) sockets \(r.sockets)")
                 print("model: \(model.rows.mapValues { ($0.holders, $0.owner.pid) }) sockets \(model.sockets)")
-                for e in events { print("  \(e.kind) cookie=\(e.cookie) t=\((e.time - 1_000 * window) / 1_000_000)ms \(e.key) \(e.state)") }
+                for e in events { print("  \(e.kind)/\(e.reason) cookie=\(e.cookie) t=\((e.time - 1_000 * window) / 1_000_000)ms \(e.key) \(e.state)") }
             }
-            if actual.keys.sorted() != model.rows.keys.sorted() || r.sockets != model.sockets { return }
+            if !agrees { return }
         }
     }
 }

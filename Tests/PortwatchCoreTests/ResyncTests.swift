@@ -8,7 +8,7 @@ import PortwatchCore
 
     @Test func staleRowsGoAndMissingRowsCome() throws {
         var r = Reconciler(window: window, rows: [a: row(a), b: row(b)], sockets: [1: a, 2: b])
-        let (batch, corrections) = r.resync(live: [(1, a, owner, .listen), (3, c, owner, .listen)], now: t0)
+        let (batch, corrections) = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: owner, state: .listen), LiveSocket(cookie: 3, key: c, owner: owner, state: .listen)], now: t0)
         #expect(corrections == [.insert: 1, .delete: 1])
         #expect(Set(r.rows.keys) == [a, c])
         #expect(r.sockets == [1: a, 3: c])
@@ -18,7 +18,7 @@ import PortwatchCore
 
     @Test func agreeingTableNeedsNoCorrection() {
         var r = Reconciler(window: window, rows: [a: row(a)], sockets: [1: a])
-        let (batch, corrections) = r.resync(live: [(1, a, owner, .listen)], now: t0)
+        let (batch, corrections) = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: owner, state: .listen)], now: t0)
         #expect(batch == nil)
         #expect(corrections.isEmpty)
     }
@@ -28,7 +28,7 @@ import PortwatchCore
         // Socket 1 closed and socket 4 opened after the snapshot; their events are still buffered.
         r.ingest(event(.close, 1, at: t0, a))
         r.ingest(event(.open, 4, at: t0, b))
-        let (_, corrections) = r.resync(live: [(1, a, owner, .listen)], now: t0)
+        let (_, corrections) = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: owner, state: .listen)], now: t0)
         #expect(corrections.isEmpty)
         _ = r.flushAll()
         #expect(Set(r.rows.keys) == [b])

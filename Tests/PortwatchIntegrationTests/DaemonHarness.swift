@@ -68,6 +68,28 @@ final class DaemonHarness {
         return (try? TestHTTP.get(port: port, path: "/metrics", headers: headers).text) ?? ""
     }
 
+    /// The value of one series, named exactly as exposed (`name{label="v",...}` or `name`).
+    func sample(_ series: String) -> Double? {
+        Self.sample(series, in: metrics())
+    }
+
+    static func sample(_ series: String, in text: String) -> Double? {
+        let prefix = series + " "
+        return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
+    }
+
+    /// Waits until the daemon has compared the table with the kernel `count` more times.
+    func waitResyncs(_ count: Double, seconds: Double = 15) -> Bool {
+        let start = sample("portwatch_resyncs_total") ?? 0
+        return TestHTTP.waitUntil(seconds) { (sample("portwatch_resyncs_total") ?? 0) >= start + count }
+    }
+
+    /// History entries of one port as "action:reason" in order, read from the ledger.
+    func history(port: UInt16, transport: String) -> [String] {
+        let rows = Sqlite.query(dbPath, "SELECT coalesce(group_concat(action || ':' || reason, ' '), '') FROM (SELECT action, reason FROM history WHERE port = \(port) AND protocol = '\(transport)' ORDER BY id)")
+        return (rows ?? "").split(separator: " ").map(String.init)
+    }
+
     /// The portwatch_port_info line for a port, if any.
     func portInfo(port: UInt16, transport: String) -> String? {
         metrics().split(separator: "\n").first {

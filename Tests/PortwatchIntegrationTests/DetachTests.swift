@@ -30,7 +30,7 @@ extension KernelSuite {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
             let ours = Self.portwatchPrograms().subtracting(before)
-            #expect(ours.count == 4, "the daemon loads four programs: \(ours)")
+            #expect(ours.count == 7, "the daemon loads seven programs: \(ours)")
             kill(d.process.processIdentifier, signal)
             d.process.waitUntilExit()
             #expect(d.process.terminationStatus == 0)

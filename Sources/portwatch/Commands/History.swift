@@ -35,16 +35,17 @@ struct History: ParsableCommand {
                 object["time"] = LedgerOutput.time(e.time)
                 object["event"] = e.action == .insert ? "open" : "close"
                 object["lifetime_seconds"] = lifetime(e).map { Double($0) / 1e9 }
+                object["reason"] = e.reason?.rawValue
                 object.removeValue(forKey: "holders")
                 return object
             }), terminator: "")
         case .table:
             print(LedgerOutput.table(
-                ["TIME", "EVENT", "PROTO", "LOCAL", "PID", "COMM", "UID", "LIFETIME"],
+                ["TIME", "EVENT", "PROTO", "LOCAL", "PID", "COMM", "UID", "LIFETIME", "REASON"],
                 entries.map { e in
                     [LedgerOutput.time(e.time), e.action == .insert ? "open" : "close", "\(e.row.key.transport)",
                      LedgerOutput.hostPort(e.row.key), "\(e.row.owner.pid)", e.row.owner.comm, "\(e.row.owner.uid)",
-                     lifetime(e).map(LedgerOutput.duration) ?? "-"]
+                     lifetime(e).map(LedgerOutput.duration) ?? "-", e.reason?.rawValue ?? "-"]
                 }), terminator: "")
         }
     }

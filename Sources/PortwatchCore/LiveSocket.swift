@@ -1,0 +1,16 @@
+/// A socket holding a port as a listener now, as a snapshot of the kernel reports it: a TCP
+/// socket in LISTEN, a TCP socket bound and neither listening nor connected, or a UDP socket
+/// bound and not connected.
+public struct LiveSocket: Sendable, Hashable {
+    public var cookie: UInt64
+    public var key: BindingKey
+    public var owner: Owner
+    public var state: SocketState
+
+    public init(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState) {
+        self.cookie = cookie
+        self.key = key
+        self.owner = owner
+        self.state = state
+    }
+}
