@@ -86,7 +86,7 @@ struct bpf_sock_ops {
 	} __attribute__((aligned(8)));
 };
 
-/* uapi: the context of cgroup/connect4 and cgroup/connect6 (only the fields read). */
+/* uapi: the context of cgroup/connect4+6 and cgroup/sendmsg4+6. */
 struct bpf_sock_addr {
 	__u32 user_family;
 	__u32 user_ip4;
@@ -95,6 +95,12 @@ struct bpf_sock_addr {
 	__u32 family;
 	__u32 type;
 	__u32 protocol;
+	__u32 msg_src_ip4;
+	__u32 msg_src_ip6[4];
+	union {
+		struct bpf_sock *sk;
+		__u64 :64;
+	} __attribute__((aligned(8)));
 };
 
 #define BPF_SOCK_OPS_TCP_LISTEN_CB 11
@@ -169,8 +175,12 @@ struct sock {
 	unsigned char sk_userlocks : 4;
 } __attribute__((preserve_access_index));
 
-/* What a sockops program's context really points to. */
+/* What sockops and sock_addr programs' contexts really point to. */
 struct bpf_sock_ops_kern {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct bpf_sock_addr_kern {
 	struct sock *sk;
 } __attribute__((preserve_access_index));
 

@@ -9,6 +9,8 @@
  *   cgroup/post_bind4, cgroup/post_bind6  explicit bind() of TCP/UDP, port already resolved
  *   sockops BPF_SOCK_OPS_TCP_LISTEN_CB    listen(), including listen() without bind()
  *   cgroup/connect4, cgroup/connect6      a bound UDP socket connects: a client now
+ *   cgroup/sendmsg4, cgroup/sendmsg6      an unbound UDP socket sends without connecting: the
+ *                                         kernel gave it a port it now receives on
  *   tp_btf/inet_sock_set_state            a bound TCP socket connects (SYN_SENT), a listener
  *                                         is shut down, a connection of a socket that keeps
  *                                         its port ends (CLOSE): listener again or gone
@@ -210,6 +212,38 @@ SEC("cgroup/connect6")
 int pw_connect6(struct bpf_sock_addr *ctx)
 {
 	return on_connect(ctx);
+}
+
+/* sendto() on a UDP socket that was never bound gives it a port (autobind) before this hook
+ * runs, and an unconnected UDP socket receives on that port from anyone: it holds the port
+ * as much as one that bound it. Runs for every unconnected send: sockets already known
+ * return after one lookup. */
+static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 none[4] = {};
+	__u64 cookie;
+
+	if (!sk || ctx->protocol != IPPROTO_UDP || !sk->src_port)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_lookup_elem(&bindings, &cookie))
+		return 1;
+	/* Never bound: the local address is the wildcard of the socket's own family. */
+	return record_open(cookie, sock_netns(BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk)), IPPROTO_UDP,
+			   sk->family == AF_INET6 ? AF_INET6 : AF_INET, 0, none, sk->src_port, PW_STATE_BOUND);
+}
+
+SEC("cgroup/sendmsg4")
+int pw_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return on_sendmsg(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int pw_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return on_sendmsg(ctx);
 }
 
 /* TCP state changes of sockets in `bindings` (runs before the kernel acts on the change, so

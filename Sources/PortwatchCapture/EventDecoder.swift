@@ -38,7 +38,7 @@ public struct EventDecoder {
         case Int(PW_EVENT_CLOSE.rawValue): kind = .close
         default: return nil
         }
-        let reason: PortEvent.CloseReason
+        let reason: PortEvent.Reason
         switch Int(e.reason) {
         case Int(PW_REASON_RELEASED.rawValue): reason = .released
         case Int(PW_REASON_CONNECTED.rawValue): reason = .connected

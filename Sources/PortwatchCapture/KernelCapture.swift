@@ -19,7 +19,7 @@ public final class KernelCapture {
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
-                                      "pw_sock_release", "pw_sockops", "pw_tcp_state"]
+                                      "pw_sendmsg4", "pw_sendmsg6", "pw_sock_release", "pw_sockops", "pw_tcp_state"]
     /// Programs attached to a tracepoint rather than to the cgroup v2 root.
     static let tracingPrograms: Set<String> = ["pw_tcp_state"]
 

@@ -3,12 +3,12 @@ public struct PortEvent: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable, CaseIterable {
         /// A socket took a port, or changed state on it (bound -> listen).
         case open
-        /// The socket stopped holding its port as a listener (see `CloseReason`).
+        /// The socket stopped holding its port as a listener (see `Reason`).
         case close
     }
 
-    /// Why a `close` happened.
-    public enum CloseReason: String, Sendable, Hashable, CaseIterable {
+    /// Why a close happened, or that an open was found by a resync rather than seen.
+    public enum Reason: String, Sendable, Hashable, CaseIterable {
         /// The last reference to the socket went away (close, exit).
         case released
         /// The socket connected: a client from now on, whose port is only its source port.
@@ -28,11 +28,11 @@ public struct PortEvent: Sendable, Hashable {
     public var key: BindingKey
     public var owner: Owner
     public var state: SocketState
-    /// For a close: why. `released` for opens.
-    public var reason: CloseReason
+    /// For a close: why. For an open: `resync` when a resync found it, else `released` (unused).
+    public var reason: Reason
 
     public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, owner: Owner, state: SocketState,
-                reason: CloseReason = .released) {
+                reason: Reason = .released) {
         self.kind = kind
         self.reason = reason
         self.cookie = cookie

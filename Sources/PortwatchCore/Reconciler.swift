@@ -138,11 +138,11 @@ public struct Reconciler: Sendable {
     }
 
     /// Applies events one at a time in order, then reports each touched key's net change.
-    private mutating func fold(_ events: [PortEvent]) -> Batch {
+    private mutating func fold(_ events: [PortEvent], resync: Bool = false) -> Batch {
         var before: [BindingKey: Binding?] = [:]
         var insertedThenDeleted: [BindingKey: (Binding, UInt64, UInt64)] = [:]
         var lastTime: [BindingKey: UInt64] = [:]
-        var lastReason: [BindingKey: PortEvent.CloseReason] = [:]
+        var lastReason: [BindingKey: PortEvent.Reason] = [:]
         var batch = Batch()
 
         for event in events {
@@ -163,7 +163,7 @@ public struct Reconciler: Sendable {
             let time = lastTime[key]!
             switch (old, rows[key]) {
             case (nil, let new?):
-                batch.changes.append(RowChange(action: .insert, row: new, time: time))
+                batch.changes.append(RowChange(action: .insert, row: new, time: time, reason: resync ? .resync : nil))
             case (let old?, nil):
                 batch.changes.append(RowChange(action: .delete, row: old, time: time, reason: lastReason[key]))
             case (let old?, let new?) where old != new:
@@ -216,7 +216,7 @@ public struct Reconciler: Sendable {
                                        owner: socket.owner, state: socket.state))
         }
         guard !synthetic.isEmpty else { return (nil, [:]) }
-        var batch = fold(synthetic)
+        var batch = fold(synthetic, resync: true)
         var corrections: [RowChange.Action: UInt64] = [:]
         for change in batch.changes where change.action != .update { corrections[change.action, default: 0] += 1 }
         batch.counters.orphanCloses = [:]

@@ -9,10 +9,11 @@ public struct RowChange: Sendable, Hashable {
     public var row: Binding
     /// Wall-clock nanoseconds of the event that caused the change.
     public var time: UInt64
-    /// For a delete: why the last holder stopped holding the port.
-    public var reason: PortEvent.CloseReason?
+    /// For a delete: why the last holder stopped holding the port. For an insert: `resync`
+    /// when a resync found the port (the event path missed it), else nil.
+    public var reason: PortEvent.Reason?
 
-    public init(action: Action, row: Binding, time: UInt64, reason: PortEvent.CloseReason? = nil) {
+    public init(action: Action, row: Binding, time: UInt64, reason: PortEvent.Reason? = nil) {
         self.action = action
         self.row = row
         self.time = time

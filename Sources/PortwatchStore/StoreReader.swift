@@ -50,8 +50,9 @@ public struct HistoryEntry: Sendable, Equatable {
     public var row: Binding
     /// When the binding opened (wall-clock ns): for a delete, lifetime = time - opened.
     public var opened: UInt64
-    /// For a delete: why the port stopped being held (nil when unknown, e.g. older ledgers).
-    public var reason: PortEvent.CloseReason?
+    /// For a delete: why the port stopped being held; for an open, `resync` when a resync
+    /// found it. Nil otherwise (and in ledgers older than the reason column).
+    public var reason: PortEvent.Reason?
 }
 
 extension StoreReader {
@@ -71,7 +72,7 @@ extension StoreReader {
                 let opened = UInt64(bitPattern: r.int(11))
                 out.append(HistoryEntry(time: UInt64(bitPattern: r.int(9)), action: action,
                                         row: Binding(key: key, owner: owner, state: state, holders: 1, firstSeen: opened, lastChange: opened),
-                                        opened: opened, reason: PortEvent.CloseReason(rawValue: r.text(12))))
+                                        opened: opened, reason: PortEvent.Reason(rawValue: r.text(12))))
             }
             if let port {
                 try statement.query(.int(Int64(bitPattern: since)), .int(Int64(port)), body: body)

@@ -10,7 +10,7 @@ func key(_ port: UInt16, _ transport: TransportProtocol = .tcp, address: String 
 
 func event(_ kind: PortEvent.Kind, _ cookie: UInt64, at time: UInt64, _ key: BindingKey,
            pid: Int32 = 100, comm: String = "server", state: SocketState = .listen,
-           reason: PortEvent.CloseReason = .released) -> PortEvent {
+           reason: PortEvent.Reason = .released) -> PortEvent {
     PortEvent(kind: kind, cookie: cookie, time: time, key: key,
               owner: Owner(pid: pid, comm: comm, uid: 0), state: state, reason: reason)
 }

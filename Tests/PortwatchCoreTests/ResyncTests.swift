@@ -14,6 +14,8 @@ import PortwatchCore
         #expect(r.sockets == [1: a, 3: c])
         #expect(batch?.counters.events.isEmpty == true, "synthetic events are not kernel events")
         #expect(batch?.counters.orphanCloses.isEmpty == true)
+        #expect(batch?.changes.map { "\($0.action):\($0.reason?.rawValue ?? "")" }.sorted() == ["delete:resync", "insert:resync"],
+                "the history says the resync, not the kernel, made these changes")
     }
 
     @Test func agreeingTableNeedsNoCorrection() {

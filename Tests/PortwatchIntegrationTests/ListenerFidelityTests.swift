@@ -184,6 +184,26 @@ extension KernelSuite {
             #expect(!history.contains("delete:resync") && history.first == "insert:" && history.last == "delete:released", "\(history)")
         }
 
+        @Test(arguments: ["127.0.0.1", "::1"])
+        func udpSendWithoutBindHoldsAPort(destination: String) throws {
+            guard let d = try started() else { return }
+            let family = destination.contains(":") ? AF_INET6 : AF_INET
+            let child = try ChildProcess("""
+            u = socket.socket(\(family), socket.SOCK_DGRAM)
+            u.sendto(b"x", ("\(destination)", 9))
+            say(u.getsockname()[1])
+            wait()
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            let wildcard = family == AF_INET6 ? "::" : "0.0.0.0"
+            #expect(waitShown(d, port, "udp", "address=\"\(wildcard)\""), "the port the kernel gave the socket is held")
+            #expect(d.portInfo(port: port, transport: "udp")?.contains("pid=\"\(child.pid)\"") == true)
+            #expect(d.waitResyncs(2))
+            #expect(d.history(port: port, transport: "udp") == ["insert:"], "a resync had to correct the row")
+            child.kill()
+            #expect(waitGone(d, port, "udp"))
+        }
+
         @Test func restartWithClientsAliveGivesTheSameTable() throws {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-fidelity-\(UUID().uuidString)").path
             let db = dir + "/pw.db"
