@@ -41,16 +41,23 @@ let package = Package(
         // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.
         .target(
             name: "PortwatchExporter",
-            dependencies: ["PortwatchCore", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PortwatchCore", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Yams", package: "Yams")]
         ),
-        // The daemon: flags, wiring, the capture thread.
+        // The capture loop (kernel -> reconciler -> ledger, resyncs, readiness) behind small
+        // protocols and an injected clock, and the scrape source (ledger + policy -> exporter state).
+        .target(
+            name: "PortwatchPipeline",
+            dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        // The daemon: flags, wiring, and the ledger commands.
         .executableTarget(
             name: "portwatch",
             dependencies: [
-                "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy",
+                "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy", "PortwatchPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
 
@@ -61,6 +68,8 @@ let package = Package(
         .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
+        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchCore",
+                                                                   .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchCLITests", dependencies: ["portwatch", "PortwatchStore", "PortwatchCore", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchExporterTests", dependencies: ["PortwatchExporter", "PortwatchCore", "PortwatchTestSupport"]),

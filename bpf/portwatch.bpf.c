@@ -55,6 +55,23 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
+/* Bound sockets `bindings` had no room for: their release would go unreported. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} map_full SEC(".maps");
+
+static __always_inline void count(void *counter)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(counter, &zero);
+
+	if (n)
+		*n += 1;
+}
+
 static __always_inline void fill_owner(struct pw_binding *b)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -78,11 +95,7 @@ static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const s
 	struct pw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
-
-		if (n)
-			*n += 1;
+		count(&lost);
 		return;
 	}
 	e->cookie = cookie;
@@ -122,7 +135,8 @@ static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol,
 		__builtin_memcpy(b.addr, w, 16);
 	}
 	fill_owner(&b);
-	bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY);
+	if (bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY))
+		count(&map_full);
 	emit(cookie, PW_EVENT_OPEN, 0, &b);
 	return 1;
 }

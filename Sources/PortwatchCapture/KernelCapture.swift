@@ -32,11 +32,13 @@ public final class KernelCapture {
     private struct Sink {
         var decoder = EventDecoder()
         var events: [PortEvent] = []
+        var rejected: UInt64 = 0
     }
     private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
     private let logger: Logger
     private var bindingsFD: Int32 = -1
     private var lostFD: Int32 = -1
+    private var mapFullFD: Int32 = -1
 
     public init(options: Options = Options(), logger: Logger) throws {
         self.logger = logger
@@ -78,6 +80,7 @@ public final class KernelCapture {
 
         bindingsFD = bpf_map__fd(try map("bindings"))
         lostFD = bpf_map__fd(try map("lost"))
+        mapFullFD = bpf_map__fd(try map("map_full"))
         var zero: UInt32 = 0
         // Past a quarter of the ring, always wake the consumer, however small the ring.
         var settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), _pad: 0)
@@ -89,6 +92,8 @@ public final class KernelCapture {
                              // The layout is shared through bpf/portwatch.h; a short record cannot occur.
                              if let data, let event = sink.pointee.decoder.decode(data, size: size) {
                                  sink.pointee.events.append(event)
+                             } else {
+                                 sink.pointee.rejected += 1
                              }
                              return 0
                          }, UnsafeMutableRawPointer(sink), nil))
@@ -124,11 +129,19 @@ public final class KernelCapture {
 
 
     /// Total events the kernel dropped because the ring buffer was full.
-    public func lostEvents() -> UInt64 {
+    public func lostEvents() -> UInt64 { perCPUSum(lostFD) }
+
+    /// Bound sockets the kernel's map had no room for.
+    public func mapFullCount() -> UInt64 { perCPUSum(mapFullFD) }
+
+    /// Ring buffer records the decoder rejected.
+    public var decodeErrors: UInt64 { sink.pointee.rejected }
+
+    private func perCPUSum(_ fd: Int32) -> UInt64 {
         let cpus = Int(libbpf_num_possible_cpus())
         var values = [UInt64](repeating: 0, count: max(cpus, 1))
         var zero: UInt32 = 0
-        guard bpf_map_lookup_elem(lostFD, &zero, &values) == 0 else { return 0 }
+        guard bpf_map_lookup_elem(fd, &zero, &values) == 0 else { return 0 }
         return values.reduce(0, &+)
     }
 
@@ -137,9 +150,9 @@ public final class KernelCapture {
     /// except a client mark: a snapshot that lists the socket as a listener saw it
     /// disconnect (UDP `connect(AF_UNSPEC)` has no hook). Returns false if the map refused it (full).
     @discardableResult
-    public func remember(cookie: UInt64, key: BindingKey, owner: Owner, state: SocketState) -> Bool {
-        var cookie = cookie
-        var binding = EventDecoder.binding(for: key, owner: owner, state: state)
+    public func remember(_ socket: LiveSocket) -> Bool {
+        var cookie = socket.cookie
+        var binding = EventDecoder.binding(for: socket.key, owner: socket.owner, state: socket.state)
         if bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_NOEXIST)) == 0 { return true }
         var known = pw_binding()
         guard errno == EEXIST, bpf_map_lookup_elem(bindingsFD, &cookie, &known) == 0 else { return false }

@@ -47,6 +47,10 @@ public struct CounterEntry: Sendable, Hashable {
     public static let storeErrors = "store_errors"
     /// Kept in memory by the daemon, not stored: resyncs done since start.
     public static let resyncs = "resyncs"
+    /// Kept in memory by the daemon, not stored: ring buffer records the decoder rejected.
+    public static let decodeErrors = "decode_errors"
+    /// Kept in memory by the daemon, not stored: bound sockets the kernel's map had no room for.
+    public static let bindingsMapFull = "bindings_map_full"
 
     public var name: String
     public var label: String

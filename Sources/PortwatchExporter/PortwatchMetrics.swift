@@ -105,6 +105,10 @@ public enum PortwatchMetrics {
         single("portwatch_events_lost", CounterEntry.eventsLost, help: "Kernel events dropped because the ring buffer was full.")
         single("portwatch_resyncs", CounterEntry.resyncs,
                help: "Comparisons of the table with the kernel's sockets since start (start-up, --resync.interval, after lost events).")
+        single("portwatch_decode_errors", CounterEntry.decodeErrors,
+               help: "Kernel event records the decoder rejected since start.")
+        single("portwatch_bindings_map_full", CounterEntry.bindingsMapFull,
+               help: "Bound sockets the kernel's map had no room for since start; their release is found by the next resync.")
         single("portwatch_store_errors", CounterEntry.storeErrors,
                help: "Failed writes to the database since start (changes are kept in memory and retried).")
 

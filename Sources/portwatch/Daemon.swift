@@ -2,24 +2,22 @@ import Dispatch
 import Foundation
 import Logging
 import PortwatchCapture
-import PortwatchCore
 import PortwatchExporter
-import PortwatchPolicy
+import PortwatchPipeline
 import PortwatchStore
 
 /// Start-up in the order that makes it race-free: open/migrate the DB, load and attach
-/// BPF (events start buffering), start the capture thread (snapshot + resync, then ready),
-/// serve HTTP. SIGTERM/SIGINT stop everything and detach the programs.
+/// BPF (events start buffering), start the capture pipeline (snapshot + resync, then ready),
+/// serve HTTP. SIGTERM/SIGINT stop everything and detach the programs; SIGHUP reloads the
+/// policy (and is harmless without one).
 struct Daemon {
     let options: Serve
     let logger: Logger
 
     func run() throws {
-        // Room for the HTTP connection cap, ring buffer, maps and the snapshot's netlink sockets.
-        var files = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
-        files.rlim_cur = files.rlim_max
-        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        // Signals are routed by dispatch sources; none may take its default action (exit).
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { signal(sig, SIG_IGN) }
+        raiseFileLimit()
 
         let store = try Store(path: options.databasePath)
         let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }
@@ -27,46 +25,17 @@ struct Daemon {
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
         let capture = try KernelCapture(options: captureOptions, logger: logger)
-        let programs = capture.attached
-        let loop = try CaptureLoop(
-            capture: capture, store: store,
-            settings: .init(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds,
-                            historyRetention: options.historyRetention.nanoseconds),
-            logger: logger)
-
-        let path = options.databasePath
-        let maxSeries = options.maxPortSeries == 0 ? nil : options.maxPortSeries
-        let readerLock = NSLock()
-        nonisolated(unsafe) var reader: StoreReader?
-        let baseState: @Sendable () -> ExporterState = {
-                readerLock.lock()
-                defer { readerLock.unlock() }
-                var rows: [Binding]?
-                var counters: [CounterEntry] = []
-                do {
-                    if reader == nil { reader = try StoreReader(path: path) }
-                    let snapshot = try reader!.snapshot()
-                    rows = snapshot.rows
-                    counters = snapshot.counters
-                } catch {
-                    reader = nil
-                    logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
-                }
-                counters.append(CounterEntry(name: CounterEntry.storeErrors, label: "", value: UInt64(loop.storeErrors.load(ordering: .relaxed))))
-                counters.append(CounterEntry(name: CounterEntry.resyncs, label: "", value: UInt64(loop.resyncs.load(ordering: .relaxed))))
-                return ExporterState(rows: rows, counters: counters, programs: programs,
-                                     version: BuildInfo.version, revision: BuildInfo.revision, maxPortSeries: maxSeries)
-            }
-
-        let stateWithPolicy: @Sendable () -> ExporterState = { [policy] in
-            let state = baseState()
-            guard let policy else { return state }
-            let current = policy.current
-            return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },
-                                    reload: (current.lastSuccess, current.lastSuccessTime))
-        }
-        let exporter = Exporter(telemetryPath: options.telemetryPath, state: stateWithPolicy,
-                                ready: { loop.ready.load(ordering: .relaxed) },
+        let pipeline = try CapturePipeline(
+            kernel: capture, lister: KernelSocketLister(), ledger: store,
+            window: options.window.nanoseconds,
+            schedule: Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds),
+            historyRetention: options.historyRetention.nanoseconds, logger: logger)
+        let scrapes = ScrapeSource(
+            settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
+                            revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries),
+            policy: policy, health: { pipeline.health }, logger: logger)
+        let exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
+                                ready: { pipeline.phase == .ready },
                                 auth: web.flatMap { $0.users.isEmpty ? nil : BasicAuth(users: $0.users) },
                                 headers: web?.headers ?? [])
 
@@ -78,31 +47,42 @@ struct Daemon {
         } else {
             try KernelChecks.dropCapabilitiesAfterAttach()
         }
-        loop.start()
+        pipeline.start()
         server.start()
         policy?.start()
         logger.info("listening", metadata: ["address": "\(addresses.map(\.description).joined(separator: ","))",
-                                            "db": "\(path)", "window": "\(options.window)"])
+                                            "db": "\(options.databasePath)", "window": "\(options.window)"])
 
-        waitForTerminationSignal()
+        waitForTermination(onHangup: {
+            if let policy { policy.reload() } else { logger.info("SIGHUP: no --policy.file, nothing to reload") }
+        })
         logger.info("stopping")
         server.stop()
-        loop.stop()
+        pipeline.stop()
         logger.info("stopped; BPF programs detached")
     }
 
-    private func waitForTerminationSignal() {
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
+    /// Room for the HTTP connection cap, ring buffer, maps and the snapshot's netlink sockets.
+    private func raiseFileLimit() {
+        var files = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        files.rlim_cur = files.rlim_max
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+    }
+
+    /// Blocks until SIGTERM or SIGINT; SIGHUP runs `onHangup` and keeps waiting.
+    private func waitForTermination(onHangup: @escaping @Sendable () -> Void) {
         let done = DispatchSemaphore(value: 0)
-        let sources = [SIGTERM, SIGINT].map { sig in
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler(handler: onHangup)
+        hangup.resume()
+        let stops = [SIGTERM, SIGINT].map { sig in
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { done.signal() }
             source.resume()
             return source
         }
         done.wait()
-        sources.forEach { $0.cancel() }
+        (stops + [hangup]).forEach { $0.cancel() }
     }
 }

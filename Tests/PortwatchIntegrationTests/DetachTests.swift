@@ -37,5 +37,19 @@ extension KernelSuite {
             #expect(TestHTTP.waitUntil(5) { Self.portwatchPrograms().isDisjoint(with: ours) }, "programs left in the kernel")
             #expect(d.log.contains("BPF programs detached"))
         }
+
+        /// `systemctl reload` sends SIGHUP; without a policy file there is nothing to reload,
+        /// and the daemon must go on (Restart=on-failure would not bring it back).
+        @Test func hangupWithoutAPolicyKeepsItRunning() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            kill(d.process.processIdentifier, SIGHUP)
+            #expect(TestHTTP.waitUntil(5) { d.log.contains("nothing to reload") }, "\(d.log)")
+            #expect(d.process.isRunning)
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil }, "still capturing after SIGHUP")
+            #expect(d.stop() == 0)
+        }
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import PortwatchExporter
 import Yams
 
 /// `--web.config.file`, in the format of Prometheus's exporter-toolkit:
@@ -11,10 +10,10 @@ import Yams
 ///   headers:
 ///     X-Content-Type-Options: nosniff
 /// ```
-struct WebConfigFile {
-    var users: [String: String] = [:]
-    var headers: [(String, String)] = []
-    var tls: TLSSettings?
+public struct WebConfigFile: Sendable {
+    public var users: [String: String] = [:]
+    public var headers: [(String, String)] = []
+    public var tls: TLSSettings?
 
     struct Invalid: Error, CustomStringConvertible {
         let description: String
@@ -49,7 +48,7 @@ struct WebConfigFile {
                            clientAuth: auth, minimumTLS13: values["min_version"] == "TLS13")
     }
 
-    static func load(path: String) throws -> WebConfigFile {
+    public static func load(path: String) throws -> WebConfigFile {
         func fail(_ what: String) -> Invalid { Invalid(description: "\(path): \(what)") }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {

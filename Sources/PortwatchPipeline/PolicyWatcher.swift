@@ -9,21 +9,21 @@ import Synchronization
 /// the file changes. A bad file is refused with a message naming the line, and the policy
 /// in force stays.
 /// Unchecked: `sources` is written once, in `start()`, before any handler runs.
-final class PolicyWatcher: @unchecked Sendable {
-    struct Status: Sendable {
-        var policy: Policy
-        var lastSuccess: Bool
-        var lastSuccessTime: Double
+public final class PolicyWatcher: @unchecked Sendable {
+    public struct Status: Sendable {
+        public var policy: Policy
+        public var lastSuccess: Bool
+        public var lastSuccessTime: Double
         var modification: Date?
     }
 
-    let path: String
+    public let path: String
     private let status: Mutex<Status>
     private let logger: Logger
     private var sources: [DispatchSourceProtocol] = []
 
     /// Loads the file once; a bad file at start is an error (nothing to fall back to).
-    init(path: String, logger: Logger) throws {
+    public init(path: String, logger: Logger) throws {
         self.path = path
         self.logger = logger
         let policy = try PolicyFile.load(path: path)
@@ -32,7 +32,7 @@ final class PolicyWatcher: @unchecked Sendable {
         logger.info("policy loaded", metadata: ["file": "\(path)", "rules": "\(policy.rules.count)"])
     }
 
-    var current: Status { status.withLock { $0 } }
+    public var current: Status { status.withLock { $0 } }
 
     static func modification(_ path: String) -> Date? {
         (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
@@ -40,7 +40,7 @@ final class PolicyWatcher: @unchecked Sendable {
 
     /// Reloads now. Returns whether the new file was taken.
     @discardableResult
-    func reload() -> Bool {
+    public func reload() -> Bool {
         let modification = Self.modification(path)
         do {
             let policy = try PolicyFile.load(path: path)
@@ -59,12 +59,9 @@ final class PolicyWatcher: @unchecked Sendable {
         }
     }
 
-    /// Watches for SIGHUP and for changes of the file (checked every `interval` seconds).
-    func start(interval: Double = 1) {
-        signal(SIGHUP, SIG_IGN)
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hup.setEventHandler { [self] in reload() }
-        hup.resume()
+    /// Watches for changes of the file (checked every `interval` seconds). SIGHUP is the
+    /// daemon's to route: it calls `reload()`.
+    public func start(interval: Double = 1) {
         let timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + interval, repeating: interval)
         timer.setEventHandler { [self] in
@@ -72,6 +69,6 @@ final class PolicyWatcher: @unchecked Sendable {
             if Self.modification(path) != seen { reload() }
         }
         timer.resume()
-        sources = [hup, timer]
+        sources = [timer]
     }
 }

@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import PortwatchCore
+import Synchronization
+
+/// The capture loop: drain the kernel's events, reconcile them, write batches to the ledger,
+/// resync against the kernel's sockets, prune history. Runs on one dedicated thread
+/// (`start`), or one `step` at a time (tests, with fake ports and a fake clock).
+///
+/// Readiness is an explicit phase: `starting` until the first snapshot has been reconciled
+/// (`snapshotApplied`), `ready` once everything it produced is written, `stopping` after
+/// `stop`. A batch the ledger refuses is kept, with every batch after it, and retried in
+/// order; nothing is lost while the process lives.
+public final class CapturePipeline: @unchecked Sendable {
+    public enum Phase: Int, Sendable, Comparable {
+        case starting, snapshotApplied, ready, stopping
+        public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    /// Totals of the pipeline's own health, read by scrapes from any thread.
+    public struct Health: Sendable, Equatable {
+        public var storeErrors: UInt64 = 0
+        public var resyncs: UInt64 = 0
+        public var kernel = KernelHealth()
+    }
+
+    private let kernel: KernelEvents
+    private let lister: SocketLister
+    private let ledger: Ledger
+    private let clock: PipelineClock
+    public let schedule: Schedule
+    private let historyRetention: UInt64
+    private let logger: Logger
+
+    private var reconciler: Reconciler
+    private var unwritten: [(batch: Batch, extra: [CounterEntry])] = []
+    /// Kernel health already accounted for (lost events are stored as a counter).
+    private var kernelSeen = KernelHealth()
+    /// Sockets the kernel refused to remember when seeded from a snapshot.
+    private var seedRefused: UInt64 = 0
+    private var resyncRequested = true
+    private var due = Deadlines()
+
+    private struct Deadlines {
+        var flush = 0.0, resync = 0.0, health = 0.0, prune = 0.0, write = 0.0
+    }
+
+    private let phaseValue = Atomic<Int>(Phase.starting.rawValue)
+    private let healthValue = Mutex(Health())
+    private let stopRequested = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(kernel: KernelEvents, lister: SocketLister, ledger: Ledger, clock: PipelineClock = SystemClock(),
+                window: UInt64, schedule: Schedule, historyRetention: UInt64, logger: Logger) throws {
+        self.kernel = kernel
+        self.lister = lister
+        self.ledger = ledger
+        self.clock = clock
+        self.schedule = schedule
+        self.historyRetention = historyRetention
+        self.logger = logger
+        let state = try ledger.loadState()
+        reconciler = Reconciler(window: window, rows: state.rows, sockets: state.sockets)
+        // Events dropped before this start belong to no table of ours.
+        kernelSeen = kernel.health()
+    }
+
+    public var phase: Phase { Phase(rawValue: phaseValue.load(ordering: .acquiring))! }
+    public var health: Health { healthValue.withLock { $0 } }
+    /// Rows the reconciler holds (written or about to be).
+    public var rowCount: Int { reconciler.rows.count }
+
+    private func enter(_ phase: Phase) {
+        guard phase != self.phase else { return }
+        phaseValue.store(phase.rawValue, ordering: .releasing)
+        logger.debug("pipeline phase", metadata: ["phase": "\(phase)"])
+    }
+
+    // MARK: Running on a thread
+
+    public func start() {
+        let thread = Thread { [self] in
+            while !stopRequested.load(ordering: .relaxed) { step() }
+            finish()
+            finished.signal()
+        }
+        thread.name = "portwatch-capture"
+        thread.start()
+    }
+
+    /// Asks the loop to stop, waits until it has written what it holds and detached the programs.
+    public func stop() {
+        enter(.stopping)
+        stopRequested.store(true, ordering: .relaxed)
+        finished.wait()
+    }
+
+    // MARK: One iteration
+
+    /// Polls the kernel once (waiting up to one tick), then does whatever is due.
+    public func step() {
+        do {
+            reconciler.ingest(try kernel.poll(timeoutMs: schedule.pollTimeoutMs))
+        } catch {
+            logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
+        }
+        let now = clock.monotonic()
+        var extra: [CounterEntry] = []
+        if now >= due.health { extra = checkKernelHealth(now) }
+        if now >= due.flush || !extra.isEmpty {
+            due.flush = now + schedule.tick
+            if let batch = reconciler.flush(now: clock.wallNanoseconds()) {
+                write(batch, extra)
+            } else if !extra.isEmpty {
+                write(Batch(), extra)
+            } else {
+                retryUnwritten()
+            }
+        }
+        if resyncRequested || now >= due.resync { resync(now) }
+        if now >= due.prune { prune(now) }
+    }
+
+    /// Applies and writes everything still buffered (at shutdown), then detaches.
+    public func finish() {
+        enter(.stopping)
+        if let batch = reconciler.flushAll() { write(batch, []) }
+        if !unwritten.isEmpty {
+            due.write = 0
+            retryUnwritten()
+        }
+        if !unwritten.isEmpty {
+            logger.error("stopping with changes the database refused", metadata: ["pending_batches": "\(unwritten.count)"])
+        }
+        kernel.close()
+    }
+
+    private func checkKernelHealth(_ now: Double) -> [CounterEntry] {
+        due.health = now + schedule.healthCheck
+        let current = kernel.health()
+        var extra: [CounterEntry] = []
+        if current.lost > kernelSeen.lost {
+            logger.warning("kernel dropped events: ring buffer full; resyncing", metadata: ["lost": "\(current.lost - kernelSeen.lost)"])
+            extra.append(CounterEntry(name: CounterEntry.eventsLost, label: "", value: current.lost - kernelSeen.lost))
+            resyncRequested = true
+        }
+        if current.mapFull > kernelSeen.mapFull {
+            logger.warning("the kernel's map of bound sockets is full; their closes are found by resyncs",
+                           metadata: ["refused": "\(current.mapFull - kernelSeen.mapFull)"])
+            resyncRequested = true
+        }
+        kernelSeen = current
+        publishKernelHealth()
+        return extra
+    }
+
+    /// The kernel's totals as scrapes see them: seeds the map refused count as map-full too.
+    private func publishKernelHealth() {
+        var kernel = kernelSeen
+        kernel.mapFull += seedRefused
+        healthValue.withLock { $0.kernel = kernel }
+    }
+
+    // MARK: Resync
+
+    /// Compares the table with the sockets the kernel holds now and repairs it.
+    private func resync(_ now: Double) {
+        resyncRequested = false
+        due.resync = now + schedule.resync
+        let live: [LiveSocket]
+        do { live = try lister.snapshot() } catch {
+            logger.error("socket snapshot failed; will retry", metadata: ["error": "\(error)"])
+            due.resync = now + schedule.snapshotRetry
+            return
+        }
+        // Sockets that predate the programs get their release reported too.
+        let refused = live.reduce(0) { $0 + (kernel.remember($1) ? 0 : 1) }
+        if refused > 0 {
+            seedRefused += UInt64(refused)
+            publishKernelHealth()
+        }
+        // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
+        if let events = try? kernel.poll(timeoutMs: 0) { reconciler.ingest(events) }
+        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds())
+        if let batch {
+            let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }
+                .map { CounterEntry(name: CounterEntry.resyncCorrections, label: $0.key.rawValue, value: $0.value) }
+            write(batch, counted)
+            logger.info("resync corrected the table", metadata: ["insert": "\(corrections[.insert] ?? 0)", "delete": "\(corrections[.delete] ?? 0)"])
+        }
+        healthValue.withLock { $0.resyncs += 1 }
+        if phase == .starting {
+            enter(.snapshotApplied)
+            becomeReadyIfWritten(sockets: live.count)
+        }
+    }
+
+    private func becomeReadyIfWritten(sockets: Int? = nil) {
+        guard phase == .snapshotApplied, unwritten.isEmpty else { return }
+        enter(.ready)
+        logger.info("ready", metadata: ["ports": "\(reconciler.rows.count)", "sockets": "\(sockets.map(String.init) ?? "-")"])
+    }
+
+    private func prune(_ now: Double) {
+        due.prune = now + schedule.prune
+        let cutoff = clock.wallNanoseconds() &- historyRetention
+        do {
+            let removed = try ledger.pruneHistory(before: cutoff)
+            if removed > 0 { logger.debug("pruned history", metadata: ["entries": "\(removed)"]) }
+        } catch {
+            logger.warning("cannot prune history", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes a batch; on failure keeps it (and those after it) to retry in order.
+    private func write(_ batch: Batch, _ extra: [CounterEntry]) {
+        unwritten.append((batch, extra))
+        retryUnwritten()
+    }
+
+    private func retryUnwritten() {
+        guard !unwritten.isEmpty, clock.monotonic() >= due.write else { return }
+        while let (batch, extra) = unwritten.first {
+            do {
+                try ledger.apply(batch, extra: extra)
+                unwritten.removeFirst()
+            } catch {
+                due.write = clock.monotonic() + schedule.writeRetry
+                healthValue.withLock { $0.storeErrors += 1 }
+                logger.error("cannot write to the database; keeping the changes in memory and retrying",
+                             metadata: ["error": "\(error)", "pending_batches": "\(unwritten.count)"])
+                return
+            }
+        }
+        becomeReadyIfWritten()
+    }
+}

@@ -1,0 +1,53 @@
+import PortwatchCore
+
+/// What the capture pipeline needs from the kernel: events in kernel order, how many it
+/// dropped, and a way to tell it about sockets older than the programs.
+public protocol KernelEvents: AnyObject {
+    /// Waits up to `timeoutMs` for events and returns those that arrived, in kernel order.
+    func poll(timeoutMs: Int32) throws -> [PortEvent]
+    /// Self-health totals since the programs were loaded (never decreasing).
+    func health() -> KernelHealth
+    /// Seeds the kernel's map of bound sockets so that this socket's release is reported.
+    /// Returns false when the kernel refused it (map full).
+    func remember(_ socket: LiveSocket) -> Bool
+    /// Detaches everything. Idempotent.
+    func close()
+}
+
+/// Totals the kernel side and its decoder keep.
+public struct KernelHealth: Sendable, Equatable {
+    /// Events dropped because the ring buffer was full.
+    public var lost: UInt64 = 0
+    /// Records the decoder rejected (unknown kind, protocol or family).
+    public var decodeErrors: UInt64 = 0
+    /// Bound sockets the kernel could not remember because its map was full: their release
+    /// goes unseen until a resync.
+    public var mapFull: UInt64 = 0
+
+    public init(lost: UInt64 = 0, decodeErrors: UInt64 = 0, mapFull: UInt64 = 0) {
+        self.lost = lost
+        self.decodeErrors = decodeErrors
+        self.mapFull = mapFull
+    }
+}
+
+/// Lists the sockets that hold ports now (a snapshot of the kernel's truth).
+public protocol SocketLister {
+    func snapshot() throws -> [LiveSocket]
+}
+
+/// Where reconciled batches go: the table, counters and history, one transaction per batch.
+public protocol Ledger: AnyObject {
+    func loadState() throws -> (rows: [BindingKey: Binding], sockets: [UInt64: BindingKey])
+    func apply(_ batch: Batch, extra: [CounterEntry]) throws
+    /// Deletes history older than `cutoff` (wall-clock ns); returns how many entries went.
+    func pruneHistory(before cutoff: UInt64) throws -> Int
+}
+
+/// Time as the pipeline sees it, injected so that tests drive it.
+public protocol PipelineClock: Sendable {
+    /// Seconds on a clock that never jumps (schedules).
+    func monotonic() -> Double
+    /// Nanoseconds since the Unix epoch (event times, history).
+    func wallNanoseconds() -> UInt64
+}

@@ -1,0 +1,26 @@
+/// Every interval the capture pipeline keeps, in seconds, named.
+public struct Schedule: Sendable, Equatable {
+    /// How long one poll of the ring buffer waits, and how often batches are written under
+    /// load: a quarter of the window, kept between 5 ms and 50 ms, so that the window and
+    /// not the poll bounds the latency, while transactions stay few and large.
+    public var tick: Double
+    /// `--resync.interval`: compare the table with the kernel's sockets.
+    public var resync: Double
+    /// Read the kernel's self-health counters (lost events schedule a resync at once).
+    public var healthCheck: Double = 1
+    /// After a snapshot failed, try again this much later.
+    public var snapshotRetry: Double = 5
+    /// After a failed write, wait this long before the next attempt (a full disk must not
+    /// spin the loop).
+    public var writeRetry: Double = 1
+    /// Delete history older than the retention.
+    public var prune: Double = 3600
+
+    public init(window: UInt64, resyncInterval: Double) {
+        tick = Double(max(5, min(50, window / 4_000_000))) / 1000
+        resync = resyncInterval
+    }
+
+    /// The poll timeout, in the unit the ring buffer takes.
+    var pollTimeoutMs: Int32 { Int32((tick * 1000).rounded()) }
+}

@@ -1,0 +1,141 @@
+import Testing
+import PortwatchCore
+import PortwatchPipeline
+
+/// The capture loop on fake kernel events, a fake ledger and a fake clock: no root, no kernel.
+@Suite struct CapturePipelineTests {
+    @Test func readyOnlyAfterTheSnapshotIsAppliedAndWritten() throws {
+        let rig = try Rig { _, lister, _ in lister.live = [LiveSocket(cookie: 7, key: key(22), owner: Owner(pid: 1, comm: "sshd", uid: 0), state: .listen)] }
+        #expect(rig.pipeline.phase == .starting)
+        rig.ledger.failing = true
+        rig.pipeline.step()
+        #expect(rig.lister.calls == 1)
+        #expect(rig.pipeline.phase == .snapshotApplied, "the snapshot is reconciled but not written: not ready")
+        #expect(rig.kernel.remembered.map(\.cookie) == [7], "sockets older than the programs are seeded into the kernel")
+        rig.ledger.failing = false
+        rig.run(for: rig.pipeline.schedule.writeRetry + 0.1)
+        #expect(rig.pipeline.phase == .ready)
+        #expect(rig.ledger.changes == ["insert 22"])
+        #expect(rig.ledger.extras.first == [CounterEntry(name: CounterEntry.resyncCorrections, label: "insert", value: 1)])
+    }
+
+    @Test func aFailedSnapshotIsRetriedAndKeepsItNotReady() throws {
+        let rig = try Rig()
+        rig.lister.failing = true
+        rig.pipeline.step()
+        #expect(rig.pipeline.phase == .starting)
+        rig.lister.failing = false
+        rig.run(for: rig.pipeline.schedule.snapshotRetry - 1)
+        #expect(rig.lister.calls == 1, "not retried before snapshotRetry")
+        rig.run(for: 1.1)
+        #expect(rig.lister.calls == 2)
+        #expect(rig.pipeline.phase == .ready)
+    }
+
+    @Test func transientInsideTheWindowIsCountedNeverWritten() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080)])
+        rig.clock.advance(0.05)
+        rig.deliver([rig.event(.close, 1, 8080)])
+        rig.run(for: 1)
+        #expect(rig.ledger.changes.isEmpty)
+        let transients = rig.ledger.applied.map { $0.counters.transientBindings[.tcp] ?? 0 }.reduce(0, +)
+        #expect(transients == 1)
+    }
+
+    @Test func aBindingIsWrittenOnceTheWindowHasPassed() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080)])
+        rig.run(for: 0.15)
+        #expect(rig.ledger.changes.isEmpty, "not before the window")
+        rig.run(for: 0.1)
+        #expect(rig.ledger.changes == ["insert 8080"])
+    }
+
+    @Test func lostEventsAreCountedAndTriggerAResync() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        #expect(rig.lister.calls == 1)
+        rig.kernel.kernelHealth.lost = 12
+        rig.run(for: rig.pipeline.schedule.healthCheck + 0.1)
+        #expect(rig.lister.calls == 2, "lost events schedule a resync at once, not at --resync.interval")
+        #expect(rig.ledger.extras.flatMap { $0 }.contains(CounterEntry(name: CounterEntry.eventsLost, label: "", value: 12)))
+        rig.run(for: 2)
+        #expect(rig.lister.calls == 2, "no resync without new losses")
+    }
+
+    @Test func lossesBeforeStartAreNotCounted() throws {
+        let rig = try Rig { kernel, _, _ in kernel.kernelHealth.lost = 5 }
+        rig.run(for: 2)
+        #expect(!rig.ledger.extras.flatMap { $0 }.contains { $0.name == CounterEntry.eventsLost })
+    }
+
+    @Test func aRefusedWriteIsKeptAndRetriedInOrder() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.ledger.failing = true
+        rig.deliver([rig.event(.open, 1, 1001)])
+        rig.run(for: 0.3)
+        rig.deliver([rig.event(.open, 2, 1002)])
+        rig.run(for: 0.3)
+        rig.deliver([rig.event(.close, 1, 1001)])
+        rig.run(for: 0.3)
+        #expect(rig.ledger.applied.isEmpty)
+        #expect(rig.pipeline.health.storeErrors >= 1)
+        let attempts = rig.ledger.attempts
+        rig.run(for: 0.5)
+        #expect(rig.ledger.attempts <= attempts + 1, "a full disk is retried once per writeRetry, not every tick")
+        rig.ledger.failing = false
+        rig.run(for: rig.pipeline.schedule.writeRetry + 0.1)
+        #expect(rig.ledger.changes == ["insert 1001", "insert 1002", "delete 1001"], "every batch, in the order it was made")
+        #expect(rig.ledger.rows.keys.map(\.port) == [1002])
+    }
+
+    @Test func stoppingWritesWhatIsStillInTheWindow() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 9090)])
+        #expect(rig.ledger.changes.isEmpty)
+        rig.pipeline.finish()
+        #expect(rig.ledger.changes == ["insert 9090"])
+        #expect(rig.kernel.closed, "the programs are detached")
+        #expect(rig.pipeline.phase == .stopping)
+    }
+
+    @Test func periodicResyncFollowsTheSchedule() throws {
+        let rig = try Rig(resync: 10)
+        rig.pipeline.step()
+        rig.run(for: 9.9)
+        #expect(rig.lister.calls == 1)
+        rig.run(for: 0.2)
+        #expect(rig.lister.calls == 2)
+        #expect(rig.pipeline.health.resyncs == 2)
+    }
+
+    @Test func socketsTheKernelCannotRememberAreCounted() throws {
+        let rig = try Rig { kernel, lister, _ in
+            kernel.refuseRemember = true
+            lister.live = [LiveSocket(cookie: 3, key: key(53, .udp), owner: Owner(pid: 9, comm: "dns", uid: 0), state: .bound)]
+        }
+        rig.kernel.kernelHealth.mapFull = 2
+        rig.pipeline.step()
+        rig.run(for: rig.pipeline.schedule.healthCheck + 0.1)
+        #expect(rig.pipeline.health.kernel.mapFull >= 3, "2 from the kernel side, 1 refused seed")
+    }
+
+    @Test func historyIsPrunedToTheRetention() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        #expect(rig.ledger.prunedBefore == [rig.clock.wallNanoseconds() - 7 * 86_400_000_000_000])
+        rig.run(for: 10)
+        #expect(rig.ledger.prunedBefore.count == 1, "once per hour")
+    }
+
+    @Test func tickIsAQuarterOfTheWindowWithinBounds() {
+        #expect(Schedule(window: 200 * ms, resyncInterval: 1).tick == 0.05)
+        #expect(Schedule(window: 40 * ms, resyncInterval: 1).tick == 0.01)
+        #expect(Schedule(window: 0, resyncInterval: 1).tick == 0.005)
+    }
+}

@@ -1,0 +1,124 @@
+import Logging
+import PortwatchCore
+import PortwatchPipeline
+import Synchronization
+
+/// A kernel that hands out queued events, one batch per poll.
+final class FakeKernel: KernelEvents {
+    var queued: [[PortEvent]] = []
+    var kernelHealth = KernelHealth()
+    var remembered: [LiveSocket] = []
+    var refuseRemember = false
+    var closed = false
+
+    func poll(timeoutMs: Int32) throws -> [PortEvent] { queued.isEmpty ? [] : queued.removeFirst() }
+    func health() -> KernelHealth { kernelHealth }
+    func remember(_ socket: LiveSocket) -> Bool {
+        remembered.append(socket)
+        return !refuseRemember
+    }
+    func close() { closed = true }
+}
+
+/// A socket lister that returns what the test sets, or fails.
+final class FakeLister: SocketLister {
+    var live: [LiveSocket] = []
+    var failing = false
+    private(set) var calls = 0
+
+    struct Failed: Error {}
+    func snapshot() throws -> [LiveSocket] {
+        calls += 1
+        if failing { throw Failed() }
+        return live
+    }
+}
+
+/// A ledger in memory that can be told to refuse writes (a full disk).
+final class FakeLedger: Ledger {
+    var rows: [BindingKey: Binding] = [:]
+    var sockets: [UInt64: BindingKey] = [:]
+    var applied: [Batch] = []
+    var extras: [[CounterEntry]] = []
+    var failing = false
+    var attempts = 0
+    var prunedBefore: [UInt64] = []
+
+    struct Full: Error {}
+    func loadState() throws -> (rows: [BindingKey: Binding], sockets: [UInt64: BindingKey]) { (rows, sockets) }
+    func apply(_ batch: Batch, extra: [CounterEntry]) throws {
+        attempts += 1
+        if failing { throw Full() }
+        applied.append(batch)
+        extras.append(extra)
+        for change in batch.changes {
+            rows[change.row.key] = change.action == .delete ? nil : change.row
+        }
+    }
+    func pruneHistory(before cutoff: UInt64) throws -> Int {
+        prunedBefore.append(cutoff)
+        return 0
+    }
+
+    var changes: [String] { applied.flatMap(\.changes).map { "\($0.action) \($0.row.key.port)" } }
+}
+
+/// A clock the test moves by hand.
+final class FakeClock: PipelineClock, Sendable {
+    private let now = Mutex<(mono: Double, wall: UInt64)>((1000, 1_800_000_000_000_000_000))
+
+    func monotonic() -> Double { now.withLock { $0.mono } }
+    func wallNanoseconds() -> UInt64 { now.withLock { $0.wall } }
+    func advance(_ seconds: Double) {
+        now.withLock {
+            $0.mono += seconds
+            $0.wall += UInt64(seconds * 1e9)
+        }
+    }
+}
+
+let ms: UInt64 = 1_000_000
+let window: UInt64 = 200 * ms
+
+func key(_ port: UInt16, _ transport: TransportProtocol = .tcp) -> BindingKey {
+    BindingKey(netns: 4026531840, transport: transport, family: .ipv4, address: "127.0.0.1", port: port)
+}
+
+/// A pipeline on fakes, with its fakes.
+struct Rig {
+    let kernel = FakeKernel()
+    let lister = FakeLister()
+    let ledger = FakeLedger()
+    let clock = FakeClock()
+    let pipeline: CapturePipeline
+
+    init(window: UInt64 = window, resync: Double = 300, configure: (FakeKernel, FakeLister, FakeLedger) -> Void = { _, _, _ in }) throws {
+        configure(kernel, lister, ledger)
+        pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, clock: clock, window: window,
+                                       schedule: Schedule(window: window, resyncInterval: resync),
+                                       historyRetention: 7 * 86_400_000_000_000, logger: Logger(label: "test"))
+    }
+
+    /// An event at the clock's wall time now.
+    func event(_ kind: PortEvent.Kind, _ cookie: UInt64, _ port: UInt16, reason: PortEvent.Reason = .released) -> PortEvent {
+        PortEvent(kind: kind, cookie: cookie, time: clock.wallNanoseconds(), key: key(port),
+                  owner: Owner(pid: 42, comm: "server", uid: 0), state: .listen, reason: reason)
+    }
+
+    /// Queues events for the next poll and runs one step.
+    func deliver(_ events: [PortEvent]) {
+        kernel.queued.append(events)
+        pipeline.step()
+    }
+
+    /// Moves time on by `seconds` in ticks, stepping the pipeline each time.
+    func run(for seconds: Double) {
+        let tick = pipeline.schedule.tick
+        var elapsed = 0.0
+        while elapsed < seconds {
+            clock.advance(tick)
+            elapsed += tick
+            pipeline.step()
+        }
+    }
+}
