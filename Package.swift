@@ -26,6 +26,8 @@ let package = Package(
         .executableTarget(name: "BPFEmbed", path: "Sources/BPFEmbed"),
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbed"]),
 
+        // Every raw system call, errno as a typed error, one owner per file descriptor.
+        .target(name: "PortwatchSystem"),
         // Pure domain: events, bindings, the truth-table reconciler. No kernel, no SQLite.
         .target(name: "PortwatchCore"),
         // Which listeners are expected: the policy file and its matching.
@@ -35,13 +37,13 @@ let package = Package(
         // Kernel capture: load + attach BPF, drain the ring buffer, snapshot sockets.
         .target(
             name: "PortwatchCapture",
-            dependencies: ["PortwatchCore", "CBPF", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PortwatchCore", "PortwatchSystem", "CBPF", .product(name: "Logging", package: "swift-log")],
             plugins: ["BPFObjectPlugin"]
         ),
         // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.
         .target(
             name: "PortwatchExporter",
-            dependencies: ["PortwatchCore", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["PortwatchCore", "PortwatchSystem", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log"),
                            .product(name: "Yams", package: "Yams")]
         ),
         // The capture loop (kernel -> reconciler -> ledger, resyncs, readiness) behind small

@@ -1,4 +1,5 @@
 import Glibc
+import PortwatchSystem
 
 /// Why kernel capture cannot run, with what to do about it.
 public struct CaptureError: Error, CustomStringConvertible, Sendable {
@@ -7,7 +8,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable {
 
     /// For a libbpf call that failed with `code` (a positive errno).
     static func libbpf(_ what: String, _ code: Int32) -> CaptureError {
-        let reason = String(cString: strerror(code))
+        let reason = SystemError.text(code)
         switch code {
         case EACCES where geteuid() == 0:
             return CaptureError("\(what): the kernel's BPF verifier refused it (\(reason)); run with --log.level=debug for the verifier log")

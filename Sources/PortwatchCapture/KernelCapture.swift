@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import PortwatchCore
+import PortwatchSystem
 
 /// The BPF programs loaded and attached to the cgroup v2 root, and the ring buffer they
 /// fill. Owns every libbpf handle; `close()` (or deinit) detaches everything.
@@ -26,7 +27,7 @@ public final class KernelCapture {
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
     private var ring: OpaquePointer?
-    private var cgroupFD: Int32 = -1
+    private var cgroup: FileDescriptor?
     /// What the ring buffer callback writes into, reached through a raw pointer so that the
     /// per-event path has no class-property access checks.
     private struct Sink {
@@ -50,11 +51,10 @@ public final class KernelCapture {
 
         do {
             try load(options)
-            cgroupFD = open(cgroupRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            guard cgroupFD >= 0 else {
-                throw CaptureError("cannot open the cgroup v2 root \(cgroupRoot): \(String(cString: strerror(errno)))")
+            do { cgroup = try FileDescriptor.open(cgroupRoot, O_RDONLY | O_DIRECTORY) } catch let error as SystemError {
+                throw CaptureError("cannot open the cgroup v2 root \(cgroupRoot): \(SystemError.text(error.errno))")
             }
-            try attachAll(cgroupRoot: cgroupRoot)
+            try attachAll(cgroupRoot: cgroupRoot, cgroup: cgroup!)
         } catch {
             close()
             throw error
@@ -103,12 +103,12 @@ public final class KernelCapture {
         try check("the BPF object has no map \(name)", bpf_object__find_map_by_name(object, name))
     }
 
-    private func attachAll(cgroupRoot: String) throws {
+    private func attachAll(cgroupRoot: String, cgroup: FileDescriptor) throws {
         for name in Self.programNames {
             let program = try check("the BPF object has no program \(name)", bpf_object__find_program_by_name(object, name))
             let link = Self.tracingPrograms.contains(name)
                 ? try check("cannot attach \(name) to its tracepoint", bpf_program__attach(program))
-                : try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)", bpf_program__attach_cgroup(program, cgroupFD))
+                : try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)", bpf_program__attach_cgroup(program, cgroup.rawValue))
             links.append(link)
             attached[name] = true
             logger.debug("attached BPF program", metadata: ["program": "\(name)", "cgroup": "\(cgroupRoot)"])
@@ -169,8 +169,8 @@ public final class KernelCapture {
         ring = nil
         if let object { bpf_object__close(object) }
         object = nil
-        if cgroupFD >= 0 { Glibc.close(cgroupFD) }
-        cgroupFD = -1
+        cgroup?.close()
+        cgroup = nil
     }
 }
 

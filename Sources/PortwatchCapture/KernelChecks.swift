@@ -1,5 +1,6 @@
 import CBPF
 import Foundation
+import PortwatchSystem
 
 /// What the kernel must offer before portwatch tries to load anything.
 public enum KernelChecks {
@@ -54,7 +55,7 @@ public enum KernelChecks {
     public static func dropCapabilitiesAfterAttach() throws {
         let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
         let rc = pw_keep_capabilities(keep)
-        guard rc == 0 else { throw CaptureError("cannot drop capabilities: \(String(cString: strerror(-rc)))") }
+        guard rc == 0 else { throw CaptureError("cannot drop capabilities: \(SystemError.text(-rc))") }
     }
 
     /// Switches to `user` (a name or a number), keeping the capabilities resyncs need; the
@@ -70,12 +71,12 @@ public enum KernelChecks {
         }
         for path in ownedPaths where FileManager.default.fileExists(atPath: path) {
             guard chown(path, uid, gid) == 0 else {
-                throw CaptureError("--run-as \(user): cannot give \(path) to that user: \(String(cString: strerror(errno)))")
+                throw CaptureError("--run-as \(user): cannot give \(path) to that user: \(SystemError.text(errno))")
             }
         }
         let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
         let rc = pw_switch_user(uid, gid, keep)
-        guard rc == 0 else { throw CaptureError("--run-as \(user): cannot switch user: \(String(cString: strerror(-rc)))") }
+        guard rc == 0 else { throw CaptureError("--run-as \(user): cannot switch user: \(SystemError.text(-rc))") }
     }
 
     public static func requirePrivileges() throws {

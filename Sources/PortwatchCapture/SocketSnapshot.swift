@@ -2,6 +2,7 @@ import CBPF
 import Foundation
 import Glibc
 import PortwatchCore
+import PortwatchSystem
 
 /// Lists the sockets that hold ports now in every network namespace: TCP listeners and
 /// bound UDP sockets, over NETLINK_SOCK_DIAG, owners found through /proc/PID/fd.
@@ -17,7 +18,7 @@ public enum SocketSnapshot {
         var seen = Set<UInt32>()
         for (inode, pid) in owners.namespaces.sorted(by: { $0.key < $1.key }) where seen.insert(inode).inserted {
             guard let fd = try? NetlinkSocket(namespaceOf: pid) else { continue }
-            defer { fd.close() }
+            defer { fd.socket.close() }
             for family in [AF_INET, AF_INET6] {
                 result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpListen | 1 << tcpBoundInactive)
                     .compactMap { live($0, netns: inode, transport: .tcp, owners: owners) }
@@ -86,35 +87,35 @@ struct SocketOwners {
     }
 }
 
-/// A NETLINK_SOCK_DIAG socket created inside a given network namespace.
+/// A NETLINK_SOCK_DIAG socket created inside a given network namespace. Its descriptor is
+/// owned by `socket`: the caller closes it.
 struct NetlinkSocket {
-    let fd: Int32
+    let socket: FileDescriptor
 
     /// Creates the socket inside the namespace of `pid` from a short-lived thread, since
     /// setns changes only the calling thread and a socket keeps the namespace it was made in.
     init(namespaceOf pid: Int32) throws {
-        let nsFD = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
-        guard nsFD >= 0 else { throw CaptureError("cannot open /proc/\(pid)/ns/net: \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(nsFD) }
+        let namespace = try FileDescriptor.open("/proc/\(pid)/ns/net", O_RDONLY)
+        defer { namespace.close() }
         let box = ResultBox()
         let thread = Thread {
-            if pw_enter_netns(nsFD) == 0 {
-                box.fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+            box.result = Result {
+                try Syscall.valueOrErrno("setns") { pw_enter_netns(namespace.rawValue) }
+                return try FileDescriptor.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue), NETLINK_SOCK_DIAG)
             }
             box.done.signal()
         }
         thread.start()
         box.done.wait()
-        guard box.fd >= 0 else { throw CaptureError("cannot open a sock_diag socket in the network namespace of pid \(pid)") }
-        fd = box.fd
+        do { socket = try box.result!.get() } catch {
+            throw CaptureError("cannot open a sock_diag socket in the network namespace of pid \(pid): \(error)")
+        }
     }
 
     private final class ResultBox: @unchecked Sendable {
-        var fd: Int32 = -1
+        var result: Result<FileDescriptor, Error>?
         let done = DispatchSemaphore(value: 0)
     }
-
-    func close() { Glibc.close(fd) }
 
     /// One SOCK_DIAG_BY_FAMILY dump.
     func dump(family: UInt8, protocol proto: UInt8, states: UInt32) throws -> [inet_diag_msg] {
@@ -129,15 +130,18 @@ struct NetlinkSocket {
         request.body.sdiag_family = family
         request.body.sdiag_protocol = proto
         request.body.idiag_states = states
-        let sent = withUnsafeBytes(of: &request) { send(fd, $0.baseAddress, $0.count, 0) }
-        guard sent >= 0 else { throw CaptureError("sock_diag request failed: \(String(cString: strerror(errno)))") }
+        do { _ = try withUnsafeBytes(of: &request) { try socket.send($0) } } catch {
+            throw CaptureError("sock_diag request failed: \(error)")
+        }
 
         var out: [inet_diag_msg] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw CaptureError("sock_diag read failed: \(String(cString: strerror(errno)))") }
+            let n: Int
+            do { n = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) } } catch {
+                throw CaptureError("sock_diag read failed: \(error)")
+            }
+            guard n > 0 else { throw CaptureError("sock_diag read failed: the kernel closed the socket") }
             var offset = 0
             let headerSize = MemoryLayout<nlmsghdr>.size
             while offset + headerSize <= n {
@@ -150,7 +154,7 @@ struct NetlinkSocket {
                     let code = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + headerSize, as: Int32.self) }
                     // A protocol the kernel has no diag module for lists nothing.
                     if code == -ENOENT { return out }
-                    throw CaptureError("sock_diag dump failed: \(String(cString: strerror(-code)))")
+                    throw CaptureError("sock_diag dump failed: \(SystemError.text(-code))")
                 default:
                     if length - headerSize >= MemoryLayout<inet_diag_msg>.size {
                         out.append(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + headerSize, as: inet_diag_msg.self) })

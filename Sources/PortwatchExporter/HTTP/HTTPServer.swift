@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import PortwatchSystem
 
 /// A small HTTP/1.1 server on POSIX sockets: one thread, one poll loop, keep-alive,
 /// pipelining, limits on header size, idle and read time, and concurrent connections.
@@ -18,7 +19,7 @@ public final class HTTPServer: @unchecked Sendable {
     public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
 
     private final class Connection {
-        let fd: Int32
+        let socket: FileDescriptor
         var input: [UInt8] = []
         var output: [UInt8] = []
         var written = 0
@@ -27,8 +28,8 @@ public final class HTTPServer: @unchecked Sendable {
         var closeAfterWrite = false
         var tls: TLSStream?
 
-        init(fd: Int32, now: Double) {
-            self.fd = fd
+        init(socket: FileDescriptor, now: Double) {
+            self.socket = socket
             lastActivity = now
         }
     }
@@ -39,9 +40,10 @@ public final class HTTPServer: @unchecked Sendable {
     private let logger: Logger
     private let parser: HTTPParser
     private let tls: TLSContext?
-    private var listeners: [Int32] = []
+    private var listeners: [FileDescriptor] = []
+    /// Open connections by raw descriptor (what poll reports).
     private var connections: [Int32: Connection] = [:]
-    private var wakePipe: [Int32] = [-1, -1]
+    private let wake: (read: FileDescriptor, write: FileDescriptor)
     private var thread: Thread?
     private let stopped = NSCondition()
     private var running = false
@@ -55,26 +57,25 @@ public final class HTTPServer: @unchecked Sendable {
         self.logger = logger
         parser = HTTPParser(maxHeaderBytes: limits.maxHeaderBytes)
         self.tls = try tls.map(TLSContext.init)
+        var opened: [FileDescriptor] = []
         for address in addresses {
-            do { listeners.append(try address.openListener()) } catch let error as SocketError {
-                listeners.forEach(Sys.close)
-                let hint = error.code == EADDRINUSE ? ": another process listens there; choose another --web.listen-address"
-                    : error.code == EADDRNOTAVAIL ? ": no interface has that address" : ""
-                throw SocketError(operation: "cannot listen on \(address) (\(error.description))\(hint)", code: error.code)
+            do { opened.append(try address.openListener()) } catch let error as SystemError {
+                opened.forEach { $0.close() }
+                let hint = error.errno == EADDRINUSE ? ": another process listens there; choose another --web.listen-address"
+                    : error.errno == EADDRNOTAVAIL ? ": no interface has that address" : ""
+                throw SystemError("cannot listen on \(address) (\(error.description))\(hint)", errno: error.errno)
             }
         }
-        guard pipe(&wakePipe) == 0 else { throw SocketError(operation: "pipe", code: errno) }
-        _ = fcntl(wakePipe[0], F_SETFL, O_NONBLOCK)
+        do { wake = try FileDescriptor.wakePipe() } catch {
+            opened.forEach { $0.close() }
+            throw error
+        }
+        listeners = opened
     }
 
     /// The ports actually bound (useful with port 0).
     public var boundPorts: [UInt16] {
-        listeners.map { fd in
-            var sa = sockaddr_in6()
-            var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) } }
-            return UInt16(bigEndian: sa.sin6_port) // sin_port sits at the same offset
-        }
+        listeners.map(\.localPort)
     }
 
     public func start() {
@@ -90,8 +91,7 @@ public final class HTTPServer: @unchecked Sendable {
         stopped.lock()
         guard running else { stopped.unlock(); return }
         running = false
-        var byte: UInt8 = 1
-        _ = Glibc.write(wakePipe[1], &byte, 1)
+        _ = withUnsafeBytes(of: UInt8(1)) { try? wake.write.write($0) }
         while thread != nil { stopped.wait() }
         stopped.unlock()
     }
@@ -110,20 +110,20 @@ public final class HTTPServer: @unchecked Sendable {
             stopped.unlock()
             guard keepGoing else { break }
 
-            var fds = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0)]
-            fds += listeners.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            var fds = [pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
+            fds += listeners.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
             for c in connections.values {
                 let wantsWrite = c.written < c.output.count || c.tls?.wantsWrite == true
-                fds.append(pollfd(fd: c.fd, events: Int16(wantsWrite ? POLLOUT : POLLIN), revents: 0))
+                fds.append(pollfd(fd: c.socket.rawValue, events: Int16(wantsWrite ? POLLOUT : POLLIN), revents: 0))
             }
-            do { _ = try Sys.poll(&fds, timeoutMs: 250) } catch {
+            do { _ = try Syscall.poll(&fds, timeoutMs: 250) } catch {
                 logger.error("HTTP poll failed", metadata: ["error": "\(error)"])
                 break
             }
             let t = now()
             for p in fds where p.revents != 0 {
-                if p.fd == wakePipe[0] { continue }
-                if listeners.contains(p.fd) { acceptAll(p.fd, now: t); continue }
+                if p.fd == wake.read.rawValue { continue }
+                if let listener = listeners.first(where: { $0.rawValue == p.fd }) { acceptAll(listener, now: t); continue }
                 guard let c = connections[p.fd] else { continue }
                 if p.revents & Int16(POLLOUT) != 0 {
                     if c.written < c.output.count { flush(c, now: t) } else { read(c, buffer: &buffer, now: t) }
@@ -132,25 +132,26 @@ public final class HTTPServer: @unchecked Sendable {
             expire(now: t)
             tls?.reloadIfChanged(now: t, logger: logger)
         }
-        for c in connections.values { Sys.close(c.fd) }
+        for c in connections.values { c.socket.close() }
         connections.removeAll()
-        listeners.forEach(Sys.close)
+        listeners.forEach { $0.close() }
         listeners.removeAll()
-        wakePipe.forEach { Sys.close($0) }
+        wake.read.close()
+        wake.write.close()
         stopped.lock()
         thread = nil
         stopped.broadcast()
         stopped.unlock()
     }
 
-    private func acceptAll(_ listener: Int32, now: Double) {
+    private func acceptAll(_ listener: FileDescriptor, now: Double) {
         while true {
-            let fd: Int32?
-            do { fd = try Sys.accept(listener) } catch {
+            let accepted: FileDescriptor?
+            do { accepted = try listener.accept() } catch {
                 logger.warning("accept failed", metadata: ["error": "\(error)"])
                 return
             }
-            guard let fd else { return }
+            guard let socket = accepted else { return }
             if connections.count >= limits.maxConnections, let victim = evictionCandidate() {
                 // Full: make room by closing the connection that has waited longest without
                 // completing a request (slow or idle clients), so that one slowloris cannot
@@ -158,7 +159,7 @@ public final class HTTPServer: @unchecked Sendable {
                 close(victim)
             }
             if connections.count >= limits.maxConnections, tls != nil {
-                Sys.close(fd) // no plain-text answer to a TLS client
+                socket.close() // no plain-text answer to a TLS client
                 continue
             }
             if connections.count >= limits.maxConnections {
@@ -166,16 +167,16 @@ public final class HTTPServer: @unchecked Sendable {
                 var response = HTTPResponse(status: 503, text: "too many connections\n")
                 response.headers.append(("Retry-After", "1"))
                 let bytes = response.serialize(keepAlive: false)
-                _ = bytes.withUnsafeBytes { try? Sys.write(fd, $0) }
-                Sys.close(fd)
+                _ = bytes.withUnsafeBytes { try? socket.send($0) }
+                socket.close()
                 continue
             }
-            let connection = Connection(fd: fd, now: now)
+            let connection = Connection(socket: socket, now: now)
             if let tls {
-                guard let stream = TLSStream(context: tls.context, fd: fd) else { Sys.close(fd); continue }
+                guard let stream = TLSStream(context: tls.context, fd: socket.rawValue) else { socket.close(); continue }
                 connection.tls = stream
             }
-            connections[fd] = connection
+            connections[socket.rawValue] = connection
         }
     }
 
@@ -204,7 +205,7 @@ public final class HTTPServer: @unchecked Sendable {
             guard received > 0 else { return }
         } else {
             let n: Int?
-            do { n = try buffer.withUnsafeMutableBytes { try Sys.read(c.fd, into: $0) } } catch {
+            do { n = try buffer.withUnsafeMutableBytes { try c.socket.read(into: $0) } } catch {
                 close(c)
                 return
             }
@@ -256,7 +257,7 @@ public final class HTTPServer: @unchecked Sendable {
                 case .closed: close(c); return
                 }
             } else {
-                do { n = try c.output.withUnsafeBytes { try Sys.write(c.fd, UnsafeRawBufferPointer(rebasing: $0[c.written...])) } } catch {
+                do { n = try c.output.withUnsafeBytes { try c.socket.send(UnsafeRawBufferPointer(rebasing: $0[c.written...])) } } catch {
                     close(c)
                     return
                 }
@@ -285,7 +286,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func close(_ c: Connection) {
-        guard connections.removeValue(forKey: c.fd) != nil else { return }
-        Sys.close(c.fd)
+        guard connections.removeValue(forKey: c.socket.rawValue) != nil else { return }
+        c.socket.close()
     }
 }

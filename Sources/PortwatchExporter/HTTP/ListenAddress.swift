@@ -1,4 +1,5 @@
 import Glibc
+import PortwatchSystem
 
 /// A `--web.listen-address` value: `host:port`, `[v6]:port` or `:port` (every interface).
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
@@ -32,20 +33,20 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
     /// A non-blocking listening socket, SO_REUSEADDR so that a restart rebinds at once.
     /// An empty host listens on every interface, IPv6 and IPv4 alike.
-    func openListener() throws -> Int32 {
+    func openListener() throws -> FileDescriptor {
         let family = host.isEmpty ? AF_INET6 : Self.family(of: host)!
-        let fd = try Sys.socket(family: family)
+        let fd = try FileDescriptor.socket(family, Int32(SOCK_STREAM.rawValue), nonBlocking: true)
         do {
-            try Sys.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+            try fd.setOption(SOL_SOCKET, SO_REUSEADDR, 1)
             if family == AF_INET6 {
-                try Sys.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, host.isEmpty ? 0 : 1)
+                try fd.setOption(Int32(IPPROTO_IPV6), IPV6_V6ONLY, host.isEmpty ? 0 : 1)
                 var sa = sockaddr_in6()
                 sa.sin6_family = sa_family_t(AF_INET6)
                 sa.sin6_port = port.bigEndian
                 if !host.isEmpty { inet_pton(AF_INET6, host, &sa.sin6_addr) }
                 try withUnsafePointer(to: &sa) {
                     try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        try Sys.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                        try fd.bind($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
                     }
                 }
             } else {
@@ -55,14 +56,14 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
                 inet_pton(AF_INET, host, &sa.sin_addr)
                 try withUnsafePointer(to: &sa) {
                     try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        try Sys.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                        try fd.bind($0, socklen_t(MemoryLayout<sockaddr_in>.size))
                     }
                 }
             }
-            try Sys.listen(fd, backlog: 128)
+            try fd.listen(backlog: 128)
             return fd
         } catch {
-            Sys.close(fd)
+            fd.close()
             throw error
         }
     }

@@ -1,3 +1,4 @@
+import PortwatchSystem
 import COpenSSL
 import Foundation
 import Logging
@@ -49,10 +50,10 @@ final class TLSContext {
         (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
     }
 
-    static func error(_ what: String) -> SocketError {
+    static func error(_ what: String) -> SystemError {
         var text = [CChar](repeating: 0, count: 256)
         pw_ssl_error_text(&text, text.count)
-        return SocketError(operation: "\(what): \(String(cString: text))", code: EINVAL)
+        return SystemError("\(what): \(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))", errno: EINVAL)
     }
 
     static func make(_ s: TLSSettings) throws -> OpaquePointer {

@@ -1,0 +1,134 @@
+import Glibc
+
+/// The one owner of an open file descriptor: whoever holds it closes it, once, with
+/// `close()`. Dropping one that is still open is a bug, caught in debug builds (as
+/// swift-nio's BaseSocket does). Raw values are lent out for poll(2) and C libraries only.
+public final class FileDescriptor: @unchecked Sendable, Hashable {
+    public let rawValue: Int32
+    private var isOpen = true
+
+    /// Takes ownership of `rawValue`.
+    public init(owning rawValue: Int32) {
+        self.rawValue = rawValue
+    }
+
+    deinit {
+        assert(!isOpen, "file descriptor \(rawValue) dropped without close()")
+    }
+
+    /// Closes it. Idempotent.
+    public func close() {
+        guard isOpen else { return }
+        isOpen = false
+        _ = Glibc.close(rawValue)
+    }
+
+    public static func == (a: FileDescriptor, b: FileDescriptor) -> Bool { a === b }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    // MARK: Opening
+
+    public static func open(_ path: String, _ flags: Int32) throws -> FileDescriptor {
+        FileDescriptor(owning: try Syscall.valueOrErrno("open \(path)") { Glibc.open(path, flags | O_CLOEXEC) })
+    }
+
+    /// A socket, close-on-exec (and non-blocking when asked).
+    public static func socket(_ domain: Int32, _ type: Int32, _ proto: Int32 = 0, nonBlocking: Bool = false) throws -> FileDescriptor {
+        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        return FileDescriptor(owning: try Syscall.valueOrErrno("socket") { Glibc.socket(domain, type | flags, proto) })
+    }
+
+    /// A pipe whose read end does not block (a self-pipe to wake a poll loop).
+    public static func wakePipe() throws -> (read: FileDescriptor, write: FileDescriptor) {
+        var ends: [Int32] = [-1, -1]
+        try Syscall.valueOrErrno("pipe") { pipe(&ends) }
+        let pair = (read: FileDescriptor(owning: ends[0]), write: FileDescriptor(owning: ends[1]))
+        do {
+            try pair.read.setNonBlocking()
+            try pair.read.setCloseOnExec()
+            try pair.write.setCloseOnExec()
+        } catch {
+            pair.read.close()
+            pair.write.close()
+            throw error
+        }
+        return pair
+    }
+
+    public func setNonBlocking() throws {
+        let flags = try Syscall.valueOrErrno("fcntl") { fcntl(rawValue, F_GETFL) }
+        try Syscall.valueOrErrno("fcntl") { fcntl(rawValue, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    public func setCloseOnExec() throws {
+        try Syscall.valueOrErrno("fcntl") { fcntl(rawValue, F_SETFD, FD_CLOEXEC) }
+    }
+
+    // MARK: Sockets
+
+    public func setOption(_ level: Int32, _ name: Int32, _ value: Int32) throws {
+        var v = value
+        try Syscall.valueOrErrno("setsockopt") { setsockopt(rawValue, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
+    }
+
+    public func bind(_ address: UnsafePointer<sockaddr>, _ length: socklen_t) throws {
+        try Syscall.valueOrErrno("bind") { Glibc.bind(rawValue, address, length) }
+    }
+
+    public func listen(backlog: Int32) throws {
+        try Syscall.valueOrErrno("listen") { Glibc.listen(rawValue, backlog) }
+    }
+
+    /// The next waiting connection (non-blocking, close-on-exec), or nil when none waits.
+    public func accept() throws -> FileDescriptor? {
+        while true {
+            let accepted: Int32?
+            do {
+                accepted = try Syscall.valueOrWouldBlock("accept") { Glibc.accept(rawValue, nil, nil) }
+            } catch let error as SystemError where error.errno == ECONNABORTED {
+                continue
+            }
+            guard let accepted else { return nil }
+            let connection = FileDescriptor(owning: accepted)
+            do {
+                try connection.setNonBlocking()
+                try connection.setCloseOnExec()
+            } catch {
+                connection.close()
+                throw error
+            }
+            return connection
+        }
+    }
+
+    /// The local port (IPv4 and IPv6 keep it at the same offset).
+    public var localPort: UInt16 {
+        var sa = sockaddr_in6()
+        var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(rawValue, $0, &len) } }
+        return UInt16(bigEndian: sa.sin6_port)
+    }
+
+    // MARK: Reading and writing
+
+    /// Bytes read (0 at end of stream), or nil if nothing is available yet.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        try Syscall.valueOrWouldBlock("read") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Bytes sent (never raising SIGPIPE), or 0 if the socket cannot take more now.
+    public func send(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        try Syscall.valueOrWouldBlock("write") { Glibc.send(rawValue, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) } ?? 0
+    }
+
+    /// Writes to a pipe or file; nil if it is full.
+    @discardableResult
+    public func write(_ bytes: UnsafeRawBufferPointer) throws -> Int? {
+        try Syscall.valueOrWouldBlock("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
+    }
+
+    /// Bytes received (blocking).
+    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try Syscall.valueOrErrno("recv") { Glibc.recv(rawValue, buffer.baseAddress, buffer.count, 0) }
+    }
+}
