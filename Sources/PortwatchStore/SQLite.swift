@@ -9,7 +9,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// One SQLite connection; the only place that calls sqlite3_* for connections.
 final class Connection {
     let path: String
-    private(set) var handle: OpaquePointer?
+    private var handle: OpaquePointer?
 
     init(path: String, readOnly: Bool) throws {
         self.path = path
@@ -32,6 +32,9 @@ final class Connection {
     deinit { sqlite3_close_v2(handle) }
 
     var errorMessage: String { String(cString: sqlite3_errmsg(handle)) }
+
+    /// Rows the last statement changed.
+    var changes: Int { Int(sqlite3_changes(handle)) }
 
     func execute(_ sql: String) throws {
         var message: UnsafeMutablePointer<CChar>?
@@ -93,7 +96,9 @@ final class Statement {
     }
 
     /// Runs a statement that returns no rows.
-    func run(_ values: Value...) throws {
+    func run(_ values: Value...) throws { try run(values) }
+
+    func run(_ values: [Value]) throws {
         bind(values)
         let rc = sqlite3_step(stmt)
         sqlite3_reset(stmt)
@@ -101,7 +106,9 @@ final class Statement {
     }
 
     /// Runs a query and hands each row to `body`.
-    func query(_ values: Value..., body: (Row) throws -> Void) throws {
+    func query(_ values: Value..., body: (Row) throws -> Void) throws { try query(values, body: body) }
+
+    func query(_ values: [Value], body: (Row) throws -> Void) throws {
         bind(values)
         defer { sqlite3_reset(stmt) }
         while true {

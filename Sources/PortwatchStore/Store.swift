@@ -18,21 +18,15 @@ public final class Store {
         try Self.migrate(db, path: path)
         try Self.wrap(path, "cannot switch to WAL") { try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") }
         self.db = db
-        insertRow = try db.prepare("""
-            INSERT OR REPLACE INTO bindings (netns, protocol, family, address, port, pid, comm, uid,
-                state, holders, first_seen, last_change) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-            """)
-        deleteRow = try db.prepare("DELETE FROM bindings WHERE netns=? AND protocol=? AND family=? AND address=? AND port=?")
-        insertSocket = try db.prepare("INSERT OR REPLACE INTO sockets (cookie, netns, protocol, family, address, port) VALUES (?,?,?,?,?,?)")
+        insertRow = try db.prepare("INSERT OR REPLACE INTO bindings (\(RowCodec.bindingColumns)) VALUES (\(RowCodec.placeholders(12)))")
+        deleteRow = try db.prepare("DELETE FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(5)))")
+        insertSocket = try db.prepare("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders(6)))")
         deleteSocket = try db.prepare("DELETE FROM sockets WHERE cookie=?")
         addCounter = try db.prepare("""
             INSERT INTO counters (name, label, value) VALUES (?,?,?)
             ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
             """)
-        appendHistory = try db.prepare("""
-            INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened, reason)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-            """)
+        appendHistory = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES (\(RowCodec.placeholders(13)))")
     }
 
     private static func checkPlace(_ path: String) throws {
@@ -94,11 +88,7 @@ public final class Store {
     public func loadState() throws -> (rows: [BindingKey: Binding], sockets: [UInt64: BindingKey]) {
         var rows: [BindingKey: Binding] = [:]
         for row in try StoreQueries.rows(db) { rows[row.key] = row }
-        var sockets: [UInt64: BindingKey] = [:]
-        try db.prepare("SELECT cookie, netns, protocol, family, address, port FROM sockets").query { r in
-            if let key = StoreQueries.key(r, from: 1) { sockets[UInt64(bitPattern: r.int(0))] = key }
-        }
-        return (rows, sockets)
+        return (rows, try StoreQueries.sockets(db))
     }
 
     public func counters() throws -> [CounterEntry] { try StoreQueries.counters(db) }
@@ -111,8 +101,7 @@ public final class Store {
             try db.transaction {
                 for change in batch.changes { try write(change) }
                 for (cookie, key) in batch.socketsAdded {
-                    try insertSocket.run(.int(Int64(bitPattern: cookie)), .int(Int64(key.netns)), .text(key.transport.description),
-                                         .text(key.family.description), .text(key.address), .int(Int64(key.port)))
+                    try insertSocket.run([.int(Int64(bitPattern: cookie))] + RowCodec.encode(key))
                 }
                 for cookie in batch.socketsRemoved { try deleteSocket.run(.int(Int64(bitPattern: cookie))) }
                 for entry in batch.counters.entries + extra where entry.value > 0 {
@@ -123,24 +112,12 @@ public final class Store {
     }
 
     private func write(_ change: RowChange) throws {
-        let row = change.row, key = row.key
-        let keyValues: [Statement.Value] = [.int(Int64(key.netns)), .text(key.transport.description),
-                                            .text(key.family.description), .text(key.address), .int(Int64(key.port))]
         switch change.action {
-        case .insert, .update:
-            try insertRow.run(keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4],
-                              .int(Int64(row.owner.pid)), .text(row.owner.comm), .int(Int64(row.owner.uid)),
-                              .text(row.state.description), .int(Int64(row.holders)),
-                              .int(Int64(bitPattern: row.firstSeen)), .int(Int64(bitPattern: row.lastChange)))
-        case .delete:
-            try deleteRow.run(keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4])
+        case .insert, .update: try insertRow.run(RowCodec.encode(change.row))
+        case .delete: try deleteRow.run(RowCodec.encode(change.row.key))
         }
         guard change.action != .update else { return }
-        try appendHistory.run(.int(Int64(bitPattern: change.time)), .text(change.action.rawValue),
-                              keyValues[0], keyValues[1], keyValues[2], keyValues[3], keyValues[4],
-                              .int(Int64(row.owner.pid)), .text(row.owner.comm), .int(Int64(row.owner.uid)),
-                              .text(row.state.description), .int(Int64(bitPattern: row.firstSeen)),
-                              .text(change.reason?.rawValue ?? ""))
+        try appendHistory.run(RowCodec.encode(change))
     }
 
     /// Deletes history older than `cutoff` (wall-clock ns). Returns how many entries went.
@@ -148,7 +125,7 @@ public final class Store {
     public func pruneHistory(before cutoff: UInt64) throws -> Int {
         try Self.wrap(path, "cannot prune history") {
             try db.execute("DELETE FROM history WHERE time < \(Int64(bitPattern: cutoff))")
-            return Int(StoreQueries.changes(db))
+            return db.changes
         }
     }
 }

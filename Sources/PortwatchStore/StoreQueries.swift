@@ -1,28 +1,21 @@
-import CSQLite
 import PortwatchCore
 
-/// Row decoding shared by the writer and the read-only readers.
+/// Reads shared by the writer and the read-only readers.
 enum StoreQueries {
-    static func key(_ r: Statement.Row, from i: Int32) -> BindingKey? {
-        guard let transport = TransportProtocol(name: r.text(i + 1)),
-              let family = AddressFamily(name: r.text(i + 2)) else { return nil }
-        return BindingKey(netns: UInt32(truncatingIfNeeded: r.int(i)), transport: transport, family: family,
-                          address: r.text(i + 3), port: UInt16(truncatingIfNeeded: r.int(i + 4)))
-    }
-
     static func rows(_ db: Connection) throws -> [Binding] {
         var out: [Binding] = []
-        try db.prepare("""
-            SELECT netns, protocol, family, address, port, pid, comm, uid, state, holders, first_seen, last_change
-            FROM bindings
-            """).query { r in
-            guard let key = key(r, from: 0), let state = SocketState(name: r.text(8)) else { return }
-            out.append(Binding(key: key,
-                               owner: Owner(pid: Int32(truncatingIfNeeded: r.int(5)), comm: r.text(6), uid: UInt32(truncatingIfNeeded: r.int(7))),
-                               state: state, holders: Int(r.int(9)),
-                               firstSeen: UInt64(bitPattern: r.int(10)), lastChange: UInt64(bitPattern: r.int(11))))
+        try db.prepare("SELECT \(RowCodec.bindingColumns) FROM bindings").query { r in
+            if let binding = RowCodec.binding(r) { out.append(binding) }
         }
         return out.sorted { $0.key < $1.key }
+    }
+
+    static func sockets(_ db: Connection) throws -> [UInt64: BindingKey] {
+        var out: [UInt64: BindingKey] = [:]
+        try db.prepare("SELECT cookie, \(RowCodec.keyColumns) FROM sockets").query { r in
+            if let key = RowCodec.key(r, at: 1) { out[UInt64(bitPattern: r.int(0))] = key }
+        }
+        return out
     }
 
     static func counters(_ db: Connection) throws -> [CounterEntry] {
@@ -32,6 +25,4 @@ enum StoreQueries {
         }
         return out
     }
-
-    static func changes(_ db: Connection) -> Int32 { sqlite3_changes(db.handle) }
 }

@@ -61,18 +61,12 @@ extension StoreReader {
         var out: [HistoryEntry] = []
         do {
             let sql = """
-                SELECT netns, protocol, family, address, port, pid, comm, uid, state, time, action, opened, reason
+                SELECT \(RowCodec.historyColumns)
                 FROM history WHERE time >= ? \(port == nil ? "" : "AND port = ?") ORDER BY time, id
                 """
             let statement = try db.prepare(sql)
             let body: (Statement.Row) throws -> Void = { r in
-                guard let key = StoreQueries.key(r, from: 0), let state = SocketState(name: r.text(8)),
-                      let action = RowChange.Action(rawValue: r.text(10)) else { return }
-                let owner = Owner(pid: Int32(truncatingIfNeeded: r.int(5)), comm: r.text(6), uid: UInt32(truncatingIfNeeded: r.int(7)))
-                let opened = UInt64(bitPattern: r.int(11))
-                out.append(HistoryEntry(time: UInt64(bitPattern: r.int(9)), action: action,
-                                        row: Binding(key: key, owner: owner, state: state, holders: 1, firstSeen: opened, lastChange: opened),
-                                        opened: opened, reason: PortEvent.Reason(rawValue: r.text(12))))
+                if let entry = RowCodec.historyEntry(r) { out.append(entry) }
             }
             if let port {
                 try statement.query(.int(Int64(bitPattern: since)), .int(Int64(port)), body: body)

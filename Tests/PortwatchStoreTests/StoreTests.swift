@@ -62,6 +62,30 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(try store.loadState().rows.isEmpty)
     }
 
+    @Test func aVersionOneLedgerMigratesKeepingItsRows() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        do {
+            let db = try Connection(path: path, readOnly: false)
+            try db.execute(Schema.migrations[0])
+            try db.execute("""
+                INSERT INTO bindings VALUES (4026531840, 'tcp', 'ipv4', '0.0.0.0', 22, 612, 'sshd', 0, 'listen', 1, 5, 5);
+                INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened)
+                    VALUES (5, 'insert', 4026531840, 'tcp', 'ipv4', '0.0.0.0', 22, 612, 'sshd', 0, 'listen', 5);
+                PRAGMA user_version = 1;
+                """)
+        }
+        let store = try Store(path: path)
+        #expect(try store.loadState().rows.keys.map(\.port) == [22], "rows of the old ledger are kept")
+        var close = Reconciler(window: 0, rows: try store.loadState().rows)
+        close.ingest(PortEvent(kind: .close, cookie: 9, time: 10, key: try #require(try store.loadState().rows.keys.first),
+                               owner: Owner(pid: 612, comm: "sshd", uid: 0), state: .listen, reason: .shutdown))
+        let batch = close.flush(now: 10)
+        try store.apply(try #require(batch))
+        let history = try StoreReader(path: path).history()
+        #expect(history.map(\.action) == [.insert, .delete])
+        #expect(history.map(\.reason) == [nil, .shutdown], "old entries have no reason, new ones do")
+    }
+
     @Test func directoryIsRefusedWithAClearMessage() throws {
         let dir = try temporaryDirectory()
         #expect { try Store(path: dir) } throws: { "\($0)".contains("is a directory") && "\($0)".contains(dir) }
