@@ -1,0 +1,35 @@
+import PortwatchCore
+
+/// The reconciled table: how many ports are held, and one series per held port.
+enum LedgerTableCollector: Collector {
+    static func collect(_ state: ExporterState) -> [MetricFamily] {
+        let rows = state.rows ?? []
+        var held: [TransportProtocol: [AddressFamily: Int]] = [:]
+        for row in rows { held[row.key.transport, default: [:]][row.key.family, default: 0] += 1 }
+        let heldSamples = TransportProtocol.allCases.flatMap { transport in
+            AddressFamily.allCases.map { family in
+                MetricFamily.Sample([("protocol", "\(transport)"), ("family", "\(family)")], Double(held[transport]?[family] ?? 0))
+            }
+        }
+        let limit = state.maxPortSeries ?? Int.max
+        return [
+            MetricFamily("portwatch_ports_held", .gauge,
+                         help: "Ports held now (one per network namespace, protocol, family, address and port).",
+                         samples: heldSamples),
+            MetricFamily("portwatch_port_info", .gauge,
+                         help: "A port held now, with the process that holds it. Always 1.",
+                         samples: rows.prefix(limit).map(portInfo)),
+            MetricFamily("portwatch_port_info_series_dropped", .gauge,
+                         help: "portwatch_port_info series left out by --metrics.max-port-series.",
+                         samples: [.init([], Double(max(0, rows.count - limit)))]),
+        ]
+    }
+
+    /// The labels of one held port (shared with the policy's unexpected ports).
+    static func portInfo(_ row: Binding) -> MetricFamily.Sample {
+        let k = row.key
+        return .init([("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"),
+                      ("address", k.address), ("port", String(k.port)), ("state", "\(row.state)"),
+                      ("pid", String(row.owner.pid)), ("comm", row.owner.comm)], 1)
+    }
+}

@@ -1,0 +1,26 @@
+import PortwatchCore
+
+/// The expected-listener policy's verdict (only with --policy.file).
+enum PolicyCollector: Collector {
+    static func collect(_ state: ExporterState) -> [MetricFamily] {
+        var out: [MetricFamily] = []
+        if let unexpected = state.unexpected {
+            let limit = state.maxPortSeries ?? Int.max
+            out.append(MetricFamily("portwatch_unexpected_port_info", .gauge,
+                                    help: "A port held now that the expected-listener policy does not allow. Always 1.",
+                                    samples: unexpected.prefix(limit).map(LedgerTableCollector.portInfo)))
+            out.append(MetricFamily("portwatch_unexpected_ports", .gauge,
+                                    help: "Ports held now that the expected-listener policy does not allow.",
+                                    samples: [.init([], Double(unexpected.count))]))
+        }
+        if let reload = state.policyReload {
+            out.append(MetricFamily("portwatch_policy_last_reload_success", .gauge,
+                                    help: "1 if the last load of the policy file worked, else 0 (the previous policy stays in force).",
+                                    samples: [.init([], reload.success ? 1 : 0)]))
+            out.append(MetricFamily("portwatch_policy_last_reload_success_timestamp_seconds", .gauge,
+                                    help: "When the policy file was last loaded successfully, in Unix seconds.", unit: "seconds",
+                                    samples: [.init([], reload.time)]))
+        }
+        return out
+    }
+}

@@ -1,0 +1,26 @@
+import PortwatchCore
+
+/// The daemon's own health: the ledger readable, programs attached, the pipeline's errors.
+enum SelfHealthCollector: Collector {
+    static func collect(_ state: ExporterState) -> [MetricFamily] {
+        func single(_ name: String, _ entry: String, help: String) -> MetricFamily {
+            MetricFamily(name, .counter, help: help, samples: [.init([], Double(state.counter(entry)))])
+        }
+        return [
+            single("portwatch_resyncs", CounterEntry.resyncs,
+                   help: "Comparisons of the table with the kernel's sockets since start (start-up, --resync.interval, after lost events)."),
+            single("portwatch_decode_errors", CounterEntry.decodeErrors,
+                   help: "Kernel event records the decoder rejected since start."),
+            single("portwatch_bindings_map_full", CounterEntry.bindingsMapFull,
+                   help: "Bound sockets the kernel's map had no room for since start; their release is found by the next resync."),
+            single("portwatch_store_errors", CounterEntry.storeErrors,
+                   help: "Failed writes to the database since start (changes are kept in memory and retried)."),
+            MetricFamily("portwatch_up", .gauge, help: "1 when the ledger could be read for this scrape, else 0.",
+                         samples: [.init([], state.rows == nil ? 0 : 1)]),
+            MetricFamily("portwatch_bpf_program_attached", .gauge, help: "1 when the BPF program is attached.",
+                         samples: state.programs.keys.sorted().map { .init([("program", $0)], state.programs[$0]! ? 1 : 0) }),
+            MetricFamily("portwatch_build_info", .gauge, help: "portwatch build information. Always 1.",
+                         samples: [.init([("revision", state.revision), ("version", state.version)], 1)]),
+        ]
+    }
+}
