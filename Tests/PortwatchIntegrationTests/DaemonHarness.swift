@@ -63,20 +63,29 @@ final class DaemonHarness {
         return ok
     }
 
+    /// One scrape's text. A daemon that has died, or a scrape that is not answered with 200,
+    /// is a test failure (recorded here, with the log), never an empty page that would make
+    /// every "the port is gone" assertion pass.
     func metrics(accept: String? = nil) -> String {
         let headers = accept.map { ["Accept": $0] } ?? [:]
-        return (try? TestHTTP.get(port: port, path: "/metrics", headers: headers).text) ?? ""
+        guard process.isRunning else {
+            Issue.record("portwatch is not running (exit \(process.terminationStatus)); log:\n\(log)")
+            return ""
+        }
+        do {
+            let response = try TestHTTP.get(port: port, path: "/metrics", headers: headers)
+            if response.status != 200 { Issue.record("GET /metrics answered \(response.status): \(response.text)") }
+            return response.text
+        } catch {
+            Issue.record("GET /metrics failed: \(error); log:\n\(log)")
+            return ""
+        }
     }
+
+    func scrape() -> Scrape { Scrape(metrics()) }
 
     /// The value of one series, named exactly as exposed (`name{label="v",...}` or `name`).
-    func sample(_ series: String) -> Double? {
-        Self.sample(series, in: metrics())
-    }
-
-    static func sample(_ series: String, in text: String) -> Double? {
-        let prefix = series + " "
-        return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
-    }
+    func sample(_ series: String) -> Double? { scrape().value(series) }
 
     /// Waits until the daemon has compared the table with the kernel `count` more times.
     func waitResyncs(_ count: Double, seconds: Double = 15) -> Bool {
@@ -92,21 +101,54 @@ final class DaemonHarness {
 
     /// The portwatch_port_info line for a port, if any.
     func portInfo(port: UInt16, transport: String) -> String? {
-        metrics().split(separator: "\n").first {
-            $0.hasPrefix("portwatch_port_info{") && $0.contains("port=\"\(port)\"") && $0.contains("protocol=\"\(transport)\"")
-        }.map(String.init)
+        scrape().samples("portwatch_port_info").first { $0.label("port") == "\(port)" && $0.label("protocol") == transport }?.line
     }
+
+    /// Signals the test sent itself (SIGKILL in a crash test): such an end is not a failure.
+    var expectedSignals: Set<Int32> = []
 
     func stop() -> Int32 {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
+        } else if process.terminationReason == .uncaughtSignal && !expectedSignals.contains(process.terminationStatus) {
+            Issue.record("portwatch died of signal \(process.terminationStatus) before the test stopped it; log:\n\(log)")
         }
         stderr.fileHandleForReading.readabilityHandler = nil
+        for report in ["AddressSanitizer", "ThreadSanitizer", "LeakSanitizer", "Fatal error:"] where log.contains(report) {
+            Issue.record("portwatch's log has a \(report) report:\n\(log)")
+        }
         return process.terminationStatus
     }
 
     deinit { _ = stop() }
+}
+
+/// Waiting on what /metrics shows, each with a deadline (never a fixed sleep).
+extension DaemonHarness {
+    static let deadline = 5.0
+
+    /// The port's series once it shows (and contains every one of `parts`), or nil at the deadline.
+    func waitShown(_ port: UInt16, _ transport: String, _ parts: [String] = []) -> String? {
+        var found: String?
+        _ = TestHTTP.waitUntil(Self.deadline) {
+            found = portInfo(port: port, transport: transport)
+            return found.map { line in parts.allSatisfy { line.contains($0) } } ?? false
+        }
+        return found.flatMap { line in parts.allSatisfy { line.contains($0) } ? line : nil }
+    }
+
+    func waitGone(_ port: UInt16, _ transport: String) -> Bool {
+        TestHTTP.waitUntil(Self.deadline) { portInfo(port: port, transport: transport) == nil }
+    }
+
+    /// Waits until everything the kernel reported so far has reached /metrics: a marker
+    /// listener opened now shows only after every earlier event has been applied.
+    func barrier() -> Bool {
+        let (fd, port) = TestSockets.bound("127.0.0.1")
+        defer { close(fd) }
+        return waitShown(port, "tcp") != nil
+    }
 }
 
 /// Sockets made by the test process itself.

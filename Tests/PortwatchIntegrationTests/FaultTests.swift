@@ -6,9 +6,7 @@ import PortwatchTestSupport
 extension KernelSuite {
     /// Faults a node meets: a full disk under the ledger, a daemon killed mid-flood.
     @Suite struct FaultTests {
-        static func counter(_ metrics: String, _ name: String) -> Double {
-            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } ?? 0
-        }
+        static func counter(_ metrics: String, _ name: String) -> Double { Scrape(metrics).value(name) ?? 0 }
 
         @Test func fullDiskKeepsServingAndRecovers() throws {
             let mount = FileManager.default.temporaryDirectory.appendingPathComponent("pw-full-\(UUID().uuidString)").path
@@ -53,6 +51,7 @@ extension KernelSuite {
                 say("done")
                 """)
                 usleep(500_000)
+                d.expectedSignals.insert(SIGKILL)
                 kill(d.process.processIdentifier, SIGKILL)
                 d.process.waitUntilExit()
                 _ = flood.line()

@@ -7,10 +7,7 @@ import PortwatchTestSupport
 /// lost, and the resync that loss triggers brings the table back to the kernel's truth.
 extension KernelSuite {
     @Suite struct FloodTests {
-        static func counter(_ text: String, _ name: String) -> UInt64 {
-            text.split(separator: "\n").filter { $0.hasPrefix(name) }
-                .compactMap { $0.split(separator: " ").last.flatMap { UInt64($0) } }.reduce(0, +)
-        }
+        static func counter(_ text: String, _ name: String) -> UInt64 { UInt64(Scrape(text).sum(name)) }
 
         /// (protocol, address, port) of every TCP listener and UDP socket in this namespace, per ss.
         static func kernelListeners() -> Set<String> {

@@ -10,7 +10,6 @@ import PortwatchTestSupport
 /// anything: the event path alone keeps the table equal to the kernel.
 extension KernelSuite {
     @Suite struct ListenerFidelityTests {
-        static let deadline = 5.0
 
         func started(_ extra: [String] = []) throws -> DaemonHarness? {
             let daemon = try DaemonHarness(arguments: ["--resync.interval", "1s"] + extra)
@@ -18,22 +17,10 @@ extension KernelSuite {
         }
 
         func waitShown(_ d: DaemonHarness, _ port: UInt16, _ transport: String, _ part: String? = nil) -> Bool {
-            TestHTTP.waitUntil(Self.deadline) {
-                guard let line = d.portInfo(port: port, transport: transport) else { return false }
-                return part.map { line.contains($0) } ?? true
-            }
+            d.waitShown(port, transport, part.map { [$0] } ?? []) != nil
         }
 
-        func waitGone(_ d: DaemonHarness, _ port: UInt16, _ transport: String) -> Bool {
-            TestHTTP.waitUntil(Self.deadline) { d.portInfo(port: port, transport: transport) == nil }
-        }
-
-        /// A marker listener opened now shows only after every earlier event has been applied.
-        func barrier(_ d: DaemonHarness) -> Bool {
-            let (fd, port) = TestSockets.bound("127.0.0.1")
-            defer { close(fd) }
-            return waitShown(d, port, "tcp")
-        }
+        func waitGone(_ d: DaemonHarness, _ port: UInt16, _ transport: String) -> Bool { d.waitGone(port, transport) }
 
         /// Helpers for the child scripts: a TCP server to connect to, and a UDP disconnect.
         static let clientPrelude = """
@@ -70,7 +57,7 @@ extension KernelSuite {
             let orphans = d.sample("portwatch_orphan_closes_total{protocol=\"tcp\"}")
             child.send("close")
             #expect(child.line() == "closed")
-            #expect(barrier(d))
+            #expect(d.barrier())
             #expect(d.sample("portwatch_orphan_closes_total{protocol=\"tcp\"}") == orphans, "the client's release counted as an orphan")
             #expect(d.history(port: port, transport: "tcp") == ["insert:", "delete:connected"])
         }
@@ -87,7 +74,7 @@ extension KernelSuite {
             wait()
             """)
             let port = try #require(UInt16(child.line() ?? ""))
-            #expect(TestHTTP.waitUntil(Self.deadline) {
+            #expect(TestHTTP.waitUntil(DaemonHarness.deadline) {
                 (d.sample("portwatch_client_bindings_total{protocol=\"tcp\"}") ?? 0) >= clients + 1
             }, "a socket that bound and connected at once is counted as a client")
             #expect(d.sample("portwatch_transient_bindings_total{protocol=\"tcp\"}") == transients, "a client is not a transient listener")

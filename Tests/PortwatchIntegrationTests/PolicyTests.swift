@@ -7,9 +7,6 @@ import PortwatchTestSupport
 /// the policy reloads on change and on SIGHUP, and a bad file keeps the old policy.
 extension KernelSuite {
     @Suite struct PolicyEndToEndTests {
-        static func value(_ metrics: String, _ name: String) -> String? {
-            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }?.split(separator: " ").last.map(String.init)
-        }
 
         @Test func unexpectedListenerIsReportedAndPolicyReloads() throws {
             let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
@@ -20,16 +17,16 @@ extension KernelSuite {
             guard d.waitReady() else { return }
 
             let flagged = TestHTTP.waitUntil(5) {
-                d.metrics().split(separator: "\n").contains { $0.hasPrefix("portwatch_unexpected_port_info{") && $0.contains("port=\"\(port)\"") }
+                d.scrape().samples("portwatch_unexpected_port_info").contains { $0.label("port") == "\(port)" }
             }
             #expect(flagged, "\(d.metrics())")
-            #expect(Int(Self.value(d.metrics(), "portwatch_unexpected_ports") ?? "0")! >= 1)
+            #expect((d.sample("portwatch_unexpected_ports") ?? 0) >= 1)
             let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--unexpected", "--policy.file", policy])
             #expect(ls.status == 0 && ls.stdout.contains("127.0.0.1:\(port)"), "\(ls)")
 
             // A bad file is refused and the old policy stays in force.
             try "expected:\n  - { port: nope }\n".write(toFile: policy, atomically: true, encoding: .utf8)
-            #expect(TestHTTP.waitUntil(5) { Self.value(d.metrics(), "portwatch_policy_last_reload_success") == "0" })
+            #expect(TestHTTP.waitUntil(5) { d.sample("portwatch_policy_last_reload_success") == 0 })
             #expect(d.metrics().contains("portwatch_unexpected_port_info{") && d.metrics().contains("port=\"\(port)\""))
             #expect(d.log.contains("policy file refused"))
 
@@ -38,8 +35,8 @@ extension KernelSuite {
             kill(d.process.processIdentifier, SIGHUP)
             #expect(TestHTTP.waitUntil(5) {
                 let m = d.metrics()
-                let stillFlagged = m.split(separator: "\n").contains { $0.hasPrefix("portwatch_unexpected_port_info{") && $0.contains("port=\"\(port)\"") }
-                return Self.value(m, "portwatch_policy_last_reload_success") == "1" && !stillFlagged
+                let stillFlagged = Scrape(m).samples("portwatch_unexpected_port_info").contains { $0.label("port") == "\(port)" }
+                return Scrape(m).value("portwatch_policy_last_reload_success") == 1 && !stillFlagged
             })
             #expect(d.process.isRunning, "SIGHUP does not stop the daemon")
         }
