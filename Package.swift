@@ -25,6 +25,9 @@ let package = Package(
         // Compiles bpf/*.bpf.c with the toolchain's clang and emits it as a Swift source.
         .executableTarget(name: "BPFEmbed", path: "Sources/BPFEmbed"),
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbed"]),
+        // Stamps the daemon with its git revision and build time (`portwatch --version`).
+        .executableTarget(name: "BuildStamp", path: "Sources/BuildStamp"),
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool(), dependencies: ["BuildStamp"]),
 
         // Every raw system call, errno as a typed error, one owner per file descriptor.
         .target(name: "PortwatchSystem"),
@@ -60,7 +63,8 @@ let package = Package(
                 "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy", "PortwatchPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["BuildInfoPlugin"]
         ),
 
         // Helpers for tests and benchmarks, not shipped.

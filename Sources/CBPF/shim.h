@@ -80,9 +80,22 @@ static inline int pw_set_capabilities(unsigned long long keep)
 	return 0;
 }
 
+/* Whether CAP_SETPCAP is effective: without it the bounding set cannot shrink. */
+static inline int pw_has_setpcap(void)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &header, data) != 0)
+		return 0;
+	return (data[0].effective >> 8) & 1; /* CAP_SETPCAP */
+}
+
+/* Keeps only `keep` in the effective and permitted sets, and in the bounding set too when
+ * CAP_SETPCAP allows it (root does; a non-root process holding file capabilities does not,
+ * and its bounding set is the container runtime's to limit). */
 static inline int pw_keep_capabilities(unsigned long long keep)
 {
-	int rc = pw_drop_bounding(keep);
+	int rc = pw_has_setpcap() ? pw_drop_bounding(keep) : 0;
 	return rc ? rc : pw_set_capabilities(keep);
 }
 

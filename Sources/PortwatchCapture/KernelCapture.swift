@@ -17,6 +17,9 @@ public final class KernelCapture {
         public init() {}
     }
 
+    /// The libbpf this process runs with, e.g. "1.1".
+    public static var libbpfVersion: String { "\(libbpf_major_version()).\(libbpf_minor_version())" }
+
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",

@@ -50,8 +50,11 @@ public enum KernelChecks {
     /// CAP_DAC_READ_SEARCH) for each resync. Map and ring buffer file descriptors need none.
     public static let keptAfterAttach: [(name: String, bit: Int)] = [("CAP_SYS_ADMIN", 21), ("CAP_SYS_PTRACE", 19), ("CAP_DAC_READ_SEARCH", 2)]
 
-    /// Drops every other capability (bounding, effective, permitted, inheritable) from the
-    /// calling thread; call it before starting the daemon's threads.
+    /// Drops every other capability (effective, permitted, inheritable, and the bounding set
+    /// when CAP_SETPCAP is held, as for root) from the calling thread; call it before starting
+    /// the daemon's threads. A non-root daemon with file capabilities (the container image)
+    /// keeps the bounding set its runtime gave it: it cannot shrink it, and needs not, since
+    /// nothing it runs can gain a capability outside its permitted set.
     public static func dropCapabilitiesAfterAttach() throws {
         let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
         let rc = pw_keep_capabilities(keep)

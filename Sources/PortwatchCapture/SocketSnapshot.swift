@@ -12,6 +12,24 @@ public enum SocketSnapshot {
     private static let tcpBoundInactive: UInt32 = 13
     private static let tcpClose: UInt32 = 7   // TCP_CLOSE, the state of unconnected UDP sockets
 
+    /// Whether this kernel's sock_diag dumps TCP sockets that are bound but neither
+    /// listening nor connected (TCP_BOUND_INACTIVE, Linux 6.7+). Probed with a real socket.
+    public static func dumpsBoundTCP() -> Bool {
+        guard let probe = try? FileDescriptor.socket(AF_INET, Int32(SOCK_STREAM.rawValue)) else { return false }
+        defer { probe.close() }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let bound: Bool = (try? withUnsafePointer(to: &sa) {
+            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try probe.bind($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }) != nil
+        guard bound, let netlink = try? NetlinkSocket(namespaceOf: getpid()) else { return false }
+        defer { netlink.socket.close() }
+        let port = probe.localPort
+        let listed = (try? netlink.dump(family: UInt8(AF_INET), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpBoundInactive)) ?? []
+        return listed.contains { UInt16(bigEndian: $0.id.idiag_sport) == port && UInt32($0.idiag_state) != tcpListen }
+    }
+
     public static func take() throws -> [LiveSocket] {
         let owners = SocketOwners.scan()
         var result: [LiveSocket] = []

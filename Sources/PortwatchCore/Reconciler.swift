@@ -188,16 +188,21 @@ public struct Reconciler: Sendable {
     /// events. Applied at once, not windowed. Returns the batch (nil if nothing changed)
     /// and the corrections by action (insert: a port the table missed; delete: a port it
     /// held that is gone).
-    public mutating func resync(live: [LiveSocket],
-                                now: UInt64) -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
+    ///
+    /// `sees` says which rows a snapshot can show at all: a row it cannot see (TCP `bound`
+    /// on kernels whose sock_diag does not dump bound sockets) is left to the event path.
+    public mutating func resync(live: [LiveSocket], now: UInt64,
+                                sees: (TransportProtocol, SocketState) -> Bool = { _, _ in true })
+    -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
         var buffered = Set<UInt64>()
         for pending in buffer[head...] where !pending.dropped { buffered.insert(pending.event.cookie) }
         for cookie in young.keys { buffered.insert(cookie) }
 
         var synthetic: [PortEvent] = []
         let liveCookies = Set(live.map(\.cookie))
+        func visible(_ key: BindingKey) -> Bool { rows[key].map { sees(key.transport, $0.state) } ?? true }
         for (cookie, key) in sockets.sorted(by: { $0.key < $1.key })
-        where !liveCookies.contains(cookie) && !buffered.contains(cookie) {
+        where !liveCookies.contains(cookie) && !buffered.contains(cookie) && visible(key) {
             let row = rows[key]
             synthetic.append(PortEvent(kind: .close, cookie: cookie, time: now, key: key,
                                        owner: row?.owner ?? Owner(pid: 0, comm: "", uid: 0), state: row?.state ?? .bound,
@@ -205,7 +210,7 @@ public struct Reconciler: Sendable {
         }
         // Rows no known socket holds (e.g. written before a crash lost their sockets).
         let heldKeys = Set(sockets.values)
-        for (key, row) in rows where !heldKeys.contains(key) {
+        for (key, row) in rows where !heldKeys.contains(key) && visible(key) {
             for _ in 0..<max(row.holders, 1) {
                 synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, owner: row.owner, state: row.state,
                                            reason: .resync))

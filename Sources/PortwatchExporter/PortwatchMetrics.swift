@@ -15,6 +15,8 @@ public struct ExporterState: Sendable {
     public var unexpected: [Binding]?
     /// The last policy (re)load: whether it worked, and when (Unix seconds).
     public var policyReload: (success: Bool, time: Double)?
+    /// Kernel features that change what portwatch can do -> present.
+    public var kernelFeatures: [String: Bool] = [:]
 
     public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
                 version: String, revision: String, maxPortSeries: Int? = nil) {

@@ -181,7 +181,7 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
         if let events = try? kernel.poll(timeoutMs: 0) { reconciler.ingest(events) }
-        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds())
+        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }
                 .map { CounterEntry(name: CounterEntry.resyncCorrections, label: $0.key.rawValue, value: $0.value) }

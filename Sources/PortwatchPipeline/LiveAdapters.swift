@@ -11,8 +11,22 @@ extension KernelCapture: KernelEvents {
 
 /// Lists sockets with sock_diag in every network namespace.
 public struct KernelSocketLister: SocketLister {
-    public init() {}
+    /// sock_diag dumps bound, not listening TCP sockets (Linux 6.7+); probed once at start.
+    public let dumpsBoundTCP: Bool
+
+    public init() {
+        dumpsBoundTCP = SocketSnapshot.dumpsBoundTCP()
+    }
+
     public func snapshot() throws -> [LiveSocket] { try SocketSnapshot.take() }
+
+    public func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool {
+        dumpsBoundTCP || !(transport == .tcp && state == .bound)
+    }
+
+    /// Kernel features that change what portwatch can do, for the log and the
+    /// `portwatch_kernel_feature` gauge.
+    public var features: [String: Bool] { ["sock_diag_bound_tcp": dumpsBoundTCP] }
 }
 
 extension Store: Ledger {}

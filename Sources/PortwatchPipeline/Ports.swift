@@ -34,6 +34,9 @@ public struct KernelHealth: Sendable, Equatable {
 /// Lists the sockets that hold ports now (a snapshot of the kernel's truth).
 public protocol SocketLister {
     func snapshot() throws -> [LiveSocket]
+    /// Whether a snapshot can show sockets of this kind at all (older kernels cannot list
+    /// bound, not listening TCP sockets); rows it cannot see are left to the event path.
+    func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool
 }
 
 /// Where reconciled batches go: the table, counters and history, one transaction per batch.

@@ -15,8 +15,11 @@ public final class ScrapeSource: Sendable {
         public var revision: String
         /// Caps `portwatch_port_info` series; nil means no cap.
         public var maxPortSeries: Int?
+        public var kernelFeatures: [String: Bool]
 
-        public init(databasePath: String, programs: [String: Bool], version: String, revision: String, maxPortSeries: Int?) {
+        public init(databasePath: String, programs: [String: Bool], version: String, revision: String, maxPortSeries: Int?,
+                    kernelFeatures: [String: Bool] = [:]) {
+            self.kernelFeatures = kernelFeatures
             self.databasePath = databasePath
             self.programs = programs
             self.version = version
@@ -57,8 +60,9 @@ public final class ScrapeSource: Sendable {
             CounterEntry(name: CounterEntry.decodeErrors, label: "", value: health.kernel.decodeErrors),
             CounterEntry(name: CounterEntry.bindingsMapFull, label: "", value: health.kernel.mapFull),
         ]
-        let state = ExporterState(rows: snapshot?.rows, counters: counters, programs: settings.programs,
+        var state = ExporterState(rows: snapshot?.rows, counters: counters, programs: settings.programs,
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)
+        state.kernelFeatures = settings.kernelFeatures
         guard let policy else { return state }
         let current = policy.current
         return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },

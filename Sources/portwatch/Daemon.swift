@@ -25,14 +25,20 @@ struct Daemon {
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
         let capture = try KernelCapture(options: captureOptions, logger: logger)
+        let lister = KernelSocketLister()
+        if !lister.dumpsBoundTCP {
+            logger.warning("this kernel's sock_diag cannot list TCP sockets that are bound but not listening (Linux < 6.7): resyncs leave such rows to the kernel's events",
+                           metadata: ["feature": "sock_diag_bound_tcp"])
+        }
         let pipeline = try CapturePipeline(
-            kernel: capture, lister: KernelSocketLister(), ledger: store,
+            kernel: capture, lister: lister, ledger: store,
             window: options.window.nanoseconds,
             schedule: Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds),
             historyRetention: options.historyRetention.nanoseconds, logger: logger)
         let scrapes = ScrapeSource(
             settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
-                            revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries),
+                            revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
+                            kernelFeatures: lister.features),
             policy: policy, health: { pipeline.health }, logger: logger)
         let exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
                                 ready: { pipeline.phase == .ready },

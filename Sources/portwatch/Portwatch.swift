@@ -1,9 +1,17 @@
 import ArgumentParser
 import Logging
+import PortwatchCapture
 
+/// What this binary is: its version, the commit and time it was built from (stamped by
+/// BuildInfoPlugin), and the libbpf it runs with.
 enum BuildInfo {
-    static let version = "0.1.0"
-    static let revision = "unknown"
+    static let version = "0.2.0"
+    static let revision = buildRevision
+    static let date = buildDate
+
+    static var versionText: String {
+        "portwatch \(version) (revision \(revision), built \(date), libbpf \(KernelCapture.libbpfVersion))"
+    }
 }
 
 @main
@@ -16,7 +24,7 @@ struct Portwatch: ParsableCommand {
         subcommands read the ledger the daemon keeps, while it runs or not.
         Exit codes: 0 success, 1 an error (one line says what to do), 64 bad flags or arguments.
         """,
-        version: BuildInfo.version,
+        version: BuildInfo.versionText,
         subcommands: [Serve.self, ListPorts.self, History.self, CheckPolicy.self],
         defaultSubcommand: Serve.self
     )

@@ -18,6 +18,21 @@ import PortwatchCore
                 "the history says the resync, not the kernel, made these changes")
     }
 
+    @Test func rowsTheSnapshotCannotSeeAreLeftToTheEventPath() throws {
+        var bound = row(b)
+        bound.state = .bound
+        var r = Reconciler(window: window, rows: [a: row(a), b: bound], sockets: [1: a, 2: b])
+        // A kernel whose sock_diag does not dump bound TCP sockets: socket 2 is not listed.
+        let (_, corrections) = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: owner, state: .listen)], now: t0,
+                                        sees: { transport, state in !(transport == .tcp && state == .bound) })
+        #expect(corrections.isEmpty)
+        #expect(Set(r.rows.keys) == [a, b])
+        // A listener the snapshot misses is still stale.
+        let (_, again) = r.resync(live: [], now: t0 + 1, sees: { transport, state in !(transport == .tcp && state == .bound) })
+        #expect(again == [.delete: 1])
+        #expect(Set(r.rows.keys) == [b])
+    }
+
     @Test func agreeingTableNeedsNoCorrection() {
         var r = Reconciler(window: window, rows: [a: row(a)], sockets: [1: a])
         let (batch, corrections) = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: owner, state: .listen)], now: t0)

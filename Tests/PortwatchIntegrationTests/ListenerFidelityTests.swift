@@ -191,6 +191,24 @@ extension KernelSuite {
             #expect(waitGone(d, port, "udp"))
         }
 
+        /// sock_diag lists bound, not listening TCP sockets from Linux 6.7 on; the daemon probes
+        /// for it, says so in a gauge, and on older kernels leaves such rows to the events.
+        @Test func theBoundTCPListingFeatureMatchesTheKernel() throws {
+            guard let d = try started() else { return }
+            var uts = utsname()
+            uname(&uts)
+            let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let version = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+            let expected: Double = version.lexicographicallyPrecedes([6, 7]) ? 0 : 1
+            #expect(d.sample("portwatch_kernel_feature{feature=\"sock_diag_bound_tcp\"}") == expected, "kernel \(release)")
+            // Either way a bound TCP socket stays listed across resyncs, without corrections.
+            let child = try ChildProcess("s = tcp(listen=False)\nsay(s.getsockname()[1])\nwait()")
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(waitShown(d, port, "tcp", "state=\"bound\""))
+            #expect(d.waitResyncs(2))
+            #expect(d.history(port: port, transport: "tcp") == ["insert:"])
+        }
+
         @Test func restartWithClientsAliveGivesTheSameTable() throws {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-fidelity-\(UUID().uuidString)").path
             let db = dir + "/pw.db"

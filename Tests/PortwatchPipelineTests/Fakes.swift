@@ -27,6 +27,7 @@ final class FakeLister: SocketLister {
     private(set) var calls = 0
 
     struct Failed: Error {}
+    func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool { true }
     func snapshot() throws -> [LiveSocket] {
         calls += 1
         if failing { throw Failed() }

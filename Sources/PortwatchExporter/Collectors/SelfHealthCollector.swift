@@ -19,6 +19,9 @@ enum SelfHealthCollector: Collector {
                          samples: [.init([], state.rows == nil ? 0 : 1)]),
             MetricFamily("portwatch_bpf_program_attached", .gauge, help: "1 when the BPF program is attached.",
                          samples: state.programs.keys.sorted().map { .init([("program", $0)], state.programs[$0]! ? 1 : 0) }),
+            MetricFamily("portwatch_kernel_feature", .gauge,
+                         help: "1 when the kernel offers the feature, 0 when portwatch works without it (see README, Supported kernels).",
+                         samples: state.kernelFeatures.keys.sorted().map { .init([("feature", $0)], state.kernelFeatures[$0]! ? 1 : 0) }),
             MetricFamily("portwatch_build_info", .gauge, help: "portwatch build information. Always 1.",
                          samples: [.init([("revision", state.revision), ("version", state.version)], 1)]),
         ]
