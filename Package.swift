@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "PortwatchPolicy", dependencies: ["PortwatchCore", .product(name: "Yams", package: "Yams")]),
         // The reconciled table and counters in SQLite.
         .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "CSQLite"]),
+        // Who holds a port: cgroup id or path -> systemd unit, container, Kubernetes pod.
+        .target(name: "PortwatchAttribution", dependencies: ["PortwatchCore", "PortwatchSystem", "CBPF"]),
         // Kernel capture: load + attach BPF, drain the ring buffer, snapshot sockets.
         .target(
             name: "PortwatchCapture",
@@ -53,14 +55,15 @@ let package = Package(
         // protocols and an injected clock, and the scrape source (ledger + policy -> exporter state).
         .target(
             name: "PortwatchPipeline",
-            dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy",
-                           .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchAttribution", "PortwatchExporter",
+                           "PortwatchPolicy", .product(name: "Logging", package: "swift-log")]
         ),
         // The daemon: flags, wiring, and the ledger commands.
         .executableTarget(
             name: "portwatch",
             dependencies: [
                 "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy", "PortwatchPipeline",
+                "PortwatchAttribution",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -74,6 +77,7 @@ let package = Package(
         .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
+        .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),
         .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchCore",
                                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),

@@ -184,7 +184,20 @@ struct bpf_sock_addr_kern {
 	struct sock *sk;
 } __attribute__((preserve_access_index));
 
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+	struct css_set *cgroups;
 	int tgid;
 	struct task_struct *group_leader;
 	char comm[16];

@@ -78,6 +78,9 @@ static __always_inline void fill_owner(struct pw_binding *b)
 
 	b->pid = BPF_CORE_READ(task, tgid);
 	b->uid = BPF_CORE_READ(task, cred, uid.val);
+	/* The cgroup v2 id, as bpf_get_current_cgroup_id gives it (not offered to every
+	 * program type on older kernels): user space resolves it to unit, container and pod. */
+	b->cgroup = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	/* The process's name (its main thread's), as ps shows it, not the calling thread's. */
 	BPF_CORE_READ_STR_INTO(&b->comm, task, group_leader, comm);
 }

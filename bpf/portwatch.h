@@ -32,6 +32,7 @@ enum pw_close_reason {
 /* The owner and place of a bound socket, remembered by socket cookie in the
  * kernel so that its release can be reported with the same key. */
 struct pw_binding {
+	__u64 cgroup;   /* cgroup v2 id of the task (its directory's inode), as bpf_get_current_cgroup_id */
 	__u8 addr[16];  /* IPv4 in the first 4 bytes, network order */
 	__u32 netns;    /* network namespace inode, as /proc/PID/ns/net */
 	__u32 pid;      /* thread group id of the task that bound or listened */

@@ -117,6 +117,21 @@ static inline int pw_switch_user(unsigned int uid, unsigned int gid, unsigned lo
 	return pw_set_capabilities(keep);
 }
 
+/* Opens a cgroup v2 directory by its id (the kernfs node id BPF records, which is the
+ * directory's inode): a kernfs file handle on the hierarchy's mount. Needs
+ * CAP_DAC_READ_SEARCH. Returns the fd or -1 with errno (ESTALE: the cgroup is gone). */
+#include <fcntl.h>
+struct pw_cgroup_handle {
+	unsigned int handle_bytes;
+	int handle_type;
+	unsigned long long id;
+};
+static inline int pw_open_cgroup_by_id(int mount_fd, unsigned long long id)
+{
+	struct pw_cgroup_handle handle = { .handle_bytes = 8, .handle_type = 0xfe /* FILEID_KERNFS */, .id = id };
+	return (int)syscall(SYS_open_by_handle_at, mount_fd, &handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 /* setns(2) needs _GNU_SOURCE, which Swift's Glibc import does not set. */
 int setns(int fd, int nstype);
 static inline int pw_enter_netns(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }

@@ -48,7 +48,8 @@ public struct EventDecoder {
         guard let key = cachedKey(e.binding) else { return nil }
         return PortEvent(kind: kind, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall),
                          key: key, owner: cachedOwner(e.binding),
-                         state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason)
+                         state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason,
+                         cgroup: e.binding.cgroup)
     }
 
     private mutating func cachedKey(_ b: pw_binding) -> BindingKey? {

@@ -62,16 +62,19 @@ public struct BindingKey: Sendable, Hashable, Comparable, CustomStringConvertibl
     }
 }
 
-/// The task that bound a socket (or last called listen on it).
+/// The task that bound a socket (or last called listen on it), and the service, container
+/// and pod it ran in.
 public struct Owner: Sendable, Hashable {
     public var pid: Int32
     public var comm: String
     public var uid: UInt32
+    public var attribution: Attribution
 
-    public init(pid: Int32, comm: String, uid: UInt32) {
+    public init(pid: Int32, comm: String, uid: UInt32, attribution: Attribution = Attribution()) {
         self.pid = pid
         self.comm = comm
         self.uid = uid
+        self.attribution = attribution
     }
 }
 

@@ -30,10 +30,14 @@ public struct PortEvent: Sendable, Hashable {
     public var state: SocketState
     /// For a close: why. For an open: `resync` when a resync found it, else `released` (unused).
     public var reason: Reason
+    /// The cgroup v2 id of the task that took the port (0: unknown); resolved to
+    /// `owner.attribution` before the event is reconciled.
+    public var cgroup: UInt64
 
     public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, owner: Owner, state: SocketState,
-                reason: Reason = .released) {
+                reason: Reason = .released, cgroup: UInt64 = 0) {
         self.kind = kind
+        self.cgroup = cgroup
         self.reason = reason
         self.cookie = cookie
         self.time = time

@@ -26,6 +26,7 @@ public final class CapturePipeline: @unchecked Sendable {
 
     private let kernel: KernelEvents
     private let lister: SocketLister
+    private let attributor: OwnerAttributor?
     private let ledger: Ledger
     private let clock: PipelineClock
     public let schedule: Schedule
@@ -50,10 +51,12 @@ public final class CapturePipeline: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(kernel: KernelEvents, lister: SocketLister, ledger: Ledger, clock: PipelineClock = SystemClock(),
-                window: UInt64, schedule: Schedule, historyRetention: UInt64, logger: Logger) throws {
+    public init(kernel: KernelEvents, lister: SocketLister, ledger: Ledger, attributor: OwnerAttributor? = nil,
+                clock: PipelineClock = SystemClock(), window: UInt64, schedule: Schedule, historyRetention: UInt64,
+                logger: Logger) throws {
         self.kernel = kernel
         self.lister = lister
+        self.attributor = attributor
         self.ledger = ledger
         self.clock = clock
         self.schedule = schedule
@@ -100,7 +103,7 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Polls the kernel once (waiting up to one tick), then does whatever is due.
     public func step() {
         do {
-            reconciler.ingest(try kernel.poll(timeoutMs: schedule.pollTimeoutMs))
+            ingest(try kernel.poll(timeoutMs: schedule.pollTimeoutMs))
         } catch {
             logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
         }
@@ -119,6 +122,15 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         if resyncRequested || now >= due.resync { resync(now) }
         if now >= due.prune { prune(now) }
+    }
+
+    /// Names the service, container and pod of every open, then reconciles.
+    private func ingest(_ events: [PortEvent]) {
+        guard let attributor else { return reconciler.ingest(events) }
+        for var event in events {
+            if event.kind == .open { event.owner.attribution = attributor.resolve(id: event.cgroup) }
+            reconciler.ingest(event)
+        }
     }
 
     /// Applies and writes everything still buffered (at shutdown), then detaches.
@@ -167,7 +179,7 @@ public final class CapturePipeline: @unchecked Sendable {
     private func resync(_ now: Double) {
         resyncRequested = false
         due.resync = now + schedule.resync
-        let live: [LiveSocket]
+        var live: [LiveSocket]
         do { live = try lister.snapshot() } catch {
             logger.error("socket snapshot failed; will retry", metadata: ["error": "\(error)"])
             due.resync = now + schedule.snapshotRetry
@@ -179,8 +191,11 @@ public final class CapturePipeline: @unchecked Sendable {
             seedRefused += UInt64(refused)
             publishKernelHealth()
         }
+        if let attributor {
+            for i in live.indices { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
+        }
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
-        if let events = try? kernel.poll(timeoutMs: 0) { reconciler.ingest(events) }
+        if let events = try? kernel.poll(timeoutMs: 0) { ingest(events) }
         let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }

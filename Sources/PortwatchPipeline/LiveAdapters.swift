@@ -1,3 +1,4 @@
+import PortwatchAttribution
 import PortwatchCapture
 import PortwatchCore
 import PortwatchStore
@@ -30,3 +31,5 @@ public struct KernelSocketLister: SocketLister {
 }
 
 extension Store: Ledger {}
+
+extension AttributionResolver: OwnerAttributor {}

@@ -54,3 +54,9 @@ public protocol PipelineClock: Sendable {
     /// Nanoseconds since the Unix epoch (event times, history).
     func wallNanoseconds() -> UInt64
 }
+
+/// Names the service, container and pod an owner runs in (cached; never blocks for long).
+public protocol OwnerAttributor: AnyObject {
+    func resolve(id cgroup: UInt64) -> Attribution
+    func resolve(pid: Int32) -> Attribution
+}

@@ -1,3 +1,4 @@
+import Glibc
 import PortwatchCore
 
 /// The listeners an operator expects. A held port no rule matches is "unexpected".
@@ -11,6 +12,13 @@ public struct Policy: Sendable, Equatable {
         public var comm: String?
         public var uid: UInt32?
         public var netns: UInt32?
+        /// Shell globs on the owner's systemd unit, container name, pod and Kubernetes namespace.
+        public var unit: String?
+        public var container: String?
+        public var pod: String?
+        public var namespace: String?
+        /// The exposures allowed (any when nil).
+        public var exposure: Set<Exposure>?
         /// Line of the rule in its file, for messages.
         public var line: Int
 
@@ -34,8 +42,16 @@ public struct Policy: Sendable, Equatable {
             if let comm, comm != b.owner.comm { return false }
             if let uid, uid != b.owner.uid { return false }
             if let netns, netns != b.key.netns { return false }
+            let a = b.owner.attribution
+            if let unit, !Self.glob(unit, a.unit) { return false }
+            if let container, !Self.glob(container, a.container) { return false }
+            if let pod, !Self.glob(pod, a.pod) { return false }
+            if let namespace, !Self.glob(namespace, a.namespace) { return false }
+            if let exposure, !exposure.contains(b.key.exposure) { return false }
             return true
         }
+
+        static func glob(_ pattern: String, _ text: String) -> Bool { fnmatch(pattern, text, 0) == 0 }
     }
 
     public var rules: [Rule]

@@ -16,9 +16,14 @@ public struct PolicyError: Error, CustomStringConvertible, Sendable, Equatable {
 ///   - { ports: 8000-8999 }
 ///   - { port: 53, protocol: udp, address: 127.0.0.53 }
 ///   - { comm: chronyd, uid: 0 }
+///   - { unit: "nginx*.service", exposure: [wildcard, private] }
+///   - { namespace: monitoring, pod: "node-exporter-*" }
 /// ```
+/// `unit`, `container`, `pod` and `namespace` are shell globs; `exposure` is one value or a
+/// list of loopback, private, public, wildcard.
 public enum PolicyFile {
-    static let fields: Set<String> = ["port", "ports", "protocol", "family", "address", "comm", "uid", "netns"]
+    static let fields: Set<String> = ["port", "ports", "protocol", "family", "address", "comm", "uid", "netns",
+                                      "unit", "container", "pod", "namespace", "exposure"]
 
     public static func load(path: String) throws -> Policy {
         let text: String
@@ -57,10 +62,21 @@ public enum PolicyFile {
         for (keyNode, valueNode) in mapping {
             let key = keyNode.string ?? ""
             let at = "\(name):\(line(keyNode))"
-            guard let value = valueNode.scalar?.string, fields.contains(key) else {
-                if !fields.contains(key) { throw PolicyError("\(at): unknown field `\(key)`; known: \(fields.sorted().joined(separator: ", "))") }
-                throw PolicyError("\(at): `\(key)` must be a single value")
+            guard fields.contains(key) else {
+                throw PolicyError("\(at): unknown field `\(key)`; known: \(fields.sorted().joined(separator: ", "))")
             }
+            if key == "exposure" {
+                let values = valueNode.sequence.map { $0.compactMap(\.scalar?.string) } ?? valueNode.scalar.map { [$0.string] } ?? []
+                rule.exposure = Set(try values.map { value in
+                    guard let e = Exposure(rawValue: value.lowercased()) else {
+                        throw PolicyError("\(at): exposure must be \(Exposure.allCases.map(\.rawValue).joined(separator: ", ")), not `\(value)`")
+                    }
+                    return e
+                })
+                guard !values.isEmpty else { throw PolicyError("\(at): `exposure` needs at least one value") }
+                continue
+            }
+            guard let value = valueNode.scalar?.string else { throw PolicyError("\(at): `\(key)` must be a single value") }
             switch key {
             case "port", "ports":
                 rule.ports = try portRange(value, at: at)
@@ -74,6 +90,10 @@ public enum PolicyFile {
                 rule.address = value
             case "comm":
                 rule.comm = value
+            case "unit": rule.unit = value
+            case "container": rule.container = value
+            case "pod": rule.pod = value
+            case "namespace": rule.namespace = value
             case "uid":
                 guard let uid = UInt32(value) else { throw PolicyError("\(at): uid must be a number, not `\(value)`") }
                 rule.uid = uid

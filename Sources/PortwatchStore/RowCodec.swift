@@ -20,18 +20,24 @@ enum RowCodec {
                           address: r.text(i + 3), port: UInt16(truncatingIfNeeded: r.int(i + 4)))
     }
 
-    // MARK: Owner (3 columns)
+    // MARK: Owner (8 columns)
 
-    static let ownerColumns = "pid, comm, uid"
-    static let ownerCount: Int32 = 3
+    static let ownerColumns = "pid, comm, uid, unit, container_id, pod, namespace, container"
+    static let ownerCount: Int32 = 8
 
-    static func encode(_ o: Owner) -> [Value] { [.int(Int64(o.pid)), .text(o.comm), .int(Int64(o.uid))] }
-
-    static func owner(_ r: Statement.Row, at i: Int32) -> Owner {
-        Owner(pid: Int32(truncatingIfNeeded: r.int(i)), comm: r.text(i + 1), uid: UInt32(truncatingIfNeeded: r.int(i + 2)))
+    static func encode(_ o: Owner) -> [Value] {
+        let a = o.attribution
+        return [.int(Int64(o.pid)), .text(o.comm), .int(Int64(o.uid)),
+                .text(a.unit), .text(a.containerID), .text(a.pod), .text(a.namespace), .text(a.container)]
     }
 
-    // MARK: A table row (12 columns)
+    static func owner(_ r: Statement.Row, at i: Int32) -> Owner {
+        Owner(pid: Int32(truncatingIfNeeded: r.int(i)), comm: r.text(i + 1), uid: UInt32(truncatingIfNeeded: r.int(i + 2)),
+              attribution: Attribution(unit: r.text(i + 3), containerID: r.text(i + 4), pod: r.text(i + 5),
+                                       namespace: r.text(i + 6), container: r.text(i + 7)))
+    }
+
+    // MARK: A table row
 
     static let bindingColumns = "\(keyColumns), \(ownerColumns), state, holders, first_seen, last_change"
 
@@ -47,7 +53,7 @@ enum RowCodec {
                        firstSeen: UInt64(bitPattern: r.int(rest + 2)), lastChange: UInt64(bitPattern: r.int(rest + 3)))
     }
 
-    // MARK: A history entry (13 columns)
+    // MARK: A history entry
 
     static let historyColumns = "time, action, \(keyColumns), \(ownerColumns), state, opened, reason"
 
@@ -67,6 +73,8 @@ enum RowCodec {
                             opened: opened, reason: PortEvent.Reason(rawValue: r.text(rest + 2)))
     }
 
-    /// "?,?,…" for `count` values.
-    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ",") }
+    /// "?,?,…", one per column of a column list.
+    static func placeholders(_ columns: String) -> String {
+        Array(repeating: "?", count: columns.split(separator: ",").count).joined(separator: ",")
+    }
 }

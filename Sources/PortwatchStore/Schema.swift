@@ -32,6 +32,12 @@ enum Schema {
         """,
         // Why a port was closed: released, connected (a client now), shutdown, resync.
         "ALTER TABLE history ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+        // Who holds the port beyond the process: systemd unit, container, Kubernetes pod.
+        ["bindings", "history"].flatMap { table in
+            ["unit", "container_id", "pod", "namespace", "container"].map {
+                "ALTER TABLE \(table) ADD COLUMN \($0) TEXT NOT NULL DEFAULT '';"
+            }
+        }.joined(separator: "\n"),
     ]
 
     static var version: Int { migrations.count }

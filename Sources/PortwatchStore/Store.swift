@@ -18,15 +18,15 @@ public final class Store {
         try Self.migrate(db, path: path)
         try Self.wrap(path, "cannot switch to WAL") { try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") }
         self.db = db
-        insertRow = try db.prepare("INSERT OR REPLACE INTO bindings (\(RowCodec.bindingColumns)) VALUES (\(RowCodec.placeholders(12)))")
-        deleteRow = try db.prepare("DELETE FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(5)))")
-        insertSocket = try db.prepare("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders(6)))")
+        insertRow = try db.prepare("INSERT OR REPLACE INTO bindings (\(RowCodec.bindingColumns)) VALUES (\(RowCodec.placeholders(RowCodec.bindingColumns)))")
+        deleteRow = try db.prepare("DELETE FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))")
+        insertSocket = try db.prepare("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders("cookie, " + RowCodec.keyColumns)))")
         deleteSocket = try db.prepare("DELETE FROM sockets WHERE cookie=?")
         addCounter = try db.prepare("""
             INSERT INTO counters (name, label, value) VALUES (?,?,?)
             ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
             """)
-        appendHistory = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES (\(RowCodec.placeholders(13)))")
+        appendHistory = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES (\(RowCodec.placeholders(RowCodec.historyColumns)))")
     }
 
     private static func checkPlace(_ path: String) throws {

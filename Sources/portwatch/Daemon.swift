@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import PortwatchAttribution
 import PortwatchCapture
 import PortwatchExporter
 import PortwatchPipeline
@@ -30,8 +31,9 @@ struct Daemon {
             logger.warning("this kernel's sock_diag cannot list TCP sockets that are bound but not listening (Linux < 6.7): resyncs leave such rows to the kernel's events",
                            metadata: ["feature": "sock_diag_bound_tcp"])
         }
+        let attributor = AttributionResolver(cgroupMount: try KernelChecks.cgroup2Root(), rootfs: options.rootfs)
         let pipeline = try CapturePipeline(
-            kernel: capture, lister: lister, ledger: store,
+            kernel: capture, lister: lister, ledger: store, attributor: attributor,
             window: options.window.nanoseconds,
             schedule: Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds),
             historyRetention: options.historyRetention.nanoseconds, logger: logger)

@@ -19,9 +19,11 @@ import PortwatchTestSupport
             BindingKey(netns: 4026531840, transport: t, family: family, address: address, port: port)
         }
         let hour: UInt64 = 3_600_000_000_000
-        r.ingest(PortEvent(kind: .open, cookie: 1, time: t0, key: key(22), owner: Owner(pid: 612, comm: "sshd", uid: 0), state: .listen))
+        r.ingest(PortEvent(kind: .open, cookie: 1, time: t0, key: key(22),
+                           owner: Owner(pid: 612, comm: "sshd", uid: 0, attribution: Attribution(unit: "ssh.service")), state: .listen))
+        let pod = Attribution(containerID: String(repeating: "ab", count: 32), pod: "debug-7f9c", namespace: "default", container: "shell")
         r.ingest(PortEvent(kind: .open, cookie: 2, time: t0 + hour, key: key(4444, .tcp, "::", .ipv6),
-                           owner: Owner(pid: 7001, comm: "nc", uid: 1000), state: .listen))
+                           owner: Owner(pid: 7001, comm: "nc", uid: 1000, attribution: pod), state: .listen))
         r.ingest(PortEvent(kind: .open, cookie: 3, time: t0 + 2 * hour, key: key(5353, .udp), owner: Owner(pid: 80, comm: "avahi", uid: 107), state: .bound))
         try store.apply(r.flush(now: t0 + 2 * hour)!)
         r.ingest(PortEvent(kind: .close, cookie: 3, time: t0 + 2 * hour + 90_000_000_000, key: key(5353, .udp),
@@ -35,9 +37,9 @@ import PortwatchTestSupport
         let (status, out, _) = try TestBinaries.run("portwatch", ["ls", "--db.path", db])
         #expect(status == 0)
         #expect(out == """
-        PROTO  LOCAL       STATE   PID   COMM  UID   NETNS       SINCE
-        tcp    0.0.0.0:22  listen  612   sshd  0     4026531840  2026-01-01T00:00:00Z
-        tcp    [::]:4444   listen  7001  nc    1000  4026531840  2026-01-01T01:00:00Z
+        PROTO  LOCAL       STATE   PID   COMM  UID   UNIT         POD                 NETNS       SINCE
+        tcp    0.0.0.0:22  listen  612   sshd  0     ssh.service  -                   4026531840  2026-01-01T00:00:00Z
+        tcp    [::]:4444   listen  7001  nc    1000  -            default/debug-7f9c  4026531840  2026-01-01T01:00:00Z
 
         """)
     }
@@ -51,15 +53,21 @@ import PortwatchTestSupport
           {
             "address" : "::",
             "comm" : "nc",
+            "container" : "shell",
+            "container_id" : "abababababababababababababababababababababababababababababababab",
+            "exposure" : "wildcard",
             "family" : "ipv6",
             "holders" : 1,
+            "namespace" : "default",
             "netns" : 4026531840,
             "pid" : 7001,
+            "pod" : "debug-7f9c",
             "port" : 4444,
             "protocol" : "tcp",
             "since" : "2026-01-01T01:00:00Z",
             "state" : "listen",
-            "uid" : 1000
+            "uid" : 1000,
+            "unit" : ""
           }
         ]
 
@@ -83,11 +91,11 @@ import PortwatchTestSupport
         let (status, out, _) = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d"])
         #expect(status == 0)
         #expect(out == """
-        TIME                  EVENT  PROTO  LOCAL         PID   COMM   UID   LIFETIME  REASON
-        2026-01-01T00:00:00Z  open   tcp    0.0.0.0:22    612   sshd   0     -         -
-        2026-01-01T01:00:00Z  open   tcp    [::]:4444     7001  nc     1000  -         -
-        2026-01-01T02:00:00Z  open   udp    0.0.0.0:5353  80    avahi  107   -         -
-        2026-01-01T02:01:30Z  close  udp    0.0.0.0:5353  80    avahi  107   1m30s     released
+        TIME                  EVENT  PROTO  LOCAL         PID   COMM   UID   UNIT         POD                 LIFETIME  REASON
+        2026-01-01T00:00:00Z  open   tcp    0.0.0.0:22    612   sshd   0     ssh.service  -                   -         -
+        2026-01-01T01:00:00Z  open   tcp    [::]:4444     7001  nc     1000  -            default/debug-7f9c  -         -
+        2026-01-01T02:00:00Z  open   udp    0.0.0.0:5353  80    avahi  107   -            -                   -         -
+        2026-01-01T02:01:30Z  close  udp    0.0.0.0:5353  80    avahi  107   -            -                   1m30s     released
 
         """)
         let one = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d", "--port", "5353", "--output", "json"])

@@ -65,3 +65,38 @@ func binding(_ port: UInt16, _ transport: TransportProtocol = .tcp, address: Str
         #expect(try PolicyFile.parse("expected:\n").rules.isEmpty)
     }
 }
+
+/// Rules on who holds a port (unit, container, pod, namespace) and on its exposure.
+@Suite struct AttributionPolicyTests {
+    func binding(_ address: String = "0.0.0.0", family: AddressFamily = .ipv4, attribution a: Attribution = Attribution()) -> Binding {
+        Binding(key: BindingKey(netns: 1, transport: .tcp, family: family, address: address, port: 8080),
+                owner: Owner(pid: 1, comm: "app", uid: 0, attribution: a), state: .listen, holders: 1, firstSeen: 0, lastChange: 0)
+    }
+
+    @Test func globsOnUnitContainerPodAndNamespace() throws {
+        let policy = try PolicyFile.parse("""
+            expected:
+              - { unit: "nginx*.service" }
+              - { namespace: monitoring, pod: "node-exporter-*", container: exporter }
+            """)
+        #expect(policy.allows(binding(attribution: Attribution(unit: "nginx-edge.service"))))
+        #expect(!policy.allows(binding(attribution: Attribution(unit: "sshd.service"))))
+        #expect(policy.allows(binding(attribution: Attribution(pod: "node-exporter-x7k", namespace: "monitoring", container: "exporter"))))
+        #expect(!policy.allows(binding(attribution: Attribution(pod: "node-exporter-x7k", namespace: "default", container: "exporter"))))
+        #expect(!policy.allows(binding(attribution: Attribution(pod: "node-exporter-x7k", namespace: "monitoring", container: "sidecar"))))
+    }
+
+    @Test func exposureAsOneValueOrAList() throws {
+        let policy = try PolicyFile.parse("""
+            expected:
+              - { port: 8080, exposure: [loopback, private] }
+              - { comm: app, exposure: wildcard, unit: "app.service" }
+            """)
+        #expect(policy.allows(binding("127.0.0.1")))
+        #expect(policy.allows(binding("10.1.2.3")))
+        #expect(!policy.allows(binding("8.8.8.8")))
+        #expect(!policy.allows(binding("0.0.0.0")))
+        #expect(policy.allows(binding("::", family: .ipv6, attribution: Attribution(unit: "app.service"))))
+        #expect(throws: PolicyError.self) { try PolicyFile.parse("expected:\n  - { exposure: everywhere }\n") }
+    }
+}

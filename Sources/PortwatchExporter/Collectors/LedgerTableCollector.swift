@@ -17,7 +17,7 @@ enum LedgerTableCollector: Collector {
                          help: "Ports held now (one per network namespace, protocol, family, address and port).",
                          samples: heldSamples),
             MetricFamily("portwatch_port_info", .gauge,
-                         help: "A port held now, with the process that holds it. Always 1.",
+                         help: "A port held now, with the process, service, container and pod that hold it, and its exposure. Always 1.",
                          samples: rows.prefix(limit).map(portInfo)),
             MetricFamily("portwatch_port_info_series_dropped", .gauge,
                          help: "portwatch_port_info series left out by --metrics.max-port-series.",
@@ -27,9 +27,11 @@ enum LedgerTableCollector: Collector {
 
     /// The labels of one held port (shared with the policy's unexpected ports).
     static func portInfo(_ row: Binding) -> MetricFamily.Sample {
-        let k = row.key
+        let k = row.key, a = row.owner.attribution
         return .init([("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"),
                       ("address", k.address), ("port", String(k.port)), ("state", "\(row.state)"),
-                      ("pid", String(row.owner.pid)), ("comm", row.owner.comm)], 1)
+                      ("pid", String(row.owner.pid)), ("comm", row.owner.comm),
+                      ("unit", a.unit), ("container_id", a.containerID), ("pod", a.pod), ("namespace", a.namespace),
+                      ("container", a.container), ("exposure", "\(k.exposure)")], 1)
     }
 }

@@ -41,10 +41,11 @@ struct History: ParsableCommand {
             }), terminator: "")
         case .table:
             print(LedgerOutput.table(
-                ["TIME", "EVENT", "PROTO", "LOCAL", "PID", "COMM", "UID", "LIFETIME", "REASON"],
+                ["TIME", "EVENT", "PROTO", "LOCAL", "PID", "COMM", "UID", "UNIT", "POD", "LIFETIME", "REASON"],
                 entries.map { e in
                     [LedgerOutput.time(e.time), e.action == .insert ? "open" : "close", "\(e.row.key.transport)",
                      LedgerOutput.hostPort(e.row.key), "\(e.row.owner.pid)", e.row.owner.comm, "\(e.row.owner.uid)",
+                     LedgerOutput.unit(e.row.owner), LedgerOutput.pod(e.row.owner),
                      lifetime(e).map(LedgerOutput.duration) ?? "-", e.reason?.rawValue ?? "-"]
                 }), terminator: "")
         }

@@ -40,9 +40,22 @@ enum LedgerOutput {
     }
 
     static func fields(_ b: Binding) -> [String: Any] {
-        ["netns": Int(b.key.netns), "protocol": "\(b.key.transport)", "family": "\(b.key.family)", "address": b.key.address,
-         "port": Int(b.key.port), "state": "\(b.state)", "pid": Int(b.owner.pid), "comm": b.owner.comm,
-         "uid": Int(b.owner.uid), "holders": b.holders]
+        let a = b.owner.attribution
+        return ["netns": Int(b.key.netns), "protocol": "\(b.key.transport)", "family": "\(b.key.family)", "address": b.key.address,
+                "port": Int(b.key.port), "state": "\(b.state)", "pid": Int(b.owner.pid), "comm": b.owner.comm,
+                "uid": Int(b.owner.uid), "holders": b.holders, "unit": a.unit, "container_id": a.containerID, "pod": a.pod,
+                "namespace": a.namespace, "container": a.container, "exposure": "\(b.key.exposure)"]
+    }
+
+    /// The UNIT column: the systemd unit, or "-".
+    static func unit(_ owner: Owner) -> String { owner.attribution.unit.isEmpty ? "-" : owner.attribution.unit }
+
+    /// The POD column: namespace/pod, else the container's name or short id, else "-".
+    static func pod(_ owner: Owner) -> String {
+        let a = owner.attribution
+        if !a.pod.isEmpty { return a.namespace.isEmpty ? a.pod : "\(a.namespace)/\(a.pod)" }
+        if !a.container.isEmpty { return a.container }
+        return a.containerID.isEmpty ? "-" : String(a.containerID.prefix(12))
     }
 
     static func hostPort(_ key: BindingKey) -> String {

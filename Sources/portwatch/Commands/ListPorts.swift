@@ -53,10 +53,11 @@ struct ListPorts: ParsableCommand {
             }), terminator: "")
         case .table:
             print(LedgerOutput.table(
-                ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "NETNS", "SINCE"],
+                ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "UNIT", "POD", "NETNS", "SINCE"],
                 rows.map { r in
                     ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.state)", "\(r.owner.pid)", r.owner.comm,
-                     "\(r.owner.uid)", "\(r.key.netns)", LedgerOutput.time(r.firstSeen)]
+                     "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
+                     LedgerOutput.time(r.firstSeen)]
                 }), terminator: "")
         }
     }

@@ -56,6 +56,10 @@ struct Serve: ParsableCommand {
             help: ArgumentHelp("After start-up, switch to this user (name or uid), keeping only the capabilities resyncs need. The ledger file is handed to it.", valueName: "user"))
     var runAs: String?
 
+    @Option(name: .customLong("path.rootfs"),
+            help: "Prefix for the host paths read to name containers and pods (container runtimes' state), e.g. /host in a DaemonSet.")
+    var rootfs = "/"
+
     @Option(name: .customLong("log.level"), help: "Only log messages with this severity or above: debug, info, warn, error.")
     var logLevel = "info"
 

@@ -1,0 +1,89 @@
+import Foundation
+import Glibc
+import Testing
+import PortwatchTestSupport
+
+/// Who holds the port, with real cgroups made under the cgroup v2 root: the systemd unit a
+/// process runs in, and the container and pod a runtime's state on disk names.
+extension KernelSuite {
+    @Suite struct AttributionIntegrationTests {
+        /// The cgroup v2 mount, from /proc/mounts.
+        static var cgroupRoot: String {
+            let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+            for line in mounts.split(separator: "\n") {
+                let fields: [Substring] = line.split(separator: " ")
+                if fields.count > 2 && fields[2] == "cgroup2" { return String(fields[1]) }
+            }
+            return "/sys/fs/cgroup"
+        }
+
+        /// Makes a cgroup path under the root; removed (deepest first) by `remove`.
+        final class Cgroup {
+            let components: [String]
+            let path: String
+            init(_ relative: String) throws {
+                components = relative.split(separator: "/").map(String.init)
+                path = AttributionIntegrationTests.cgroupRoot + "/" + relative
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            }
+            deinit {
+                for depth in stride(from: components.count, to: 0, by: -1) {
+                    rmdir(AttributionIntegrationTests.cgroupRoot + "/" + components.prefix(depth).joined(separator: "/"))
+                }
+            }
+        }
+
+        /// A child that moves itself into `cgroup`, then binds and listens.
+        func listener(in cgroup: Cgroup) throws -> (ChildProcess, UInt16) {
+            let child = try ChildProcess("""
+            open("\(cgroup.path)/cgroup.procs", "w").write(str(os.getpid()))
+            s = tcp()
+            say(s.getsockname()[1])
+            wait()
+            """)
+            return (child, try #require(UInt16(child.line() ?? "")))
+        }
+
+        @Test func aSystemdUnitIsNamed() throws {
+            let cgroup = try Cgroup("pwtest.slice/pwtest-web.service")
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let (child, port) = try listener(in: cgroup)
+            #expect(d.waitShown(port, "tcp", ["unit=\"pwtest-web.service\"", "pid=\"\(child.pid)\"", "exposure=\"loopback\""]) != nil,
+                    "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            child.kill()
+            #expect(d.waitGone(port, "tcp"))
+            #expect(try TestBinaries.run("portwatch", ["history", "--db.path", d.dbPath, "--port", "\(port)"]).stdout.contains("pwtest-web.service"))
+        }
+
+        @Test func aKubernetesPodIsNamedFromContainerdsState() throws {
+            let id = String(repeating: "5e", count: 32)
+            let cgroup = try Cgroup("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podc0ffee00_1234.slice/cri-containerd-\(id).scope")
+            let rootfs = FileManager.default.temporaryDirectory.appendingPathComponent("pw-host-\(UUID().uuidString)").path
+            let bundle = rootfs + "/run/containerd/io.containerd.runtime.v2.task/k8s.io/\(id)"
+            try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
+            try """
+            {"annotations":{"io.kubernetes.cri.sandbox-name":"web-5d8f","io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.container-name":"nginx"}}
+            """.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
+            let d = try DaemonHarness(arguments: ["--path.rootfs", rootfs])
+            guard d.waitReady() else { return }
+            let (child, port) = try listener(in: cgroup)
+            let line = d.waitShown(port, "tcp", ["pod=\"web-5d8f\"", "namespace=\"shop\"", "container=\"nginx\"", "container_id=\"\(id)\""])
+            #expect(line != nil, "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            #expect(line?.contains("unit=\"\"") == true, "a container's scope is not a unit")
+            let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--port", "\(port)"]).stdout
+            #expect(ls.contains("shop/web-5d8f"), "\(ls)")
+            child.kill()
+        }
+
+        @Test func aListenerOlderThanTheDaemonIsNamedByTheSnapshot() throws {
+            let cgroup = try Cgroup("pwtest.slice/pwtest-old.service")
+            let (child, port) = try listener(in: cgroup)
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            #expect(d.portInfo(port: port, transport: "tcp")?.contains("unit=\"pwtest-old.service\"") == true,
+                    "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            child.kill()
+        }
+    }
+}
