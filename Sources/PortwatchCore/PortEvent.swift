@@ -18,6 +18,9 @@ public struct PortEvent: Sendable, Hashable {
         /// A resync found the kernel no longer holds the socket (a lost event, or a change
         /// with no kernel hook, such as a UDP disconnect).
         case resync
+        /// For an update: another process holds the port now (the owner exited after a fork,
+        /// handed the socket over, or exec'd another program).
+        case holder
     }
 
     public var kind: Kind

@@ -220,12 +220,37 @@ public struct Reconciler: Sendable {
             synthetic.append(PortEvent(kind: .open, cookie: socket.cookie, time: now, key: socket.key,
                                        owner: socket.owner, state: socket.state))
         }
-        guard !synthetic.isEmpty else { return (nil, [:]) }
-        var batch = fold(synthetic, resync: true)
+        var batch = synthetic.isEmpty ? Batch() : fold(synthetic, resync: true)
         var corrections: [RowChange.Action: UInt64] = [:]
         for change in batch.changes where change.action != .update { corrections[change.action, default: 0] += 1 }
         batch.counters.orphanCloses = [:]
+        for change in refreshHolders(live, skipping: buffered, now: now) {
+            batch.changes.append(change)
+            batch.counters.actions[.update, default: 0] += 1
+        }
         return (batch.isEmpty ? nil : batch, corrections)
+    }
+
+    /// Names the process that holds each port now. When the recorded owner (pid and name)
+    /// holds none of a row's live sockets any more (it exited after a fork, handed the
+    /// socket over, or exec'd another program), the row takes the owner of its oldest live
+    /// socket, and the change is an update with reason `holder`.
+    private mutating func refreshHolders(_ live: [LiveSocket], skipping buffered: Set<UInt64>, now: UInt64) -> [RowChange] {
+        var held: [BindingKey: [LiveSocket]] = [:]
+        for socket in live where socket.owner.pid > 0 && sockets[socket.cookie] == socket.key && !buffered.contains(socket.cookie) {
+            held[socket.key, default: []].append(socket)
+        }
+        var changes: [RowChange] = []
+        for (key, sockets) in held.sorted(by: { $0.key < $1.key }) {
+            guard var row = rows[key],
+                  !sockets.contains(where: { $0.owner.pid == row.owner.pid && $0.owner.comm == row.owner.comm }),
+                  let current = sockets.min(by: { $0.cookie < $1.cookie }) else { continue }
+            row.owner = current.owner
+            row.lastChange = now
+            rows[key] = row
+            changes.append(RowChange(action: .update, row: row, time: now, reason: .holder))
+        }
+        return changes
     }
 
     private mutating func open(_ event: PortEvent, batch: inout Batch) {

@@ -116,7 +116,8 @@ public final class Store {
         case .insert, .update: try insertRow.run(RowCodec.encode(change.row))
         case .delete: try deleteRow.run(RowCodec.encode(change.row.key))
         }
-        guard change.action != .update else { return }
+        // Updates are state changes of one binding (bound -> listen); a new holder is history.
+        guard change.action != .update || change.reason == .holder else { return }
         try appendHistory.run(RowCodec.encode(change))
     }
 

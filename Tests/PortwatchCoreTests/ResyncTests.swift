@@ -4,7 +4,8 @@ import PortwatchCore
 @Suite struct ResyncTests {
     let a = key(22), b = key(80), c = key(443)
     let t0: UInt64 = 9_000 * ms
-    let owner = Owner(pid: 5, comm: "sshd", uid: 0)
+    // The holder the rows record (row() defaults), so that only membership differs.
+    let owner = Owner(pid: 50, comm: "old", uid: 0)
 
     @Test func staleRowsGoAndMissingRowsCome() throws {
         var r = Reconciler(window: window, rows: [a: row(a), b: row(b)], sockets: [1: a, 2: b])
@@ -31,6 +32,25 @@ import PortwatchCore
         let (_, again) = r.resync(live: [], now: t0 + 1, sees: { transport, state in !(transport == .tcp && state == .bound) })
         #expect(again == [.delete: 1])
         #expect(Set(r.rows.keys) == [b])
+    }
+
+    @Test func theRowNamesTheProcessThatHoldsThePortNow() throws {
+        var r = Reconciler(window: window, rows: [a: row(a, pid: 50, comm: "parent")], sockets: [1: a])
+        let child = Owner(pid: 77, comm: "worker", uid: 0, attribution: Attribution(unit: "web.service"))
+        let (batch, corrections) = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: child, state: .listen)], now: t0)
+        #expect(corrections.isEmpty, "a new holder is not a correction")
+        #expect(batch?.changes.map { "\($0.action):\($0.reason?.rawValue ?? "")" } == ["update:holder"])
+        #expect(r.rows[a]?.owner == child)
+        // The same process after exec: same pid, another name.
+        let exec = Owner(pid: 77, comm: "sleep", uid: 0)
+        _ = r.resync(live: [LiveSocket(cookie: 1, key: a, owner: exec, state: .listen)], now: t0 + 1)
+        #expect(r.rows[a]?.owner.comm == "sleep")
+        // Nothing changes while the recorded owner still holds one of the key's sockets.
+        var group = Reconciler(window: window, rows: [a: row(a, pid: 50, comm: "nginx", holders: 2)], sockets: [1: a, 2: a])
+        let (none, _) = group.resync(live: [LiveSocket(cookie: 1, key: a, owner: Owner(pid: 51, comm: "nginx", uid: 0), state: .listen),
+                                            LiveSocket(cookie: 2, key: a, owner: Owner(pid: 50, comm: "nginx", uid: 0), state: .listen)],
+                                     now: t0)
+        #expect(none == nil)
     }
 
     @Test func agreeingTableNeedsNoCorrection() {

@@ -85,5 +85,90 @@ extension KernelSuite {
                     "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
             child.kill()
         }
+
+        /// The row names the process that holds the socket now, recorded as a `holder` update.
+        func waitHolder(_ d: DaemonHarness, _ port: UInt16, pid: Int32, _ parts: [String] = []) -> Bool {
+            d.waitShown(port, "tcp", ["pid=\"\(pid)\""] + parts) != nil
+        }
+
+        @Test func theBinderExitsAfterAForkAndTheChildIsNamed() throws {
+            let d = try DaemonHarness(arguments: ["--resync.interval", "1s"])
+            guard d.waitReady() else { return }
+            let child = try ChildProcess("""
+            s = tcp()
+            say(s.getsockname()[1])
+            wait()
+            pid = os.fork()
+            if pid == 0:
+                import time
+                os.close(0); os.close(1)
+                time.sleep(600)
+                os._exit(0)
+            say(pid)
+            os._exit(0)
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(d.waitShown(port, "tcp", ["pid=\"\(child.pid)\""]) != nil)
+            child.send("fork")
+            let worker = try #require(Int32(child.line() ?? ""))
+            defer { kill(worker, SIGKILL) }
+            #expect(TestHTTP.waitUntil(DaemonHarness.deadline) { ChildProcess.hasExited(child.pid) })
+            #expect(waitHolder(d, port, pid: worker), "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            #expect(d.history(port: port, transport: "tcp") == ["insert:", "update:holder"])
+        }
+
+        @Test func aSocketHandedOverToAnotherUnitNamesTheHolder() throws {
+            // systemd socket activation, in small: a process in one unit binds and passes the
+            // socket over SCM_RIGHTS to a process in another unit, then closes its copy.
+            let binderUnit = try Cgroup("pwtest.slice/pwtest-activator.socket.scope")
+            let serverUnit = try Cgroup("pwtest.slice/pwtest-server.service")
+            let d = try DaemonHarness(arguments: ["--resync.interval", "1s"])
+            guard d.waitReady() else { return }
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).sock").path
+            let server = try ChildProcess("""
+            open("\(serverUnit.path)/cgroup.procs", "w").write(str(os.getpid()))
+            u = socket.socket(socket.AF_UNIX)
+            u.bind("\(path)"); u.listen()
+            say("ready")
+            c, _ = u.accept()
+            msg, fds, _, _ = socket.recv_fds(c, 16, 1)
+            s = socket.socket(fileno=fds[0])
+            say(s.getsockname()[1])
+            wait()
+            """)
+            #expect(server.line() == "ready")
+            let binder = try ChildProcess("""
+            open("\(binderUnit.path)/cgroup.procs", "w").write(str(os.getpid()))
+            s = tcp()
+            u = socket.socket(socket.AF_UNIX); u.connect("\(path)")
+            socket.send_fds(u, [b"x"], [s.fileno()])
+            s.close()
+            say("sent")
+            wait()
+            """)
+            #expect(binder.line() == "sent")
+            let port = try #require(UInt16(server.line() ?? ""))
+            #expect(waitHolder(d, port, pid: server.pid, ["unit=\"pwtest-server.service\""]),
+                    "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            binder.kill()
+            server.kill()
+        }
+
+        @Test func aProgramThatExecsIsNamedByItsNewName() throws {
+            let d = try DaemonHarness(arguments: ["--resync.interval", "1s"])
+            guard d.waitReady() else { return }
+            let child = try ChildProcess("""
+            s = tcp()
+            os.set_inheritable(s.fileno(), True)
+            say(s.getsockname()[1])
+            wait()
+            os.execv("/bin/sleep", ["sleep", "600"])
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(d.waitShown(port, "tcp", ["comm=\"\(child.comm)\""]) != nil)
+            child.send("exec")
+            #expect(waitHolder(d, port, pid: child.pid, ["comm=\"sleep\""]), "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            child.kill()
+        }
     }
 }

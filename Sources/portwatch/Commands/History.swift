@@ -33,7 +33,7 @@ struct History: ParsableCommand {
             print(LedgerOutput.json(entries.map { e in
                 var object = LedgerOutput.fields(e.row)
                 object["time"] = LedgerOutput.time(e.time)
-                object["event"] = e.action == .insert ? "open" : "close"
+                object["event"] = LedgerOutput.event(e.action)
                 object["lifetime_seconds"] = lifetime(e).map { Double($0) / 1e9 }
                 object["reason"] = e.reason?.rawValue
                 object.removeValue(forKey: "holders")
@@ -43,7 +43,7 @@ struct History: ParsableCommand {
             print(LedgerOutput.table(
                 ["TIME", "EVENT", "PROTO", "LOCAL", "PID", "COMM", "UID", "UNIT", "POD", "LIFETIME", "REASON"],
                 entries.map { e in
-                    [LedgerOutput.time(e.time), e.action == .insert ? "open" : "close", "\(e.row.key.transport)",
+                    [LedgerOutput.time(e.time), LedgerOutput.event(e.action), "\(e.row.key.transport)",
                      LedgerOutput.hostPort(e.row.key), "\(e.row.owner.pid)", e.row.owner.comm, "\(e.row.owner.uid)",
                      LedgerOutput.unit(e.row.owner), LedgerOutput.pod(e.row.owner),
                      lifetime(e).map(LedgerOutput.duration) ?? "-", e.reason?.rawValue ?? "-"]

@@ -47,6 +47,15 @@ enum LedgerOutput {
                 "namespace": a.namespace, "container": a.container, "exposure": "\(b.key.exposure)"]
     }
 
+    /// What a history entry records: a port opened, closed, or taken over by another holder.
+    static func event(_ action: RowChange.Action) -> String {
+        switch action {
+        case .insert: "open"
+        case .delete: "close"
+        case .update: "holder"
+        }
+    }
+
     /// The UNIT column: the systemd unit, or "-".
     static func unit(_ owner: Owner) -> String { owner.attribution.unit.isEmpty ? "-" : owner.attribution.unit }
 
