@@ -198,6 +198,7 @@ struct css_set {
 
 struct task_struct {
 	struct css_set *cgroups;
+	int pid;
 	int tgid;
 	struct task_struct *group_leader;
 	char comm[16];

@@ -15,6 +15,8 @@
  *                                         is shut down, a connection of a socket that keeps
  *                                         its port ends (CLOSE): listener again or gone
  *   cgroup/sock_release                   the last reference to a socket goes away
+ *   tp_btf/sched_process_exit, _exec      an owner of a held port exits or execs: user space
+ *                                         names the process that holds the socket now
  * The cgroup programs are attached to the cgroup v2 root, so they see every socket.
  *
  * A bound socket is remembered by its cookie in `bindings`, because sock_release cannot
@@ -38,6 +40,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct pw_binding);
 } bindings SEC(".maps");
+
+/* Processes user space names as owners of held ports (pid -> 1): their exit or exec is
+ * reported, so that the row can name whoever holds the socket now. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, __u8);
+} owners SEC(".maps");
 
 /* Written by user space after load: see struct pw_settings. */
 struct {
@@ -321,4 +332,34 @@ int pw_sock_release(struct bpf_sock *sk)
 		emit(cookie, PW_EVENT_CLOSE, PW_REASON_RELEASED, b);
 	bpf_map_delete_elem(&bindings, &cookie);
 	return 1;
+}
+
+/* An owner of a held port leaves or becomes another program: say so, with its pid. */
+static __always_inline int owner_changed(struct task_struct *task)
+{
+	struct pw_binding b = {};
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+
+	/* Threads other than the leader come and go without changing who holds a socket. */
+	if (BPF_CORE_READ(task, pid) != tgid || !bpf_map_lookup_elem(&owners, &tgid))
+		return 0;
+	b.pid = tgid;
+	emit(0, PW_EVENT_OWNER, 0, &b);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int pw_owner_exit(__u64 *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx[0];
+
+	return owner_changed(task);
+}
+
+SEC("tp_btf/sched_process_exec")
+int pw_owner_exec(__u64 *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx[0];
+
+	return owner_changed(task);
 }

@@ -11,7 +11,8 @@
 
 enum pw_event_kind {
 	PW_EVENT_OPEN = 1,  /* a socket took (or changed state on) a port */
-	PW_EVENT_CLOSE = 2, /* the last reference to a bound socket went away */
+	PW_EVENT_CLOSE = 2, /* the socket stopped holding its port as a listener */
+	PW_EVENT_OWNER = 3, /* a process recorded as a port's owner exited or exec'd (binding.pid) */
 };
 
 enum pw_state {

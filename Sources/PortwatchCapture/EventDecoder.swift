@@ -29,6 +29,11 @@ public struct EventDecoder {
         monotonicToWall = Int64(wall.tv_sec - mono.tv_sec) * 1_000_000_000 + Int64(wall.tv_nsec - mono.tv_nsec)
     }
 
+    /// Whether a record says a watched owner exited or exec'd (not a port event).
+    public static func isOwnerChange(_ raw: UnsafeRawPointer, size: Int) -> Bool {
+        size >= MemoryLayout<pw_event>.size && raw.loadUnaligned(as: pw_event.self).kind == PW_EVENT_OWNER.rawValue
+    }
+
     public mutating func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
         let e = raw.loadUnaligned(as: pw_event.self)

@@ -23,9 +23,10 @@ public final class KernelCapture {
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
-                                      "pw_sendmsg4", "pw_sendmsg6", "pw_sock_release", "pw_sockops", "pw_tcp_state"]
+                                      "pw_owner_exec", "pw_owner_exit", "pw_sendmsg4", "pw_sendmsg6", "pw_sock_release",
+                                      "pw_sockops", "pw_tcp_state"]
     /// Programs attached to a tracepoint rather than to the cgroup v2 root.
-    static let tracingPrograms: Set<String> = ["pw_tcp_state"]
+    static let tracingPrograms: Set<String> = ["pw_owner_exec", "pw_owner_exit", "pw_tcp_state"]
 
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
@@ -37,12 +38,16 @@ public final class KernelCapture {
         var decoder = EventDecoder()
         var events: [PortEvent] = []
         var rejected: UInt64 = 0
+        /// Exits and execs of processes named as owners (see `watchOwners`).
+        var ownerChanges: UInt64 = 0
     }
     private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
     private let logger: Logger
     private var bindingsFD: Int32 = -1
     private var lostFD: Int32 = -1
     private var mapFullFD: Int32 = -1
+    private var ownersFD: Int32 = -1
+    private var watched = Set<Int32>()
 
     public init(options: Options = Options(), logger: Logger) throws {
         self.logger = logger
@@ -84,6 +89,7 @@ public final class KernelCapture {
         bindingsFD = bpf_map__fd(try map("bindings"))
         lostFD = bpf_map__fd(try map("lost"))
         mapFullFD = bpf_map__fd(try map("map_full"))
+        ownersFD = bpf_map__fd(try map("owners"))
         var zero: UInt32 = 0
         // Past a quarter of the ring, always wake the consumer, however small the ring.
         var settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), _pad: 0)
@@ -95,6 +101,8 @@ public final class KernelCapture {
                              // The layout is shared through bpf/portwatch.h; a short record cannot occur.
                              if let data, let event = sink.pointee.decoder.decode(data, size: size) {
                                  sink.pointee.events.append(event)
+                             } else if let data, EventDecoder.isOwnerChange(data, size: size) {
+                                 sink.pointee.ownerChanges += 1
                              } else {
                                  sink.pointee.rejected += 1
                              }
@@ -139,6 +147,27 @@ public final class KernelCapture {
 
     /// Ring buffer records the decoder rejected.
     public var decodeErrors: UInt64 { sink.pointee.rejected }
+
+    /// Exits and execs of watched owners seen so far.
+    public var ownerChanges: UInt64 { sink.pointee.ownerChanges }
+
+    /// The processes whose exit or exec the kernel reports: the owners of held ports.
+    /// Returns how many the kernel could not take (its map is full).
+    @discardableResult
+    public func watchOwners(_ pids: Set<Int32>) -> Int {
+        var refused = 0
+        for pid in watched.subtracting(pids) {
+            var key = UInt32(bitPattern: pid)
+            _ = bpf_map_delete_elem(ownersFD, &key)
+        }
+        for pid in pids.subtracting(watched) {
+            var key = UInt32(bitPattern: pid)
+            var one: UInt8 = 1
+            if bpf_map_update_elem(ownersFD, &key, &one, UInt64(BPF_ANY)) != 0 { refused += 1 }
+        }
+        watched = pids
+        return refused
+    }
 
     private func perCPUSum(_ fd: Int32) -> UInt64 {
         let cpus = Int(libbpf_num_possible_cpus())

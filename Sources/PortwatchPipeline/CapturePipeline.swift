@@ -40,6 +40,7 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Sockets the kernel refused to remember when seeded from a snapshot.
     private var seedRefused: UInt64 = 0
     private var resyncRequested = true
+    private var watchedOwners = Set<Int32>()
     private var due = Deadlines()
 
     private struct Deadlines {
@@ -156,6 +157,11 @@ public final class CapturePipeline: @unchecked Sendable {
             extra.append(CounterEntry(name: CounterEntry.eventsLost, label: "", value: current.lost - kernelSeen.lost))
             resyncRequested = true
         }
+        if current.ownerChanges > kernelSeen.ownerChanges {
+            // An owner exited or exec'd: the resync's /proc scan names who holds its ports now.
+            logger.debug("owners changed; resyncing", metadata: ["changes": "\(current.ownerChanges - kernelSeen.ownerChanges)"])
+            resyncRequested = true
+        }
         if current.mapFull > kernelSeen.mapFull {
             logger.warning("the kernel's map of bound sockets is full; their closes are found by resyncs",
                            metadata: ["refused": "\(current.mapFull - kernelSeen.mapFull)"])
@@ -227,6 +233,14 @@ public final class CapturePipeline: @unchecked Sendable {
         }
     }
 
+    /// Tells the kernel whose exit or exec to report: the owners the table names now.
+    private func watchOwners() {
+        let pids = Set(reconciler.rows.values.map(\.owner.pid).filter { $0 > 0 })
+        guard pids != watchedOwners else { return }
+        watchedOwners = pids
+        kernel.watchOwners(pids)
+    }
+
     // MARK: Writing
 
     /// Writes a batch; on failure keeps it (and those after it) to retry in order.
@@ -241,6 +255,7 @@ public final class CapturePipeline: @unchecked Sendable {
             do {
                 try ledger.apply(batch, extra: extra)
                 unwritten.removeFirst()
+                if !batch.changes.isEmpty { watchOwners() }
             } catch {
                 due.write = clock.monotonic() + schedule.writeRetry
                 healthValue.withLock { $0.storeErrors += 1 }

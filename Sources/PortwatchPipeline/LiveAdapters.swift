@@ -6,8 +6,10 @@ import PortwatchStore
 /// The real kernel, socket lister and ledger behind the pipeline's ports.
 extension KernelCapture: KernelEvents {
     public func health() -> KernelHealth {
-        KernelHealth(lost: lostEvents(), decodeErrors: decodeErrors, mapFull: mapFullCount())
+        KernelHealth(lost: lostEvents(), decodeErrors: decodeErrors, mapFull: mapFullCount(), ownerChanges: ownerChanges)
     }
+
+    public func watchOwners(_ pids: Set<Int32>) { _ = watchOwners(pids) as Int }
 }
 
 /// Lists sockets with sock_diag in every network namespace.

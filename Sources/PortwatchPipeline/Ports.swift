@@ -10,6 +10,9 @@ public protocol KernelEvents: AnyObject {
     /// Seeds the kernel's map of bound sockets so that this socket's release is reported.
     /// Returns false when the kernel refused it (map full).
     func remember(_ socket: LiveSocket) -> Bool
+    /// Asks the kernel to report when one of these processes (the owners of held ports)
+    /// exits or execs; counted in `KernelHealth.ownerChanges`.
+    func watchOwners(_ pids: Set<Int32>)
     /// Detaches everything. Idempotent.
     func close()
 }
@@ -23,11 +26,14 @@ public struct KernelHealth: Sendable, Equatable {
     /// Bound sockets the kernel could not remember because its map was full: their release
     /// goes unseen until a resync.
     public var mapFull: UInt64 = 0
+    /// Exits and execs of processes named as owners: another process may hold their ports now.
+    public var ownerChanges: UInt64 = 0
 
-    public init(lost: UInt64 = 0, decodeErrors: UInt64 = 0, mapFull: UInt64 = 0) {
+    public init(lost: UInt64 = 0, decodeErrors: UInt64 = 0, mapFull: UInt64 = 0, ownerChanges: UInt64 = 0) {
         self.lost = lost
         self.decodeErrors = decodeErrors
         self.mapFull = mapFull
+        self.ownerChanges = ownerChanges
     }
 }
 

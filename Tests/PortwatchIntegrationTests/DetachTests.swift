@@ -30,7 +30,7 @@ extension KernelSuite {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
             let ours = Self.portwatchPrograms().subtracting(before)
-            #expect(ours.count == 9, "the daemon loads nine programs: \(ours)")
+            #expect(ours.count == 11, "the daemon loads eleven programs: \(ours)")
             kill(d.process.processIdentifier, signal)
             d.process.waitUntilExit()
             #expect(d.process.terminationStatus == 0)

@@ -104,6 +104,18 @@ import PortwatchPipeline
         #expect(rig.pipeline.phase == .stopping)
     }
 
+    @Test func anOwnerThatExitsIsLookedUpAgainAtOnce() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080)])
+        rig.run(for: 0.3)
+        #expect(rig.kernel.watched == [42], "the kernel is told whose exit to report")
+        let calls = rig.lister.calls
+        rig.kernel.kernelHealth.ownerChanges = 1
+        rig.run(for: rig.pipeline.schedule.healthCheck + 0.1)
+        #expect(rig.lister.calls == calls + 1, "an owner's exit brings a resync that names the new holder")
+    }
+
     @Test func periodicResyncFollowsTheSchedule() throws {
         let rig = try Rig(resync: 10)
         rig.pipeline.step()

@@ -17,6 +17,8 @@ final class FakeKernel: KernelEvents {
         remembered.append(socket)
         return !refuseRemember
     }
+    var watched = Set<Int32>()
+    func watchOwners(_ pids: Set<Int32>) { watched = pids }
     func close() { closed = true }
 }
 
