@@ -36,7 +36,26 @@ final class RunningServer {
         #expect(post.status == 405)
         #expect(post.headers["allow"] == "GET, HEAD")
         let head = try TestHTTP.get(port: s.port, path: "/metrics", method: "HEAD")
-        #expect(head.status == 200 && head.body.isEmpty && Int(head.headers["content-length"] ?? "0")! > 0)
+        #expect(head.status == 200 && Int(head.headers["content-length"] ?? "0")! > 0)
+        // The raw bytes: a HEAD answer ends with its headers, whatever Content-Length says.
+        let fd = try TestHTTP.connect(port: s.port)
+        defer { close(fd) }
+        TestHTTP.send(fd, "HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        var raw: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            raw += buffer[0..<n]
+        }
+        let text = String(decoding: raw, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200"))
+        #expect(text.hasSuffix("\r\n\r\n"), "bytes after the headers of a HEAD answer: \(text.suffix(80))")
+    }
+
+    /// The lines of a scrape that change from one scrape to the next.
+    static func stable(_ text: String) -> [Substring] {
+        text.split(separator: "\n").filter { !$0.hasPrefix("process_") && !$0.hasPrefix("portwatch_scrape_duration") }
     }
 
     @Test func metricsAreNegotiatedAndGzipped() throws {
@@ -48,6 +67,19 @@ final class RunningServer {
         #expect(gz.headers["content-encoding"] == "gzip")
         #expect(gz.headers["vary"] == "Accept-Encoding")
         #expect(Array(gz.body.prefix(2)) == [0x1f, 0x8b])
+        // Decompressed, it is the identity answer.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).gz").path
+        try Data(gz.body).write(to: URL(fileURLWithPath: file))
+        let unzipped = TestProcess.run(["gzip", "-dc", file])
+        #expect(unzipped.status == 0)
+        let plain = try TestHTTP.get(port: s.port, path: "/metrics")
+        #expect(plain.headers["content-encoding"] == nil)
+        #expect(Self.stable(unzipped.output) == Self.stable(plain.text))
+        #expect(Self.stable(plain.text).count > 20)
+        // A client that refuses gzip gets none.
+        let refused = try TestHTTP.get(port: s.port, path: "/metrics", headers: ["Accept-Encoding": "gzip;q=0, identity"])
+        #expect(refused.headers["content-encoding"] == nil)
+        #expect(refused.text.contains("portwatch_up"))
     }
 
     @Test func keepAlivePipeliningAndSplitRequests() throws {
