@@ -59,6 +59,7 @@ struct Daemon {
         server.start()
         policy?.start()
         logger.info("listening", metadata: ["address": "\(addresses.map(\.description).joined(separator: ","))",
+                                            "ports": "\(server.boundPorts.map(String.init).joined(separator: ","))",
                                             "db": "\(options.databasePath)", "window": "\(options.window)"])
 
         waitForTermination(onHangup: {

@@ -12,7 +12,9 @@ enum BPFAvailability {
 
 /// The real `portwatch` binary, on a temporary DB and a free loopback port.
 final class DaemonHarness {
-    let port: UInt16
+    /// The port the daemon's HTTP listener took: it binds port 0 and logs what it got, so
+    /// that no other test can take a port picked for it in between.
+    private(set) lazy var port: UInt16 = boundPort()
     let dbPath: String
     let process = Process()
     let stderr = Pipe()
@@ -28,12 +30,11 @@ final class DaemonHarness {
     }
 
     init(arguments: [String] = [], dbPath: String? = nil) throws {
-        port = TestHTTP.freePort()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portwatch-it-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.dbPath = dbPath ?? dir + "/portwatch.db"
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["--web.listen-address", "127.0.0.1:\(port)", "--db.path", self.dbPath] + arguments
+        process.arguments = ["--web.listen-address", "127.0.0.1:0", "--db.path", self.dbPath] + arguments
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
         let box = logBox
@@ -44,6 +45,18 @@ final class DaemonHarness {
             box.lock.unlock()
         }
         try process.run()
+    }
+
+    /// The port from the daemon's "listening" log line (0 if it never got that far).
+    private func boundPort() -> UInt16 {
+        var found: UInt16 = 0
+        _ = TestHTTP.waitUntil(30) {
+            if let range = log.range(of: " ports=") {
+                found = UInt16(log[range.upperBound...].prefix { $0.isNumber }) ?? 0
+            }
+            return found != 0 || !process.isRunning
+        }
+        return found
     }
 
     var log: String {
