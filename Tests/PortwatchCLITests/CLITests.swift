@@ -104,6 +104,29 @@ import PortwatchTestSupport
         #expect(one.stdout.components(separatedBy: "\"event\"").count == 3)
     }
 
+    @Test func historySinceLeavesOutOlderEntries() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-since-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = dir + "/pw.db"
+        let store = try Store(path: path)
+        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        let minute: UInt64 = 60_000_000_000
+        var r = Reconciler(window: 0)
+        for (cookie, port, age) in [(UInt64(1), UInt16(7001), 180 * minute), (2, 7002, 90 * minute), (3, 7003, 10 * minute)] {
+            r.ingest(PortEvent(kind: .open, cookie: cookie, time: now - age,
+                               key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: port),
+                               owner: Owner(pid: 1, comm: "app", uid: 0), state: .listen))
+        }
+        try store.apply(r.flush(now: now)!)
+        func ports(_ since: String) throws -> [String] {
+            try TestBinaries.run("portwatch", ["history", "--db.path", path, "--since", since]).stdout
+                .split(separator: "\n").dropFirst().compactMap { line in line.split(separator: " ").first { $0.hasPrefix("0.0.0.0:") }.map(String.init) }
+        }
+        #expect(try ports("1h") == ["0.0.0.0:7003"])
+        #expect(try ports("2h") == ["0.0.0.0:7002", "0.0.0.0:7003"])
+        #expect(try ports("4h") == ["0.0.0.0:7001", "0.0.0.0:7002", "0.0.0.0:7003"])
+    }
+
     @Test func checkPolicy() throws {
         let db = try Self.preparedLedger()
         let dir = FileManager.default.temporaryDirectory.path

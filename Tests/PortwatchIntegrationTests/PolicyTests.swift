@@ -41,6 +41,26 @@ extension KernelSuite {
             #expect(d.process.isRunning, "SIGHUP does not stop the daemon")
         }
 
+        /// SIGHUP alone reloads: the new file keeps the old modification time, so the watcher
+        /// cannot see the change and only the signal can bring it in.
+        @Test func hangupAloneReloads() throws {
+            let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            try "expected:\n  - { port: 1-1023 }\n".write(toFile: policy, atomically: false, encoding: .utf8)
+            let stamp = try #require(try FileManager.default.attributesOfItem(atPath: policy)[.modificationDate] as? Date)
+            let d = try DaemonHarness(arguments: ["--policy.file", policy])
+            guard d.waitReady() else { return }
+            func flagged() -> Bool { d.scrape().samples("portwatch_unexpected_port_info").contains { $0.label("port") == "\(port)" } }
+            #expect(TestHTTP.waitUntil(5) { flagged() })
+            try "expected:\n  - { port: \(port) }\n".write(toFile: policy, atomically: false, encoding: .utf8)
+            try FileManager.default.setAttributes([.modificationDate: stamp], ofItemAtPath: policy)
+            #expect(flagged(), "nothing reloads an unchanged-looking file by itself")
+            kill(d.process.processIdentifier, SIGHUP)
+            #expect(TestHTTP.waitUntil(5) { !flagged() }, "\(d.log)")
+            #expect(d.log.components(separatedBy: "policy reloaded").count == 2, "one reload, by the signal")
+        }
+
         @Test func badPolicyAtStartIsOneClearLine() throws {
             let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
             try "expected:\n  - { colour: red }\n".write(toFile: policy, atomically: true, encoding: .utf8)
