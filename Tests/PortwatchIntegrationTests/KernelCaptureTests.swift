@@ -237,6 +237,13 @@ extension KernelSuite {
             let effective = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
                 .flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
             #expect(effective == 1 << 21 | 1 << 19 | 1 << 2)
+            for field in ["CapPrm:", "CapBnd:"] {
+                let mask = status.split(separator: "\n").first { $0.hasPrefix(field) }
+                    .flatMap { UInt64($0.dropFirst(field.count).trimmingCharacters(in: .whitespaces), radix: 16) }
+                #expect(mask == 1 << 21 | 1 << 19 | 1 << 2, "\(field)")
+            }
+            var info = stat()
+            #expect(stat(d.dbPath, &info) == 0 && info.st_uid == 65534, "the ledger is handed to the user")
             // Still sees new listeners, names their owners, and writes its ledger.
             let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()")
             let port = try #require(UInt16(child.line() ?? ""))
