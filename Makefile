@@ -80,6 +80,7 @@ fuzz: deps
 	.build/fuzz/http-parser -max_total_time=$(FUZZ_SECONDS) -timeout=5 -max_len=16384 .build/fuzz-corpus Tests/Fuzz/corpus
 
 # The whole suite under ThreadSanitizer, then AddressSanitizer (separate build folders).
+check-sanitizers: export PORTWATCH_REQUIRE_BPF = 1
 check-sanitizers: test-deps
 	swift test --sanitize=thread --scratch-path .build-tsan
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Sanitizers/lsan.supp swift test --sanitize=address --scratch-path .build-asan
