@@ -101,6 +101,14 @@ public struct Reconciler: Sendable {
         buffer.append(Pending(event: event))
     }
 
+    /// When the oldest buffered event is due (wall-clock ns), nil when none waits: the
+    /// deadline at which the next `flush` publishes something.
+    public var nextDue: UInt64? {
+        var i = head
+        while i < buffer.count, buffer[i].dropped { i += 1 }
+        return i < buffer.count ? buffer[i].event.time &+ window : nil
+    }
+
     /// Applies every event older than `window` at `now` (wall-clock nanoseconds).
     /// Returns nil when there is nothing to write.
     public mutating func flush(now: UInt64) -> Batch? {

@@ -42,6 +42,7 @@ public final class CapturePipeline: @unchecked Sendable {
     private var resyncRequested = true
     private var watchedOwners = Set<Int32>()
     private var due = Deadlines()
+    private var lastFlush = 0.0
 
     private struct Deadlines {
         var flush = 0.0, resync = 0.0, health = 0.0, prune = 0.0, write = 0.0
@@ -101,19 +102,22 @@ public final class CapturePipeline: @unchecked Sendable {
 
     // MARK: One iteration
 
-    /// Polls the kernel once (waiting up to one tick), then does whatever is due.
+    /// Polls the kernel once (waiting up to one tick, or until the oldest pending binding's
+    /// window expires), then does whatever is due.
     public func step() {
         do {
-            ingest(try kernel.poll(timeoutMs: schedule.pollTimeoutMs))
+            ingest(try kernel.poll(timeoutMs: pollTimeout()))
         } catch {
             logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
         }
         let now = clock.monotonic()
         var extra: [CounterEntry] = []
         if now >= due.health { extra = checkKernelHealth(now) }
-        if now >= due.flush || !extra.isEmpty {
+        let deadlinePassed = reconciler.nextDue.map { $0 <= clock.wallNanoseconds() } ?? false
+        if now >= due.flush || !extra.isEmpty || (deadlinePassed && now >= lastFlush + schedule.minimumWriteGap) {
             due.flush = now + schedule.tick
             if let batch = reconciler.flush(now: clock.wallNanoseconds()) {
+                lastFlush = now
                 write(batch, extra)
             } else if !extra.isEmpty {
                 write(Batch(), extra)
@@ -132,6 +136,14 @@ public final class CapturePipeline: @unchecked Sendable {
             if event.kind == .open { event.owner.attribution = attributor.resolve(id: event.cgroup) }
             reconciler.ingest(event)
         }
+    }
+
+    /// Milliseconds to wait for events: a tick, or less when a pending binding falls due sooner.
+    private func pollTimeout() -> Int32 {
+        guard let next = reconciler.nextDue else { return schedule.pollTimeoutMs }
+        let wall = clock.wallNanoseconds()
+        guard next > wall else { return 0 }
+        return min(schedule.pollTimeoutMs, Int32((next - wall + 999_999) / 1_000_000))
     }
 
     /// Applies and writes everything still buffered (at shutdown), then detaches.

@@ -4,6 +4,9 @@ public struct Schedule: Sendable, Equatable {
     /// load: a quarter of the window, kept between 5 ms and 50 ms, so that the window and
     /// not the poll bounds the latency, while transactions stay few and large.
     public var tick: Double
+    /// Under load, at most one write this often: a binding is published when its window
+    /// expires (a deadline on the oldest pending event), but batches stay a few ms wide.
+    public var minimumWriteGap: Double = 0.002
     /// `--resync.interval`: compare the table with the kernel's sockets.
     public var resync: Double
     /// Read the kernel's self-health counters (lost events schedule a resync at once).

@@ -4,15 +4,25 @@ import Glibc
 enum Bench {
     static func main() async {
         let quick = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_QUICK"] == "1"
+        // PORTWATCH_BENCH_ONLY=latency,scrape runs those kernel benchmarks alone (and no core ones).
+        let only = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
+        func wanted(_ name: String) -> Bool { only?.contains(name) ?? true }
         let repeats = quick ? 1 : 5
         let report = Report()
         let machine = "Machine: \(ProcessInfo.processInfo.processorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, kernel \(uname()), \(Date())"
         print(machine)
         do {
-            try CoreBench.run(report: report, repeats: repeats)
+            if only == nil { try CoreBench.run(report: report, repeats: repeats) }
             guard geteuid() == 0 else {
                 print("\nThe kernel benchmarks need root to load BPF; skipped.")
                 try report.write(to: "results", machine: machine)
+                return
+            }
+            if only != nil {
+                if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300) }
+                if wanted("overhead") { try KernelBench.overhead(report: report, repeats: quick ? 1 : 6) }
+                try report.write(to: "results", machine: machine)
+                print("\nReport: results/report.md, results/report.json")
                 return
             }
             try KernelBench.overhead(report: report, repeats: quick ? 1 : 6)

@@ -54,6 +54,21 @@ import PortwatchPipeline
         #expect(rig.ledger.changes == ["insert 8080"])
     }
 
+    @Test func aBindingIsPublishedWhenItsWindowExpiresNotAtTheNextTick() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.run(for: 0.03)  // somewhere inside a 50 ms tick
+        rig.deliver([rig.event(.open, 1, 8080)])
+        #expect(rig.kernel.timeouts.last.map { $0 <= 50 } == true)
+        rig.clock.advance(0.199)
+        rig.pipeline.step()
+        #expect(rig.kernel.timeouts.last == 1, "the poll waits only until the window expires")
+        #expect(rig.ledger.changes.isEmpty)
+        rig.clock.advance(0.0025) // past the window, and past the minimum gap between writes
+        rig.pipeline.step()
+        #expect(rig.ledger.changes == ["insert 8080"], "written as soon as the window has passed, not at the next 50 ms tick")
+    }
+
     @Test func lostEventsAreCountedAndTriggerAResync() throws {
         let rig = try Rig()
         rig.pipeline.step()

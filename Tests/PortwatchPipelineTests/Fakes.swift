@@ -11,7 +11,11 @@ final class FakeKernel: KernelEvents {
     var refuseRemember = false
     var closed = false
 
-    func poll(timeoutMs: Int32) throws -> [PortEvent] { queued.isEmpty ? [] : queued.removeFirst() }
+    var timeouts: [Int32] = []
+    func poll(timeoutMs: Int32) throws -> [PortEvent] {
+        timeouts.append(timeoutMs)
+        return queued.isEmpty ? [] : queued.removeFirst()
+    }
     func health() -> KernelHealth { kernelHealth }
     func remember(_ socket: LiveSocket) -> Bool {
         remembered.append(socket)
