@@ -11,7 +11,7 @@ ARGS ?=
 RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN = $$(swift build $(RELEASE_FLAGS) --show-bin-path)/portwatch
 
-.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers test-image test-kernels
+.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers test-image test-kernels soak
 
 all: build
 
@@ -66,6 +66,13 @@ test-kernels: test-deps
 	@command -v vng >/dev/null || python3 -m pip install -q virtme-ng || python3 -m pip install -q --break-system-packages virtme-ng
 	swift build --build-tests $(SWIFT_FLAGS)
 	Tests/Kernels/run-matrix.sh
+
+# Kernel-level fidelity soak (not part of make test): SOAK_MINUTES of churn of every kind of
+# socket against the release daemon, compared with ss in every namespace at checkpoints.
+SOAK_MINUTES ?= 10
+soak: release
+	$(call apt_install,iproute2 util-linux python3)
+	python3 -u Tests/Soak/soak.py "$(RELEASE_BIN)" $(SOAK_MINUTES)
 
 clean:
 	rm -rf .build
