@@ -87,8 +87,10 @@ struct SocketOwners {
             for fd in fds {
                 guard let target = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
                       target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast()) else { continue }
-                // The lowest pid that holds a socket is its owner (the parent, after fork).
-                if owners.pidBySocket[inode] == nil { owners.pidBySocket[inode] = pid }
+                // The lowest pid that holds a socket is its owner (the parent, after fork), except
+                // init: with systemd socket activation pid 1 keeps its copy, and the service it
+                // handed the socket to is the one that serves it.
+                if owners.pidBySocket[inode] == nil || owners.pidBySocket[inode] == 1 { owners.pidBySocket[inode] = pid }
                 holdsSocket = true
             }
             if holdsSocket, let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) {

@@ -286,3 +286,28 @@ enum Sqlite {
         return result.status == 0 ? result.output.trimmingCharacters(in: .whitespacesAndNewlines) : nil
     }
 }
+
+/// A kernel that lacks what portwatch needs: one line saying what is missing, exit 1.
+/// Provoked in a private mount namespace, so the host is untouched.
+extension KernelSuite {
+    @Suite struct MissingKernelFeatureTests {
+        func start(hiding setup: String) -> (status: Int32, output: String) {
+            let db = "/tmp/pw-missing-\(getpid())-\(UUID().uuidString).db"
+            return TestProcess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                    "\(setup) && exec \"$0\" --db.path \(db) --web.listen-address 127.0.0.1:0 2>&1", DaemonHarness.binary])
+        }
+
+        @Test func withoutBTF() {
+            let (status, output) = start(hiding: "mount -t tmpfs none /sys/kernel/btf")
+            #expect(status == 1)
+            #expect(output.split(separator: "\n").count == 1 && output.contains("CONFIG_DEBUG_INFO_BTF"), "\(output)")
+        }
+
+        @Test func withoutCgroupV2() {
+            // Every cgroup2 mount goes from this namespace's /proc/mounts.
+            let (status, output) = start(hiding: "for m in $(awk '$3 == \"cgroup2\" {print $2}' /proc/mounts); do umount -l \"$m\"; done; ! grep -q ' cgroup2 ' /proc/mounts")
+            #expect(status == 1)
+            #expect(output.split(separator: "\n").count == 1 && output.contains("no cgroup v2 hierarchy is mounted"), "\(output)")
+        }
+    }
+}
