@@ -80,3 +80,21 @@ final class ChildProcess {
         if process.isRunning { kill() }
     }
 }
+
+extension ChildProcess {
+    /// A child in a new network namespace listening on 0.0.0.0: the child, its port, and the
+    /// namespace's inode.
+    static func listenerInNewNetworkNamespace() throws -> (child: ChildProcess, port: UInt16, netns: String) {
+        let child = try ChildProcess("""
+        s = tcp("0.0.0.0")
+        say(s.getsockname()[1], os.readlink("/proc/self/ns/net"))
+        wait()
+        """, wrapper: ["unshare", "-n"])
+        let words = (child.line() ?? "").split(separator: " ")
+        guard words.count == 2, let port = UInt16(words[0]) else { throw ChildFailed(output: words.joined(separator: " ")) }
+        return (child, port, String(words[1].dropFirst(5).dropLast()))
+    }
+
+    struct ChildFailed: Error { let output: String }
+}
+

@@ -77,15 +77,7 @@ extension KernelSuite {
         }
 
         @Test func aListenerInAnotherNamespaceOlderThanTheDaemonIsFound() throws {
-            let child = try ChildProcess("""
-            s = tcp("0.0.0.0")
-            say(s.getsockname()[1], os.readlink("/proc/self/ns/net"))
-            wait()
-            """, wrapper: ["unshare", "-n"])
-            let words = (child.line() ?? "").split(separator: " ")
-            try #require(words.count == 2)
-            let port = try #require(UInt16(words[0]))
-            let netns = words[1].dropFirst(5).dropLast()
+            let (child, port, netns) = try ChildProcess.listenerInNewNetworkNamespace()
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
             #expect(d.portInfo(port: port, transport: "tcp")?.contains("netns=\"\(netns)\"") == true, "ready means every namespace was listed")

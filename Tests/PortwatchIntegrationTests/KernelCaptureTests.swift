@@ -138,15 +138,7 @@ extension KernelSuite {
 
         @Test func otherNetworkNamespaceIsLabelled() throws {
             guard let d = try started() else { return }
-            let child = try ChildProcess("""
-            s = tcp("0.0.0.0")
-            say(s.getsockname()[1], os.readlink("/proc/self/ns/net"))
-            wait()
-            """, wrapper: ["unshare", "-n"])
-            let words = (child.line() ?? "").split(separator: " ")
-            try #require(words.count == 2)
-            let port = try #require(UInt16(words[0]))
-            let netns = words[1].dropFirst(5).dropLast()
+            let (child, port, netns) = try ChildProcess.listenerInNewNetworkNamespace()
             let host = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
             #expect(!host.contains(netns))
             #expect(waitShown(d, port, "tcp", ["netns=\"\(netns)\""]) != nil, "\(d.metrics())")
