@@ -23,6 +23,14 @@ extension KernelSuite {
             #expect(err.contains("--bpf.ring-buffer-size must be a power of two"), "\(err)")
         }
 
+        /// Start-up fails after the listener is open: one line, exit 1, no crash.
+        @Test func anUnknownRunAsUserIsOneClearLine() throws {
+            let (status, _, err) = try TestBinaries.run("portwatch", ["--run-as", "no-such-user-pw", "--db.path", "/tmp/pw-runas-\(getpid()).db",
+                                                                      "--web.listen-address", "127.0.0.1:0"])
+            #expect(status == 1)
+            #expect(err == "portwatch: --run-as no-such-user-pw: no such user (see /etc/passwd)\n", "\(err)")
+        }
+
         @Test func maxPortSeriesCapsTheSeries() throws {
             let held = (0..<3).map { _ in TestSockets.bound("127.0.0.1") }
             defer { held.forEach { close($0.fd) } }

@@ -73,6 +73,15 @@ public final class HTTPServer: @unchecked Sendable {
         listeners = opened
     }
 
+    /// A server that never ran (start-up failed after it was made) still closes what it opened;
+    /// after `stop`, everything is closed already (closing again is a no-op).
+    deinit {
+        connections.values.forEach { $0.socket.close() }
+        listeners.forEach { $0.close() }
+        wake.read.close()
+        wake.write.close()
+    }
+
     /// The ports actually bound (useful with port 0).
     public var boundPorts: [UInt16] {
         listeners.map(\.localPort)
