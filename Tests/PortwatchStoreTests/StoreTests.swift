@@ -86,6 +86,22 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(history.map(\.reason) == [nil, .shutdown], "old entries have no reason, new ones do")
     }
 
+    /// Scrapes and `ls` show rows in the order the store gives them: by port, the order in
+    /// which people read a port list, whatever order they were written in.
+    @Test func rowsComeBackSortedByPort() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        var r = Reconciler(window: 0)
+        for (cookie, port, transport) in [(UInt64(1), UInt16(8080), TransportProtocol.tcp), (2, 22, .tcp), (3, 443, .tcp), (4, 53, .udp), (5, 22, .udp)] {
+            r.ingest(PortEvent(kind: .open, cookie: cookie, time: 1, key: BindingKey(netns: 1, transport: transport, family: .ipv4, address: "0.0.0.0", port: port),
+                               owner: Owner(pid: 1, comm: "x", uid: 0), state: .listen))
+        }
+        let batch = r.flush(now: 1)
+        try store.apply(try #require(batch))
+        let rows = try StoreReader(path: path).snapshot().rows
+        #expect(rows.map { "\($0.key.transport)/\($0.key.port)" } == ["tcp/22", "udp/22", "udp/53", "tcp/443", "tcp/8080"])
+    }
+
     @Test func directoryIsRefusedWithAClearMessage() throws {
         let dir = try temporaryDirectory()
         #expect { try Store(path: dir) } throws: { "\($0)".contains("is a directory") && "\($0)".contains(dir) }
