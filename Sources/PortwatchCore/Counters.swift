@@ -29,34 +29,49 @@ public struct Counters: Sendable, Hashable {
         for (k, v) in clientBindings { out.append(.init(name: CounterEntry.clientBindings, label: k.description, value: v)) }
         for (k, v) in orphanCloses { out.append(.init(name: CounterEntry.orphanCloses, label: k.description, value: v)) }
         for (k, v) in actions { out.append(.init(name: CounterEntry.actions, label: k.rawValue, value: v)) }
-        return out.sorted { ($0.name, $0.label) < ($1.name, $1.label) }
+        return out.sorted { ($0.name.rawValue, $0.label) < ($1.name.rawValue, $1.label) }
     }
+}
+
+/// The name of a stored or in-memory counter; the raw value is what the ledger stores.
+public enum CounterName: String, Sendable, Hashable, CaseIterable {
+    case events
+    case transientBindings = "transient_bindings"
+    case clientBindings = "client_bindings"
+    case orphanCloses = "orphan_closes"
+    case actions = "reconcile_actions"
+    case eventsLost = "events_lost"
+    case resyncCorrections = "resync_corrections"
+    /// Kept in memory by the daemon, not stored: failed writes to the database.
+    case storeErrors = "store_errors"
+    /// Kept in memory by the daemon, not stored: resyncs done since start.
+    case resyncs
+    /// Kept in memory by the daemon, not stored: ring buffer records the decoder rejected.
+    case decodeErrors = "decode_errors"
+    /// Kept in memory by the daemon, not stored: bound sockets the kernel's map had no room for.
+    case bindingsMapFull = "bindings_map_full"
 }
 
 /// One counter value with its single label, the storage form of `Counters` and of the
 /// capture layer's own counters (lost events, resync corrections).
 public struct CounterEntry: Sendable, Hashable {
-    public static let events = "events"
-    public static let transientBindings = "transient_bindings"
-    public static let clientBindings = "client_bindings"
-    public static let orphanCloses = "orphan_closes"
-    public static let actions = "reconcile_actions"
-    public static let eventsLost = "events_lost"
-    public static let resyncCorrections = "resync_corrections"
-    /// Kept in memory by the daemon, not stored: failed writes to the database.
-    public static let storeErrors = "store_errors"
-    /// Kept in memory by the daemon, not stored: resyncs done since start.
-    public static let resyncs = "resyncs"
-    /// Kept in memory by the daemon, not stored: ring buffer records the decoder rejected.
-    public static let decodeErrors = "decode_errors"
-    /// Kept in memory by the daemon, not stored: bound sockets the kernel's map had no room for.
-    public static let bindingsMapFull = "bindings_map_full"
+    public static let events = CounterName.events
+    public static let transientBindings = CounterName.transientBindings
+    public static let clientBindings = CounterName.clientBindings
+    public static let orphanCloses = CounterName.orphanCloses
+    public static let actions = CounterName.actions
+    public static let eventsLost = CounterName.eventsLost
+    public static let resyncCorrections = CounterName.resyncCorrections
+    public static let storeErrors = CounterName.storeErrors
+    public static let resyncs = CounterName.resyncs
+    public static let decodeErrors = CounterName.decodeErrors
+    public static let bindingsMapFull = CounterName.bindingsMapFull
 
-    public var name: String
+    public var name: CounterName
     public var label: String
     public var value: UInt64
 
-    public init(name: String, label: String, value: UInt64) {
+    public init(name: CounterName, label: String, value: UInt64) {
         self.name = name
         self.label = label
         self.value = value

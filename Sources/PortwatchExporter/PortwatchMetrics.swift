@@ -29,7 +29,7 @@ public struct ExporterState: Sendable {
     }
 
     /// The value of a stored or in-memory counter (0 when absent).
-    func counter(_ name: String, _ label: String = "") -> UInt64 {
+    func counter(_ name: CounterName, _ label: String = "") -> UInt64 {
         counters.first { $0.name == name && $0.label == label }?.value ?? 0
     }
 

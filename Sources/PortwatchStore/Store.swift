@@ -105,7 +105,7 @@ public final class Store {
                 }
                 for cookie in batch.socketsRemoved { try deleteSocket.run(.int(Int64(bitPattern: cookie))) }
                 for entry in batch.counters.entries + extra where entry.value > 0 {
-                    try addCounter.run(.text(entry.name), .text(entry.label), .int(Int64(bitPattern: entry.value)))
+                    try addCounter.run(.text(entry.name.rawValue), .text(entry.label), .int(Int64(bitPattern: entry.value)))
                 }
             }
         }

@@ -21,7 +21,9 @@ enum StoreQueries {
     static func counters(_ db: Connection) throws -> [CounterEntry] {
         var out: [CounterEntry] = []
         try db.prepare("SELECT name, label, value FROM counters ORDER BY name, label").query { r in
-            out.append(CounterEntry(name: r.text(0), label: r.text(1), value: UInt64(bitPattern: r.int(2))))
+            // A name this version does not know (a newer ledger's) is not shown.
+            guard let name = CounterName(rawValue: r.text(0)) else { return }
+            out.append(CounterEntry(name: name, label: r.text(1), value: UInt64(bitPattern: r.int(2))))
         }
         return out
     }

@@ -11,7 +11,7 @@ public struct StoreSnapshot: Sendable {
         self.counters = counters
     }
 
-    public func counter(_ name: String, _ label: String = "") -> UInt64 {
+    public func counter(_ name: CounterName, _ label: String = "") -> UInt64 {
         counters.first { $0.name == name && $0.label == label }?.value ?? 0
     }
 }

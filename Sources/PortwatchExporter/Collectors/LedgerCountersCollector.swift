@@ -4,7 +4,7 @@ import PortwatchCore
 enum LedgerCountersCollector: Collector {
     static func collect(_ state: ExporterState) -> [MetricFamily] {
         let protocols = TransportProtocol.allCases.map(\.description)
-        func counter(_ name: String, _ entry: String, label: String, values: [String], help: String) -> MetricFamily {
+        func counter(_ name: String, _ entry: CounterName, label: String, values: [String], help: String) -> MetricFamily {
             MetricFamily(name, .counter, help: help, samples: values.sorted().map { value in
                 MetricFamily.Sample([(label, value)], Double(state.counter(entry, value)))
             })

@@ -3,7 +3,7 @@ import PortwatchCore
 /// The daemon's own health: the ledger readable, programs attached, the pipeline's errors.
 enum SelfHealthCollector: Collector {
     static func collect(_ state: ExporterState) -> [MetricFamily] {
-        func single(_ name: String, _ entry: String, help: String) -> MetricFamily {
+        func single(_ name: String, _ entry: CounterName, help: String) -> MetricFamily {
             MetricFamily(name, .counter, help: help, samples: [.init([], Double(state.counter(entry)))])
         }
         return [
