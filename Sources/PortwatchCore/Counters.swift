@@ -42,6 +42,10 @@ public enum CounterName: String, Sendable, Hashable, CaseIterable {
     case actions = "reconcile_actions"
     case eventsLost = "events_lost"
     case resyncCorrections = "resync_corrections"
+    /// Transients no policy rule allows; the label is "protocol/exposure".
+    case unexpectedTransientBindings = "unexpected_transient_bindings"
+    /// Transients the history's limits left unrecorded (see `TransientLog`).
+    case transientRecordsDropped = "transient_records_dropped"
     /// Kept in memory by the daemon, not stored: failed writes to the database.
     case storeErrors = "store_errors"
     /// Kept in memory by the daemon, not stored: resyncs done since start.
@@ -62,6 +66,8 @@ public struct CounterEntry: Sendable, Hashable {
     public static let actions = CounterName.actions
     public static let eventsLost = CounterName.eventsLost
     public static let resyncCorrections = CounterName.resyncCorrections
+    public static let unexpectedTransientBindings = CounterName.unexpectedTransientBindings
+    public static let transientRecordsDropped = CounterName.transientRecordsDropped
     public static let storeErrors = CounterName.storeErrors
     public static let resyncs = CounterName.resyncs
     public static let decodeErrors = CounterName.decodeErrors

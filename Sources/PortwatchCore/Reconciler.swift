@@ -49,6 +49,8 @@ public struct Reconciler: Sendable {
     }
     private var base = 0
     private var counters = Counters()
+    /// Transient listeners seen since the last batch, moved into the next one.
+    private var transients: [TransientBinding] = []
 
     /// - Parameters:
     ///   - window: nanoseconds; a socket that lives less than this is transient.
@@ -90,6 +92,10 @@ public struct Reconciler: Sendable {
                         counters.clientBindings[event.key.transport, default: 0] += 1
                     } else {
                         counters.transientBindings[event.key.transport, default: 0] += 1
+                        let first = buffer[entry.first - base].event
+                        let last = buffer[entry.all.last! - base].event
+                        transients.append(TransientBinding(key: first.key, owner: first.owner, state: last.state,
+                                                           opened: opened, lifetime: event.time > opened ? event.time - opened : 0))
                     }
                     compact()
                     return
@@ -142,6 +148,8 @@ public struct Reconciler: Sendable {
         received = (0, 0)
         batch.counters.add(counters)
         counters = Counters()
+        batch.transients = transients
+        transients.removeAll(keepingCapacity: true)
         return batch.isEmpty ? nil : batch
     }
 

@@ -28,10 +28,12 @@ public struct Batch: Sendable, Hashable {
     public var socketsAdded: [UInt64: BindingKey] = [:]
     public var socketsRemoved: Set<UInt64> = []
     public var counters = Counters()
+    /// Listeners that lived less than the window, for the history (never rows).
+    public var transients: [TransientBinding] = []
 
     public init() {}
 
     public var isEmpty: Bool {
-        changes.isEmpty && socketsAdded.isEmpty && socketsRemoved.isEmpty && counters.isEmpty
+        changes.isEmpty && socketsAdded.isEmpty && socketsRemoved.isEmpty && counters.isEmpty && transients.isEmpty
     }
 }

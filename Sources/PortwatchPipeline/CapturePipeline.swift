@@ -34,6 +34,9 @@ public final class CapturePipeline: @unchecked Sendable {
     private let logger: Logger
 
     private var reconciler: Reconciler
+    private var transientLog: TransientLog
+    /// Whether the policy allows a listener (nil: no policy, nothing is unexpected).
+    private let allowed: (@Sendable (Binding) -> Bool)?
     private var unwritten: [(batch: Batch, extra: [CounterEntry])] = []
     /// Kernel health already accounted for (lost events are stored as a counter).
     private var kernelSeen = KernelHealth()
@@ -55,6 +58,7 @@ public final class CapturePipeline: @unchecked Sendable {
 
     public init(kernel: KernelEvents, lister: SocketLister, ledger: Ledger, attributor: OwnerAttributor? = nil,
                 clock: PipelineClock = SystemClock(), window: UInt64, schedule: Schedule, historyRetention: UInt64,
+                transients: TransientLog.Limits = .init(), allowed: (@Sendable (Binding) -> Bool)? = nil,
                 logger: Logger) throws {
         self.kernel = kernel
         self.lister = lister
@@ -64,6 +68,8 @@ public final class CapturePipeline: @unchecked Sendable {
         self.schedule = schedule
         self.historyRetention = historyRetention
         self.logger = logger
+        self.allowed = allowed
+        transientLog = TransientLog(limits: transients)
         let state = try ledger.loadState()
         reconciler = Reconciler(window: window, rows: state.rows, sockets: state.sockets)
         // Events dropped before this start belong to no table of ours.
@@ -116,7 +122,9 @@ public final class CapturePipeline: @unchecked Sendable {
         let deadlinePassed = reconciler.nextDue.map { $0 <= clock.wallNanoseconds() } ?? false
         if now >= due.flush || !extra.isEmpty || (deadlinePassed && now >= lastFlush + schedule.minimumWriteGap) {
             due.flush = now + schedule.tick
-            if let batch = reconciler.flush(now: clock.wallNanoseconds()) {
+            var batch = reconciler.flush(now: clock.wallNanoseconds()) ?? Batch()
+            extra += record(&batch)
+            if !batch.isEmpty {
                 lastFlush = now
                 write(batch, extra)
             } else if !extra.isEmpty {
@@ -146,10 +154,35 @@ public final class CapturePipeline: @unchecked Sendable {
         return min(schedule.pollTimeoutMs, Int32((next - wall + 999_999) / 1_000_000))
     }
 
+    /// Turns the batch's transients into history records (folded per owner and capped, see
+    /// `TransientLog`), adds the folded records that are due, and counts what the policy
+    /// does not allow and what the limits left out.
+    private func record(_ batch: inout Batch, draining: Bool = false) -> [CounterEntry] {
+        let wall = clock.wallNanoseconds()
+        var unexpected: [String: UInt64] = [:]
+        if let allowed {
+            for t in batch.transients where !allowed(t.binding) {
+                unexpected["\(t.key.transport)/\(t.key.exposure.rawValue)", default: 0] += t.count
+            }
+        }
+        let droppedBefore = transientLog.dropped
+        var records = transientLog.add(batch.transients, now: wall)
+        records += draining ? transientLog.drain(now: wall) : transientLog.due(now: wall)
+        batch.transients = records
+        var extra = unexpected.sorted { $0.key < $1.key }
+            .map { CounterEntry(name: CounterEntry.unexpectedTransientBindings, label: $0.key, value: $0.value) }
+        if transientLog.dropped > droppedBefore {
+            extra.append(CounterEntry(name: CounterEntry.transientRecordsDropped, label: "", value: transientLog.dropped - droppedBefore))
+        }
+        return extra
+    }
+
     /// Applies and writes everything still buffered (at shutdown), then detaches.
     public func finish() {
         enter(.stopping)
-        if let batch = reconciler.flushAll() { write(batch, []) }
+        var last = reconciler.flushAll() ?? Batch()
+        let extra = record(&last, draining: true)
+        if !last.isEmpty || !extra.isEmpty { write(last, extra) }
         if !unwritten.isEmpty {
             due.write = 0
             retryUnwritten()

@@ -55,22 +55,37 @@ enum RowCodec {
 
     // MARK: A history entry
 
-    static let historyColumns = "time, action, \(keyColumns), \(ownerColumns), state, opened, reason"
+    static let historyColumns = "time, action, \(keyColumns), \(ownerColumns), state, opened, reason, lifetime, count, port_max"
 
     static func encode(_ change: RowChange) -> [Value] {
         [.int(Int64(bitPattern: change.time)), .text(change.action.rawValue)] + encode(change.row.key) + encode(change.row.owner)
-            + [.text(change.row.state.description), .int(Int64(bitPattern: change.row.firstSeen)), .text(change.reason?.rawValue ?? "")]
+            + [.text(change.row.state.description), .int(Int64(bitPattern: change.row.firstSeen)), .text(change.reason?.rawValue ?? ""),
+               .int(0), .int(1), .int(Int64(change.row.key.port))]
     }
 
+    static func encode(_ t: TransientBinding) -> [Value] {
+        [.int(Int64(bitPattern: t.opened)), .text(HistoryEntry.Kind.transient.stored)] + encode(t.key) + encode(t.owner)
+            + [.text(t.state.description), .int(Int64(bitPattern: t.opened)), .text(""),
+               .int(Int64(bitPattern: t.lifetime)), .int(Int64(bitPattern: t.count)), .int(Int64(t.portMax))]
+    }
+
+    /// `id` is read after the history columns.
     static func historyEntry(_ r: Statement.Row) -> HistoryEntry? {
         let rest = 2 + keyCount + ownerCount
-        guard let action = RowChange.Action(rawValue: r.text(1)), let key = key(r, at: 2),
+        guard let kind = HistoryEntry.Kind(stored: r.text(1)), let key = key(r, at: 2),
               let state = SocketState(name: r.text(rest)) else { return nil }
-        let opened = UInt64(bitPattern: r.int(rest + 1))
-        return HistoryEntry(time: UInt64(bitPattern: r.int(0)), action: action,
+        let time = UInt64(bitPattern: r.int(0)), opened = UInt64(bitPattern: r.int(rest + 1))
+        let lifetime: UInt64? = switch kind {
+        case .close: time &- opened
+        case .transient: UInt64(bitPattern: r.int(rest + 3))
+        case .open, .holder: nil
+        }
+        let portMax = UInt16(truncatingIfNeeded: r.int(rest + 5))
+        return HistoryEntry(id: r.int(rest + 6), time: time, kind: kind,
                             row: Binding(key: key, owner: owner(r, at: 2 + keyCount), state: state, holders: 1,
                                          firstSeen: opened, lastChange: opened),
-                            opened: opened, reason: PortEvent.Reason(rawValue: r.text(rest + 2)))
+                            opened: opened, reason: PortEvent.Reason(rawValue: r.text(rest + 2)), lifetime: lifetime,
+                            count: UInt64(max(1, r.int(rest + 4))), portMax: max(portMax, key.port))
     }
 
     /// "?,?,…", one per column of a column list.

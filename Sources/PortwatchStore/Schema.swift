@@ -38,6 +38,14 @@ enum Schema {
                 "ALTER TABLE \(table) ADD COLUMN \($0) TEXT NOT NULL DEFAULT '';"
             }
         }.joined(separator: "\n"),
+        // Transient listeners (action 'transient'): how long they lived, how many one record
+        // stands for, and the highest port when they used several.
+        """
+        ALTER TABLE history ADD COLUMN lifetime INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE history ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE history ADD COLUMN port_max INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX history_by_action ON history (action, time);
+        """,
     ]
 
     static var version: Int { migrations.count }

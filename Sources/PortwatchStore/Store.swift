@@ -100,6 +100,7 @@ public final class Store {
         try Self.wrap(path, "cannot write a batch") {
             try db.transaction {
                 for change in batch.changes { try write(change) }
+                for transient in batch.transients { try appendHistory.run(RowCodec.encode(transient)) }
                 for (cookie, key) in batch.socketsAdded {
                     try insertSocket.run([.int(Int64(bitPattern: cookie))] + RowCodec.encode(key))
                 }

@@ -43,39 +43,112 @@ public final class StoreReader {
     }
 }
 
-/// One open or close from the history table.
+/// One entry of the history table: a port opened or closed, taken over by another holder,
+/// or a transient listener (one that lived less than the window).
 public struct HistoryEntry: Sendable, Equatable {
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        case open, close, holder, transient
+
+        /// The `action` column's word.
+        public var stored: String {
+            switch self {
+            case .open: RowChange.Action.insert.rawValue
+            case .close: RowChange.Action.delete.rawValue
+            case .holder: RowChange.Action.update.rawValue
+            case .transient: "transient"
+            }
+        }
+
+        public init?(stored: String) {
+            guard let kind = Self.allCases.first(where: { $0.stored == stored }) else { return nil }
+            self = kind
+        }
+    }
+
+    /// Increases with every entry written: a reader that follows the history asks for ids above the last it saw.
+    public var id: Int64
     public var time: UInt64
-    public var action: RowChange.Action
+    public var kind: Kind
     public var row: Binding
-    /// When the binding opened (wall-clock ns): for a delete, lifetime = time - opened.
+    /// When the binding opened (wall-clock ns).
     public var opened: UInt64
-    /// For a delete: why the port stopped being held; for an open, `resync` when a resync
-    /// found it. Nil otherwise (and in ledgers older than the reason column).
+    /// For a close: why the port stopped being held; for an open, `resync` when a resync
+    /// found it; `holder` for a holder change. Nil otherwise (and in ledgers older than the reason column).
     public var reason: PortEvent.Reason?
+    /// Nanoseconds the binding was held: for a close and a transient (the longest of a group).
+    public var lifetime: UInt64?
+    /// Transients this entry stands for (1 for every other kind).
+    public var count: UInt64
+    /// The highest port of a transient group; `row.key.port` otherwise.
+    public var portMax: UInt16
+
+    /// Its ports as text: "4444" or "32768-60999".
+    public var ports: String { portMax == row.key.port ? "\(row.key.port)" : "\(row.key.port)-\(portMax)" }
+}
+
+/// Which history entries to read.
+public struct HistoryQuery: Sendable {
+    public var port: UInt16?
+    /// Wall-clock ns: entries at or after this time.
+    public var since: UInt64
+    /// Only these kinds (nil: all).
+    public var kinds: Set<HistoryEntry.Kind>?
+    /// Only entries written after this id, in the order they were written (following);
+    /// nil: in time order.
+    public var afterID: Int64?
+    /// Only entries written up to this id (a consistent cut while the daemon writes).
+    public var throughID: Int64?
+
+    public init(port: UInt16? = nil, since: UInt64 = 0, kinds: Set<HistoryEntry.Kind>? = nil, afterID: Int64? = nil) {
+        self.port = port
+        self.since = since
+        self.kinds = kinds
+        self.afterID = afterID
+    }
 }
 
 extension StoreReader {
-    /// Inserts and deletes since `since` (wall-clock ns), oldest first, optionally for one port.
+    /// Entries since `since` (wall-clock ns), oldest first, optionally for one port.
     public func history(port: UInt16? = nil, since: UInt64 = 0) throws -> [HistoryEntry] {
         var out: [HistoryEntry] = []
+        try history(HistoryQuery(port: port, since: since)) { out.append($0) }
+        return out
+    }
+
+    /// Hands each matching entry to `body` as it is read: constant memory whatever the history's size.
+    public func history(_ q: HistoryQuery, _ body: (HistoryEntry) throws -> Void) throws {
+        var conditions = ["time >= ?"]
+        var values: [Statement.Value] = [.int(Int64(bitPattern: q.since))]
+        if let port = q.port {
+            conditions.append("port = ?")
+            values.append(.int(Int64(port)))
+        }
+        if let kinds = q.kinds {
+            conditions.append("action IN (\(kinds.map { "'\($0.stored)'" }.sorted().joined(separator: ",")))")
+        }
+        if let after = q.afterID {
+            conditions.append("id > ?")
+            values.append(.int(after))
+        }
+        if let through = q.throughID {
+            conditions.append("id <= ?")
+            values.append(.int(through))
+        }
+        let order = q.afterID == nil ? "time, id" : "id"
         do {
-            let sql = """
-                SELECT \(RowCodec.historyColumns)
-                FROM history WHERE time >= ? \(port == nil ? "" : "AND port = ?") ORDER BY time, id
-                """
-            let statement = try db.prepare(sql)
-            let body: (Statement.Row) throws -> Void = { r in
-                if let entry = RowCodec.historyEntry(r) { out.append(entry) }
-            }
-            if let port {
-                try statement.query(.int(Int64(bitPattern: since)), .int(Int64(port)), body: body)
-            } else {
-                try statement.query(.int(Int64(bitPattern: since)), body: body)
+            let statement = try db.prepare("SELECT \(RowCodec.historyColumns), id FROM history WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order)")
+            try statement.query(values) { r in
+                if let entry = RowCodec.historyEntry(r) { try body(entry) }
             }
         } catch let error as StoreError {
             throw StoreError(Store.explain(error.description, path: path, what: "cannot read the history"))
         }
-        return out
+    }
+
+    /// The id of the newest history entry (0 when there is none).
+    public func lastHistoryID() throws -> Int64 {
+        var id: Int64 = 0
+        try db.prepare("SELECT coalesce(max(id), 0) FROM history").query { id = $0.int(0) }
+        return id
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PortwatchAttribution
 import PortwatchCapture
+import PortwatchCore
 import PortwatchExporter
 import PortwatchPipeline
 import PortwatchStore
@@ -32,11 +33,15 @@ struct Daemon {
                            metadata: ["feature": "sock_diag_bound_tcp"])
         }
         let attributor = AttributionResolver(cgroupMount: try KernelChecks.cgroup2Root(), rootfs: options.rootfs)
+        let allowed: (@Sendable (Binding) -> Bool)? = policy.map { watcher in { @Sendable binding in watcher.current.policy.allows(binding) } }
         let pipeline = try CapturePipeline(
             kernel: capture, lister: lister, ledger: store, attributor: attributor,
             window: options.window.nanoseconds,
             schedule: Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds),
-            historyRetention: options.historyRetention.nanoseconds, logger: logger)
+            historyRetention: options.historyRetention.nanoseconds,
+            transients: TransientLog.Limits(recordsPerMinute: options.transientRecordsPerMinute),
+            allowed: allowed,
+            logger: logger)
         let scrapes = ScrapeSource(
             settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
                             revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,

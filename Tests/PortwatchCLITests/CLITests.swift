@@ -8,7 +8,8 @@ import PortwatchTestSupport
 @Suite struct CLITests {
     static let t0: UInt64 = 1_767_225_600_000_000_000 // 2026-01-01T00:00:00Z
 
-    /// sshd on 22 (since t0), nc on 4444 (since t0+1h), and a UDP socket that lived 90 s.
+    /// sshd on 22 (since t0), nc on 4444 (since t0+1h), a UDP socket that lived 90 s, a 5 ms
+    /// listener of bash on 31337, and 40 folded transients of a resolver on ports 33000-61000.
     static func preparedLedger() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-cli-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -29,6 +30,14 @@ import PortwatchTestSupport
         r.ingest(PortEvent(kind: .close, cookie: 3, time: t0 + 2 * hour + 90_000_000_000, key: key(5353, .udp),
                            owner: Owner(pid: 80, comm: "avahi", uid: 107), state: .bound))
         try store.apply(r.flush(now: t0 + 3 * hour)!)
+        var transients = Batch()
+        transients.transients = [
+            TransientBinding(key: key(31337, .tcp, "::", .ipv6), owner: Owner(pid: 9100, comm: "bash", uid: 1000), state: .listen,
+                             opened: t0 + 3 * hour, lifetime: 5_000_000),
+            TransientBinding(key: key(33000, .udp), owner: Owner(pid: 400, comm: "unbound", uid: 101, attribution: Attribution(unit: "unbound.service")),
+                             state: .bound, opened: t0 + 4 * hour, lifetime: 3_000_000, count: 40, portMax: 61000),
+        ]
+        try store.apply(transients)
         return path
     }
 
@@ -91,17 +100,56 @@ import PortwatchTestSupport
         let (status, out, _) = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d"])
         #expect(status == 0)
         #expect(out == """
-        TIME                  EVENT  PROTO  LOCAL         PID   COMM   UID   UNIT         POD                 LIFETIME  REASON
-        2026-01-01T00:00:00Z  open   tcp    0.0.0.0:22    612   sshd   0     ssh.service  -                   -         -
-        2026-01-01T01:00:00Z  open   tcp    [::]:4444     7001  nc     1000  -            default/debug-7f9c  -         -
-        2026-01-01T02:00:00Z  open   udp    0.0.0.0:5353  80    avahi  107   -            -                   -         -
-        2026-01-01T02:01:30Z  close  udp    0.0.0.0:5353  80    avahi  107   -            -                   1m30s     released
+        TIME                  EVENT      PROTO  LOCAL                  PID      COMM             UID    UNIT              POD                   LIFETIME  COUNT  REASON
+        2026-01-01T00:00:00Z  open       tcp    0.0.0.0:22             612      sshd             0      ssh.service       -                     -         -      -
+        2026-01-01T01:00:00Z  open       tcp    [::]:4444              7001     nc               1000   -                 default/debug-7f9c    -         -      -
+        2026-01-01T02:00:00Z  open       udp    0.0.0.0:5353           80       avahi            107    -                 -                     -         -      -
+        2026-01-01T02:01:30Z  close      udp    0.0.0.0:5353           80       avahi            107    -                 -                     1m30s     -      released
+        2026-01-01T03:00:00Z  transient  tcp    [::]:31337             9100     bash             1000   -                 -                     5ms       1      -
+        2026-01-01T04:00:00Z  transient  udp    0.0.0.0:33000-61000    400      unbound          101    unbound.service   -                     3ms       40     -
 
         """)
         let one = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d", "--port", "5353", "--output", "json"])
-        #expect(one.stdout.contains("\"lifetime_seconds\" : 90"))
-        #expect(one.stdout.contains("\"reason\" : \"released\""))
-        #expect(one.stdout.components(separatedBy: "\"event\"").count == 3)
+        let objects = try one.stdout.split(separator: "\n").map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "one JSON object per line")
+        }
+        #expect(objects.map { $0["event"] as? String } == ["open", "close"])
+        #expect(objects.last?["lifetime_seconds"] as? Double == 90)
+        #expect(objects.last?["reason"] as? String == "released")
+        #expect(objects.first?["reason"] is NSNull)
+    }
+
+    /// `--kind transient` gives the short-lived listeners alone, with who opened them, how long
+    /// they lived, how many one entry stands for and their port range.
+    @Test func historyOfTransients() throws {
+        let db = try Self.preparedLedger()
+        let (status, out, _) = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d", "--kind", "transient", "--output", "json"])
+        #expect(status == 0)
+        let objects = try out.split(separator: "\n").map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        }
+        #expect(objects.map { $0["comm"] as? String } == ["bash", "unbound"])
+        #expect(objects.map { $0["event"] as? String } == ["transient", "transient"])
+        #expect(objects.first?["pid"] as? Int == 9100)
+        #expect(objects.first?["lifetime_seconds"] as? Double == 0.005)
+        #expect(objects.last.map { [$0["port"] as? Int, $0["port_max"] as? Int, $0["count"] as? Int] } == [33000, 61000, 40])
+        #expect(objects.last?["unit"] as? String == "unbound.service")
+        let opens = try TestBinaries.run("portwatch", ["history", "--db.path", db, "--since", "100000d", "--kind", "open", "--kind", "close"])
+        #expect(opens.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: " ")[1] } == ["open", "open", "open", "close"])
+        #expect(try TestBinaries.run("portwatch", ["history", "--db.path", db, "--kind", "listen"]).status == 64, "an unknown kind")
+    }
+
+    /// `ls --unexpected --since` lists the transients the policy does not allow next to the ports held now.
+    @Test func lsListsUnexpectedTransientsOfThePeriod() throws {
+        let db = try Self.preparedLedger()
+        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+        try "expected:\n  - { port: 22, comm: sshd }\n  - { unit: unbound.service }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        let (status, out, _) = try TestBinaries.run("portwatch", ["ls", "--db.path", db, "--unexpected", "--policy.file", policy, "--since", "100000d"])
+        #expect(status == 0)
+        let lines = out.split(separator: "\n").dropFirst().map { $0.split(separator: " ").prefix(3).joined(separator: " ") }
+        #expect(lines == ["tcp [::]:4444 listen", "tcp [::]:31337 transient"], "the allowed resolver's transients are not listed")
+        let now = try TestBinaries.run("portwatch", ["ls", "--db.path", db, "--unexpected", "--policy.file", policy])
+        #expect(!now.stdout.contains("31337"), "without --since, only ports held now")
     }
 
     @Test func historySinceLeavesOutOlderEntries() throws {

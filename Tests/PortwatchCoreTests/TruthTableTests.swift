@@ -50,6 +50,26 @@ import PortwatchCore
         #expect(batch.counters.events == [.open: 1, .close: 1])
         #expect(r.rows.isEmpty)
         #expect(r.sockets.isEmpty)
+        // Never a row, but recorded: who opened which port, when, for how long.
+        #expect(batch.transients == [TransientBinding(key: k, owner: Owner(pid: 100, comm: "server", uid: 0), state: .listen,
+                                                      opened: t0, lifetime: window - 1)])
+    }
+
+    /// A bind then listen then close within the window is one transient listener, in its last
+    /// state, named after the task that took the port; a client (bind then connect) is none.
+    @Test func aTransientIsRecordedOnceWithItsLastStateAndAClientIsNot() throws {
+        var r = Reconciler(window: window)
+        r.ingest(event(.open, 2, at: t0, k, pid: 7, comm: "nc", state: .bound))
+        r.ingest(event(.open, 2, at: t0 + ms, k, pid: 7, comm: "nc", state: .listen))
+        r.ingest(event(.close, 2, at: t0 + 5 * ms, k))
+        r.ingest(event(.open, 3, at: t0 + 6 * ms, key(5000), state: .bound))
+        r.ingest(event(.close, 3, at: t0 + 7 * ms, key(5000), reason: .connected))
+        let batch = try r.mustFlush(now: t0 + 10 * window)
+        #expect(batch.transients.map(\.state) == [.listen])
+        #expect(batch.transients.map(\.owner.comm) == ["nc"])
+        #expect(batch.transients.map(\.lifetime) == [5 * ms])
+        #expect(batch.counters.clientBindings == [.tcp: 1])
+        #expect(r.flush(now: t0 + 20 * window) == nil, "recorded once")
     }
 
     @Test func noRowOpenThenCloseAfterWindowIsInsertedThenDeleted() throws {

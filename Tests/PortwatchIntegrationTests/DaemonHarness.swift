@@ -108,7 +108,7 @@ final class DaemonHarness {
 
     /// History entries of one port as "action:reason" in order, read from the ledger.
     func history(port: UInt16, transport: String) -> [String] {
-        let rows = Sqlite.query(dbPath, "SELECT coalesce(group_concat(action || ':' || reason, ' '), '') FROM (SELECT action, reason FROM history WHERE port = \(port) AND protocol = '\(transport)' ORDER BY id)")
+        let rows = Sqlite.query(dbPath, "SELECT coalesce(group_concat(action || ':' || reason, ' '), '') FROM (SELECT action, reason FROM history WHERE action != 'transient' AND port = \(port) AND protocol = '\(transport)' ORDER BY id)")
         return (rows ?? "").split(separator: " ").map(String.init)
     }
 

@@ -42,6 +42,44 @@ import PortwatchPipeline
         #expect(rig.ledger.changes.isEmpty)
         let transients = rig.ledger.applied.map { $0.counters.transientBindings[.tcp] ?? 0 }.reduce(0, +)
         #expect(transients == 1)
+        #expect(rig.ledger.transients.map(\.key.port) == [8080], "recorded for the history")
+    }
+
+    /// Transients the policy does not allow are counted by protocol and exposure; allowed ones are not.
+    /// Folded transients reach the ledger when their interval ends, and at the latest on stop.
+    @Test func transientsAreJudgedByThePolicyAndFoldedRecordsWritten() throws {
+        let rig = try Rig(allowed: { $0.key.port == 8080 })
+        rig.pipeline.step()
+        for (cookie, port) in [(UInt64(1), UInt16(8080)), (2, 4444), (3, 4445), (4, 4446)] {
+            rig.deliver([rig.event(.open, cookie, port)])
+            rig.clock.advance(0.001)
+            rig.deliver([rig.event(.close, cookie, port)])
+        }
+        rig.run(for: 1)
+        #expect(rig.ledger.extra(.unexpectedTransientBindings, "tcp/loopback") == 3)
+        #expect(rig.ledger.transients.map(\.count) == [1], "the first at once, the rest of the owner folded")
+        rig.run(for: 60)
+        #expect(rig.ledger.transients.map(\.count) == [1, 3])
+        #expect(rig.ledger.transients.last.map { "\($0.key.port)-\($0.portMax)" } == "4444-4446")
+        rig.deliver([rig.event(.open, 9, 4447)])
+        rig.clock.advance(0.001)
+        rig.deliver([rig.event(.close, 9, 4447)])
+        rig.deliver([rig.event(.open, 10, 4448)])
+        rig.clock.advance(0.001)
+        rig.deliver([rig.event(.close, 10, 4448)])
+        rig.pipeline.finish()
+        #expect(rig.ledger.transients.reduce(0) { $0 + $1.count } == 6, "stopping writes the folds still open")
+    }
+
+    @Test func whatTheRecordCapLeavesOutIsCounted() throws {
+        let rig = try Rig(transients: .init(recordsPerMinute: 0))
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080)])
+        rig.deliver([rig.event(.close, 1, 8080)])
+        rig.run(for: 1)
+        #expect(rig.ledger.transients.isEmpty)
+        #expect(rig.ledger.extra(.transientRecordsDropped) == 1)
+        #expect(rig.ledger.extra(.unexpectedTransientBindings, "tcp/loopback") == 0, "no policy, nothing unexpected")
     }
 
     @Test func aBindingIsWrittenOnceTheWindowHasPassed() throws {

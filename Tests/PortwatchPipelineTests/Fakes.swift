@@ -68,6 +68,11 @@ final class FakeLedger: Ledger {
     }
 
     var changes: [String] { applied.flatMap(\.changes).map { "\($0.action) \($0.row.key.port)" } }
+    var transients: [TransientBinding] { applied.flatMap(\.transients) }
+    /// The total of one extra counter over every write.
+    func extra(_ name: CounterName, _ label: String = "") -> UInt64 {
+        extras.joined().filter { $0.name == name && $0.label == label }.reduce(0) { $0 + $1.value }
+    }
 }
 
 /// A clock the test moves by hand.
@@ -99,11 +104,14 @@ struct Rig {
     let clock = FakeClock()
     let pipeline: CapturePipeline
 
-    init(window: UInt64 = window, resync: Double = 300, configure: (FakeKernel, FakeLister, FakeLedger) -> Void = { _, _, _ in }) throws {
+    init(window: UInt64 = window, resync: Double = 300, transients: TransientLog.Limits = .init(),
+         configure: (FakeKernel, FakeLister, FakeLedger) -> Void = { _, _, _ in },
+         allowed: (@Sendable (Binding) -> Bool)? = nil) throws {
         configure(kernel, lister, ledger)
         pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, clock: clock, window: window,
                                        schedule: Schedule(window: window, resyncInterval: resync),
-                                       historyRetention: 7 * 86_400_000_000_000, logger: Logger(label: "test"))
+                                       historyRetention: 7 * 86_400_000_000_000, transients: transients, allowed: allowed,
+                                       logger: Logger(label: "test"))
     }
 
     /// An event at the clock's wall time now.

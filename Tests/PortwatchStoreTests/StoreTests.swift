@@ -82,7 +82,7 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         let batch = close.flush(now: 10)
         try store.apply(try #require(batch))
         let history = try StoreReader(path: path).history()
-        #expect(history.map(\.action) == [.insert, .delete])
+        #expect(history.map(\.kind) == [.open, .close])
         #expect(history.map(\.reason) == [nil, .shutdown], "old entries have no reason, new ones do")
     }
 

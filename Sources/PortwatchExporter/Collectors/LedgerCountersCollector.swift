@@ -23,6 +23,9 @@ enum LedgerCountersCollector: Collector {
             counter("portwatch_resync_corrections", CounterEntry.resyncCorrections, label: "action",
                     values: [RowChange.Action.insert, .delete].map(\.rawValue),
                     help: "Rows a resync against the kernel's sockets had to add or remove."),
+            MetricFamily("portwatch_transient_records_dropped", .counter,
+                         help: "Transient listeners not recorded in history because of --history.transient-records-per-minute or the owner limit.",
+                         samples: [.init([], Double(state.counter(CounterEntry.transientRecordsDropped)))]),
             MetricFamily("portwatch_events_lost", .counter, help: "Kernel events dropped because the ring buffer was full.",
                          samples: [.init([], Double(state.counter(CounterEntry.eventsLost)))]),
         ]

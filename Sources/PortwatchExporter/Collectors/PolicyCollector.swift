@@ -12,6 +12,15 @@ enum PolicyCollector: Collector {
             out.append(MetricFamily("portwatch_unexpected_ports", .gauge,
                                     help: "Ports held now that the expected-listener policy does not allow.",
                                     samples: [.init([], Double(unexpected.count))]))
+            let samples = TransportProtocol.allCases.flatMap { transport in
+                Exposure.allCases.map { exposure in
+                    MetricFamily.Sample([("exposure", exposure.rawValue), ("protocol", transport.description)],
+                                        Double(state.counter(CounterEntry.unexpectedTransientBindings, "\(transport)/\(exposure.rawValue)")))
+                }
+            }
+            out.append(MetricFamily("portwatch_unexpected_transient_bindings", .counter,
+                                    help: "Transient listeners (shorter than --reconcile.window) the expected-listener policy does not allow.",
+                                    samples: samples))
         }
         if let reload = state.policyReload {
             out.append(MetricFamily("portwatch_policy_last_reload_success", .gauge,

@@ -5,10 +5,19 @@ import PortwatchStore
 
 /// Text and JSON forms of ledger rows, shared by the reading commands.
 enum LedgerOutput {
+    /// RFC 3339 in UTC to the second, e.g. 2026-01-01T00:00:00Z (no formatter object per call).
     static func time(_ ns: UInt64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date(timeIntervalSince1970: Double(ns) / 1e9))
+        var seconds = time_t(ns / 1_000_000_000)
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        return digits(UInt64(t.tm_year + 1900), 4) + "-" + digits(UInt64(t.tm_mon + 1), 2) + "-" + digits(UInt64(t.tm_mday), 2)
+            + "T" + digits(UInt64(t.tm_hour), 2) + ":" + digits(UInt64(t.tm_min), 2) + ":" + digits(UInt64(t.tm_sec), 2) + "Z"
+    }
+
+    /// `value` in decimal, zero-padded to `width`.
+    static func digits(_ value: UInt64, _ width: Int) -> String {
+        let text = String(value)
+        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
     }
 
     static func duration(_ ns: UInt64) -> String {
@@ -22,6 +31,17 @@ enum LedgerOutput {
         }
         if s > 0 || parts.isEmpty { parts.append("\(s)s") }
         return parts.joined()
+    }
+
+    /// Cells padded to fixed widths, for output that streams (a longer cell pushes the rest right).
+    static func line(_ cells: [String], widths: [Int]) -> String {
+        var out = ""
+        for (i, cell) in cells.enumerated() {
+            out += cell
+            if i == cells.count - 1 { break }
+            out += String(repeating: " ", count: max(0, widths[i] - cell.count) + 2)
+        }
+        return out + "\n"
     }
 
     /// Columns padded to their widest cell.
@@ -47,15 +67,6 @@ enum LedgerOutput {
                 "namespace": a.namespace, "container": a.container, "exposure": "\(b.key.exposure)"]
     }
 
-    /// What a history entry records: a port opened, closed, or taken over by another holder.
-    static func event(_ action: RowChange.Action) -> String {
-        switch action {
-        case .insert: "open"
-        case .delete: "close"
-        case .update: "holder"
-        }
-    }
-
     /// The UNIT column: the systemd unit, or "-".
     static func unit(_ owner: Owner) -> String { owner.attribution.unit.isEmpty ? "-" : owner.attribution.unit }
 
@@ -67,8 +78,9 @@ enum LedgerOutput {
         return a.containerID.isEmpty ? "-" : String(a.containerID.prefix(12))
     }
 
-    static func hostPort(_ key: BindingKey) -> String {
-        key.family == .ipv6 ? "[\(key.address)]:\(key.port)" : "\(key.address):\(key.port)"
+    static func hostPort(_ key: BindingKey, ports: String? = nil) -> String {
+        let ports = ports ?? "\(key.port)"
+        return key.family == .ipv6 ? "[\(key.address)]:\(ports)" : "\(key.address):\(ports)"
     }
 
     /// Opens the ledger read-only or ends with one line saying why.

@@ -29,6 +29,9 @@ struct ListPorts: ParsableCommand {
     @Option(name: .customLong("policy.file"), help: "Expected-listener policy, for --unexpected.")
     var policyFile: String?
 
+    @Option(help: "Also list the transient (short-lived) listeners recorded in this period, e.g. 1h.")
+    var since: PrometheusDuration?
+
     @Option(help: "table or json.")
     var output: OutputFormat = .table
 
@@ -38,18 +41,37 @@ struct ListPorts: ParsableCommand {
     }
 
     func run() throws {
-        var rows = try LedgerOutput.reader(database.path).snapshot().rows
-        rows = rows.filter { row in
+        let reader = try LedgerOutput.reader(database.path)
+        var rows = try reader.snapshot().rows
+        var transients: [HistoryEntry] = []
+        if let since {
+            let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+            do {
+                try reader.history(HistoryQuery(since: now &- min(now, since.nanoseconds), kinds: [.transient])) { transients.append($0) }
+            } catch { throw LedgerOutput.fail("\(error)") }
+        }
+        func wanted(_ row: Binding) -> Bool {
             (port == nil || row.key.port == port) && (transport == nil || row.key.transport.description == transport)
                 && (comm == nil || row.owner.comm == comm)
         }
+        rows = rows.filter(wanted)
+        transients = transients.filter { wanted($0.row) }
         if unexpected, let policyFile {
-            do { rows = try PolicyFile.load(path: policyFile).unexpected(rows) } catch { throw LedgerOutput.fail("\(error)") }
+            do {
+                let policy = try PolicyFile.load(path: policyFile)
+                rows = policy.unexpected(rows)
+                transients = transients.filter { !policy.allows($0.row) }
+            } catch { throw LedgerOutput.fail("\(error)") }
         }
         switch output {
         case .json:
             print(LedgerOutput.json(rows.map { row in
                 LedgerOutput.fields(row).merging(["since": LedgerOutput.time(row.firstSeen)]) { a, _ in a }
+            } + transients.map { e in
+                LedgerOutput.fields(e.row).merging([
+                    "state": "transient", "since": LedgerOutput.time(e.opened), "count": Int(e.count), "port_max": Int(e.portMax),
+                    "lifetime_seconds": Double(e.lifetime ?? 0) / 1e9,
+                ]) { _, new in new }
             }), terminator: "")
         case .table:
             print(LedgerOutput.table(
@@ -58,6 +80,11 @@ struct ListPorts: ParsableCommand {
                     ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.state)", "\(r.owner.pid)", r.owner.comm,
                      "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
                      LedgerOutput.time(r.firstSeen)]
+                } + transients.map { e in
+                    let r = e.row
+                    return ["\(r.key.transport)", LedgerOutput.hostPort(r.key, ports: e.ports), e.count > 1 ? "transient x\(e.count)" : "transient", "\(r.owner.pid)", r.owner.comm,
+                            "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
+                            LedgerOutput.time(e.opened)]
                 }), terminator: "")
         }
     }

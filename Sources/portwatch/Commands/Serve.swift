@@ -39,8 +39,12 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("db.history-retention"), help: "How long opens and closes stay in the history table (e.g. 7d, 12h).")
     var historyRetention = PrometheusDuration(argument: "7d")!
 
+    @Option(name: .customLong("history.transient-records-per-minute"),
+            help: "At most this many transient-listener records written to history per minute (0: none); what is left out is counted in portwatch_transient_records_dropped_total.")
+    var transientRecordsPerMinute = 120
+
     @Option(name: .customLong("reconcile.window"),
-            help: "A socket released sooner than this after it took a port is transient: counted, never written (e.g. 200ms, 0).")
+            help: "A socket released sooner than this after it took a port is transient: counted and recorded in history, never in the table (e.g. 200ms, 0).")
     var window = PrometheusDuration(argument: "200ms")!
 
     @Option(name: .customLong("resync.interval"), help: "How often to compare the table with the kernel's sockets and repair drift.")
@@ -77,6 +81,7 @@ struct Serve: ParsableCommand {
         guard ringBufferBytes >= 4096, ringBufferBytes <= 1 << 30, ringBufferBytes & (ringBufferBytes - 1) == 0 else {
             throw ValidationError("--bpf.ring-buffer-size must be a power of two between 4096 and 1073741824 bytes")
         }
+        guard transientRecordsPerMinute >= 0 else { throw ValidationError("--history.transient-records-per-minute must be 0 or more") }
         guard maxPortSeries >= 0 else { throw ValidationError("--metrics.max-port-series must be 0 or more") }
         guard Portwatch.level(logLevel) != nil else { throw ValidationError("--log.level must be debug, info, warn or error") }
     }

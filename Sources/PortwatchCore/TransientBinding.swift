@@ -1,0 +1,35 @@
+/// A binding that lived less than the reconcile window: never a row of the table, recorded
+/// in history. One record can stand for several transients of one owner (see
+/// `TransientLog`): `count` of them, ports `key.port...portMax`, the longest `lifetime`.
+public struct TransientBinding: Sendable, Hashable {
+    /// The first transient's key (its port is the lowest of the group's).
+    public var key: BindingKey
+    public var owner: Owner
+    public var state: SocketState
+    /// Wall-clock nanoseconds when the (first) socket took its port.
+    public var opened: UInt64
+    /// Nanoseconds from open to close; for a group, the longest.
+    public var lifetime: UInt64
+    public var count: UInt64
+    /// The highest port of the group; `key.port` when every transient used one port.
+    public var portMax: UInt16
+
+    public init(key: BindingKey, owner: Owner, state: SocketState, opened: UInt64, lifetime: UInt64,
+                count: UInt64 = 1, portMax: UInt16? = nil) {
+        self.key = key
+        self.owner = owner
+        self.state = state
+        self.opened = opened
+        self.lifetime = lifetime
+        self.count = count
+        self.portMax = portMax ?? key.port
+    }
+
+    /// Its ports as text: "4444" or "32768-60999".
+    public var ports: String { portMax == key.port ? "\(key.port)" : "\(key.port)-\(portMax)" }
+
+    /// As a table row would show it, for policy checks.
+    public var binding: Binding {
+        Binding(key: key, owner: owner, state: state, holders: 1, firstSeen: opened, lastChange: opened &+ lifetime)
+    }
+}

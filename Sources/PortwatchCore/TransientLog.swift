@@ -1,0 +1,137 @@
+/// Decides which transient listeners become history records, so that a flood can neither
+/// slow capture nor fill the disk.
+///
+/// The first transient of an owner (network namespace, protocol, family, address, process
+/// name, unit, container, pod) is recorded at once, exactly. Further transients of that
+/// owner within `interval` are folded into one record, written when the interval ends:
+/// their count, the port range when ports vary, the longest lifetime. A resolver binding a
+/// random source port per query therefore writes one record per interval, not one per
+/// query. On top, at most `recordsPerMinute` records are written per minute, and at most
+/// `maxOwners` owners are followed at once; what either limit refuses is counted in
+/// `dropped` (transients, not records). Pure: the caller passes the time.
+public struct TransientLog: Sendable {
+    public struct Limits: Sendable, Equatable {
+        /// Nanoseconds an owner's later transients are folded for.
+        public var interval: UInt64
+        /// Records written per minute at most; 0 records none.
+        public var recordsPerMinute: Int
+        public var maxOwners: Int
+
+        public init(interval: UInt64 = 60_000_000_000, recordsPerMinute: Int = 120, maxOwners: Int = 10_000) {
+            self.interval = interval
+            self.recordsPerMinute = recordsPerMinute
+            self.maxOwners = maxOwners
+        }
+    }
+
+    struct OwnerKey: Hashable, Sendable {
+        var netns: UInt32
+        var transport: TransportProtocol
+        var family: AddressFamily
+        var address: String
+        var comm: String
+        var attribution: Attribution
+
+        init(_ t: TransientBinding) {
+            netns = t.key.netns
+            transport = t.key.transport
+            family = t.key.family
+            address = t.key.address
+            comm = t.owner.comm
+            attribution = t.owner.attribution
+        }
+    }
+
+    struct Folding: Sendable {
+        var until: UInt64
+        var pending: TransientBinding?
+    }
+
+    public let limits: Limits
+    private var owners: [OwnerKey: Folding] = [:]
+    private var minuteStart: UInt64 = 0
+    private var writtenThisMinute = 0
+    /// Transients no record stands for (refused by the per-minute cap or the owner limit).
+    public private(set) var dropped: UInt64 = 0
+
+    public init(limits: Limits = Limits()) { self.limits = limits }
+
+    /// Owners being folded now.
+    public var followed: Int { owners.count }
+
+    /// When the earliest folding interval ends (wall-clock ns), nil when none runs.
+    public var nextDue: UInt64? { owners.values.lazy.filter { $0.pending != nil }.map(\.until).min() }
+
+    /// Takes transients as the reconciler found them; returns the records to write now.
+    public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
+        var out: [TransientBinding] = []
+        for t in transients {
+            let key = OwnerKey(t)
+            if var folding = owners[key], now < folding.until {
+                folding.pending = folding.pending.map { Self.fold($0, t) } ?? t
+                owners[key] = folding
+                continue
+            }
+            if let ended = owners[key]?.pending {
+                // Its interval ended with transients folded: still busy, so this one starts the next fold.
+                admit(ended, now: now, into: &out)
+                owners[key] = Folding(until: now &+ limits.interval, pending: t)
+                continue
+            }
+            owners[key] = nil
+            guard owners.count < limits.maxOwners else {
+                dropped += t.count
+                continue
+            }
+            owners[key] = Folding(until: now &+ limits.interval)
+            admit(t, now: now, into: &out)
+        }
+        return out
+    }
+
+    /// The folded records whose interval has ended. An owner still busy keeps being folded
+    /// for another interval; a quiet one is forgotten (its next transient is recorded at once).
+    public mutating func due(now: UInt64) -> [TransientBinding] {
+        var out: [TransientBinding] = []
+        for (key, folding) in owners where folding.until <= now {
+            if let pending = folding.pending {
+                admit(pending, now: now, into: &out)
+                owners[key] = Folding(until: now &+ limits.interval)
+            } else {
+                owners[key] = nil
+            }
+        }
+        return out.sorted { $0.opened < $1.opened }
+    }
+
+    /// Every folded record, due or not (at shutdown).
+    public mutating func drain(now: UInt64) -> [TransientBinding] {
+        var out: [TransientBinding] = []
+        for pending in owners.values.compactMap(\.pending).sorted(by: { $0.opened < $1.opened }) { admit(pending, now: now, into: &out) }
+        owners.removeAll()
+        return out
+    }
+
+    private mutating func admit(_ record: TransientBinding, now: UInt64, into out: inout [TransientBinding]) {
+        if now >= minuteStart &+ 60_000_000_000 || now < minuteStart {
+            minuteStart = now
+            writtenThisMinute = 0
+        }
+        guard writtenThisMinute < limits.recordsPerMinute else {
+            dropped += record.count
+            return
+        }
+        writtenThisMinute += 1
+        out.append(record)
+    }
+
+    static func fold(_ a: TransientBinding, _ b: TransientBinding) -> TransientBinding {
+        var out = a
+        if b.key.port < a.key.port { out.key.port = b.key.port }
+        out.portMax = max(a.portMax, b.portMax, a.key.port, b.key.port)
+        out.opened = min(a.opened, b.opened)
+        out.lifetime = max(a.lifetime, b.lifetime)
+        out.count = a.count + b.count
+        return out
+    }
+}

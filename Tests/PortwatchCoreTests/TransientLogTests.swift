@@ -1,0 +1,80 @@
+import Testing
+import PortwatchCore
+
+/// Which transient listeners become history records: the first of an owner at once, the
+/// rest folded per interval, a cap per minute, what is left out counted.
+@Suite struct TransientLogTests {
+    let second: UInt64 = 1_000_000_000
+    let t0: UInt64 = 1_700_000_000_000_000_000
+
+    func transient(_ port: UInt16, at time: UInt64, comm: String = "unbound", address: String = "0.0.0.0",
+                   transport: TransportProtocol = .udp, lifetime: UInt64 = 2_000_000) -> TransientBinding {
+        TransientBinding(key: key(port, transport, address: address), owner: Owner(pid: 400, comm: comm, uid: 101),
+                         state: transport == .udp ? .bound : .listen, opened: time, lifetime: lifetime)
+    }
+
+    @Test func theFirstOfAnOwnerIsRecordedAtOnceExactly() {
+        var log = TransientLog()
+        let first = transient(4444, at: t0, comm: "nc", transport: .tcp, lifetime: 5 * ms)
+        #expect(log.add([first], now: t0) == [first])
+        #expect(log.due(now: t0 + 61 * second).isEmpty, "nothing more to say")
+        #expect(log.followed == 0, "a quiet owner is forgotten")
+        let again = transient(4445, at: t0 + 62 * second, comm: "nc", transport: .tcp)
+        #expect(log.add([again], now: t0 + 62 * second) == [again], "after a quiet interval, at once again")
+    }
+
+    /// A resolver binding a random source port per query: one record, then one per interval
+    /// with the count and the port range, whatever the rate.
+    @Test func aRandomPortFloodIsFoldedPerOwnerAndInterval() {
+        var log = TransientLog()
+        var records: [TransientBinding] = []
+        var g = SystemRandomNumberGenerator()
+        var total: UInt64 = 0
+        // 1,000 a second for 10 minutes, checked every 100 ms.
+        for step in 0..<6_000 {
+            let now = t0 + UInt64(step) * 100 * ms
+            let batch = (0..<100).map { i in transient(UInt16.random(in: 32768...60999, using: &g), at: now + UInt64(i) * ms,
+                                                        lifetime: UInt64.random(in: 1...9, using: &g) * ms) }
+            total += 100
+            records += log.add(batch, now: now)
+            records += log.due(now: now)
+        }
+        records += log.drain(now: t0 + 601 * second)
+        #expect(records.count <= 12, "one record at once and one per minute, not one per query: \(records.count)")
+        #expect(records.reduce(0) { $0 + $1.count } == total, "every transient is counted in some record")
+        #expect(log.dropped == 0)
+        let folded = records.dropFirst()
+        #expect(folded.allSatisfy { $0.key.port < $0.portMax && $0.key.port >= 32768 && $0.portMax <= 60999 })
+        #expect(folded.allSatisfy { $0.lifetime <= 9 * ms && $0.lifetime >= 1 * ms })
+    }
+
+    @Test func ownersAreFoldedApart() {
+        var log = TransientLog()
+        let a = log.add([transient(1000, at: t0, comm: "a"), transient(1001, at: t0, comm: "b"),
+                         transient(1002, at: t0, comm: "a", address: "127.0.0.1"), transient(1003, at: t0, comm: "a")], now: t0)
+        #expect(a.map(\.key.port) == [1000, 1001, 1002], "three owners, each recorded at once; the fourth is folded")
+        let later = log.due(now: t0 + 60 * second)
+        #expect(later.map(\.count) == [1])
+        #expect(later.map(\.key.port) == [1003])
+    }
+
+    /// Many owners at once (a scan of distinct programs): at most the cap per minute is
+    /// written, the rest counted as dropped, and the cap opens again the next minute.
+    @Test func theCapPerMinuteLimitsRecordsAndCountsTheRest() {
+        var log = TransientLog(limits: .init(recordsPerMinute: 10))
+        let many = (0..<50).map { transient(UInt16(2000 + $0), at: t0, comm: "p\($0)") }
+        #expect(log.add(many, now: t0).count == 10)
+        #expect(log.dropped == 40)
+        #expect(log.add([transient(3000, at: t0 + 61 * second, comm: "late")], now: t0 + 61 * second).count == 1)
+        var none = TransientLog(limits: .init(recordsPerMinute: 0))
+        #expect(none.add(many, now: t0).isEmpty)
+        #expect(none.dropped == 50, "0 records nothing and says so")
+    }
+
+    @Test func theOwnerLimitBoundsMemory() {
+        var log = TransientLog(limits: .init(recordsPerMinute: 1_000, maxOwners: 5))
+        _ = log.add((0..<8).map { transient(UInt16(2000 + $0), at: t0, comm: "p\($0)") }, now: t0)
+        #expect(log.followed == 5)
+        #expect(log.dropped == 3)
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Glibc
+import Testing
+import PortwatchTestSupport
+
+/// Short-lived listeners against the kernel: recorded in history with who opened them,
+/// followed live, and judged by the policy.
+extension KernelSuite {
+    @Suite struct TransientHistoryTests {
+
+        func transients(_ d: DaemonHarness, port: UInt16) throws -> [[String: Any]] {
+            let out = try TestBinaries.run("portwatch", ["history", "--db.path", d.dbPath, "--kind", "transient", "--port", "\(port)", "--output", "json"])
+            return out.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }
+
+        @Test func aFiveMillisecondListenerIsRecordedWithItsProcess() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let child = try ChildProcess("""
+            import time
+            s = tcp("127.0.0.1", 0)
+            port = s.getsockname()[1]
+            time.sleep(0.005)
+            s.close()
+            say(port)
+            wait()
+            """)
+            defer { child.send("") }
+            let port = try #require(child.line().flatMap(UInt16.init))
+            var found: [[String: Any]] = []
+            #expect(TestHTTP.waitUntil(5) { found = (try? transients(d, port: port)) ?? []; return !found.isEmpty }, "\(d.log)")
+            let entry = try #require(found.first)
+            #expect(entry["pid"] as? Int == Int(child.pid))
+            #expect(entry["comm"] as? String == "python3")
+            #expect(entry["state"] as? String == "listen")
+            #expect(entry["address"] as? String == "127.0.0.1")
+            let lifetime = try #require(entry["lifetime_seconds"] as? Double)
+            #expect(lifetime >= 0.005 && lifetime < 0.2, "lived \(lifetime) s")
+            #expect(entry["count"] as? Int == 1)
+            #expect(d.barrier())
+            #expect(d.portInfo(port: port, transport: "tcp") == nil, "never a row of the table")
+            #expect(d.history(port: port, transport: "tcp").isEmpty, "no open or close entry, only the transient one")
+        }
+
+        /// The policy applies to transients: a disallowed one moves the counter, an allowed one does not.
+        @Test func unexpectedTransientsAreCounted() throws {
+            let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+            try "expected:\n  - { address: 127.0.0.2 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            let d = try DaemonHarness(arguments: ["--policy.file", policy])
+            guard d.waitReady() else { return }
+            let series = "portwatch_unexpected_transient_bindings_total{exposure=\"loopback\",protocol=\"tcp\"}"
+            let before = try #require(d.sample(series), "\(d.metrics())")
+
+            let (allowedFD, allowedPort) = TestSockets.bound("127.0.0.2")
+            close(allowedFD)
+            #expect(TestHTTP.waitUntil(5) { ((try? transients(d, port: allowedPort)) ?? []).count == 1 })
+            #expect(d.barrier())
+            #expect(d.sample(series) == before, "an allowed transient is not unexpected")
+
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            close(fd)
+            #expect(TestHTTP.waitUntil(5) { d.sample(series) == before + 1 }, "\(d.metrics())")
+            let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--unexpected", "--policy.file", policy, "--since", "1h"])
+            #expect(ls.stdout.contains("127.0.0.1:\(port) ") && !ls.stdout.contains("127.0.0.2:\(allowedPort) "), "\(ls.stdout)")
+        }
+    }
+}
