@@ -59,8 +59,9 @@ public struct TransientLog: Sendable {
     /// Owners being folded now.
     public var followed: Int { owners.count }
 
-    /// When the earliest folding interval ends (wall-clock ns), nil when none runs.
-    public var nextDue: UInt64? { owners.values.lazy.filter { $0.pending != nil }.map(\.until).min() }
+    /// No interval ends before this (wall-clock ns): `due` is called every tick and looks at
+    /// the owners only when one may have ended.
+    private var earliestEnd = UInt64.max
 
     /// Takes transients as the reconciler found them; returns the records to write now.
     public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
@@ -76,6 +77,7 @@ public struct TransientLog: Sendable {
                 // Its interval ended with transients folded: still busy, so this one starts the next fold.
                 admit(ended, now: now, into: &out)
                 owners[key] = Folding(until: now &+ limits.interval, pending: t)
+                earliestEnd = min(earliestEnd, now &+ limits.interval)
                 continue
             }
             owners[key] = nil
@@ -84,6 +86,7 @@ public struct TransientLog: Sendable {
                 continue
             }
             owners[key] = Folding(until: now &+ limits.interval)
+            earliestEnd = min(earliestEnd, now &+ limits.interval)
             admit(t, now: now, into: &out)
         }
         return out
@@ -92,6 +95,7 @@ public struct TransientLog: Sendable {
     /// The folded records whose interval has ended. An owner still busy keeps being folded
     /// for another interval; a quiet one is forgotten (its next transient is recorded at once).
     public mutating func due(now: UInt64) -> [TransientBinding] {
+        guard now >= earliestEnd else { return [] }
         var out: [TransientBinding] = []
         for (key, folding) in owners where folding.until <= now {
             if let pending = folding.pending {
@@ -101,6 +105,7 @@ public struct TransientLog: Sendable {
                 owners[key] = nil
             }
         }
+        earliestEnd = owners.values.map(\.until).min() ?? .max
         return out.sorted { $0.opened < $1.opened }
     }
 
@@ -109,6 +114,7 @@ public struct TransientLog: Sendable {
         var out: [TransientBinding] = []
         for pending in owners.values.compactMap(\.pending).sorted(by: { $0.opened < $1.opened }) { admit(pending, now: now, into: &out) }
         owners.removeAll()
+        earliestEnd = .max
         return out
     }
 
