@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import PortwatchCapture
 
@@ -25,9 +26,19 @@ struct Portwatch: ParsableCommand {
         Exit codes: 0 success, 1 an error (one line says what to do), 64 bad flags or arguments.
         """,
         version: BuildInfo.versionText,
-        subcommands: [Serve.self, ListPorts.self, History.self, CheckPolicy.self],
+        subcommands: [Serve.self, ListPorts.self, History.self, CheckPolicy.self, SuggestPolicy.self],
         defaultSubcommand: Serve.self
     )
+
+    /// A parent can hand down a blocked signal mask (Foundation's `Process` does): unblocked
+    /// here, so SIGTERM and Ctrl-C stop every command, `history --follow` included, and the
+    /// daemon gets the signals it routes.
+    static func main() {
+        var all = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_UNBLOCK, &all, nil)
+        main(nil)
+    }
 
     static func level(_ text: String) -> Logger.Level? {
         switch text {

@@ -8,12 +8,17 @@ import PortwatchTestSupport
 @Suite struct CLITests {
     static let t0: UInt64 = 1_767_225_600_000_000_000 // 2026-01-01T00:00:00Z
 
+    /// A path for a new ledger in a directory of its own.
+    static func newLedgerPath(_ prefix: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/pw.db"
+    }
+
     /// sshd on 22 (since t0), nc on 4444 (since t0+1h), a UDP socket that lived 90 s, a 5 ms
     /// listener of bash on 31337, and 40 folded transients of a resolver on ports 33000-61000.
     static func preparedLedger() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-cli-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let path = dir + "/pw.db"
+        let path = try newLedgerPath("pw-cli")
         let store = try Store(path: path)
         var r = Reconciler(window: 0)
         func key(_ port: UInt16, _ t: TransportProtocol = .tcp, _ address: String = "0.0.0.0", _ family: AddressFamily = .ipv4) -> BindingKey {
@@ -153,9 +158,7 @@ import PortwatchTestSupport
     }
 
     @Test func historySinceLeavesOutOlderEntries() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-since-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let path = dir + "/pw.db"
+        let path = try Self.newLedgerPath("pw-since")
         let store = try Store(path: path)
         let now = UInt64(Date().timeIntervalSince1970 * 1e9)
         let minute: UInt64 = 60_000_000_000

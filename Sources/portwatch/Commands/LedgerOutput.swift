@@ -20,18 +20,7 @@ enum LedgerOutput {
         return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
     }
 
-    static func duration(_ ns: UInt64) -> String {
-        let ms = ns / 1_000_000
-        if ms < 1000 { return "\(ms)ms" }
-        var s = ms / 1000
-        var parts: [String] = []
-        for (unit, size) in [("d", UInt64(86400)), ("h", 3600), ("m", 60)] where s >= size {
-            parts.append("\(s / size)\(unit)")
-            s %= size
-        }
-        if s > 0 || parts.isEmpty { parts.append("\(s)s") }
-        return parts.joined()
-    }
+    static func duration(_ ns: UInt64) -> String { DurationText.format(ns) }
 
     /// Cells padded to fixed widths, for output that streams (a longer cell pushes the rest right).
     static func line(_ cells: [String], widths: [Int]) -> String {
