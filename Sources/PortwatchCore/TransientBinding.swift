@@ -26,7 +26,7 @@ public struct TransientBinding: Sendable, Hashable {
     }
 
     /// Its ports as text: "4444" or "32768-60999".
-    public var ports: String { portMax == key.port ? "\(key.port)" : "\(key.port)-\(portMax)" }
+    public var ports: String { PortRange.text(key.port, portMax) }
 
     /// As a table row would show it, for policy checks.
     public var binding: Binding {

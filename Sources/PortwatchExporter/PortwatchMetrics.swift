@@ -17,6 +17,9 @@ public struct ExporterState: Sendable {
     public var policyReload: (success: Bool, time: Double)?
     /// Kernel features that change what portwatch can do -> present.
     public var kernelFeatures: [String: Bool] = [:]
+    /// The transient listeners of the last hour by owner, the most first, and how many owners
+    /// were left out; nil when --metrics.max-transient-series is 0 (or the ledger could not be read).
+    public var recentTransients: (top: [TransientSummary], dropped: Int)?
 
     public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
                 version: String, revision: String, maxPortSeries: Int? = nil) {
@@ -46,7 +49,8 @@ public struct ExporterState: Sendable {
 /// collector (one per file under Collectors/) renders one part of it.
 public enum PortwatchMetrics {
     static let collectors: [any Collector.Type] = [
-        LedgerTableCollector.self, LedgerCountersCollector.self, PolicyCollector.self, SelfHealthCollector.self,
+        LedgerTableCollector.self, LedgerCountersCollector.self, RecentTransientsCollector.self, PolicyCollector.self,
+        SelfHealthCollector.self,
     ]
 
     public static func families(_ state: ExporterState) -> [MetricFamily] {

@@ -16,9 +16,14 @@ public final class ScrapeSource: Sendable {
         /// Caps `portwatch_port_info` series; nil means no cap.
         public var maxPortSeries: Int?
         public var kernelFeatures: [String: Bool]
+        /// Owners in the recent-transients series; 0 leaves those series out.
+        public var maxTransientSeries: Int
+        /// How far back the recent-transients series look.
+        public var transientPeriod: UInt64 = 3_600_000_000_000
 
         public init(databasePath: String, programs: [String: Bool], version: String, revision: String, maxPortSeries: Int?,
-                    kernelFeatures: [String: Bool] = [:]) {
+                    kernelFeatures: [String: Bool] = [:], maxTransientSeries: Int = 20) {
+            self.maxTransientSeries = maxTransientSeries
             self.kernelFeatures = kernelFeatures
             self.databasePath = databasePath
             self.programs = programs
@@ -33,6 +38,7 @@ public final class ScrapeSource: Sendable {
     private let health: @Sendable () -> CapturePipeline.Health
     private let logger: Logger
     private let reader = Mutex<StoreReader?>(nil)
+    private let clock = SystemClock()
 
     public init(settings: Settings, policy: PolicyWatcher?, health: @escaping @Sendable () -> CapturePipeline.Health, logger: Logger) {
         self.settings = settings
@@ -42,14 +48,17 @@ public final class ScrapeSource: Sendable {
     }
 
     public func state() -> ExporterState {
-        let snapshot: StoreSnapshot? = reader.withLock { reader in
+        let now = clock.wallNanoseconds()
+        let (snapshot, recent) = reader.withLock { reader -> (StoreSnapshot?, (top: [TransientSummary], dropped: Int)?) in
             do {
                 if reader == nil { reader = try StoreReader(path: settings.databasePath) }
-                return try reader!.snapshot()
+                let snapshot = try reader!.snapshot()
+                guard settings.maxTransientSeries > 0 else { return (snapshot, nil) }
+                return (snapshot, try reader!.recentTransients(since: now &- min(now, settings.transientPeriod), limit: settings.maxTransientSeries))
             } catch {
                 reader = nil
                 logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
-                return nil
+                return (nil, nil)
             }
         }
         var counters = snapshot?.counters ?? []
@@ -63,6 +72,7 @@ public final class ScrapeSource: Sendable {
         var state = ExporterState(rows: snapshot?.rows, counters: counters, programs: settings.programs,
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)
         state.kernelFeatures = settings.kernelFeatures
+        state.recentTransients = recent
         guard let policy else { return state }
         let current = policy.current
         return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },

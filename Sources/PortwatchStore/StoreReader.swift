@@ -83,7 +83,7 @@ public struct HistoryEntry: Sendable, Equatable {
     public var portMax: UInt16
 
     /// Its ports as text: "4444" or "32768-60999".
-    public var ports: String { portMax == row.key.port ? "\(row.key.port)" : "\(row.key.port)-\(portMax)" }
+    public var ports: String { PortRange.text(row.key.port, portMax) }
 }
 
 /// Which history entries to read.
@@ -150,5 +150,33 @@ extension StoreReader {
         var id: Int64 = 0
         try db.prepare("SELECT coalesce(max(id), 0) FROM history").query { id = $0.int(0) }
         return id
+    }
+}
+
+extension StoreReader {
+    /// The transient listeners recorded since `since` (wall-clock ns), one summary per owner
+    /// (protocol, exposure, comm, unit, pod), the `limit` with the most first; and how many
+    /// owners were left out. Reads the (action, time) index: a scrape pays for the period's
+    /// records only, which the per-minute cap bounds.
+    public func recentTransients(since: UInt64, limit: Int) throws -> (top: [TransientSummary], dropped: Int) {
+        var parts: [TransientSummary] = []
+        do {
+            let statement = try db.prepare("""
+                SELECT protocol, family, address, comm, unit, namespace, pod, sum(count), min(port), max(max(port_max, port)), max(lifetime), max(time)
+                FROM history WHERE action = '\(HistoryEntry.Kind.transient.stored)' AND time >= ?
+                GROUP BY protocol, family, address, comm, unit, namespace, pod
+                """)
+            try statement.query([.int(Int64(bitPattern: since))]) { r in
+                guard let transport = TransportProtocol(name: r.text(0)), let family = AddressFamily(name: r.text(1)) else { return }
+                parts.append(TransientSummary(
+                    transport: transport, exposure: Exposure(address: r.text(2), family: family), comm: r.text(3), unit: r.text(4),
+                    namespace: r.text(5), pod: r.text(6), count: UInt64(max(0, r.int(7))),
+                    portMin: UInt16(truncatingIfNeeded: r.int(8)), portMax: UInt16(truncatingIfNeeded: r.int(9)),
+                    longestLifetime: UInt64(max(0, r.int(10))), last: UInt64(bitPattern: r.int(11))))
+            }
+        } catch let error as StoreError {
+            throw StoreError(Store.explain(error.description, path: path, what: "cannot read the history"))
+        }
+        return TransientSummary.top(parts, limit: limit)
     }
 }

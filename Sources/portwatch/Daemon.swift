@@ -26,8 +26,9 @@ struct Daemon {
         let web = try options.webConfigFile.map { try WebConfigFile.load(path: $0) }
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
-        let capture = try KernelCapture(options: captureOptions, logger: logger)
+        // Before the programs attach: the lister's probe socket is portwatch's, not a transient to report.
         let lister = KernelSocketLister()
+        let capture = try KernelCapture(options: captureOptions, logger: logger)
         if !lister.dumpsBoundTCP {
             logger.warning("this kernel's sock_diag cannot list TCP sockets that are bound but not listening (Linux < 6.7): resyncs leave such rows to the kernel's events",
                            metadata: ["feature": "sock_diag_bound_tcp"])
@@ -45,7 +46,7 @@ struct Daemon {
         let scrapes = ScrapeSource(
             settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
                             revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
-                            kernelFeatures: lister.features),
+                            kernelFeatures: lister.features, maxTransientSeries: options.maxTransientSeries),
             policy: policy, health: { pipeline.health }, logger: logger)
         let exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
                                 ready: { pipeline.phase == .ready },

@@ -9,8 +9,9 @@ import PortwatchTestSupport
 extension KernelSuite {
     @Suite struct GoldenScrapeTests {
         static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/e2e-output.txt")
-        /// Families with one series per held port: only their label names are kept.
-        static let perPort: Set<String> = ["portwatch_port_info", "portwatch_unexpected_port_info"]
+        /// Families with one series per held port or per owner of transients: only their label names are kept.
+        static let perPort: Set<String> = ["portwatch_port_info", "portwatch_unexpected_port_info", "portwatch_recent_transient_listeners",
+                                           "portwatch_recent_transient_listener_lifetime_max_seconds"]
         /// Labels whose values depend on the build or the host.
         static let masked: Set<String> = ["version", "revision"]
 
@@ -43,6 +44,9 @@ extension KernelSuite {
             let d = try DaemonHarness(arguments: ["--policy.file", policy])
             guard d.waitReady() else { return }
             #expect(d.waitShown(port, "tcp") != nil)
+            let (transient, transientPort) = TestSockets.bound("127.0.0.1")
+            close(transient)
+            #expect(TestHTTP.waitUntil(DaemonHarness.deadline) { d.metrics().contains("port=\"\(transientPort)\"") })
             let actual = Self.normalize(d.metrics())
             if ProcessInfo.processInfo.environment["PORTWATCH_UPDATE_GOLDEN"] == "1" {
                 try actual.write(to: Self.golden, atomically: true, encoding: .utf8)

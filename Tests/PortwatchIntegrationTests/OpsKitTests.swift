@@ -60,6 +60,8 @@ extension KernelSuite {
             guard d.waitReady() else { return }
             let (fd, port) = TestSockets.bound("127.0.0.1")
             defer { close(fd) }
+            let (transient, _) = TestSockets.bound("127.0.0.1")
+            close(transient) // for the short-lived listeners table
             let prometheus = try PrometheusHarness(target: d.port, ruleFiles: [Self.rules])
             #expect(TestHTTP.waitUntil(30) {
                 (prometheus.query("portwatch_port_info{port=\"\(port)\"}")?.count ?? 0) == 1
@@ -67,7 +69,8 @@ extension KernelSuite {
 
             // Every panel query runs; the core panels return data.
             let core: Set<String> = ["Ports held", "Ports held by protocol and family", "Current holders", "Up",
-                                     "BPF programs attached", "Unexpected listeners (policy)", "Kernel events per second"]
+                                     "BPF programs attached", "Unexpected listeners (policy)", "Kernel events per second",
+                                     "Short-lived listeners (last hour)"]
             for (title, expr) in try Self.panelQueries() {
                 var result: [[String: Any]]?
                 _ = TestHTTP.waitUntil(core.contains(title) ? 10 : 0) {

@@ -63,5 +63,34 @@ extension KernelSuite {
             let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--unexpected", "--policy.file", policy, "--since", "1h"])
             #expect(ls.stdout.contains("127.0.0.1:\(port) ") && !ls.stdout.contains("127.0.0.2:\(allowedPort) "), "\(ls.stdout)")
         }
+    
+
+        /// The dashboard's short-lived listeners: one series per owner with how many in the last
+        /// hour, their ports and the longest lifetime; none with --metrics.max-transient-series 0.
+        /// (An owner's later transients are folded into one record per minute, so only the first
+        /// shows at once; RecentTransientsTests merges several records.)
+        @Test func recentTransientsAreSummarisedPerOwner() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let (fd, port) = TestSockets.bound("0.0.0.0")
+            close(fd)
+            func mine(_ scrape: Scrape, _ name: String) -> [Scrape.Sample] {
+                scrape.samples(name).filter { $0.label("comm") == TestSockets.comm && $0.label("exposure") == "wildcard" }
+            }
+            var found: [Scrape.Sample] = []
+            #expect(TestHTTP.waitUntil(5) { found = mine(d.scrape(), "portwatch_recent_transient_listeners"); return found.first?.value == 1 },
+                    "\(found)")
+            let scrape = d.scrape()
+            let series = try #require(mine(scrape, "portwatch_recent_transient_listeners").first)
+            #expect(series.label("port") == "\(port)" && series.label("protocol") == "tcp", "\(series.line)")
+            let lifetime = try #require(mine(scrape, "portwatch_recent_transient_listener_lifetime_max_seconds").first?.value)
+            #expect(lifetime > 0 && lifetime < 0.2, "\(lifetime)")
+            #expect(scrape.value("portwatch_recent_transient_listener_owners_dropped") == 0)
+
+            let off = try DaemonHarness(arguments: ["--metrics.max-transient-series", "0"])
+            guard off.waitReady() else { return }
+            #expect(!off.metrics().contains("portwatch_recent_transient"), "0 leaves the series out")
+            #expect(try TestBinaries.run("portwatch", ["--metrics.max-transient-series", "-1", "--db.path", "/tmp/pw-flags-\(getpid()).db"]).status == 64)
+        }
     }
 }

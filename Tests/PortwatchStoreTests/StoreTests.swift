@@ -140,3 +140,39 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect { try store.apply(sampleBatch()) } throws: { "\($0)".contains("locked") }
     }
 }
+
+/// The recent-transients query behind the dashboard's short-lived listeners table.
+@Suite struct RecentTransientsTests {
+    static func transient(_ port: UInt16, comm: String, address: String = "0.0.0.0", at time: UInt64, lifetime: UInt64 = 5_000_000,
+                          count: UInt64 = 1, portMax: UInt16? = nil) -> TransientBinding {
+        TransientBinding(key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: address, port: port),
+                         owner: Owner(pid: 10, comm: comm, uid: 0), state: .listen, opened: time, lifetime: lifetime, count: count,
+                         portMax: portMax ?? port)
+    }
+
+    @Test func perOwnerMostFirstBoundedAndOnlyThePeriod() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        let s: UInt64 = 1_000_000_000
+        var batch = Batch()
+        batch.transients = [
+            Self.transient(4444, comm: "nc", at: 100 * s, lifetime: 300_000_000),
+            Self.transient(5555, comm: "nc", at: 110 * s, lifetime: 2_000_000),
+            Self.transient(33000, comm: "unbound", address: "127.0.0.1", at: 120 * s, count: 40, portMax: 61000),
+            Self.transient(34000, comm: "unbound", address: "127.0.0.53", at: 130 * s, count: 2, portMax: 34010),
+            Self.transient(8080, comm: "old", at: 10 * s),
+            Self.transient(9090, comm: "curl", address: "10.0.0.1", at: 140 * s),
+        ]
+        try store.apply(batch)
+        let reader = try StoreReader(path: path)
+        let all = try reader.recentTransients(since: 50 * s, limit: 10)
+        #expect(all.top.map(\.comm) == ["unbound", "nc", "curl"], "most transients first; the one before the period left out")
+        #expect(all.dropped == 0)
+        let unbound = try #require(all.top.first)
+        #expect(unbound.count == 42 && unbound.ports == "33000-61000" && unbound.exposure == .loopback, "one owner across loopback addresses")
+        let nc = all.top[1]
+        #expect(nc.count == 2 && nc.ports == "4444-5555" && nc.longestLifetime == 300_000_000 && nc.last == 110 * s)
+        let capped = try reader.recentTransients(since: 50 * s, limit: 1)
+        #expect(capped.top.map(\.comm) == ["unbound"] && capped.dropped == 2)
+    }
+}

@@ -56,6 +56,10 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("metrics.max-port-series"), help: "At most this many portwatch_port_info series (0: no limit).")
     var maxPortSeries = 10_000
 
+    @Option(name: .customLong("metrics.max-transient-series"),
+            help: "At most this many owners in the recent transient-listener series, those with the most in the last hour (0: none of those series).")
+    var maxTransientSeries = 20
+
     @Option(name: .customLong("run-as"),
             help: ArgumentHelp("After start-up, switch to this user (name or uid), keeping only the capabilities resyncs need. The ledger file is handed to it.", valueName: "user"))
     var runAs: String?
@@ -83,6 +87,7 @@ struct Serve: ParsableCommand {
         }
         guard transientRecordsPerMinute >= 0 else { throw ValidationError("--history.transient-records-per-minute must be 0 or more") }
         guard maxPortSeries >= 0 else { throw ValidationError("--metrics.max-port-series must be 0 or more") }
+        guard maxTransientSeries >= 0 else { throw ValidationError("--metrics.max-transient-series must be 0 or more") }
         guard Portwatch.level(logLevel) != nil else { throw ValidationError("--log.level must be debug, info, warn or error") }
     }
 
