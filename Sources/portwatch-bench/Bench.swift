@@ -3,6 +3,7 @@ import Glibc
 
 enum Bench {
     static func main() async {
+        _ = Progress.start
         let quick = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_QUICK"] == "1"
         // PORTWATCH_BENCH_ONLY=latency,scrape runs those kernel benchmarks alone (and no core ones).
         let only = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
@@ -13,6 +14,7 @@ enum Bench {
         print(machine)
         do {
             if only == nil { try CoreBench.run(report: report, repeats: repeats) }
+            if wanted("growth") { try LedgerGrowthBench.run(report: report, repeats: repeats, minutes: quick ? 5 : 30) }
             guard geteuid() == 0 else {
                 print("\nThe kernel benchmarks need root to load BPF; skipped.")
                 try report.write(to: "results", machine: machine)

@@ -15,10 +15,14 @@ enum Measure {
         return now() - start
     }
 
+    /// The value at rank p (0...1), interpolated between the two nearest runs: the median of an
+    /// even number of runs is the mean of the two middle ones.
     static func percentile(_ values: [Double], _ p: Double) -> Double {
         guard !values.isEmpty else { return .nan }
         let sorted = values.sorted()
-        return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
+        let rank = Double(sorted.count - 1) * p
+        let low = Int(rank.rounded(.down)), high = Swift.min(sorted.count - 1, low + 1)
+        return sorted[low] + (sorted[high] - sorted[low]) * (rank - Double(low))
     }
 
     /// CPU seconds (user + system) a process has used.
@@ -41,6 +45,15 @@ enum Measure {
 
     static func openFDs(pid: Int32) -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+    }
+}
+
+/// Where `make bench` is, on stderr (the summary goes to stdout): which benchmark, which run, time so far.
+enum Progress {
+    static let start = Measure.now()
+
+    static func step(_ benchmark: String, run: Int, of runs: Int) {
+        FileHandle.standardError.write(Data(String(format: "[bench %6.1fs] %@: run %d of %d\n", Measure.now() - start, benchmark, run + 1, runs).utf8))
     }
 }
 
