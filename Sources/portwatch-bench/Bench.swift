@@ -5,7 +5,7 @@ enum Bench {
     static func main() async {
         _ = Progress.start
         let quick = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_QUICK"] == "1"
-        // PORTWATCH_BENCH_ONLY=latency,scrape runs those kernel benchmarks alone (and no core ones).
+        // PORTWATCH_BENCH_ONLY=core,growth,latency,scrape,... runs those benchmarks alone.
         let only = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
         func wanted(_ name: String) -> Bool { only?.contains(name) ?? true }
         let repeats = quick ? 1 : 5
@@ -13,33 +13,28 @@ enum Bench {
         let machine = "Machine: \(ProcessInfo.processInfo.processorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, kernel \(uname()), \(Date())"
         print(machine)
         do {
-            if only == nil { try CoreBench.run(report: report, repeats: repeats) }
+            if wanted("core") { try CoreBench.run(report: report, repeats: repeats) }
             if wanted("growth") { try LedgerGrowthBench.run(report: report, repeats: repeats, minutes: quick ? 5 : 30) }
             guard geteuid() == 0 else {
                 print("\nThe kernel benchmarks need root to load BPF; skipped.")
                 try report.write(to: "results", machine: machine)
                 return
             }
-            if only != nil {
-                if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300) }
-                if wanted("overhead") { try KernelBench.overhead(report: report, repeats: quick ? 1 : 6) }
-                try report.write(to: "results", machine: machine)
-                print("\nReport: results/report.md, results/report.json")
-                return
+            if wanted("overhead") { try KernelBench.overhead(report: report, repeats: quick ? 2 : 6) }
+            let capacity = wanted("capacity") ? try KernelBench.capacity(report: report, repeats: quick ? 1 : 5) : nil
+            if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300) }
+            let footprint = wanted("scrape") ? try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100) : nil
+            if wanted("detection") { try KernelBench.detection(report: report, listeners: quick ? 40 : 200) }
+            if let footprint, let capacity {
+                report.add("Footprint of the daemon", [
+                    Figure(name: "RSS at idle", unit: "MiB", runs: [footprint.idleRSS / 1_048_576]),
+                    Figure(name: "RSS with 10,000 held ports", unit: "MiB", runs: [footprint.bigRSS / 1_048_576]),
+                    Figure(name: "RSS after \(Int(capacity.eventsPerRun)) events", unit: "MiB", runs: [capacity.rssAfter / 1_048_576]),
+                    Figure(name: "open fds at idle", unit: "fds", runs: [footprint.idleFDs]),
+                    Figure(name: "open fds with 10,000 held ports", unit: "fds", runs: [footprint.bigFDs]),
+                    Figure(name: "open fds after the flood", unit: "fds", runs: [capacity.fdsAfter]),
+                ])
             }
-            try KernelBench.overhead(report: report, repeats: quick ? 1 : 6)
-            let capacity = try KernelBench.capacity(report: report, repeats: quick ? 1 : 3)
-            try KernelBench.latency(report: report, samples: quick ? 50 : 300)
-            let footprint = try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100)
-            try KernelBench.detection(report: report, listeners: quick ? 40 : 200)
-            report.add("Footprint of the daemon", [
-                Figure(name: "RSS at idle", unit: "MiB", runs: [footprint.idleRSS / 1_048_576]),
-                Figure(name: "RSS with 10,000 held ports", unit: "MiB", runs: [footprint.bigRSS / 1_048_576]),
-                Figure(name: "RSS after \(Int(capacity.eventsPerRun)) events", unit: "MiB", runs: [capacity.rssAfter / 1_048_576]),
-                Figure(name: "open fds at idle", unit: "fds", runs: [footprint.idleFDs]),
-                Figure(name: "open fds with 10,000 held ports", unit: "fds", runs: [footprint.bigFDs]),
-                Figure(name: "open fds after the flood", unit: "fds", runs: [capacity.fdsAfter]),
-            ])
             try report.write(to: "results", machine: machine)
             print("\nReport: results/report.md, results/report.json")
         } catch {

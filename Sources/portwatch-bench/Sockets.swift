@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// Socket work for the load generators, on raw system calls.
 enum Sockets {
@@ -34,6 +35,51 @@ enum Sockets {
         }
         group.wait()
         return Measure.now() - start
+    }
+
+    /// TCP connection churn on loopback: `threads` clients each connect, and close, `iterations`
+    /// times to one listener whose thread accepts and closes. No client binds a port itself, yet
+    /// every socket passes portwatch's programs. Returns the wall time.
+    static func connectionChurn(threads: Int, iterations: Int) throws -> Double {
+        let failed = Atomic<Int>(0)
+        let (listener, port) = open()
+        _ = Glibc.listen(listener, 4096)
+        defer { close(listener) }
+        let total = threads * iterations
+        let accepted = DispatchSemaphore(value: 0)
+        Thread {
+            for _ in 0..<total {
+                let fd = accept(listener, nil, nil)
+                if fd >= 0 { close(fd) }
+            }
+            accepted.signal()
+        }.start()
+        let group = DispatchGroup()
+        let start = Measure.now()
+        for _ in 0..<threads {
+            group.enter()
+            Thread {
+                var sa = sockaddr_in()
+                sa.sin_family = sa_family_t(AF_INET)
+                sa.sin_port = port.bigEndian
+                sa.sin_addr.s_addr = UInt32(0x7f000001).bigEndian
+                // Closed with a reset (linger 0): no TIME_WAIT, so the ephemeral ports never run out.
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                for _ in 0..<iterations {
+                    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                    let ok = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                    if ok != 0 { failed.add(1, ordering: .relaxed) }
+                    close(fd)
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        let elapsed = Measure.now() - start
+        guard failed.load(ordering: .relaxed) == 0 else { throw BenchError("connection churn: \(failed.load(ordering: .relaxed)) connects failed") }
+        accepted.wait()
+        return elapsed
     }
 
     static func raiseFileLimit(_ n: Int) {
