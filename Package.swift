@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),
-        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchCore",
+        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchCore", "PortwatchStore", "PortwatchExporter",
                                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchCLITests", dependencies: ["portwatch", "PortwatchStore", "PortwatchCore", "PortwatchTestSupport"]),

@@ -13,6 +13,8 @@ public struct Exporter: Sendable {
     public var auth: BasicAuth?
     /// Added to every response (e.g. security headers from the web configuration).
     public var headers: [(String, String)] = []
+    /// The ledger's series as last rendered, per format (shared by copies of this exporter).
+    let rendered = RenderCache()
 
     public init(telemetryPath: String, state: @escaping @Sendable () -> ExporterState, ready: @escaping @Sendable () -> Bool,
                 auth: BasicAuth? = nil, headers: [(String, String)] = []) {
@@ -53,20 +55,21 @@ public struct Exporter: Sendable {
     func metrics(_ request: HTTPRequest) -> HTTPResponse {
         let started = DispatchTime.now().uptimeNanoseconds
         let format = ExpositionFormat.negotiate(accept: request.header("accept"))
-        var families = PortwatchMetrics.families(state())
-        families += ProcessMetrics.families()
+        let gzip = Gzip.accepted(request.header("accept-encoding"))
+        let ledger = rendered.part(state(), format: format, gzip: gzip)
+        var perScrape = ProcessMetrics.families()
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        families.append(MetricFamily("portwatch_scrape_duration_seconds", .gauge,
-                                     help: "Time portwatch took to gather this scrape's metrics.", unit: "seconds",
-                                     samples: [.init([], elapsed)]))
-        families.sort { $0.name < $1.name }
-        var body = format.render(families)
+        perScrape.append(MetricFamily("portwatch_scrape_duration_seconds", .gauge,
+                                      help: "Time portwatch took to gather this scrape's metrics.", unit: "seconds",
+                                      samples: [.init([], elapsed)]))
+        perScrape.sort { $0.name < $1.name }
+        let tail = format.render(perScrape)
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept-Encoding")]
-        if Gzip.accepted(request.header("accept-encoding")), let compressed = Gzip.compress(body) {
-            body = compressed
+        if gzip, let body = ledger.gzip?.finish(tail) ?? Gzip.compress(ledger.body + tail) {
             headers.append(("Content-Encoding", "gzip"))
+            return HTTPResponse(status: 200, headers: headers, body: body)
         }
-        return HTTPResponse(status: 200, headers: headers, body: body)
+        return HTTPResponse(status: 200, headers: headers, body: ledger.body + tail)
     }
 
     var landingPage: String {

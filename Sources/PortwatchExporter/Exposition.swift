@@ -12,12 +12,13 @@ public enum ExpositionFormat: Sendable, Equatable {
         }
     }
 
-    /// Renders families in the order given; the caller sorts them.
-    public func render(_ families: [MetricFamily]) -> [UInt8] {
+    /// Renders families in the order given; the caller sorts them. `last: false` leaves out
+    /// OpenMetrics' closing `# EOF`, for a part that more families follow.
+    public func render(_ families: [MetricFamily], last: Bool = true) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(4096 + families.reduce(0) { $0 + $1.samples.count * 96 })
         for family in families { render(family, into: &out) }
-        if self == .openMetrics { out.append(contentsOf: "# EOF\n".utf8) }
+        if self == .openMetrics && last { out.append(contentsOf: "# EOF\n".utf8) }
         return out
     }
 

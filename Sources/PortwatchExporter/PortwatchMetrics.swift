@@ -20,6 +20,9 @@ public struct ExporterState: Sendable {
     /// The transient listeners of the last hour by owner, the most first, and how many owners
     /// were left out; nil when --metrics.max-transient-series is 0 (or the ledger could not be read).
     public var recentTransients: (top: [TransientSummary], dropped: Int)?
+    /// Equal for two states with the same series: the exporter renders a generation once and
+    /// serves the bytes until it changes. Nil: render every scrape.
+    public var generation: UInt64?
 
     public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
                 version: String, revision: String, maxPortSeries: Int? = nil) {

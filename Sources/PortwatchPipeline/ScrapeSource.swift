@@ -37,8 +37,38 @@ public final class ScrapeSource: Sendable {
     private let policy: PolicyWatcher?
     private let health: @Sendable () -> CapturePipeline.Health
     private let logger: Logger
-    private let reader = Mutex<StoreReader?>(nil)
     private let clock = SystemClock()
+    private let cache = Mutex(Cache())
+
+    /// What the last scrape read, so the next reads only when the ledger changed.
+    private struct Cache {
+        var reader: StoreReader?
+        /// The reader's `PRAGMA data_version` when `snapshot` was read.
+        var dataVersion: Int64 = -1
+        var snapshot: StoreSnapshot?
+        var recent: Recent?
+        var recentAt: UInt64 = 0
+        var inputs: Inputs?
+        var state: ExporterState?
+        var generation: UInt64 = 0
+    }
+
+    typealias Recent = (top: [TransientSummary], dropped: Int)
+
+    /// Everything a state is made from: while it stays equal, so does the state (and its generation).
+    private struct Inputs: Equatable {
+        var dataVersion: Int64
+        var read: Bool
+        var recent: [TransientSummary]?
+        var recentDropped: Int
+        var health: [UInt64]
+        var policyLoaded: Bool
+        var policyTime: Double
+    }
+
+    /// How often the recent-transient series are read again while the ledger does not change
+    /// (their hour slides on).
+    static let recentRefresh: UInt64 = 10_000_000_000
 
     public init(settings: Settings, policy: PolicyWatcher?, health: @escaping @Sendable () -> CapturePipeline.Health, logger: Logger) {
         self.settings = settings
@@ -47,22 +77,52 @@ public final class ScrapeSource: Sendable {
         self.logger = logger
     }
 
+    /// The state for one scrape. The ledger is read again only when its data version moved
+    /// (the daemon committed); the state keeps its generation while nothing it is made from
+    /// changed, so the exporter serves the series it rendered for it.
     public func state() -> ExporterState {
         let now = clock.wallNanoseconds()
-        let (snapshot, recent) = reader.withLock { reader -> (StoreSnapshot?, (top: [TransientSummary], dropped: Int)?) in
-            do {
-                if reader == nil { reader = try StoreReader(path: settings.databasePath) }
-                let snapshot = try reader!.snapshot()
-                guard settings.maxTransientSeries > 0 else { return (snapshot, nil) }
-                return (snapshot, try reader!.recentTransients(since: now &- min(now, settings.transientPeriod), limit: settings.maxTransientSeries))
-            } catch {
-                reader = nil
-                logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
-                return (nil, nil)
-            }
-        }
-        var counters = snapshot?.counters ?? []
         let health = health()
+        let current = policy?.current
+        return cache.withLock { c in
+            do {
+                if c.reader == nil {
+                    c.reader = try StoreReader(path: settings.databasePath)
+                    c.dataVersion = -1
+                }
+                let version = try c.reader!.dataVersion()
+                var changed = false
+                if version != c.dataVersion || c.snapshot == nil {
+                    c.snapshot = try c.reader!.snapshot()
+                    c.dataVersion = version
+                    changed = true
+                }
+                if settings.maxTransientSeries > 0, changed || c.recent == nil || now &- c.recentAt >= Self.recentRefresh {
+                    c.recent = try c.reader!.recentTransients(since: now &- min(now, settings.transientPeriod), limit: settings.maxTransientSeries)
+                    c.recentAt = now
+                }
+            } catch {
+                c.reader = nil
+                c.snapshot = nil
+                c.recent = nil
+                c.dataVersion = -1
+                logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
+            }
+            let inputs = Inputs(dataVersion: c.dataVersion, read: c.snapshot != nil, recent: c.recent?.top, recentDropped: c.recent?.dropped ?? 0,
+                                health: [health.storeErrors, health.resyncs, health.kernel.decodeErrors, health.kernel.mapFull],
+                                policyLoaded: current?.lastSuccess ?? false, policyTime: current?.lastSuccessTime ?? 0)
+            if inputs == c.inputs, let state = c.state { return state }
+            c.generation += 1
+            var state = makeState(snapshot: c.snapshot, recent: c.recent, health: health, policy: current)
+            state.generation = c.generation
+            c.inputs = inputs
+            c.state = state
+            return state
+        }
+    }
+
+    private func makeState(snapshot: StoreSnapshot?, recent: Recent?, health: CapturePipeline.Health, policy current: PolicyWatcher.Status?) -> ExporterState {
+        var counters = snapshot?.counters ?? []
         counters += [
             CounterEntry(name: CounterEntry.storeErrors, label: "", value: health.storeErrors),
             CounterEntry(name: CounterEntry.resyncs, label: "", value: health.resyncs),
@@ -73,8 +133,7 @@ public final class ScrapeSource: Sendable {
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)
         state.kernelFeatures = settings.kernelFeatures
         state.recentTransients = recent
-        guard let policy else { return state }
-        let current = policy.current
+        guard let current else { return state }
         return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },
                                 reload: (current.lastSuccess, current.lastSuccessTime))
     }

@@ -180,3 +180,13 @@ extension StoreReader {
         return TransientSummary.top(parts, limit: limit)
     }
 }
+
+extension StoreReader {
+    /// Changes whenever another connection (the daemon's writer) commits to the ledger: a
+    /// reader whose value has not moved has nothing new to read.
+    public func dataVersion() throws -> Int64 {
+        var version: Int64 = 0
+        try db.prepare("PRAGMA data_version").query { version = $0.int(0) }
+        return version
+    }
+}

@@ -1,5 +1,8 @@
+import Foundation
+import Synchronization
 import Testing
 import PortwatchCore
+import PortwatchTestSupport
 @testable import PortwatchExporter
 
 @Suite struct ExpositionTests {
@@ -82,5 +85,54 @@ import PortwatchCore
         }
         #expect(body() == body())
         #expect(body().contains("portwatch_events_total{kind=\"open\"} 9"))
+    }
+}
+
+/// The exporter renders a generation once and serves it until the generation changes; the
+/// per-scrape series are fresh every time, and gzip of the cached part is the same text.
+@Suite struct RenderCacheTests {
+    static func state(ports: [UInt16], generation: UInt64) -> ExporterState {
+        var s = ExporterState(rows: ports.map { port in
+            Binding(key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: port),
+                    owner: Owner(pid: 1, comm: "app", uid: 0), state: .listen, holders: 1, firstSeen: 0, lastChange: 0)
+        }, counters: [], programs: [:], version: "t", revision: "t")
+        s.generation = generation
+        return s
+    }
+
+    static func get(_ exporter: Exporter, _ headers: [(String, String)] = []) -> HTTPResponse {
+        exporter.handle(HTTPRequest(method: "GET", path: "/metrics", query: "", version: "HTTP/1.1", headers: headers))
+    }
+
+    @Test func aGenerationIsRenderedOnceAndANewOneAnew() throws {
+        let current = Mutex(Self.state(ports: [22], generation: 1))
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        #expect(String(decoding: Self.get(exporter).body, as: UTF8.self).contains("port=\"22\""))
+        // Same generation, other rows: the rendered series are served again (that is the contract
+        // of a generation), so the cache is really used.
+        current.withLock { $0 = Self.state(ports: [22, 443], generation: 1) }
+        let cached = String(decoding: Self.get(exporter).body, as: UTF8.self)
+        #expect(!cached.contains("port=\"443\""))
+        #expect(cached.contains("process_open_fds") && cached.contains("portwatch_scrape_duration_seconds"), "per-scrape series every time")
+        current.withLock { $0 = Self.state(ports: [22, 443], generation: 2) }
+        #expect(String(decoding: Self.get(exporter).body, as: UTF8.self).contains("port=\"443\""), "a new generation shows the change")
+    }
+
+    @Test func gzipOfTheCachedPartDecompressesToTheSameText() throws {
+        let exporter = Exporter(telemetryPath: "/metrics", state: { Self.state(ports: Array(1...2000), generation: 7) }, ready: { true })
+        for accept in ["text/plain", "application/openmetrics-text; version=1.0.0"] {
+            let plain = String(decoding: Self.get(exporter, [("accept", accept)]).body, as: UTF8.self)
+            for _ in 0..<2 { // the second from the cached compressed prefix
+                let gz = Self.get(exporter, [("accept", accept), ("accept-encoding", "gzip")])
+                #expect(gz.headers.contains { $0 == ("Content-Encoding", "gzip") })
+                let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).gz").path
+                try Data(gz.body).write(to: URL(fileURLWithPath: file))
+                let unzipped = TestProcess.run(["gzip", "-dc", file])
+                #expect(unzipped.status == 0, "\(unzipped.output)")
+                #expect(HTTPServerTests.stable(unzipped.output) == HTTPServerTests.stable(plain))
+                #expect(unzipped.output.hasSuffix(accept.hasPrefix("application") ? "# EOF\n" : "\n"))
+                #expect(unzipped.output.components(separatedBy: "# EOF").count == (accept.hasPrefix("application") ? 2 : 1), "one # EOF, at the end")
+            }
+        }
     }
 }

@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import PortwatchCore
+import PortwatchExporter
+import PortwatchStore
+@testable import PortwatchPipeline
+
+/// A scrape reads the ledger again only when the daemon committed to it, and a change is
+/// always in the next scrape.
+@Suite struct ScrapeSourceTests {
+    static func ledger() throws -> (path: String, store: Store) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-scrape-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return (dir + "/pw.db", try Store(path: dir + "/pw.db"))
+    }
+
+    static func batch(_ port: UInt16, cookie: UInt64) -> Batch {
+        var r = Reconciler(window: 0)
+        r.ingest(PortEvent(kind: .open, cookie: cookie, time: 1_000_000_000,
+                           key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: port),
+                           owner: Owner(pid: 1, comm: "app", uid: 0), state: .listen))
+        return r.flush(now: .max)!
+    }
+
+    @Test func theGenerationHoldsUntilTheLedgerOrTheHealthChanges() throws {
+        let (path, store) = try Self.ledger()
+        try store.apply(Self.batch(22, cookie: 1))
+        let health = Mutex(CapturePipeline.Health())
+        let source = ScrapeSource(settings: .init(databasePath: path, programs: [:], version: "t", revision: "t", maxPortSeries: nil),
+                                  policy: nil, health: { health.withLock { $0 } }, logger: Logger(label: "test"))
+        let first = source.state()
+        #expect(first.rows?.map(\.key.port) == [22])
+        #expect(first.generation != nil)
+        #expect(source.state().generation == first.generation, "nothing changed: the same series")
+
+        try store.apply(Self.batch(8080, cookie: 2))
+        let changed = source.state()
+        #expect(changed.rows?.map(\.key.port) == [22, 8080], "a change is in the next scrape")
+        #expect(changed.generation != first.generation)
+
+        health.withLock { $0.resyncs += 1 }
+        let resynced = source.state()
+        #expect(resynced.generation != changed.generation, "the pipeline's health is part of the series")
+        #expect(resynced.counters.contains { $0.name == CounterEntry.resyncs && $0.value == 1 })
+    }
+}
