@@ -35,7 +35,7 @@ final class BenchDaemon {
     deinit { stop() }
 
     /// One GET over a fresh loopback connection: status and body bytes.
-    func get(_ path: String) -> (status: Int, body: [UInt8])? {
+    func get(_ path: String, headers: String = "") -> (status: Int, body: [UInt8])? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var sa = sockaddr_in()
@@ -44,7 +44,7 @@ final class BenchDaemon {
         sa.sin_addr.s_addr = UInt32(0x7f000001).bigEndian
         let ok = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard ok == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\(headers)\r\n".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
