@@ -4,14 +4,14 @@ public enum DurationText {
     /// `largestUnits` largest parts that are not zero.
     public static func format(_ ns: UInt64, largestUnits: Int = 4) -> String {
         let ms = ns / 1_000_000
-        if ms < 1000 { return "\(ms)ms" }
+        if ms < 1000 { return String(ms) + "ms" }
         var s = ms / 1000
-        var parts: [String] = []
-        for (unit, size) in [("d", UInt64(86400)), ("h", 3600), ("m", 60)] where s >= size {
-            parts.append("\(s / size)\(unit)")
+        var text = "", parts = 0
+        for (unit, size) in [("d", UInt64(86400)), ("h", 3600), ("m", 60), ("s", 1)] where s >= size || (size == 1 && parts == 0) {
+            if parts < largestUnits { text += String(s / size) + unit }
+            parts += 1
             s %= size
         }
-        if s > 0 || parts.isEmpty { parts.append("\(s)s") }
-        return parts.prefix(largestUnits).joined()
+        return text
     }
 }

@@ -84,7 +84,7 @@ enum RowCodec {
         return HistoryEntry(id: r.int(rest + 6), time: time, kind: kind,
                             row: Binding(key: key, owner: owner(r, at: 2 + keyCount), state: state, holders: 1,
                                          firstSeen: opened, lastChange: opened),
-                            opened: opened, reason: PortEvent.Reason(rawValue: r.text(rest + 2)), lifetime: lifetime,
+                            opened: opened, reason: r.isEmpty(rest + 2) ? nil : PortEvent.Reason(rawValue: r.text(rest + 2)), lifetime: lifetime,
                             count: UInt64(max(1, r.int(rest + 4))), portMax: max(portMax, key.port))
     }
 

@@ -122,9 +122,11 @@ final class Statement {
     struct Row {
         let stmt: OpaquePointer
         func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+        func isEmpty(_ i: Int32) -> Bool { sqlite3_column_bytes(stmt, i) == 0 }
         func text(_ i: Int32) -> String {
             guard let p = sqlite3_column_text(stmt, i) else { return "" }
-            return String(cString: p)
+            let count = Int(sqlite3_column_bytes(stmt, i))
+            return count == 0 ? "" : String(decoding: UnsafeBufferPointer(start: p, count: count), as: UTF8.self)
         }
     }
 }

@@ -60,8 +60,13 @@ public struct HistoryEntry: Sendable, Equatable {
         }
 
         public init?(stored: String) {
-            guard let kind = Self.allCases.first(where: { $0.stored == stored }) else { return nil }
-            self = kind
+            switch stored {
+            case "insert": self = .open
+            case "delete": self = .close
+            case "update": self = .holder
+            case "transient": self = .transient
+            default: return nil
+            }
         }
     }
 

@@ -5,7 +5,7 @@ enum Bench {
     static func main() async {
         _ = Progress.start
         let quick = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_QUICK"] == "1"
-        // PORTWATCH_BENCH_ONLY=core,growth,latency,scrape,... runs those benchmarks alone.
+        // PORTWATCH_BENCH_ONLY=core,history,growth,latency,scrape,... runs those benchmarks alone.
         let only = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
         func wanted(_ name: String) -> Bool { only?.contains(name) ?? true }
         let repeats = quick ? 1 : 5
@@ -14,6 +14,7 @@ enum Bench {
         print(machine)
         do {
             if wanted("core") { try CoreBench.run(report: report, repeats: repeats) }
+            if wanted("history") { try HistoryBench.run(report: report, rows: quick ? 100_000 : 1_000_000, repeats: repeats) }
             if wanted("growth") { try LedgerGrowthBench.run(report: report, repeats: repeats, minutes: quick ? 5 : 30) }
             guard geteuid() == 0 else {
                 print("\nThe kernel benchmarks need root to load BPF; skipped.")

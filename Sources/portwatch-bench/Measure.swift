@@ -35,9 +35,12 @@ enum Measure {
     }
 
     /// Resident set size in bytes.
-    static func rss(pid: Int32) -> Double {
+    static func rss(pid: Int32) -> Double { statusField(pid: pid, "VmRSS:") }
+
+    /// A size from /proc/PID/status (VmRSS:, VmHWM:, ...) in bytes; 0 when the process is gone.
+    static func statusField(pid: Int32, _ field: String) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        for line in status.split(separator: "\n") where line.hasPrefix(field) {
             return (Double(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
         }
         return 0

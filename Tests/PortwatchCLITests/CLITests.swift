@@ -178,6 +178,37 @@ import PortwatchTestSupport
         #expect(try ports("4h") == ["0.0.0.0:7001", "0.0.0.0:7002", "0.0.0.0:7003"])
     }
 
+    /// Process names are whatever a program chose: JSON gives them back byte for byte, the
+    /// table pads by characters (not bytes), and entries of one second and of the next each
+    /// carry their own time.
+    @Test func historyKeepsOddNamesExactAndTimesPerEntry() throws {
+        let path = try Self.newLedgerPath("pw-names")
+        let store = try Store(path: path)
+        let comms = ["q\"u\\o", "tab\there", "nl\nx\u{1}", "grüße-ß", "plain"]
+        var r = Reconciler(window: 0)
+        for (i, comm) in comms.enumerated() {
+            // Two entries in the first second, then one a second later each.
+            let time = Self.t0 + UInt64(max(0, i - 1)) * 1_000_000_000 + UInt64(i) * 1_000
+            r.ingest(PortEvent(kind: .open, cookie: UInt64(i + 1), time: time,
+                               key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: UInt16(9000 + i)),
+                               owner: Owner(pid: 1, comm: comm, uid: 0), state: .listen))
+        }
+        try store.apply(r.flush(now: Self.t0 + 10_000_000_000)!)
+        let json = try TestBinaries.run("portwatch", ["history", "--db.path", path, "--since", "100000d", "--output", "json"])
+        let objects = try json.stdout.split(separator: "\n").map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "one JSON object per line: \(line)")
+        }
+        #expect(objects.map { $0["comm"] as? String } == comms)
+        #expect(objects.map { $0["time"] as? String } == ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z",
+                                                          "2026-01-01T00:00:02Z", "2026-01-01T00:00:03Z"])
+        let table = try TestBinaries.run("portwatch", ["history", "--db.path", path, "--since", "100000d"])
+        let lines = table.stdout.split(separator: "\n").filter { $0.contains("grüße-ß") || $0.contains("plain") }
+        #expect(lines.count == 2)
+        // The UID column starts at the same character in both lines.
+        let uidColumn = lines.map { line in line.distance(from: line.startIndex, to: line.range(of: "  0  ")!.lowerBound) }
+        #expect(uidColumn.count == 2 && uidColumn[0] == uidColumn[1], "\(lines)")
+    }
+
     @Test func checkPolicy() throws {
         let db = try Self.preparedLedger()
         let dir = FileManager.default.temporaryDirectory.path

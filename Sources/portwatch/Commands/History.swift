@@ -50,7 +50,13 @@ struct History: ParsableCommand {
             // What is written after this id is --follow's to print, so nothing shows twice.
             let last = try reader.lastHistoryID()
             query.throughID = last
-            try reader.history(query) { out.write(format($0)) }
+            var printed = 0
+            try reader.history(query) {
+                write($0, to: &out)
+                printed += 1
+                // The first entry goes out at once; the rest in 64 KiB writes.
+                if printed == 1 { out.flush() }
+            }
             out.flush()
             guard follow else { return }
             query.since = 0
@@ -59,7 +65,7 @@ struct History: ParsableCommand {
             while true {
                 usleep(useconds_t(min(followInterval.nanoseconds / 1000, 60_000_000)))
                 try reader.history(query) { entry in
-                    out.write(format(entry))
+                    write(entry, to: &out)
                     query.afterID = entry.id
                 }
                 out.flush()
@@ -67,40 +73,72 @@ struct History: ParsableCommand {
         } catch let exit as ExitCode { throw exit } catch { throw LedgerOutput.fail("\(error)") }
     }
 
-    func format(_ e: HistoryEntry) -> String {
+    /// One entry as a table line or a JSON object, written straight into `out`.
+    func write(_ e: HistoryEntry, to out: inout StreamWriter) {
+        let b = e.row
         switch output {
         case .table:
-            return LedgerOutput.line(
-                [LedgerOutput.time(e.time), e.kind.rawValue, "\(e.row.key.transport)", LedgerOutput.hostPort(e.row.key, ports: e.ports), "\(e.row.owner.pid)", e.row.owner.comm,
-                 "\(e.row.owner.uid)", LedgerOutput.unit(e.row.owner), LedgerOutput.pod(e.row.owner),
-                 e.lifetime.map(LedgerOutput.duration) ?? "-", e.kind == .transient ? "\(e.count)" : "-", e.reason?.rawValue ?? "-"],
-                widths: Self.widths)
+            let widths = Self.widths
+            var start = out.position
+            out.append(time: e.time)
+            out.endCell(at: start, width: widths[0])
+            out.cell(e.kind.rawValue, width: widths[1])
+            out.cell(b.key.transport.description, width: widths[2])
+            start = out.position
+            if b.key.family == .ipv6 { out.append(byte: UInt8(ascii: "[")) }
+            out.append(b.key.address)
+            if b.key.family == .ipv6 { out.append(byte: UInt8(ascii: "]")) }
+            out.append(byte: UInt8(ascii: ":"))
+            out.append(Int64(b.key.port))
+            if e.portMax > b.key.port {
+                out.append(byte: UInt8(ascii: "-"))
+                out.append(Int64(e.portMax))
+            }
+            out.endCell(at: start, width: widths[3])
+            start = out.position
+            out.append(Int64(b.owner.pid))
+            out.endCell(at: start, width: widths[4])
+            out.cell(b.owner.comm, width: widths[5])
+            start = out.position
+            out.append(Int64(b.owner.uid))
+            out.endCell(at: start, width: widths[6])
+            out.cell(LedgerOutput.unit(b.owner), width: widths[7])
+            out.cell(LedgerOutput.pod(b.owner), width: widths[8])
+            out.cell(e.lifetime.map(LedgerOutput.duration) ?? "-", width: widths[9])
+            start = out.position
+            if e.kind == .transient { out.append(Int64(e.count)) } else { out.append(byte: UInt8(ascii: "-")) }
+            out.endCell(at: start, width: widths[10])
+            out.append(e.reason?.rawValue ?? "-")
+            out.endLine()
         case .json:
-            let b = e.row, a = b.owner.attribution
-            var line = JSONLine()
-            line.add("id", e.id)
-            line.add("time", LedgerOutput.time(e.time))
-            line.add("event", e.kind.rawValue)
-            line.add("netns", Int64(b.key.netns))
-            line.add("protocol", b.key.transport.description)
-            line.add("family", b.key.family.description)
-            line.add("address", b.key.address)
-            line.add("port", Int64(b.key.port))
-            line.add("port_max", Int64(e.portMax))
-            line.add("state", b.state.description)
-            line.add("pid", Int64(b.owner.pid))
-            line.add("comm", b.owner.comm)
-            line.add("uid", Int64(b.owner.uid))
-            line.add("unit", a.unit)
-            line.add("container_id", a.containerID)
-            line.add("pod", a.pod)
-            line.add("namespace", a.namespace)
-            line.add("container", a.container)
-            line.add("exposure", b.key.exposure.rawValue)
-            line.add("lifetime_seconds", seconds: e.lifetime)
-            line.add("count", Int64(e.count))
-            line.add("reason", e.reason?.rawValue)
-            return line.line
+            let a = b.owner.attribution
+            out.beginObject()
+            out.field("id", e.id)
+            out.field("time")
+            out.append(byte: UInt8(ascii: "\""))
+            out.append(time: e.time)
+            out.append(byte: UInt8(ascii: "\""))
+            out.field("event", e.kind.rawValue)
+            out.field("netns", Int64(b.key.netns))
+            out.field("protocol", b.key.transport.description)
+            out.field("family", b.key.family.description)
+            out.field("address", b.key.address)
+            out.field("port", Int64(b.key.port))
+            out.field("port_max", Int64(e.portMax))
+            out.field("state", b.state.description)
+            out.field("pid", Int64(b.owner.pid))
+            out.field("comm", b.owner.comm)
+            out.field("uid", Int64(b.owner.uid))
+            out.field("unit", a.unit)
+            out.field("container_id", a.containerID)
+            out.field("pod", a.pod)
+            out.field("namespace", a.namespace)
+            out.field("container", a.container)
+            out.field("exposure", b.key.exposure.rawValue)
+            out.field("lifetime_seconds", seconds: e.lifetime)
+            out.field("count", Int64(e.count))
+            out.field("reason", e.reason?.rawValue)
+            out.endObject()
         }
     }
 }

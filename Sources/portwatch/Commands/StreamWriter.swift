@@ -1,75 +1,235 @@
 import Glibc
 
-/// Buffered output to stdout for commands that print many lines: one write per 64 KiB
-/// (and on `flush`), no per-line locking or formatting objects.
+/// Buffered output to stdout for commands that print many lines: cells, numbers and JSON
+/// fields go straight into one byte buffer, written out per 64 KiB (and on `flush`), with no
+/// intermediate strings per line.
 struct StreamWriter {
-    private var buffer: [UInt8] = []
+    private var buffer = ByteBuffer()
+    /// Whether the current JSON object has a field yet.
+    private var firstField = true
+    /// The last second formatted as RFC 3339, and its text: rows come in time order, so most reuse it.
+    private var cachedSecond: UInt64 = .max
+    private var cachedTime: [UInt8] = []
 
-    init() { buffer.reserveCapacity(1 << 16) }
+    init() {}
+
+    // MARK: Text
 
     mutating func write(_ text: String) {
-        var text = text
-        text.withUTF8 { buffer.append(contentsOf: $0) }
+        append(text)
         if buffer.count >= 1 << 16 { flush() }
+    }
+
+    mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { buffer.append(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func append(byte: UInt8) { buffer.append(byte) }
+
+    mutating func append(_ value: Int64) {
+        if value < 0 { buffer.append(UInt8(ascii: "-")) }
+        append(unsigned: value.magnitude, width: 0)
+    }
+
+    /// `value` in decimal, zero-padded to `width`.
+    mutating func append(unsigned value: UInt64, width: Int) {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes: enough for 20 digits
+        let count = withUnsafeMutableBytes(of: &digits) { raw -> Int in
+            var v = value, n = 0
+            repeat {
+                raw[31 - n] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                n += 1
+            } while v > 0
+            while n < min(width, 32) {
+                raw[31 - n] = UInt8(ascii: "0")
+                n += 1
+            }
+            return n
+        }
+        withUnsafeBytes(of: &digits) { buffer.append(UnsafeRawBufferPointer(rebasing: $0[(32 - count)...])) }
+    }
+
+    /// RFC 3339 in UTC to the second (2026-01-01T00:00:00Z).
+    mutating func append(time ns: UInt64) {
+        let second = ns / 1_000_000_000
+        if second != cachedSecond {
+            cachedSecond = second
+            let start = buffer.count
+            append(rfc3339: second)
+            cachedTime = buffer.bytes(from: start)
+            return
+        }
+        cachedTime.withUnsafeBytes { buffer.append($0) }
+    }
+
+    private mutating func append(rfc3339 second: UInt64) {
+        var seconds = time_t(second)
+        var t = tm()
+        gmtime_r(&seconds, &t)
+        append(unsigned: UInt64(t.tm_year + 1900), width: 4)
+        for (separator, value) in [("-", t.tm_mon + 1), ("-", t.tm_mday), ("T", t.tm_hour), (":", t.tm_min), (":", t.tm_sec)] {
+            buffer.append(UInt8(ascii: separator.unicodeScalars.first!))
+            append(unsigned: UInt64(value), width: 2)
+        }
+        buffer.append(UInt8(ascii: "Z"))
+    }
+
+    // MARK: Table lines
+
+    /// Ends the current cell: pads it to `width` characters plus the two-space gap (a longer
+    /// cell pushes the rest of the line right).
+    mutating func endCell(at cellStart: Int, width: Int) {
+        let characters = buffer.characters(from: cellStart)
+        buffer.append(repeating: UInt8(ascii: " "), count: max(0, width - characters) + 2)
+    }
+
+    /// Where the next cell starts (pass it to `endCell`).
+    var position: Int { buffer.count }
+
+    mutating func cell(_ text: String, width: Int) {
+        let start = position
+        append(text)
+        endCell(at: start, width: width)
+    }
+
+    mutating func endLine() {
+        buffer.append(10)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    // MARK: JSON Lines
+
+    mutating func beginObject() {
+        buffer.append(UInt8(ascii: "{"))
+        firstField = true
+    }
+
+    mutating func endObject() {
+        buffer.append(UInt8(ascii: "}"))
+        endLine()
+    }
+
+    mutating func field(_ key: StaticString) {
+        if !firstField { buffer.append(UInt8(ascii: ",")) }
+        firstField = false
+        buffer.append(UInt8(ascii: "\""))
+        key.withUTF8Buffer { buffer.append(UnsafeRawBufferPointer($0)) }
+        buffer.append("\":")
+    }
+
+    mutating func field(_ key: StaticString, _ value: String?) {
+        field(key)
+        guard var value else { return buffer.append("null") }
+        buffer.append(UInt8(ascii: "\""))
+        value.withUTF8 { bytes in
+            // Most values need no escaping: copied in one go.
+            guard bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+                return buffer.append(UnsafeRawBufferPointer(bytes))
+            }
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "\""): buffer.append("\\\"")
+                case UInt8(ascii: "\\"): buffer.append("\\\\")
+                case 10: buffer.append("\\n")
+                case 13: buffer.append("\\r")
+                case 9: buffer.append("\\t")
+                case 0..<0x20:
+                    buffer.append("\\u00")
+                    buffer.append(Self.hex[Int(byte >> 4)])
+                    buffer.append(Self.hex[Int(byte & 15)])
+                default: buffer.append(byte)
+                }
+            }
+        }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    private static let hex = Array("0123456789abcdef".utf8)
+
+    mutating func field(_ key: StaticString, _ value: Int64) {
+        field(key)
+        append(value)
+    }
+
+    /// Nanoseconds as seconds with the fraction it has (1.5, 2, 0.000001), or null.
+    mutating func field(_ key: StaticString, seconds ns: UInt64?) {
+        field(key)
+        guard let ns else { return buffer.append("null") }
+        append(unsigned: ns / 1_000_000_000, width: 0)
+        var fraction = ns % 1_000_000_000
+        guard fraction > 0 else { return }
+        var width = 9
+        while fraction % 10 == 0 { fraction /= 10; width -= 1 }
+        buffer.append(UInt8(ascii: "."))
+        append(unsigned: fraction, width: width)
     }
 
     mutating func flush() {
         var offset = 0
         while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + offset, $0.count - offset) }
+            let n = Glibc.write(1, buffer.start + offset, buffer.count - offset)
             if n < 0 && errno == EINTR { continue }
             // The reader went away (`| head`): nothing more to say.
             if n <= 0 { exit(0) }
             offset += n
         }
-        buffer.removeAll(keepingCapacity: true)
+        buffer.count = 0
     }
 }
 
-/// One JSON object on one line (JSON Lines), built field by field.
-struct JSONLine {
-    private(set) var text = "{"
+/// A growable byte buffer written through a pointer: no copy-on-write checks per byte.
+/// Lives as long as the command (one per process), so it is never freed.
+struct ByteBuffer {
+    private(set) var start = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 17)
+    private var capacity = 1 << 17
+    var count = 0
 
-    mutating func add(_ key: String, _ value: String?) {
-        separator(key)
-        guard let value else { return text += "null" }
-        text += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
+    @inline(__always)
+    private mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(n) }
     }
 
-    mutating func add(_ key: String, _ value: Int64) {
-        separator(key)
-        text += String(value)
+    @inline(never)
+    private mutating func grow(_ n: Int) {
+        capacity = max(capacity * 2, count + n)
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        grown.update(from: start, count: count)
+        start.deallocate()
+        start = grown
     }
 
-    mutating func add(_ key: String, seconds ns: UInt64?) {
-        separator(key)
-        guard let ns else { return text += "null" }
-        text += String(ns / 1_000_000_000)
-        var fraction = ns % 1_000_000_000
-        guard fraction > 0 else { return }
-        var width = 9
-        while fraction % 10 == 0 { fraction /= 10; width -= 1 }
-        text += "." + LedgerOutput.digits(fraction, width)
+    @inline(__always)
+    mutating func append(_ byte: UInt8) {
+        reserve(1)
+        start[count] = byte
+        count += 1
     }
 
-    private mutating func separator(_ key: String) {
-        if text.utf8.count > 1 { text += "," }
-        text += "\"" + key + "\":"
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        reserve(bytes.count)
+        (start + count).update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        count += bytes.count
     }
 
-    var line: String { text + "}\n" }
+    mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func append(repeating byte: UInt8, count n: Int) {
+        reserve(n)
+        (start + count).initialize(repeating: byte, count: n)
+        count += n
+    }
+
+    /// UTF-8 characters (scalars) from `offset` to the end.
+    func characters(from offset: Int) -> Int {
+        var n = 0
+        for i in offset..<count where start[i] & 0xC0 != 0x80 { n += 1 }
+        return n
+    }
+
+    func bytes(from offset: Int) -> [UInt8] { Array(UnsafeBufferPointer(start: start + offset, count: count - offset)) }
 }
