@@ -35,9 +35,9 @@ enum KernelBench {
 
     /// 2. Capacity: the highest rate this machine generates; per run, events generated vs received
     /// vs lost, and daemon CPU per million events. Fails if the accounting does not add up in time.
-    static func capacity(report: Report, repeats: Int) throws -> (eventsPerRun: Double, dbGrowthPerMillion: Double, rssAfter: Double, fdsAfter: Double) {
+    static func capacity(report: Report, repeats: Int) throws -> (eventsPerRun: Double, dbGrowthPerMillion: Double, rssAfter: [Double], fdsAfter: [Double]) {
         var rate: [Double] = [], received: [Double] = [], lostShare: [Double] = [], cpuPerMillion: [Double] = [], growth: [Double] = []
-        var rss = 0.0, fds = 0.0, eventsPerRun = 0.0
+        var rss: [Double] = [], fds: [Double] = [], eventsPerRun = 0.0
         var notes: [String] = []
         for run in 0..<repeats {
             Progress.step("capacity", run: run, of: repeats)
@@ -64,8 +64,8 @@ enum KernelBench {
             received.append(got)
             lostShare.append(lost / generated)
             cpuPerMillion.append((Measure.cpuSeconds(pid: daemon.pid) - cpuBefore) / got * 1e6)
-            rss = Measure.rss(pid: daemon.pid)
-            fds = Double(Measure.openFDs(pid: daemon.pid))
+            rss.append(Measure.rss(pid: daemon.pid))
+            fds.append(Double(Measure.openFDs(pid: daemon.pid)))
             eventsPerRun = generated
             daemon.stop()
 
@@ -99,77 +99,111 @@ enum KernelBench {
     }
 
     /// 3. Latency from listen() returning to the port showing in /metrics.
-    static func latency(report: Report, samples: Int) throws {
+    static func latency(report: Report, samples: Int, runs: Int) throws {
         var figures: [Figure] = []
         for window in ["200ms", "0"] {
-            let daemon = try BenchDaemon(arguments: ["--reconcile.window", window])
-            var latencies: [Double] = []
-            for _ in 0..<samples {
-                // Start at a random phase of the daemon's loop, not in step with it.
-                usleep(UInt32.random(in: 0..<50_000))
-                let start = Measure.now()
-                let (fd, port) = Sockets.open()
-                let needle = "port=\"\(port)\""
-                while !daemon.metrics().contains(needle), Measure.now() - start < 5 { usleep(1_000) }
-                latencies.append((Measure.now() - start) * 1000)
-                close(fd)
+            var p50: [Double] = [], p99: [Double] = [], worst: [Double] = []
+            for run in 0..<runs {
+                Progress.step("latency, window \(window)", run: run, of: runs)
+                let daemon = try BenchDaemon(arguments: ["--reconcile.window", window])
+                var latencies: [Double] = []
+                for _ in 0..<samples {
+                    // Start at a random phase of the daemon's loop, not in step with it.
+                    usleep(UInt32.random(in: 0..<50_000))
+                    let start = Measure.now()
+                    let (fd, port) = Sockets.open()
+                    let needle = "port=\"\(port)\""
+                    while !daemon.metrics().contains(needle), Measure.now() - start < 5 { usleep(1_000) }
+                    latencies.append((Measure.now() - start) * 1000)
+                    close(fd)
+                }
+                daemon.stop()
+                p50.append(Measure.percentile(latencies, 0.5))
+                p99.append(Measure.percentile(latencies, 0.99))
+                worst.append(latencies.max() ?? .nan)
             }
-            daemon.stop()
-            figures.append(Figure(name: "p50, window \(window)", unit: "ms", runs: [Measure.percentile(latencies, 0.5)]))
-            figures.append(Figure(name: "p99, window \(window)", unit: "ms", runs: [Measure.percentile(latencies, 0.99)]))
-            figures.append(Figure(name: "max, window \(window)", unit: "ms", runs: [latencies.max() ?? .nan]))
+            figures.append(Figure(name: "p50, window \(window)", unit: "ms", runs: p50))
+            figures.append(Figure(name: "p99, window \(window)", unit: "ms", runs: p99))
+            figures.append(Figure(name: "max, window \(window)", unit: "ms", runs: worst))
         }
-        report.add("Latency: listen() to /metrics (\(samples) samples each, started at random phases; scrapes every 1 ms)", figures)
+        report.add("Latency: listen() to /metrics (\(runs) runs of \(samples) samples, each run a fresh daemon; samples start at random phases; scrapes every 1 ms)", figures)
     }
 
     /// 4. Scrape cost with N held ports, interleaved with `ss -Htlnup` (names the processes, as
     /// portwatch does), `ss -Htln` (no process names: the kernel's socket dump alone) and a
     /// /proc/net + /proc/*/fd poller, so load on the machine hits all four alike.
-    static func scrape(report: Report, counts: [Int], scrapes: Int) throws -> (idleRSS: Double, idleFDs: Double, bigRSS: Double, bigFDs: Double) {
+    static func scrape(report: Report, counts: [Int], scrapes: Int, runs: Int) throws -> (idleRSS: [Double], idleFDs: [Double], bigRSS: [Double], bigFDs: [Double]) {
         Sockets.raiseFileLimit(20_000)
+        // Idle footprint: fresh daemons, each given a second to settle.
+        var idleRSS: [Double] = [], idleFDs: [Double] = []
+        for run in 0..<runs {
+            Progress.step("idle footprint", run: run, of: runs)
+            let idle = try BenchDaemon()
+            usleep(1_000_000)
+            idleRSS.append(Measure.rss(pid: idle.pid))
+            idleFDs.append(Double(Measure.openFDs(pid: idle.pid)))
+            idle.stop()
+        }
         let daemon = try BenchDaemon()
-        let idleRSS = Measure.rss(pid: daemon.pid), idleFDs = Double(Measure.openFDs(pid: daemon.pid))
         var held: [Int32] = []
         var figures: [Figure] = []
         var notes: [String] = []
+        var bigRSS: [Double] = [], bigFDs: [Double] = []
         for count in counts {
-            Progress.step("scrape, \(count) ports", run: 0, of: 1)
             while held.count < count { held.append(Sockets.open().fd) }
             let target = Double(held.count)
             let deadline = Measure.now() + 30
             while daemon.value("portwatch_ports_held") < target, Measure.now() < deadline { usleep(50_000) }
             guard daemon.value("portwatch_ports_held") >= target else { throw BenchError("scrape: \(count) ports never all shown") }
-            var ours: [Double] = [], gzipped: [Double] = [], ssNames: [Double] = [], ssPlain: [Double] = [], proc: [Double] = [], bytes = 0.0
-            for i in 0..<scrapes {
-                var body: [UInt8] = []
-                ours.append(Measure.time { body = daemon.get("/metrics")?.body ?? [] } * 1000)
-                bytes = Double(body.count)
-                // As Prometheus asks: gzip accepted.
-                gzipped.append(Measure.time { _ = daemon.get("/metrics", headers: "Accept-Encoding: gzip\r\n") } * 1000)
-                // The others cost 10-100x more: one in ten rounds, in the same loop.
-                if i % 10 == 0 {
-                    ssNames.append(Measure.time { runSS(["-Htlnup"]) } * 1000)
-                    ssPlain.append(Measure.time { runSS(["-Htln"]) } * 1000)
-                    proc.append(Measure.time { _ = ProcNetPoller.inventory() } * 1000)
+            var p50: [Double] = [], p99: [Double] = [], gzip50: [Double] = [], gzip99: [Double] = []
+            var ssNames: [Double] = [], ssPlain: [Double] = [], proc: [Double] = [], bytes: [Double] = []
+            for run in 0..<runs {
+                Progress.step("scrape, \(count) ports", run: run, of: runs)
+                var ours: [Double] = [], gzipped: [Double] = [], names: [Double] = [], plain: [Double] = [], poller: [Double] = []
+                for i in 0..<scrapes {
+                    var body: [UInt8] = []
+                    ours.append(Measure.time { body = daemon.get("/metrics")?.body ?? [] } * 1000)
+                    if i == 0 { bytes.append(Double(body.count)) }
+                    // As Prometheus asks: gzip accepted.
+                    gzipped.append(Measure.time { _ = daemon.get("/metrics", headers: "Accept-Encoding: gzip\r\n") } * 1000)
+                    // The others cost 10-100x more: one in ten rounds, in the same loop.
+                    if i % 10 == 0 {
+                        names.append(Measure.time { runSS(["-Htlnup"]) } * 1000)
+                        plain.append(Measure.time { runSS(["-Htln"]) } * 1000)
+                        poller.append(Measure.time { _ = ProcNetPoller.inventory() } * 1000)
+                    }
+                }
+                p50.append(Measure.percentile(ours, 0.5))
+                p99.append(Measure.percentile(ours, 0.99))
+                gzip50.append(Measure.percentile(gzipped, 0.5))
+                gzip99.append(Measure.percentile(gzipped, 0.99))
+                ssNames.append(Measure.percentile(names, 0.5))
+                ssPlain.append(Measure.percentile(plain, 0.5))
+                proc.append(Measure.percentile(poller, 0.5))
+                if count == counts.last {
+                    bigRSS.append(Measure.rss(pid: daemon.pid))
+                    bigFDs.append(Double(Measure.openFDs(pid: daemon.pid)))
                 }
             }
-            let a = Figure(name: "\(count) ports: portwatch scrape p50", unit: "ms", runs: [Measure.percentile(ours, 0.5)])
+            let a = Figure(name: "\(count) ports: portwatch scrape p50", unit: "ms", runs: p50)
+            let names = Figure(name: "\(count) ports: ss -Htlnup", unit: "ms", runs: ssNames)
+            let plain = Figure(name: "\(count) ports: ss -Htln (no process names)", unit: "ms", runs: ssPlain)
+            let poller = Figure(name: "\(count) ports: /proc/net + /proc/*/fd poller", unit: "ms", runs: proc)
             figures += [a,
-                        Figure(name: "\(count) ports: portwatch scrape p99", unit: "ms", runs: [Measure.percentile(ours, 0.99)]),
-                        Figure(name: "\(count) ports: portwatch scrape with gzip p50", unit: "ms", runs: [Measure.percentile(gzipped, 0.5)]),
-                        Figure(name: "\(count) ports: portwatch scrape with gzip p99", unit: "ms", runs: [Measure.percentile(gzipped, 0.99)]),
-                        Figure(name: "\(count) ports: body size", unit: "bytes", runs: [bytes]),
-                        Figure(name: "\(count) ports: ss -Htlnup", unit: "ms", runs: ssNames),
-                        Figure(name: "\(count) ports: ss -Htln (no process names)", unit: "ms", runs: ssPlain),
-                        Figure(name: "\(count) ports: /proc/net + /proc/*/fd poller", unit: "ms", runs: proc)]
-            notes.append("\(count) ports: scrape / ss -Htlnup = \(Report.format(a.median / Measure.percentile(ssNames, 0.5))), "
-                + "scrape / ss -Htln = \(Report.format(a.median / Measure.percentile(ssPlain, 0.5))), "
-                + "scrape / poller = \(Report.format(a.median / Measure.percentile(proc, 0.5)))")
+                        Figure(name: "\(count) ports: portwatch scrape p99", unit: "ms", runs: p99),
+                        Figure(name: "\(count) ports: portwatch scrape with gzip p50", unit: "ms", runs: gzip50),
+                        Figure(name: "\(count) ports: portwatch scrape with gzip p99", unit: "ms", runs: gzip99),
+                        Figure(name: "\(count) ports: body size", unit: "bytes", runs: bytes),
+                        names, plain, poller]
+            // Ratios per run (the same run's scrapes against its own ss and poller calls), then their median.
+            func ratio(_ other: [Double]) -> String {
+                Report.format(Measure.percentile(zip(p50, other).map { $0 / $1 }, 0.5))
+            }
+            notes.append("\(count) ports: scrape / ss -Htlnup = \(ratio(ssNames)), scrape / ss -Htln = \(ratio(ssPlain)), scrape / poller = \(ratio(proc))")
         }
-        let bigRSS = Measure.rss(pid: daemon.pid), bigFDs = Double(Measure.openFDs(pid: daemon.pid))
         held.forEach { close($0) }
         daemon.stop()
-        report.add("Scrape with held ports (\(scrapes) scrapes each, interleaved with ss and the poller)", figures, notes: notes + [
+        report.add("Scrape with held ports (\(runs) runs of \(scrapes) scrapes each, interleaved with ss and the poller; each run's p50 and p99)", figures, notes: notes + [
             "ss -Htlnup walks every process's fds to name owners; ss -Htln is the socket dump alone, the floor for any tool asking the kernel now",
         ])
         return (idleRSS, idleFDs, bigRSS, bigFDs)
@@ -188,32 +222,38 @@ enum KernelBench {
     /// ledger records that port for this process (table, open/close history, or a transient record
     /// naming the port exactly; a folded record's port range is scored apart), read after the
     /// daemon stopped and wrote its last folds. The poller detects one when it saw its port.
-    static func detection(report: Report, listeners: Int) throws {
-        let daemon = try BenchDaemon()
-        let seenByPoller = PollerThread(interval: 1.0)
-        seenByPoller.start()
-        var ports: [UInt16] = []
+    static func detection(report: Report, listeners: Int, runs: Int) throws {
+        var exactShare: [Double] = [], rangeShare: [Double] = [], pollerShare: [Double] = []
         var g = SystemRandomNumberGenerator()
-        for i in 0..<listeners {
-            if i % 50 == 0 { Progress.step("detection, listener \(i) of \(listeners)", run: 0, of: 1) }
-            // Lifetimes log-uniform between 1 ms and 1 s.
-            let lifetime = pow(10, Double.random(in: -3...0, using: &g))
-            let (fd, port) = Sockets.open()
-            ports.append(port)
-            usleep(UInt32(lifetime * 1e6))
-            close(fd)
+        for run in 0..<runs {
+            Progress.step("detection, \(listeners) listeners", run: run, of: runs)
+            let daemon = try BenchDaemon()
+            let seenByPoller = PollerThread(interval: 1.0)
+            seenByPoller.start()
+            var ports: [UInt16] = []
+            for _ in 0..<listeners {
+                // Lifetimes log-uniform between 1 ms and 1 s.
+                let lifetime = pow(10, Double.random(in: -3...0, using: &g))
+                let (fd, port) = Sockets.open()
+                ports.append(port)
+                usleep(UInt32(lifetime * 1e6))
+                close(fd)
+            }
+            usleep(1_200_000)
+            seenByPoller.stop()
+            daemon.stop()
+            let recorded = try Ledger.ports(daemon.dbPath, pid: getpid())
+            let exact = ports.filter { recorded.exact.contains($0) }.count
+            let inRange = ports.filter { port in !recorded.exact.contains(port) && recorded.ranges.contains { $0.contains(port) } }.count
+            exactShare.append(Double(exact) / Double(listeners))
+            rangeShare.append(Double(inRange) / Double(listeners))
+            pollerShare.append(Double(ports.filter { seenByPoller.seen.contains($0) }.count) / Double(listeners))
         }
-        usleep(1_200_000)
-        seenByPoller.stop()
-        daemon.stop()
-        let recorded = try Ledger.ports(daemon.dbPath, pid: getpid())
-        let exact = ports.filter { recorded.exact.contains($0) }.count
-        let inRange = ports.filter { port in !recorded.exact.contains(port) && recorded.ranges.contains { $0.contains(port) } }.count
-        let pollerSeen = ports.filter { seenByPoller.seen.contains($0) }.count
-        report.add("Detection of \(listeners) short-lived listeners (lifetimes 1 ms to 1 s, log-uniform), per listener", [
-            Figure(name: "recorded by portwatch with its exact port", unit: "fraction", runs: [Double(exact) / Double(listeners)]),
-            Figure(name: "recorded by portwatch in a folded record's port range only", unit: "fraction", runs: [Double(inRange) / Double(listeners)]),
-            Figure(name: "seen by a 1 s /proc/net poller", unit: "fraction", runs: [Double(pollerSeen) / Double(listeners)]),
+        report.add("Detection of short-lived listeners (\(runs) runs of \(listeners), lifetimes 1 ms to 1 s, log-uniform), per listener", [
+            Figure(name: "recorded by portwatch with its exact port", unit: "fraction", runs: exactShare),
+            Figure(name: "recorded by portwatch in a folded record's port range only", unit: "fraction", runs: rangeShare),
+            Figure(name: "recorded by portwatch, exact or in range", unit: "fraction", runs: zip(exactShare, rangeShare).map { $0 + $1 }),
+            Figure(name: "seen by a 1 s /proc/net poller", unit: "fraction", runs: pollerShare),
         ], notes: ["one process opens them all, so its transients after the first in a minute are folded into one record (count, port range)"])
     }
 }
