@@ -153,48 +153,68 @@ public struct Reconciler: Sendable {
         return batch.isEmpty ? nil : batch
     }
 
-    /// Applies events one at a time in order, then reports each touched key's net change.
+    /// What one batch did to one key: the row before it, and the last event's time and reason.
+    private struct Touch {
+        var key: BindingKey
+        var before: Binding?
+        var lastTime: UInt64
+        var lastReason: PortEvent.Reason?
+        /// A row that lived longer than the window but was inserted and deleted within this batch.
+        var insertedThenDeleted: (row: Binding, closed: UInt64)?
+    }
+
+    /// Applies events one at a time in order, then reports each touched key's net change, keys
+    /// in the order the batch first touched them (one dictionary lookup per event for the
+    /// bookkeeping; a resync's changes are sorted by key, as its events come from dictionaries).
     private mutating func fold(_ events: [PortEvent], resync: Bool = false) -> Batch {
-        var before: [BindingKey: Binding?] = [:]
-        var insertedThenDeleted: [BindingKey: (Binding, UInt64, UInt64)] = [:]
-        var lastTime: [BindingKey: UInt64] = [:]
-        var lastReason: [BindingKey: PortEvent.Reason] = [:]
+        var index: [BindingKey: Int] = [:]
+        index.reserveCapacity(events.count)
+        var touches: [Touch] = []
+        touches.reserveCapacity(events.count)
         var batch = Batch()
 
         for event in events {
-            if before[event.key] == nil { before[event.key] = .some(rows[event.key]) }
-            lastTime[event.key] = event.time
+            let i: Int
+            if let known = index[event.key] {
+                i = known
+                touches[i].lastTime = event.time
+            } else {
+                i = touches.count
+                index[event.key] = i
+                touches.append(Touch(key: event.key, before: rows[event.key], lastTime: event.time))
+            }
             switch event.kind {
             case .open:
                 open(event, batch: &batch)
             case .close:
-                lastReason[event.key] = event.reason
-                if let row = close(event, batch: &batch), before[event.key]! == nil {
-                    insertedThenDeleted[event.key] = (row, row.firstSeen, event.time)
+                touches[i].lastReason = event.reason
+                if let row = close(event, batch: &batch), touches[i].before == nil {
+                    touches[i].insertedThenDeleted = (row, event.time)
                 }
             }
         }
 
-        for (key, old) in before {
-            let time = lastTime[key]!
-            switch (old, rows[key]) {
+        batch.changes.reserveCapacity(touches.count)
+        for touch in touches {
+            let time = touch.lastTime
+            switch (touch.before, rows[touch.key]) {
             case (nil, let new?):
                 batch.changes.append(RowChange(action: .insert, row: new, time: time, reason: resync ? .resync : nil))
             case (let old?, nil):
-                batch.changes.append(RowChange(action: .delete, row: old, time: time, reason: lastReason[key]))
+                batch.changes.append(RowChange(action: .delete, row: old, time: time, reason: touch.lastReason))
             case (let old?, let new?) where old != new:
                 batch.changes.append(RowChange(action: .update, row: new, time: time))
             case (nil, nil):
                 // Lived longer than the window but opened and closed within one batch.
-                if let (row, opened, closed) = insertedThenDeleted[key] {
-                    batch.changes.append(RowChange(action: .insert, row: row, time: opened))
-                    batch.changes.append(RowChange(action: .delete, row: row, time: closed, reason: lastReason[key]))
+                if let (row, closed) = touch.insertedThenDeleted {
+                    batch.changes.append(RowChange(action: .insert, row: row, time: row.firstSeen))
+                    batch.changes.append(RowChange(action: .delete, row: row, time: closed, reason: touch.lastReason))
                 }
             default:
                 break
             }
         }
-        batch.changes.sort { ($0.row.key, $0.time) < ($1.row.key, $1.time) }
+        if resync { batch.changes.sort { ($0.row.key, $0.time) < ($1.row.key, $1.time) } }
         for change in batch.changes { batch.counters.actions[change.action, default: 0] += 1 }
         return batch
     }

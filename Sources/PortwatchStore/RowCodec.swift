@@ -3,15 +3,17 @@ import PortwatchCore
 /// How the domain's values map to columns: each column list and its encoding and decoding
 /// side by side, so that no query reads a column by a number written elsewhere.
 enum RowCodec {
-    typealias Value = Statement.Value
-
     // MARK: Key (5 columns)
 
     static let keyColumns = "netns, protocol, family, address, port"
     static let keyCount: Int32 = 5
 
-    static func encode(_ k: BindingKey) -> [Value] {
-        [.int(Int64(k.netns)), .text(k.transport.description), .text(k.family.description), .text(k.address), .int(Int64(k.port))]
+    static func bind(_ k: BindingKey, _ b: inout Statement.Binder) {
+        b.add(Int64(k.netns))
+        b.add(k.transport.description)
+        b.add(k.family.description)
+        b.add(k.address)
+        b.add(Int64(k.port))
     }
 
     static func key(_ r: Statement.Row, at i: Int32) -> BindingKey? {
@@ -25,10 +27,16 @@ enum RowCodec {
     static let ownerColumns = "pid, comm, uid, unit, container_id, pod, namespace, container"
     static let ownerCount: Int32 = 8
 
-    static func encode(_ o: Owner) -> [Value] {
+    static func bind(_ o: Owner, _ b: inout Statement.Binder) {
         let a = o.attribution
-        return [.int(Int64(o.pid)), .text(o.comm), .int(Int64(o.uid)),
-                .text(a.unit), .text(a.containerID), .text(a.pod), .text(a.namespace), .text(a.container)]
+        b.add(Int64(o.pid))
+        b.add(o.comm)
+        b.add(Int64(o.uid))
+        b.add(a.unit)
+        b.add(a.containerID)
+        b.add(a.pod)
+        b.add(a.namespace)
+        b.add(a.container)
     }
 
     static func owner(_ r: Statement.Row, at i: Int32) -> Owner {
@@ -41,9 +49,13 @@ enum RowCodec {
 
     static let bindingColumns = "\(keyColumns), \(ownerColumns), state, holders, first_seen, last_change"
 
-    static func encode(_ b: Binding) -> [Value] {
-        encode(b.key) + encode(b.owner) + [.text(b.state.description), .int(Int64(b.holders)),
-                                           .int(Int64(bitPattern: b.firstSeen)), .int(Int64(bitPattern: b.lastChange))]
+    static func bind(_ row: Binding, _ b: inout Statement.Binder) {
+        bind(row.key, &b)
+        bind(row.owner, &b)
+        b.add(row.state.description)
+        b.add(Int64(row.holders))
+        b.add(Int64(bitPattern: row.firstSeen))
+        b.add(Int64(bitPattern: row.lastChange))
     }
 
     static func binding(_ r: Statement.Row, at i: Int32 = 0) -> Binding? {
@@ -57,16 +69,29 @@ enum RowCodec {
 
     static let historyColumns = "time, action, \(keyColumns), \(ownerColumns), state, opened, reason, lifetime, count, port_max"
 
-    static func encode(_ change: RowChange) -> [Value] {
-        [.int(Int64(bitPattern: change.time)), .text(change.action.rawValue)] + encode(change.row.key) + encode(change.row.owner)
-            + [.text(change.row.state.description), .int(Int64(bitPattern: change.row.firstSeen)), .text(change.reason?.rawValue ?? ""),
-               .int(0), .int(1), .int(Int64(change.row.key.port))]
+    static func bind(_ change: RowChange, _ b: inout Statement.Binder) {
+        bindHistory(time: change.time, action: change.action.rawValue, key: change.row.key, owner: change.row.owner, state: change.row.state,
+                    opened: change.row.firstSeen, reason: change.reason?.rawValue ?? "", lifetime: 0, count: 1, portMax: change.row.key.port, &b)
     }
 
-    static func encode(_ t: TransientBinding) -> [Value] {
-        [.int(Int64(bitPattern: t.opened)), .text(HistoryEntry.Kind.transient.stored)] + encode(t.key) + encode(t.owner)
-            + [.text(t.state.description), .int(Int64(bitPattern: t.opened)), .text(""),
-               .int(Int64(bitPattern: t.lifetime)), .int(Int64(bitPattern: t.count)), .int(Int64(t.portMax))]
+    static func bind(_ t: TransientBinding, _ b: inout Statement.Binder) {
+        bindHistory(time: t.opened, action: HistoryEntry.Kind.transient.stored, key: t.key, owner: t.owner, state: t.state,
+                    opened: t.opened, reason: "", lifetime: t.lifetime, count: t.count, portMax: t.portMax, &b)
+    }
+
+    /// The values of `historyColumns`, in its order.
+    private static func bindHistory(time: UInt64, action: String, key: BindingKey, owner: Owner, state: SocketState, opened: UInt64,
+                                    reason: String, lifetime: UInt64, count: UInt64, portMax: UInt16, _ b: inout Statement.Binder) {
+        b.add(Int64(bitPattern: time))
+        b.add(action)
+        bind(key, &b)
+        bind(owner, &b)
+        b.add(state.description)
+        b.add(Int64(bitPattern: opened))
+        b.add(reason)
+        b.add(Int64(bitPattern: lifetime))
+        b.add(Int64(bitPattern: count))
+        b.add(Int64(portMax))
     }
 
     /// `id` is read after the history columns.

@@ -87,10 +87,11 @@ final class Statement {
     private func bind(_ values: [Value]) {
         sqlite3_reset(stmt)
         sqlite3_clear_bindings(stmt)
-        for (i, value) in values.enumerated() {
+        var binder = Binder(stmt: stmt)
+        for value in values {
             switch value {
-            case .int(let v): sqlite3_bind_int64(stmt, Int32(i + 1), v)
-            case .text(let s): sqlite3_bind_text(stmt, Int32(i + 1), s, -1, pw_sqlite_transient())
+            case .int(let v): binder.add(v)
+            case .text(let s): binder.add(s)
             }
         }
     }
@@ -100,9 +101,40 @@ final class Statement {
 
     func run(_ values: [Value]) throws {
         bind(values)
+        try step()
+    }
+
+    /// Runs a statement that returns no rows, its parameters bound in order by `fill` (no
+    /// array of values per call: the write path's statements run once per change).
+    func run(_ fill: (inout Binder) -> Void) throws {
+        sqlite3_reset(stmt)
+        var binder = Binder(stmt: stmt)
+        fill(&binder)
+        try step()
+    }
+
+    private func step() throws {
         let rc = sqlite3_step(stmt)
         sqlite3_reset(stmt)
         guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw StoreError(connection.errorMessage) }
+    }
+
+    /// Binds parameters left to right.
+    struct Binder {
+        let stmt: OpaquePointer
+        private var index: Int32 = 1
+
+        init(stmt: OpaquePointer) { self.stmt = stmt }
+
+        mutating func add(_ value: Int64) {
+            sqlite3_bind_int64(stmt, index, value)
+            index += 1
+        }
+
+        mutating func add(_ text: String) {
+            sqlite3_bind_text(stmt, index, text, Int32(text.utf8.count), pw_sqlite_transient())
+            index += 1
+        }
     }
 
     /// Runs a query and hands each row to `body`.

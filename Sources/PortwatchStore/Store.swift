@@ -100,9 +100,12 @@ public final class Store {
         try Self.wrap(path, "cannot write a batch") {
             try db.transaction {
                 for change in batch.changes { try write(change) }
-                for transient in batch.transients { try appendHistory.run(RowCodec.encode(transient)) }
+                for transient in batch.transients { try appendHistory.run { RowCodec.bind(transient, &$0) } }
                 for (cookie, key) in batch.socketsAdded {
-                    try insertSocket.run([.int(Int64(bitPattern: cookie))] + RowCodec.encode(key))
+                    try insertSocket.run { b in
+                        b.add(Int64(bitPattern: cookie))
+                        RowCodec.bind(key, &b)
+                    }
                 }
                 for cookie in batch.socketsRemoved { try deleteSocket.run(.int(Int64(bitPattern: cookie))) }
                 for entry in batch.counters.entries + extra where entry.value > 0 {
@@ -114,12 +117,12 @@ public final class Store {
 
     private func write(_ change: RowChange) throws {
         switch change.action {
-        case .insert, .update: try insertRow.run(RowCodec.encode(change.row))
-        case .delete: try deleteRow.run(RowCodec.encode(change.row.key))
+        case .insert, .update: try insertRow.run { RowCodec.bind(change.row, &$0) }
+        case .delete: try deleteRow.run { RowCodec.bind(change.row.key, &$0) }
         }
         // Updates are state changes of one binding (bound -> listen); a new holder is history.
         guard change.action != .update || change.reason == .holder else { return }
-        try appendHistory.run(RowCodec.encode(change))
+        try appendHistory.run { RowCodec.bind(change, &$0) }
     }
 
     /// Deletes history older than `cutoff` (wall-clock ns). Returns how many entries went.

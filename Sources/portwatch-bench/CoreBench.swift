@@ -69,27 +69,25 @@ enum CoreBench {
 
     /// Events through the reconciler (200 ms window) and the store, in ring-buffer-sized chunks,
     /// each flush written in its transaction. Returns events/s, row changes, transient bindings.
-    static func reconcileAndStore(_ events: [PortEvent], path: String) throws -> (rate: Double, changes: Int, transients: Int) {
+    static func reconcileAndStore(_ events: [PortEvent], path: String) throws -> (rate: Double, changes: Int, transients: Int, storeShare: Double) {
         let store = try Store(path: path)
         var r = Reconciler(window: 200_000_000)
         var changes = 0, transients = 0
+        var storeSeconds = 0.0
+        func write(_ batch: Batch) throws {
+            changes += batch.changes.count
+            transients += batch.transients.count
+            storeSeconds += try Measure.time { try store.apply(batch) }
+        }
         let seconds = try Measure.time {
             for chunk in stride(from: 0, to: events.count, by: 4096) {
                 let part = events[chunk..<min(events.count, chunk + 4096)]
                 r.ingest(part)
-                if let batch = r.flush(now: part.last!.time) {
-                    changes += batch.changes.count
-                    transients += batch.transients.count
-                    try store.apply(batch)
-                }
+                if let batch = r.flush(now: part.last!.time) { try write(batch) }
             }
-            if let batch = r.flushAll() {
-                changes += batch.changes.count
-                transients += batch.transients.count
-                try store.apply(batch)
-            }
+            if let batch = r.flushAll() { try write(batch) }
         }
-        return (Double(events.count) / seconds, changes, transients)
+        return (Double(events.count) / seconds, changes, transients, storeSeconds / seconds)
     }
 
     static func run(report: Report, repeats: Int) throws {
@@ -97,7 +95,7 @@ enum CoreBench {
         let longLived = Self.longLivedEvents(count: 400_000)
         var reconcilerRate: [Double] = [], baselineRate: [Double] = [], mixRate: [Double] = [], longRate: [Double] = []
         var rawSQLiteRate: [Double] = []
-        var transientShare = 0.0, longChanges = 0
+        var transientShare = 0.0, longChanges = 0, mixStoreShare: [Double] = [], longStoreShare: [Double] = []
         for run in 0..<repeats {
             Progress.step("reconciler and store", run: run, of: repeats)
             // Reconciler: ingest in ring-buffer-sized chunks, flush after each.
@@ -125,11 +123,13 @@ enum CoreBench {
             // (a) The realistic mix through reconciler and store; its transient share as measured.
             let mix = try reconcileAndStore(events, path: dir + "/mix.db")
             mixRate.append(mix.rate)
+            mixStoreShare.append(mix.storeShare)
             let opens = events.reduce(0) { $0 + ($1.kind == .open ? 1 : 0) }
             transientShare = Double(mix.transients) / Double(opens)
             // (b) Every binding long-lived: every event a row change.
             let long = try reconcileAndStore(longLived, path: dir + "/long.db")
             longRate.append(long.rate)
+            longStoreShare.append(long.storeShare)
             longChanges = long.changes
             // Baseline: the least SQLite work storing as many rows, in transactions of the same size.
             let perTransaction = max(1, long.changes / max(1, longLived.count / 4096))
@@ -145,6 +145,7 @@ enum CoreBench {
         report.add("Reconciler and store (200 ms window; (a) 1,000,000 events on 10,000 keys, (b) 400,000 events)", figures, notes: [
             "(a) transient share measured: \(Report.format(transientShare * 100))% of opens were transient",
             "(b) \(longChanges) row changes for \(longLived.count) events",
+            "share of the time in Store.apply (the rest is the reconciler): (a) \(Report.format(Measure.percentile(mixStoreShare, 0.5) * 100))%, (b) \(Report.format(Measure.percentile(longStoreShare, 0.5) * 100))%",
             "reconciler / dictionary baseline: \(Report.format(figures[0].median / figures[1].median))",
             "(b) / raw SQLite: \(Report.format(figures[3].median / figures[4].median)) (goal >= 0.45); vs 200 k events/s: \(Report.format(figures[3].median / 200_000))",
         ])

@@ -4,7 +4,7 @@ import Glibc
 /// fields go straight into one byte buffer, written out per 64 KiB (and on `flush`), with no
 /// intermediate strings per line.
 struct StreamWriter {
-    private var buffer = ByteBuffer()
+    private let buffer = ByteBuffer()
     /// Whether the current JSON object has a field yet.
     private var firstField = true
     /// The last second formatted as RFC 3339, and its text: rows come in time order, so most reuse it.
@@ -180,19 +180,20 @@ struct StreamWriter {
 }
 
 /// A growable byte buffer written through a pointer: no copy-on-write checks per byte.
-/// Lives as long as the command (one per process), so it is never freed.
-struct ByteBuffer {
+final class ByteBuffer {
     private(set) var start = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 17)
     private var capacity = 1 << 17
     var count = 0
 
+    deinit { start.deallocate() }
+
     @inline(__always)
-    private mutating func reserve(_ n: Int) {
+    private func reserve(_ n: Int) {
         if count + n > capacity { grow(n) }
     }
 
     @inline(never)
-    private mutating func grow(_ n: Int) {
+    private func grow(_ n: Int) {
         capacity = max(capacity * 2, count + n)
         let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
         grown.update(from: start, count: count)
@@ -201,24 +202,24 @@ struct ByteBuffer {
     }
 
     @inline(__always)
-    mutating func append(_ byte: UInt8) {
+    func append(_ byte: UInt8) {
         reserve(1)
         start[count] = byte
         count += 1
     }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    func append(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         reserve(bytes.count)
         (start + count).update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         count += bytes.count
     }
 
-    mutating func append(_ text: StaticString) {
+    func append(_ text: StaticString) {
         text.withUTF8Buffer { append(UnsafeRawBufferPointer($0)) }
     }
 
-    mutating func append(repeating byte: UInt8, count n: Int) {
+    func append(repeating byte: UInt8, count n: Int) {
         reserve(n)
         (start + count).initialize(repeating: byte, count: n)
         count += n
