@@ -132,7 +132,16 @@ final class Statement {
         }
 
         mutating func add(_ text: String) {
-            sqlite3_bind_text(stmt, index, text, Int32(text.utf8.count), pw_sqlite_transient())
+            var text = text
+            let position = index
+            text.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { chars in
+                    // An empty string is text of length 0, not NULL (a null pointer would bind NULL).
+                    _ = chars.isEmpty
+                        ? sqlite3_bind_text(stmt, position, "", 0, pw_sqlite_transient())
+                        : sqlite3_bind_text(stmt, position, chars.baseAddress, Int32(chars.count), pw_sqlite_transient())
+                }
+            }
             index += 1
         }
     }

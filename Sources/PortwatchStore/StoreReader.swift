@@ -122,6 +122,18 @@ extension StoreReader {
 
     /// Hands each matching entry to `body` as it is read: constant memory whatever the history's size.
     public func history(_ q: HistoryQuery, _ body: (HistoryEntry) throws -> Void) throws {
+        let (sql, values) = Self.historyQuery(q)
+        do {
+            try db.prepare(sql).query(values) { r in
+                if let entry = RowCodec.historyEntry(r) { try body(entry) }
+            }
+        } catch let error as StoreError {
+            throw StoreError(Store.explain(error.description, path: path, what: "cannot read the history"))
+        }
+    }
+
+    /// The SQL and parameters that select `q`'s entries.
+    static func historyQuery(_ q: HistoryQuery) -> (sql: String, values: [Statement.Value]) {
         var conditions = ["time >= ?"]
         var values: [Statement.Value] = [.int(Int64(bitPattern: q.since))]
         if let port = q.port {
@@ -129,7 +141,9 @@ extension StoreReader {
             values.append(.int(Int64(port)))
         }
         if let kinds = q.kinds {
-            conditions.append("action IN (\(kinds.map { "'\($0.stored)'" }.sorted().joined(separator: ",")))")
+            // One kind as `=`, so that a transient query can use the index only transients enter.
+            let words = kinds.map { "'\($0.stored)'" }.sorted()
+            conditions.append(words.count == 1 ? "action = \(words[0])" : "action IN (\(words.joined(separator: ",")))")
         }
         if let after = q.afterID {
             conditions.append("id > ?")
@@ -140,14 +154,7 @@ extension StoreReader {
             values.append(.int(through))
         }
         let order = q.afterID == nil ? "time, id" : "id"
-        do {
-            let statement = try db.prepare("SELECT \(RowCodec.historyColumns), id FROM history WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order)")
-            try statement.query(values) { r in
-                if let entry = RowCodec.historyEntry(r) { try body(entry) }
-            }
-        } catch let error as StoreError {
-            throw StoreError(Store.explain(error.description, path: path, what: "cannot read the history"))
-        }
+        return ("SELECT \(RowCodec.historyColumns), id FROM history WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order)", values)
     }
 
     /// The id of the newest history entry (0 when there is none).
@@ -163,14 +170,16 @@ extension StoreReader {
     /// (protocol, exposure, comm, unit, pod), the `limit` with the most first; and how many
     /// owners were left out. Reads the (action, time) index: a scrape pays for the period's
     /// records only, which the per-minute cap bounds.
+    static let recentTransientsQuery = """
+        SELECT protocol, family, address, comm, unit, namespace, pod, sum(count), min(port), max(max(port_max, port)), max(lifetime), max(time)
+        FROM history WHERE action = '\(HistoryEntry.Kind.transient.stored)' AND time >= ?
+        GROUP BY protocol, family, address, comm, unit, namespace, pod
+        """
+
     public func recentTransients(since: UInt64, limit: Int) throws -> (top: [TransientSummary], dropped: Int) {
         var parts: [TransientSummary] = []
         do {
-            let statement = try db.prepare("""
-                SELECT protocol, family, address, comm, unit, namespace, pod, sum(count), min(port), max(max(port_max, port)), max(lifetime), max(time)
-                FROM history WHERE action = '\(HistoryEntry.Kind.transient.stored)' AND time >= ?
-                GROUP BY protocol, family, address, comm, unit, namespace, pod
-                """)
+            let statement = try db.prepare(Self.recentTransientsQuery)
             try statement.query([.int(Int64(bitPattern: since))]) { r in
                 guard let transport = TransportProtocol(name: r.text(0)), let family = AddressFamily(name: r.text(1)) else { return }
                 parts.append(TransientSummary(

@@ -26,6 +26,9 @@ struct Daemon {
         let web = try options.webConfigFile.map { try WebConfigFile.load(path: $0) }
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
+        // With a window there is time to gather events into few wakeups (the poll tick picks up
+        // the rest); without one, each event wakes the consumer when it is idle.
+        if options.window.nanoseconds == 0 { captureOptions.wakeupBytes = 0 }
         // Before the programs attach: the lister's probe socket is portwatch's, not a transient to report.
         let lister = KernelSocketLister()
         let capture = try KernelCapture(options: captureOptions, logger: logger)

@@ -62,6 +62,29 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(try store.loadState().rows.isEmpty)
     }
 
+    /// Every history write goes into the table and its time index (and transients into their
+    /// own partial index): no index at a random place per write. Each reader still finds its
+    /// rows through an index, not by reading the whole history.
+    @Test func historyReadsUseIndexesThatWritesCanAfford() throws {
+        let store = try Store(path: try temporaryDirectory() + "/pw.db")
+        var indexes: [String] = []
+        try store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'history' ORDER BY name").query { indexes.append($0.text(0)) }
+        #expect(indexes == ["history_by_time", "history_transients"])
+        func plan(_ sql: String) throws -> String {
+            var out = ""
+            try store.db.prepare("EXPLAIN QUERY PLAN " + sql).query { out += $0.text(3) + "\n" }
+            return out
+        }
+        let transients = try plan(StoreReader.recentTransientsQuery)
+        #expect(transients.contains("USING INDEX history_transients"), "the scrape's transient gauges: \(transients)")
+        let ofKind = try plan(StoreReader.historyQuery(HistoryQuery(since: 1, kinds: [.transient])).sql)
+        #expect(ofKind.contains("USING INDEX history_transients"), "history --kind transient: \(ofKind)")
+        for query in [HistoryQuery(since: 1), HistoryQuery(port: 22, since: 1), HistoryQuery(since: 1, kinds: [.open, .close])] {
+            let text = try plan(StoreReader.historyQuery(query).sql)
+            #expect(text.contains("USING INDEX history_by_time") && !text.contains("SCAN history"), "\(query): \(text)")
+        }
+    }
+
     @Test func aVersionOneLedgerMigratesKeepingItsRows() throws {
         let path = try temporaryDirectory() + "/pw.db"
         do {
