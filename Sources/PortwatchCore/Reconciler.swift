@@ -133,14 +133,15 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func apply(upTo end: Int) -> Batch? {
+        // Read in place (no copy of the events): fold changes the table, not the buffer.
         let due = buffer[head..<end].lazy.filter { !$0.dropped }.map(\.event)
-        for (offset, pending) in buffer[head..<end].enumerated() where !pending.dropped {
-            let cookie = pending.event.cookie
+        for i in head..<end where !buffer[i].dropped {
+            let cookie = buffer[i].event.cookie
             // Once its first open is applied, a socket is no longer young (a later life's entry stays).
-            if young[cookie]?.first == base + head + offset { young.removeValue(forKey: cookie) }
-            if pending.event.kind == .close, let n = closing[cookie] { closing[cookie] = n > 1 ? n - 1 : nil }
+            if young[cookie]?.first == base + i { young.removeValue(forKey: cookie) }
+            if buffer[i].event.kind == .close, let n = closing[cookie] { closing[cookie] = n > 1 ? n - 1 : nil }
         }
-        var batch = fold(Array(due))
+        var batch = fold(due, expected: end - head)
         head = end
         compact()
         if received.open > 0 { counters.events[.open, default: 0] += received.open }
@@ -166,11 +167,11 @@ public struct Reconciler: Sendable {
     /// Applies events one at a time in order, then reports each touched key's net change, keys
     /// in the order the batch first touched them (one dictionary lookup per event for the
     /// bookkeeping; a resync's changes are sorted by key, as its events come from dictionaries).
-    private mutating func fold(_ events: [PortEvent], resync: Bool = false) -> Batch {
+    private mutating func fold<Events: Sequence<PortEvent>>(_ events: Events, expected: Int, resync: Bool = false) -> Batch {
         var index: [BindingKey: Int] = [:]
-        index.reserveCapacity(events.count)
+        index.reserveCapacity(expected)
         var touches: [Touch] = []
-        touches.reserveCapacity(events.count)
+        touches.reserveCapacity(expected)
         var batch = Batch()
 
         for event in events {
@@ -256,7 +257,7 @@ public struct Reconciler: Sendable {
             synthetic.append(PortEvent(kind: .open, cookie: socket.cookie, time: now, key: socket.key,
                                        owner: socket.owner, state: socket.state))
         }
-        var batch = synthetic.isEmpty ? Batch() : fold(synthetic, resync: true)
+        var batch = synthetic.isEmpty ? Batch() : fold(synthetic, expected: synthetic.count, resync: true)
         var corrections: [RowChange.Action: UInt64] = [:]
         for change in batch.changes where change.action != .update { corrections[change.action, default: 0] += 1 }
         batch.counters.orphanCloses = [:]

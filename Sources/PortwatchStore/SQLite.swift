@@ -11,7 +11,11 @@ final class Connection {
     let path: String
     private var handle: OpaquePointer?
 
+    /// Process-wide settings, applied before the first connection opens.
+    private static let configured: Void = { _ = pw_sqlite_without_memory_statistics() }()
+
     init(path: String, readOnly: Bool) throws {
+        _ = Self.configured
         self.path = path
         let flags = readOnly
             ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX

@@ -23,6 +23,7 @@ enum Bench {
             }
             if wanted("overhead") { try KernelBench.overhead(report: report, repeats: quick ? 2 : 6) }
             let capacity = wanted("capacity") ? try KernelBench.capacity(report: report, repeats: quick ? 1 : 5) : nil
+            if wanted("ring") { try KernelBench.ringSizes(report: report, repeats: quick ? 1 : 5) }
             if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300, runs: repeats) }
             let footprint = wanted("scrape") ? try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100, runs: repeats) : nil
             if wanted("detection") { try KernelBench.detection(report: report, listeners: quick ? 40 : 200, runs: repeats) }

@@ -98,6 +98,49 @@ enum KernelBench {
         return (eventsPerRun, Measure.percentile(growth, 0.5), rss, fds)
     }
 
+    /// 2b. The ring buffer's size against what a flood needs: per size, the share of events lost
+    /// when 2 threads bind and close UDP sockets as fast as they can (window 200 ms, and window 0
+    /// where every event is also a write), and the daemon's RSS at idle (the buffer is mapped twice).
+    static func ringSizes(report: Report, repeats: Int) throws {
+        var figures: [Figure] = []
+        for size in [1 << 20, 2 << 20, 4 << 20] {
+            var lost: [Double] = [], lostWindow0: [Double] = [], rss: [Double] = []
+            for run in 0..<repeats {
+                Progress.step("ring buffer \(size >> 20) MiB", run: run, of: repeats)
+                for window in ["200ms", "0"] {
+                    let daemon = try BenchDaemon(arguments: ["--bpf.ring-buffer-size", "\(size)", "--reconcile.window", window])
+                    if window == "200ms" {
+                        usleep(1_000_000)
+                        rss.append(Measure.rss(pid: daemon.pid) / 1_048_576)
+                    }
+                    let eventsBefore = daemon.value("portwatch_events_total"), lostBefore = daemon.value("portwatch_events_lost_total")
+                    let threads = 2, iterations = 150_000
+                    _ = Sockets.churn(threads: threads, iterations: iterations, udp: true)
+                    let generated = Double(2 * threads * iterations)
+                    var got = 0.0, missing = 0.0
+                    let deadline = Measure.now() + 60
+                    repeat {
+                        got = daemon.value("portwatch_events_total") - eventsBefore
+                        missing = daemon.value("portwatch_events_lost_total") - lostBefore
+                        if got + missing >= generated { break }
+                        usleep(50_000)
+                    } while Measure.now() < deadline
+                    guard got + missing >= generated else {
+                        throw BenchError("ring \(size): \(Int(generated)) events generated, \(Int(got)) received + \(Int(missing)) lost after 60 s")
+                    }
+                    if window == "200ms" { lost.append(missing / generated) } else { lostWindow0.append(missing / generated) }
+                    daemon.stop()
+                }
+            }
+            figures += [
+                Figure(name: "\(size >> 20) MiB: share lost, window 200ms", unit: "fraction", runs: lost),
+                Figure(name: "\(size >> 20) MiB: share lost, window 0", unit: "fraction", runs: lostWindow0),
+                Figure(name: "\(size >> 20) MiB: RSS at idle", unit: "MiB", runs: rss),
+            ]
+        }
+        report.add("Ring buffer size (600,000-event UDP flood from 2 threads, as fast as they go)", figures)
+    }
+
     /// 3. Latency from listen() returning to the port showing in /metrics.
     static func latency(report: Report, samples: Int, runs: Int) throws {
         var figures: [Figure] = []
