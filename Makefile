@@ -50,7 +50,7 @@ test: test-deps
 
 bench: test-deps
 	swift build $(RELEASE_FLAGS) $(SWIFT_FLAGS)
-	swift run $(RELEASE_FLAGS) --skip-build portwatch-bench
+	"$$(swift build $(RELEASE_FLAGS) --show-bin-path)/portwatch-bench"
 
 # The container image's runtime stage, proven without a Docker engine: a debootstrap root
 # filesystem with the Dockerfile's packages, the release binary with its file capabilities,

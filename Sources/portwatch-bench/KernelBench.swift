@@ -42,23 +42,8 @@ enum KernelBench {
         for run in 0..<repeats {
             Progress.step("capacity", run: run, of: repeats)
             let daemon = try BenchDaemon()
-            let eventsBefore = daemon.value("portwatch_events_total"), lostBefore = daemon.value("portwatch_events_lost_total")
             let cpuBefore = Measure.cpuSeconds(pid: daemon.pid)
-            let threads = 2, iterations = 150_000
-            let seconds = Sockets.churn(threads: threads, iterations: iterations, udp: true)
-            // Each loop is a bind (open) and a close; anything else on the host adds to received.
-            let generated = Double(2 * threads * iterations)
-            var got = 0.0, lost = 0.0
-            let deadline = Measure.now() + 60
-            repeat {
-                got = daemon.value("portwatch_events_total") - eventsBefore
-                lost = daemon.value("portwatch_events_lost_total") - lostBefore
-                if got + lost >= generated { break }
-                usleep(50_000)
-            } while Measure.now() < deadline
-            guard got + lost >= generated else {
-                throw BenchError("capacity run \(run + 1): \(Int(generated)) events generated, only \(Int(got)) received + \(Int(lost)) lost after 60 s")
-            }
+            let (seconds, generated, got, lost) = try flood(daemon, what: "capacity run \(run + 1)")
             notes.append("run \(run + 1): generated \(Int(generated)), received \(Int(got)), lost \(Int(lost))")
             rate.append(generated / seconds)
             received.append(got)
@@ -98,6 +83,29 @@ enum KernelBench {
         return (eventsPerRun, Measure.percentile(growth, 0.5), rss, fds)
     }
 
+    /// 2 threads bind and close UDP sockets as fast as they go (600,000 events); waits until the
+    /// daemon has accounted for every one as received or lost (else throws after 60 s).
+    /// Returns the seconds the load took, events generated, received and lost.
+    static func flood(_ daemon: BenchDaemon, what: String) throws -> (seconds: Double, generated: Double, received: Double, lost: Double) {
+        let eventsBefore = daemon.value("portwatch_events_total"), lostBefore = daemon.value("portwatch_events_lost_total")
+        let threads = 2, iterations = 150_000
+        let seconds = Sockets.churn(threads: threads, iterations: iterations, udp: true)
+        // Each loop is a bind (open) and a close; anything else on the host adds to received.
+        let generated = Double(2 * threads * iterations)
+        var got = 0.0, lost = 0.0
+        let deadline = Measure.now() + 60
+        repeat {
+            got = daemon.value("portwatch_events_total") - eventsBefore
+            lost = daemon.value("portwatch_events_lost_total") - lostBefore
+            if got + lost >= generated { break }
+            usleep(50_000)
+        } while Measure.now() < deadline
+        guard got + lost >= generated else {
+            throw BenchError("\(what): \(Int(generated)) events generated, only \(Int(got)) received + \(Int(lost)) lost after 60 s")
+        }
+        return (seconds, generated, got, lost)
+    }
+
     /// 2b. The ring buffer's size against what a flood needs: per size, the share of events lost
     /// when 2 threads bind and close UDP sockets as fast as they can (window 200 ms, and window 0
     /// where every event is also a write), and the daemon's RSS at idle (the buffer is mapped twice).
@@ -113,21 +121,7 @@ enum KernelBench {
                         usleep(1_000_000)
                         rss.append(Measure.rss(pid: daemon.pid) / 1_048_576)
                     }
-                    let eventsBefore = daemon.value("portwatch_events_total"), lostBefore = daemon.value("portwatch_events_lost_total")
-                    let threads = 2, iterations = 150_000
-                    _ = Sockets.churn(threads: threads, iterations: iterations, udp: true)
-                    let generated = Double(2 * threads * iterations)
-                    var got = 0.0, missing = 0.0
-                    let deadline = Measure.now() + 60
-                    repeat {
-                        got = daemon.value("portwatch_events_total") - eventsBefore
-                        missing = daemon.value("portwatch_events_lost_total") - lostBefore
-                        if got + missing >= generated { break }
-                        usleep(50_000)
-                    } while Measure.now() < deadline
-                    guard got + missing >= generated else {
-                        throw BenchError("ring \(size): \(Int(generated)) events generated, \(Int(got)) received + \(Int(missing)) lost after 60 s")
-                    }
+                    let (_, generated, _, missing) = try flood(daemon, what: "ring buffer \(size) bytes")
                     if window == "200ms" { lost.append(missing / generated) } else { lostWindow0.append(missing / generated) }
                     daemon.stop()
                 }
