@@ -61,10 +61,10 @@ public struct HistoryEntry: Sendable, Equatable {
 
         public init?(stored: String) {
             switch stored {
-            case "insert": self = .open
-            case "delete": self = .close
-            case "update": self = .holder
-            case "transient": self = .transient
+            case Self.open.stored: self = .open
+            case Self.close.stored: self = .close
+            case Self.holder.stored: self = .holder
+            case Self.transient.stored: self = .transient
             default: return nil
             }
         }
@@ -168,7 +168,7 @@ extension StoreReader {
 extension StoreReader {
     /// The transient listeners recorded since `since` (wall-clock ns), one summary per owner
     /// (protocol, exposure, comm, unit, pod), the `limit` with the most first; and how many
-    /// owners were left out. Reads the (action, time) index: a scrape pays for the period's
+    /// owners were left out. Reads the index only transient records enter: a scrape pays for the period's
     /// records only, which the per-minute cap bounds.
     static let recentTransientsQuery = """
         SELECT protocol, family, address, comm, unit, namespace, pod, sum(count), min(port), max(max(port_max, port)), max(lifetime), max(time)

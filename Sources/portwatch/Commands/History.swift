@@ -44,7 +44,12 @@ struct History: ParsableCommand {
         let now = UInt64(Date().timeIntervalSince1970 * 1e9)
         let reader = try LedgerOutput.reader(database.path)
         var out = StreamWriter()
-        if output == .table { out.write(LedgerOutput.line(Self.header, widths: Self.widths)) }
+        if output == .table {
+            for (i, title) in Self.header.enumerated() {
+                if i < Self.widths.count { out.cell(title, width: Self.widths[i]) } else { out.append(title) }
+            }
+            out.endLine()
+        }
         var query = HistoryQuery(port: port, since: now &- min(now, since.nanoseconds), kinds: kind.isEmpty ? nil : Set(kind))
         do {
             // What is written after this id is --follow's to print, so nothing shows twice.

@@ -15,23 +15,12 @@ enum LedgerOutput {
     }
 
     /// `value` in decimal, zero-padded to `width`.
-    static func digits(_ value: UInt64, _ width: Int) -> String {
+    private static func digits(_ value: UInt64, _ width: Int) -> String {
         let text = String(value)
         return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
     }
 
     static func duration(_ ns: UInt64) -> String { DurationText.format(ns) }
-
-    /// Cells padded to fixed widths, for output that streams (a longer cell pushes the rest right).
-    static func line(_ cells: [String], widths: [Int]) -> String {
-        var out = ""
-        for (i, cell) in cells.enumerated() {
-            out += cell
-            if i == cells.count - 1 { break }
-            out += String(repeating: " ", count: max(0, widths[i] - cell.count) + 2)
-        }
-        return out + "\n"
-    }
 
     /// Columns padded to their widest cell.
     static func table(_ header: [String], _ rows: [[String]]) -> String {

@@ -15,11 +15,6 @@ struct StreamWriter {
 
     // MARK: Text
 
-    mutating func write(_ text: String) {
-        append(text)
-        if buffer.count >= 1 << 16 { flush() }
-    }
-
     mutating func append(_ text: String) {
         var text = text
         text.withUTF8 { buffer.append(UnsafeRawBufferPointer($0)) }
@@ -51,29 +46,14 @@ struct StreamWriter {
         withUnsafeBytes(of: &digits) { buffer.append(UnsafeRawBufferPointer(rebasing: $0[(32 - count)...])) }
     }
 
-    /// RFC 3339 in UTC to the second (2026-01-01T00:00:00Z).
+    /// RFC 3339 in UTC to the second (2026-01-01T00:00:00Z), as `LedgerOutput.time` writes it.
     mutating func append(time ns: UInt64) {
         let second = ns / 1_000_000_000
         if second != cachedSecond {
             cachedSecond = second
-            let start = buffer.count
-            append(rfc3339: second)
-            cachedTime = buffer.bytes(from: start)
-            return
+            cachedTime = Array(LedgerOutput.time(ns).utf8)
         }
         cachedTime.withUnsafeBytes { buffer.append($0) }
-    }
-
-    private mutating func append(rfc3339 second: UInt64) {
-        var seconds = time_t(second)
-        var t = tm()
-        gmtime_r(&seconds, &t)
-        append(unsigned: UInt64(t.tm_year + 1900), width: 4)
-        for (separator, value) in [("-", t.tm_mon + 1), ("-", t.tm_mday), ("T", t.tm_hour), (":", t.tm_min), (":", t.tm_sec)] {
-            buffer.append(UInt8(ascii: separator.unicodeScalars.first!))
-            append(unsigned: UInt64(value), width: 2)
-        }
-        buffer.append(UInt8(ascii: "Z"))
     }
 
     // MARK: Table lines
@@ -232,5 +212,4 @@ final class ByteBuffer {
         return n
     }
 
-    func bytes(from offset: Int) -> [UInt8] { Array(UnsafeBufferPointer(start: start + offset, count: count - offset)) }
 }
