@@ -353,16 +353,22 @@ public struct Reconciler: Sendable {
         if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
     }
 
-    /// Drops applied events from the front once they are half the buffer.
+    /// Pending events whose room the buffer keeps once drained.
+    static let retainedBuffer = 4096
+
+    /// Drops applied events: all of them once the buffer is drained, giving back the room a
+    /// burst grew beyond an ordinary window's (a flood of 20,000 binds otherwise kept
+    /// megabytes for the life of the daemon); else those in front once they are half of it.
     private mutating func compact() {
-        if head > 1024 && head * 2 > buffer.count {
+        guard head > 0 else { return }
+        if head == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= Self.retainedBuffer)
+        } else if head > 1024 && head * 2 > buffer.count {
             buffer.removeFirst(head)
-            base += head
-            head = 0
-        } else if head == buffer.count && head > 0 {
-            buffer.removeAll(keepingCapacity: true)
-            base += head
-            head = 0
+        } else {
+            return
         }
+        base += head
+        head = 0
     }
 }

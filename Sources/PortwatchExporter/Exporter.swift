@@ -65,11 +65,11 @@ public struct Exporter: Sendable {
         perScrape.sort { $0.name < $1.name }
         let tail = format.render(perScrape)
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept-Encoding")]
-        if gzip, let body = ledger.gzip?.finish(tail) ?? Gzip.compress(ledger.body + tail) {
+        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(ledger.body + tail).map({ [$0] }) {
             headers.append(("Content-Encoding", "gzip"))
-            return HTTPResponse(status: 200, headers: headers, body: body)
+            return HTTPResponse(status: 200, headers: headers, bodyParts: parts)
         }
-        return HTTPResponse(status: 200, headers: headers, body: ledger.body + tail)
+        return HTTPResponse(status: 200, headers: headers, bodyParts: [ledger.body, tail])
     }
 
     var landingPage: String {

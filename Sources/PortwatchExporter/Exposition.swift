@@ -14,9 +14,11 @@ public enum ExpositionFormat: Sendable, Equatable {
 
     /// Renders families in the order given; the caller sorts them. `last: false` leaves out
     /// OpenMetrics' closing `# EOF`, for a part that more families follow.
-    public func render(_ families: [MetricFamily], last: Bool = true) -> [UInt8] {
+    /// `sizeHint` is the size a previous rendering of similar families came to: the buffer
+    /// starts there instead of doubling its way up (each doubling a copy of the body).
+    public func render(_ families: [MetricFamily], last: Bool = true, sizeHint: Int = 0) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(4096 + families.reduce(0) { $0 + $1.samples.count * 96 })
+        out.reserveCapacity(max(sizeHint + sizeHint / 16, 4096 + families.reduce(0) { $0 + $1.samples.count * 96 }))
         for family in families { render(family, into: &out) }
         if self == .openMetrics && last { out.append(contentsOf: "# EOF\n".utf8) }
         return out

@@ -88,11 +88,13 @@ enum Gzip {
             compressed = out
         }
 
-        /// Reads the prefix's stream only (a copy goes on), so several threads may finish at once.
-        func finish(_ tail: [UInt8]) -> [UInt8]? {
+        /// The whole gzip body in two parts: the shared compressed prefix (not copied) and the
+        /// compressed tail. Reads the prefix's stream only (a copy goes on), so several threads
+        /// may finish at once.
+        func finish(_ tail: [UInt8]) -> [[UInt8]]? {
             guard let copy = Stream(copying: stream) else { return nil }
-            var out = compressed
-            return copy.deflate(tail, flush: Z_FINISH, into: &out) ? out : nil
+            var out: [UInt8] = []
+            return copy.deflate(tail, flush: Z_FINISH, into: &out) ? [compressed, out] : nil
         }
     }
 }

@@ -116,9 +116,12 @@ public final class FileDescriptor: @unchecked Sendable, Hashable {
         try Syscall.valueOrWouldBlock("read") { Glibc.read(rawValue, buffer.baseAddress, buffer.count) }
     }
 
-    /// Bytes sent (never raising SIGPIPE), or 0 if the socket cannot take more now.
-    public func send(_ bytes: UnsafeRawBufferPointer) throws -> Int {
-        try Syscall.valueOrWouldBlock("write") { Glibc.send(rawValue, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) } ?? 0
+    /// Bytes sent (never raising SIGPIPE), or 0 if the socket cannot take more now. `more`
+    /// says another send follows at once (MSG_MORE): TCP holds a short piece to fill a segment
+    /// with what comes next instead of sending it alone.
+    public func send(_ bytes: UnsafeRawBufferPointer, more: Bool = false) throws -> Int {
+        let flags = Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0)
+        return try Syscall.valueOrWouldBlock("write") { Glibc.send(rawValue, bytes.baseAddress, bytes.count, flags) } ?? 0
     }
 
     /// Writes to a pipe or file; nil if it is full.

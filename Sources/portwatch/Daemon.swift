@@ -7,6 +7,7 @@ import PortwatchCore
 import PortwatchExporter
 import PortwatchPipeline
 import PortwatchStore
+import PortwatchSystem
 
 /// Start-up in the order that makes it race-free: open/migrate the DB, load and attach
 /// BPF (events start buffering), start the capture pipeline (snapshot + resync, then ready),
@@ -20,6 +21,8 @@ struct Daemon {
         // Signals are routed by dispatch sources; none may take its default action (exit).
         for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { signal(sig, SIG_IGN) }
         raiseFileLimit()
+        // Large buffers (a rendered scrape, a burst's batch) are returned to the kernel when freed.
+        Allocator.mapBlocks(from: 256 << 10)
 
         let store = try Store(path: options.databasePath)
         let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }

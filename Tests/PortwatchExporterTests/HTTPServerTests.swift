@@ -265,3 +265,35 @@ final class RunningServer {
         #expect(portInfoLines == 1500, "got \(portInfoLines) of 1500 series in \(data.count) bytes")
     }
 }
+
+@Suite struct OutboxTests {
+    /// A socket that takes a few bytes at a time and is sometimes full: what comes out is every
+    /// piece, in order, once; each write but the last says more follows (MSG_MORE).
+    @Test func partialWritesDeliverEveryPieceOnceInOrder() {
+        var outbox = HTTPServer.Outbox()
+        let pieces: [[UInt8]] = [Array("HTTP/1.1 200 OK\r\n\r\n".utf8), (0..<5000).map { UInt8($0 % 251) }, [], Array("tail\n".utf8)]
+        outbox.append(pieces)
+        outbox.append([Array("second response".utf8)])
+        var wire: [UInt8] = [], calls = 0, lastMore = true
+        var takes = [7, 0, 4096, 1, 0, 977, 10_000]
+        while !outbox.isEmpty {
+            // What the socket takes before it is full this time.
+            let budget = takes.isEmpty ? 10_000 : takes.removeFirst()
+            var room = budget
+            let written = outbox.drain { bytes, more in
+                calls += 1
+                let n = min(room, bytes.count)
+                room -= n
+                wire += bytes.prefix(n)
+                lastMore = more
+                return n
+            }
+            #expect(written <= budget)
+        }
+        let expected = Array(pieces.joined()) + Array("second response".utf8)
+        let whole = wire == expected
+        #expect(whole, "wrote \(wire.count) bytes, expected \(expected.count) in order")
+        #expect(!lastMore, "the last piece goes without MSG_MORE")
+        #expect(calls > 5)
+    }
+}

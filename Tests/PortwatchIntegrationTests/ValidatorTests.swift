@@ -53,6 +53,13 @@ extension KernelSuite {
             let wrong = try PrometheusHarness(target: d.port, basicAuth: ("prometheus", "guess"))
             #expect(TestHTTP.waitUntil(30) { wrong.target() != nil })
             #expect(wrong.target()?.health == "down" && wrong.target()?.lastError.contains("401") == true)
+            // Plain HTTP: OpenSSL is never loaded (its 2 MiB stay out of the daemon's memory).
+            #expect(!mapsOpenSSL(d.process.processIdentifier))
+        }
+
+        func mapsOpenSSL(_ pid: Int32) -> Bool {
+            let maps = (try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)) ?? ""
+            return maps.contains("/libssl.so") || maps.contains("/libcrypto.so")
         }
 
         @Test func prometheusScrapesOverTLSWithBasicAuth() throws {
@@ -75,6 +82,7 @@ extension KernelSuite {
                 target = prometheus.target()
                 return target?.health == "up"
             }, "target: \(String(describing: target)); log: \(d.log)")
+            #expect(mapsOpenSSL(d.process.processIdentifier), "TLS configured: OpenSSL loaded")
         }
 
         @Test func realPrometheusScrapesCleanly() throws {

@@ -28,17 +28,31 @@ public struct HTTPRequest: Sendable, Equatable {
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
-    public var body: [UInt8]
+    /// The body as the pieces it was made of: a cached rendering and a per-scrape tail are
+    /// written to the socket from where they lie, never joined into one copy.
+    public var bodyParts: [[UInt8]]
     /// Send headers only (HEAD), with the Content-Length of the body.
     public var omitBody = false
     /// Close the connection once this response is written.
     public var close = false
 
     public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.init(status: status, headers: headers, bodyParts: [body])
+    }
+
+    public init(status: Int, headers: [(String, String)] = [], bodyParts: [[UInt8]]) {
         self.status = status
         self.headers = headers
-        self.body = body
+        self.bodyParts = bodyParts.filter { !$0.isEmpty }
     }
+
+    /// The whole body in one array (joins the parts; for tests and small bodies).
+    public var body: [UInt8] {
+        get { bodyParts.count == 1 ? bodyParts[0] : Array(bodyParts.joined()) }
+        set { bodyParts = newValue.isEmpty ? [] : [newValue] }
+    }
+
+    public var contentLength: Int { bodyParts.reduce(0) { $0 + $1.count } }
 
     public init(status: Int, text: String, contentType: String = "text/plain; charset=utf-8") {
         self.init(status: status, headers: [("Content-Type", contentType)], body: Array(text.utf8))
@@ -62,15 +76,13 @@ public struct HTTPResponse: Sendable {
         }
     }
 
-    /// Status line, headers and (unless omitted) body.
-    func serialize(keepAlive: Bool) -> [UInt8] {
+    /// Status line and headers, then (unless omitted) the body's parts as they are.
+    func serialize(keepAlive: Bool) -> [[UInt8]] {
         var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\n"
+        head += "Content-Length: \(contentLength)\r\n"
         head += keepAlive ? "" : "Connection: close\r\n"
         head += "\r\n"
-        var out = Array(head.utf8)
-        if !omitBody { out += body }
-        return out
+        return [Array(head.utf8)] + (omitBody ? [] : bodyParts)
     }
 }

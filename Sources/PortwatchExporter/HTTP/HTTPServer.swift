@@ -18,11 +18,44 @@ public final class HTTPServer: @unchecked Sendable {
 
     public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
 
+    /// Bytes waiting to be written, kept as the pieces the responses were made of.
+    struct Outbox {
+        private var chunks: [[UInt8]] = []
+        /// The chunk being written and how much of it is out.
+        private var first = 0
+        private var offset = 0
+
+        var isEmpty: Bool { first == chunks.count }
+
+        mutating func append(_ parts: [[UInt8]]) {
+            chunks += parts.lazy.filter { !$0.isEmpty }
+        }
+
+        /// Writes through `write` (bytes, whether more follow; returns bytes taken, 0 when full)
+        /// until it is all out or the writer takes no more. Returns the bytes written.
+        mutating func drain(_ write: (UnsafeRawBufferPointer, Bool) throws -> Int) rethrows -> Int {
+            var total = 0
+            while first < chunks.count {
+                let more = first + 1 < chunks.count
+                let n = try chunks[first].withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[offset...]), more) }
+                if n == 0 { return total }
+                total += n
+                offset += n
+                if offset == chunks[first].count {
+                    first += 1
+                    offset = 0
+                }
+            }
+            chunks.removeAll()
+            first = 0
+            return total
+        }
+    }
+
     private final class Connection {
         let socket: FileDescriptor
         var input: [UInt8] = []
-        var output: [UInt8] = []
-        var written = 0
+        var output = Outbox()
         var lastActivity: Double
         var requestStarted: Double?
         var closeAfterWrite = false
@@ -122,7 +155,7 @@ public final class HTTPServer: @unchecked Sendable {
             var fds = [pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
             fds += listeners.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
             for c in connections.values {
-                let wantsWrite = c.written < c.output.count || c.tls?.wantsWrite == true
+                let wantsWrite = !c.output.isEmpty || c.tls?.wantsWrite == true
                 fds.append(pollfd(fd: c.socket.rawValue, events: Int16(wantsWrite ? POLLOUT : POLLIN), revents: 0))
             }
             do { _ = try Syscall.poll(&fds, timeoutMs: 250) } catch {
@@ -135,7 +168,7 @@ public final class HTTPServer: @unchecked Sendable {
                 if let listener = listeners.first(where: { $0.rawValue == p.fd }) { acceptAll(listener, now: t); continue }
                 guard let c = connections[p.fd] else { continue }
                 if p.revents & Int16(POLLOUT) != 0 {
-                    if c.written < c.output.count { flush(c, now: t) } else { read(c, buffer: &buffer, now: t) }
+                    if !c.output.isEmpty { flush(c, now: t) } else { read(c, buffer: &buffer, now: t) }
                 } else if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(c, buffer: &buffer, now: t) }
             }
             expire(now: t)
@@ -175,14 +208,14 @@ public final class HTTPServer: @unchecked Sendable {
                 // Over the cap and nobody to evict: say so and hang up, without keeping any state.
                 var response = HTTPResponse(status: 503, text: "too many connections\n")
                 response.headers.append(("Retry-After", "1"))
-                let bytes = response.serialize(keepAlive: false)
+                let bytes = Array(response.serialize(keepAlive: false).joined())
                 _ = bytes.withUnsafeBytes { try? socket.send($0) }
                 socket.close()
                 continue
             }
             let connection = Connection(socket: socket, now: now)
             if let tls {
-                guard let stream = TLSStream(context: tls.context, fd: socket.rawValue) else { socket.close(); continue }
+                guard let stream = TLSStream(context: tls, fd: socket.rawValue) else { socket.close(); continue }
                 connection.tls = stream
             }
             connections[socket.rawValue] = connection
@@ -252,32 +285,31 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func queue(_ response: HTTPResponse, on c: Connection, keepAlive: Bool) {
-        c.output += response.serialize(keepAlive: keepAlive)
+        c.output.append(response.serialize(keepAlive: keepAlive))
         if !keepAlive { c.closeAfterWrite = true }
     }
 
+    private struct Closed: Error {}
+
     private func flush(_ c: Connection, now: Double) {
-        while c.written < c.output.count {
-            var n = 0
-            if let stream = c.tls {
-                switch c.output.withUnsafeBytes({ stream.write(UnsafeRawBufferPointer(rebasing: $0[c.written...])) }) {
-                case .bytes(let written): n = written
-                case .wait: return
-                case .closed: close(c); return
-                }
-            } else {
-                do { n = try c.output.withUnsafeBytes { try c.socket.send(UnsafeRawBufferPointer(rebasing: $0[c.written...])) } } catch {
-                    close(c)
-                    return
+        let socket = c.socket, tls = c.tls
+        let written: Int
+        do {
+            written = try c.output.drain { bytes, more in
+                guard let tls else { return try socket.send(bytes, more: more) }
+                switch tls.write(bytes) {
+                case .bytes(let n): return n
+                case .wait: return 0
+                case .closed: throw Closed()
                 }
             }
-            if n == 0 { return } // socket full: POLLOUT will call again
-            c.written += n
-            c.lastActivity = now
+        } catch {
+            close(c)
+            return
         }
-        c.output.removeAll(keepingCapacity: true)
-        c.written = 0
-        if c.closeAfterWrite { close(c) }
+        if written > 0 { c.lastActivity = now }
+        // Not all out: the socket is full and POLLOUT calls again.
+        if c.output.isEmpty && c.closeAfterWrite { close(c) }
     }
 
     private func expire(now: Double) {

@@ -30,50 +30,67 @@ public struct TLSSettings: Sendable, Equatable {
     var files: [String] { [certFile, keyFile] + (clientCAFile.map { [$0] } ?? []) }
 }
 
+/// OpenSSL's functions, loaded from libssl the first time TLS is configured.
+enum OpenSSL {
+    private static let loaded: Result<pw_openssl, SystemError> = {
+        var api = pw_openssl()
+        if let failure = pw_openssl_load(&api) {
+            return .failure(SystemError("TLS needs OpenSSL 3 (\(PW_OPENSSL_LIBRARY)): \(String(cString: failure))", errno: ENOENT))
+        }
+        return .success(api)
+    }()
+
+    static func load() throws -> pw_openssl { try loaded.get() }
+}
+
 /// One SSL_CTX, rebuilt when the certificate, key or CA files change (new connections
 /// get the new one; a broken file keeps the old context and is logged).
 final class TLSContext {
     let settings: TLSSettings
+    let api: pw_openssl
     private(set) var context: OpaquePointer
     private var stamps: [Date?]
     private var nextCheck = 0.0
 
     init(_ settings: TLSSettings) throws {
         self.settings = settings
-        context = try Self.make(settings)
+        api = try OpenSSL.load()
+        context = try Self.make(settings, api: api)
         stamps = settings.files.map(Self.modification)
     }
 
-    deinit { SSL_CTX_free(context) }
+    deinit { api.SSL_CTX_free(context) }
 
     static func modification(_ path: String) -> Date? {
         (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
     }
 
-    static func error(_ what: String) -> SystemError {
+    static func error(_ what: String, api: pw_openssl) -> SystemError {
         var text = [CChar](repeating: 0, count: 256)
-        pw_ssl_error_text(&text, text.count)
+        withUnsafePointer(to: api) { pw_ssl_error_text($0, &text, text.count) }
         return SystemError("\(what): \(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))", errno: EINVAL)
     }
 
-    static func make(_ s: TLSSettings) throws -> OpaquePointer {
-        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw error("cannot create a TLS context") }
+    static func make(_ s: TLSSettings, api: pw_openssl) throws -> OpaquePointer {
+        func failure(_ what: String) -> SystemError { error(what, api: api) }
+        guard let ctx = api.SSL_CTX_new(api.TLS_server_method()) else { throw failure("cannot create a TLS context") }
         do {
-            guard pw_ssl_ctx_min_version(ctx, s.minimumTLS13 ? 1 : 0) == 1 else { throw error("cannot set the minimum TLS version") }
-            _ = pw_ssl_ctx_partial_writes(ctx)
-            guard SSL_CTX_use_certificate_chain_file(ctx, s.certFile) == 1 else { throw error("cannot use the certificate \(s.certFile)") }
-            guard SSL_CTX_use_PrivateKey_file(ctx, s.keyFile, SSL_FILETYPE_PEM) == 1 else { throw error("cannot use the key \(s.keyFile)") }
-            guard SSL_CTX_check_private_key(ctx) == 1 else { throw error("the key \(s.keyFile) does not match \(s.certFile)") }
+            let minimum = withUnsafePointer(to: api) { pw_ssl_ctx_min_version($0, ctx, s.minimumTLS13 ? 1 : 0) }
+            guard minimum == 1 else { throw failure("cannot set the minimum TLS version") }
+            _ = withUnsafePointer(to: api) { pw_ssl_ctx_partial_writes($0, ctx) }
+            guard api.SSL_CTX_use_certificate_chain_file(ctx, s.certFile) == 1 else { throw failure("cannot use the certificate \(s.certFile)") }
+            guard api.SSL_CTX_use_PrivateKey_file(ctx, s.keyFile, SSL_FILETYPE_PEM) == 1 else { throw failure("cannot use the key \(s.keyFile)") }
+            guard api.SSL_CTX_check_private_key(ctx) == 1 else { throw failure("the key \(s.keyFile) does not match \(s.certFile)") }
             if s.clientAuth != .none {
-                guard let ca = s.clientCAFile, SSL_CTX_load_verify_locations(ctx, ca, nil) == 1 else {
-                    throw error("client certificates need a readable client_ca_file")
+                guard let ca = s.clientCAFile, api.SSL_CTX_load_verify_locations(ctx, ca, nil) == 1 else {
+                    throw failure("client certificates need a readable client_ca_file")
                 }
                 let mode = s.clientAuth == .requireAndVerify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER
-                SSL_CTX_set_verify(ctx, mode, nil)
+                api.SSL_CTX_set_verify(ctx, mode, nil)
             }
             return ctx
         } catch {
-            SSL_CTX_free(ctx)
+            api.SSL_CTX_free(ctx)
             throw error
         }
     }
@@ -86,8 +103,8 @@ final class TLSContext {
         guard current != stamps else { return }
         stamps = current
         do {
-            let fresh = try Self.make(settings)
-            SSL_CTX_free(context)
+            let fresh = try Self.make(settings, api: api)
+            api.SSL_CTX_free(context)
             context = fresh
             logger.info("TLS certificate reloaded", metadata: ["cert": "\(settings.certFile)"])
         } catch {
@@ -101,35 +118,37 @@ final class TLSStream {
     enum Progress { case bytes(Int), wait, closed }
 
     private let ssl: OpaquePointer
+    private let api: pw_openssl
     /// OpenSSL needs the socket writable before it can go on (handshake or write).
     private(set) var wantsWrite = false
 
-    init?(context: OpaquePointer, fd: Int32) {
-        guard let ssl = SSL_new(context) else { return nil }
+    init?(context: TLSContext, fd: Int32) {
+        api = context.api
+        guard let ssl = api.SSL_new(context.context) else { return nil }
         self.ssl = ssl
-        SSL_set_fd(ssl, fd)
-        SSL_set_accept_state(ssl)
+        _ = api.SSL_set_fd(ssl, fd)
+        api.SSL_set_accept_state(ssl)
     }
 
-    deinit { SSL_free(ssl) }
+    deinit { api.SSL_free(ssl) }
 
     private func progress(_ rc: Int32) -> Progress {
         if rc > 0 { wantsWrite = false; return .bytes(Int(rc)) }
-        switch SSL_get_error(ssl, rc) {
+        switch api.SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ: wantsWrite = false; return .wait
         case SSL_ERROR_WANT_WRITE: wantsWrite = true; return .wait
-        default: ERR_clear_error(); return .closed
+        default: api.ERR_clear_error(); return .closed
         }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) -> Progress {
-        progress(SSL_read(ssl, buffer.baseAddress, Int32(buffer.count)))
+        progress(api.SSL_read(ssl, buffer.baseAddress, Int32(buffer.count)))
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) -> Progress {
-        progress(SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max)))))
+        progress(api.SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max)))))
     }
 
     /// Bytes already decrypted and waiting in OpenSSL (no socket event will announce them).
-    var pending: Bool { SSL_pending(ssl) > 0 }
+    var pending: Bool { api.SSL_pending(ssl) > 0 }
 }
