@@ -11,7 +11,7 @@ import PortwatchSystem
 public final class KernelCapture {
     public struct Options: Sendable {
         /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
-        public var ringBufferBytes: Int = 2 << 20
+        public var ringBufferBytes: Int = 1 << 20
         /// Wake the consumer only when this much data waits (0: every event).
         public var wakeupBytes: UInt32 = 64 << 10
         public init() {}

@@ -51,7 +51,7 @@ struct Serve: ParsableCommand {
     var resyncInterval = PrometheusDuration(argument: "5m")!
 
     @Option(name: .customLong("bpf.ring-buffer-size"), help: "Kernel ring buffer size in bytes (a power of two; e.g. 4194304 for a host whose floods lose events).")
-    var ringBufferBytes = 2 << 20
+    var ringBufferBytes = 1 << 20
 
     @Option(name: .customLong("metrics.max-port-series"), help: "At most this many portwatch_port_info series (0: no limit).")
     var maxPortSeries = 10_000
