@@ -126,16 +126,17 @@ public final class KernelCapture {
         }
     }
 
-    /// Waits up to `timeoutMs` for events and returns those that arrived, in kernel order.
-    public func poll(timeoutMs: Int32) throws -> [PortEvent] {
+    /// Waits up to `timeoutMs` for events and appends those that arrived to `events`, in kernel order.
+    public func poll(timeoutMs: Int32, into events: inout [PortEvent]) throws {
+        // The callback appends to the sink: lend it the caller's array for the poll.
+        swap(&sink.pointee.events, &events)
+        defer { swap(&sink.pointee.events, &events) }
         // Wakeups are batched in the kernel, so a poll that timed out may still leave
         // records behind: always consume what is there.
         let rc = ring_buffer__poll(ring, timeoutMs)
         if rc < 0 && rc != -EINTR { try check("cannot poll the ring buffer", rc) }
         let consumed = ring_buffer__consume(ring)
         if consumed < 0 && consumed != -EINTR { try check("cannot read the ring buffer", consumed) }
-        defer { sink.pointee.events.removeAll(keepingCapacity: true) }
-        return sink.pointee.events
     }
 
 

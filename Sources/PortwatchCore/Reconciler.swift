@@ -29,8 +29,7 @@ public struct Reconciler: Sendable {
         var dropped = false
     }
 
-    private var buffer: [Pending] = []
-    private var head = 0
+    private var buffer = EventQueue<Pending>(retained: 4096)
     /// Absolute buffer positions of events of sockets whose first open is still buffered.
     private var young: [UInt64: Young] = [:]
     /// Sockets whose close is still buffered: if such a socket opens again (a client whose
@@ -45,9 +44,17 @@ public struct Reconciler: Sendable {
         var second = -1
         var more: [Int] = []
 
-        var all: [Int] { [first] + (second >= 0 ? [second] : []) + more }
+        var last: Int { more.last ?? (second >= 0 ? second : first) }
+
+        func forEach(_ body: (Int) -> Void) {
+            body(first)
+            if second >= 0 { body(second) }
+            more.forEach(body)
+        }
     }
-    private var base = 0
+    /// Absolute position of the oldest buffered event that is not dropped (or the end): the
+    /// events before it are all applied or dropped, so `nextDue` needs no scan.
+    private var firstLive = 0
     private var counters = Counters()
     /// Transient listeners seen since the last batch, moved into the next one.
     private var transients: [TransientBinding] = []
@@ -69,7 +76,7 @@ public struct Reconciler: Sendable {
     }
 
     public mutating func ingest(_ event: PortEvent) {
-        let position = base + buffer.count
+        let position = buffer.end
         switch event.kind {
         case .open:
             received.open += 1
@@ -84,20 +91,20 @@ public struct Reconciler: Sendable {
         case .close:
             received.close += 1
             if let entry = young.removeValue(forKey: event.cookie) {
-                let opened = buffer[entry.first - base].event.time
+                let opened = buffer.read(entry.first) { $0.event.time }
                 if event.time &- opened < window || event.time < opened {
-                    for p in entry.all { buffer[p - base].dropped = true }
+                    entry.forEach { buffer[$0].dropped = true }
+                    skipDropped()
                     // A socket that bound and connected at once was a client, never a listener.
                     if event.reason == .connected {
                         counters.clientBindings[event.key.transport, default: 0] += 1
                     } else {
                         counters.transientBindings[event.key.transport, default: 0] += 1
-                        let first = buffer[entry.first - base].event
-                        let last = buffer[entry.all.last! - base].event
+                        let first = buffer[entry.first].event
+                        let last = buffer[entry.last].event
                         transients.append(TransientBinding(key: first.key, owner: first.owner, state: last.state,
                                                            opened: opened, lifetime: event.time > opened ? event.time - opened : 0))
                     }
-                    compact()
                     return
                 }
                 // Lived long enough: its events are applied in order like any other.
@@ -110,18 +117,19 @@ public struct Reconciler: Sendable {
     /// When the oldest buffered event is due (wall-clock ns), nil when none waits: the
     /// deadline at which the next `flush` publishes something.
     public var nextDue: UInt64? {
-        var i = head
-        while i < buffer.count, buffer[i].dropped { i += 1 }
-        return i < buffer.count ? buffer[i].event.time &+ window : nil
+        firstLive < buffer.end ? buffer.read(firstLive) { $0.event.time } &+ window : nil
+    }
+
+    private mutating func skipDropped() {
+        while firstLive < buffer.end, buffer.read(firstLive, { $0.dropped }) { firstLive += 1 }
     }
 
     /// Applies every event older than `window` at `now` (wall-clock nanoseconds).
     /// Returns nil when there is nothing to write.
     public mutating func flush(now: UInt64) -> Batch? {
-        var end = head
-        while end < buffer.count {
-            let pending = buffer[end]
-            if !pending.dropped && pending.event.time &+ window > now { break }
+        var end = buffer.start
+        while end < buffer.end {
+            if buffer.read(end, { !$0.dropped && $0.event.time &+ window > now }) { break }
             end += 1
         }
         return apply(upTo: end)
@@ -129,28 +137,35 @@ public struct Reconciler: Sendable {
 
     /// Applies everything buffered, due or not (shutdown, tests).
     public mutating func flushAll() -> Batch? {
-        apply(upTo: buffer.count)
+        apply(upTo: buffer.end)
     }
 
     private mutating func apply(upTo end: Int) -> Batch? {
         // Read in place (no copy of the events): fold changes the table, not the buffer.
-        let due = buffer[head..<end].lazy.filter { !$0.dropped }.map(\.event)
-        for i in head..<end where !buffer[i].dropped {
-            let cookie = buffer[i].event.cookie
+        let due = buffer.elements(buffer.start..<end).lazy.filter { !$0.dropped }.map(\.event)
+        var applied = 0
+        for p in buffer.start..<end {
+            let (dropped, cookie, kind) = buffer.read(p) { ($0.dropped, $0.event.cookie, $0.event.kind) }
+            if dropped { continue }
+            applied += 1
             // Once its first open is applied, a socket is no longer young (a later life's entry stays).
-            if young[cookie]?.first == base + i { young.removeValue(forKey: cookie) }
-            if buffer[i].event.kind == .close, let n = closing[cookie] { closing[cookie] = n > 1 ? n - 1 : nil }
+            if young[cookie]?.first == p { young.removeValue(forKey: cookie) }
+            if kind == .close, let n = closing[cookie] { closing[cookie] = n > 1 ? n - 1 : nil }
         }
-        var batch = fold(due, expected: end - head)
-        head = end
-        compact()
+        // Sized for the events applied, not the dropped ones around them (a flood of transients
+        // would have it reserve room for tens of thousands of changes that never come).
+        var batch = fold(due, expected: applied)
+        buffer.consume(upTo: end)
+        firstLive = max(firstLive, end)
+        skipDropped()
         if received.open > 0 { counters.events[.open, default: 0] += received.open }
         if received.close > 0 { counters.events[.close, default: 0] += received.close }
         received = (0, 0)
         batch.counters.add(counters)
         counters = Counters()
+        // Handed over: emptying it in place would copy the batch's array (they share storage).
         batch.transients = transients
-        transients.removeAll(keepingCapacity: true)
+        transients = []
         return batch.isEmpty ? nil : batch
     }
 
@@ -232,7 +247,7 @@ public struct Reconciler: Sendable {
                                 sees: (TransportProtocol, SocketState) -> Bool = { _, _ in true })
     -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
         var buffered = Set<UInt64>()
-        for pending in buffer[head...] where !pending.dropped { buffered.insert(pending.event.cookie) }
+        for pending in buffer.elements(buffer.start..<buffer.end) where !pending.dropped { buffered.insert(pending.event.cookie) }
         for cookie in young.keys { buffered.insert(cookie) }
 
         var synthetic: [PortEvent] = []
@@ -351,24 +366,5 @@ public struct Reconciler: Sendable {
         knownHolders[key, default: 1] -= 1
         if knownHolders[key] == 0 { knownHolders[key] = nil }
         if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
-    }
-
-    /// Pending events whose room the buffer keeps once drained.
-    static let retainedBuffer = 4096
-
-    /// Drops applied events: all of them once the buffer is drained, giving back the room a
-    /// burst grew beyond an ordinary window's (a flood of 20,000 binds otherwise kept
-    /// megabytes for the life of the daemon); else those in front once they are half of it.
-    private mutating func compact() {
-        guard head > 0 else { return }
-        if head == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= Self.retainedBuffer)
-        } else if head > 1024 && head * 2 > buffer.count {
-            buffer.removeFirst(head)
-        } else {
-            return
-        }
-        base += head
-        head = 0
     }
 }

@@ -66,14 +66,20 @@ public struct TransientLog: Sendable {
     /// Takes transients as the reconciler found them; returns the records to write now.
     public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
         var out: [TransientBinding] = []
+        // A flood comes from few owners: the last one's slot is found again by comparing keys
+        // (cheap for short strings) instead of hashing seven strings; valid until an insert.
+        var last: (key: OwnerKey, index: [OwnerKey: Folding].Index)?
         for t in transients {
             let key = OwnerKey(t)
-            if var folding = owners[key], now < folding.until {
-                folding.pending = folding.pending.map { Self.fold($0, t) } ?? t
-                owners[key] = folding
+            let index = last.flatMap { $0.key == key ? $0.index : nil } ?? owners.index(forKey: key)
+            if let index, now < owners.values[index].until {
+                // Folded in place: one lookup, no copy of the record.
+                if owners.values[index].pending == nil { owners.values[index].pending = t } else { Self.fold(&owners.values[index].pending!, t) }
+                last = (key, index)
                 continue
             }
-            if let ended = owners[key]?.pending {
+            last = nil
+            if let index, let ended = owners.values[index].pending {
                 // Its interval ended with transients folded: still busy, so this one starts the next fold.
                 admit(ended, now: now, into: &out)
                 owners[key] = Folding(until: now &+ limits.interval, pending: t)
@@ -131,13 +137,12 @@ public struct TransientLog: Sendable {
         out.append(record)
     }
 
-    static func fold(_ a: TransientBinding, _ b: TransientBinding) -> TransientBinding {
-        var out = a
-        if b.key.port < a.key.port { out.key.port = b.key.port }
-        out.portMax = max(a.portMax, b.portMax, a.key.port, b.key.port)
-        out.opened = min(a.opened, b.opened)
-        out.lifetime = max(a.lifetime, b.lifetime)
-        out.count = a.count + b.count
-        return out
+    /// Folds `b` into `a`: the port range, the earliest open, the longest lifetime, the count.
+    static func fold(_ a: inout TransientBinding, _ b: TransientBinding) {
+        a.portMax = max(a.portMax, b.portMax, a.key.port, b.key.port)
+        if b.key.port < a.key.port { a.key.port = b.key.port }
+        a.opened = min(a.opened, b.opened)
+        a.lifetime = max(a.lifetime, b.lifetime)
+        a.count += b.count
     }
 }

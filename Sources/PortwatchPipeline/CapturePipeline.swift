@@ -38,6 +38,8 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Whether the policy allows a listener (nil: no policy, nothing is unexpected).
     private let allowed: (@Sendable (Binding) -> Bool)?
     private var unwritten: [(batch: Batch, extra: [CounterEntry])] = []
+    /// The events of the last poll (the array is reused).
+    private var arrived: [PortEvent] = []
     /// Kernel health already accounted for (lost events are stored as a counter).
     private var kernelSeen = KernelHealth()
     /// Sockets the kernel refused to remember when seeded from a snapshot.
@@ -112,10 +114,13 @@ public final class CapturePipeline: @unchecked Sendable {
     /// window expires), then does whatever is due.
     public func step() {
         do {
-            ingest(try kernel.poll(timeoutMs: pollTimeout()))
+            try kernel.poll(timeoutMs: pollTimeout(), into: &arrived)
+            ingest(arrived)
         } catch {
             logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
         }
+        // Keep the room while a burst lasts; give it back once polls are small again.
+        arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
         let now = clock.monotonic()
         var extra: [CounterEntry] = []
         if now >= due.health { extra = checkKernelHealth(now) }
@@ -246,7 +251,8 @@ public final class CapturePipeline: @unchecked Sendable {
             for i in live.indices { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
         }
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
-        if let events = try? kernel.poll(timeoutMs: 0) { ingest(events) }
+        var raced: [PortEvent] = []
+        if (try? kernel.poll(timeoutMs: 0, into: &raced)) != nil { ingest(raced) }
         let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }

@@ -3,8 +3,9 @@ import PortwatchCore
 /// What the capture pipeline needs from the kernel: events in kernel order, how many it
 /// dropped, and a way to tell it about sockets older than the programs.
 public protocol KernelEvents: AnyObject {
-    /// Waits up to `timeoutMs` for events and returns those that arrived, in kernel order.
-    func poll(timeoutMs: Int32) throws -> [PortEvent]
+    /// Waits up to `timeoutMs` for events and appends those that arrived to `events`, in kernel
+    /// order (the caller's array is reused from poll to poll: no allocation per poll).
+    func poll(timeoutMs: Int32, into events: inout [PortEvent]) throws
     /// Self-health totals since the programs were loaded (never decreasing).
     func health() -> KernelHealth
     /// Seeds the kernel's map of bound sockets so that this socket's release is reported.

@@ -23,6 +23,26 @@ import PortwatchCore
         #expect(log.add([again], now: t0 + 62 * second) == [again], "after a quiet interval, at once again")
     }
 
+    /// Owners interleaved in one batch are folded apart: each record counts its own owner's
+    /// transients and spans its own ports.
+    @Test func interleavedOwnersInOneBatchFoldApart() {
+        var log = TransientLog()
+        let firsts = [transient(5000, at: t0, comm: "dig"), transient(6000, at: t0, comm: "ntpd")]
+        #expect(log.add(firsts, now: t0) == firsts)
+        let later = t0 + second
+        var batch: [TransientBinding] = []
+        for i in 0..<30 {
+            let port = UInt16(i) + (i % 3 == 0 ? 6001 : 5001)
+            batch.append(transient(port, at: later, comm: i % 3 == 0 ? "ntpd" : "dig"))
+        }
+        #expect(log.add(batch, now: later).isEmpty, "folded until the interval ends")
+        let folded = log.due(now: t0 + 61 * second)
+        let dig = folded.first { $0.owner.comm == "dig" }, ntpd = folded.first { $0.owner.comm == "ntpd" }
+        #expect(folded.count == 2)
+        #expect(dig?.count == 20 && dig?.key.port == 5002 && dig?.portMax == 5030)
+        #expect(ntpd?.count == 10 && ntpd?.key.port == 6001 && ntpd?.portMax == 6028)
+    }
+
     /// A resolver binding a random source port per query: one record, then one per interval
     /// with the count and the port range, whatever the rate.
     @Test func aRandomPortFloodIsFoldedPerOwnerAndInterval() {

@@ -141,3 +141,28 @@ import PortwatchCore
         #expect(r.rows.keys.sorted() == [other])
     }
 }
+
+/// When the next binding is published: the deadline the capture loop sleeps until.
+@Suite struct DeadlineTests {
+    /// Transient sockets before a listener neither delay nor advance its deadline: it is the
+    /// listener's own (a deadline stuck on a dropped event would keep the loop spinning).
+    @Test func transientsAheadDoNotSetTheDeadline() throws {
+        var r = Reconciler(window: window)
+        #expect(r.nextDue == nil)
+        let t0: UInt64 = 1_000 * ms
+        for i in 0..<50 {
+            r.ingest(event(.open, UInt64(i), at: t0 + UInt64(i) * ms, key(UInt16(20_000 + i))))
+            r.ingest(event(.close, UInt64(i), at: t0 + UInt64(i) * ms + ms / 2, key(UInt16(20_000 + i))))
+        }
+        #expect(r.nextDue == nil, "only transients buffered: nothing to publish")
+        r.ingest(event(.open, 999, at: t0 + 60 * ms, key(8080)))
+        #expect(r.nextDue == t0 + 60 * ms + window)
+        // A young socket ahead of the listener that turns out transient moves the deadline on.
+        r.ingest(event(.open, 1000, at: t0 + 70 * ms, key(9090)))
+        r.ingest(event(.close, 999, at: t0 + 80 * ms, key(8080)))
+        #expect(r.nextDue == t0 + 70 * ms + window)
+        let batch = try r.mustFlush(now: t0 + 70 * ms + window)
+        #expect(batch.changes.map(\.row.key) == [key(9090)])
+        #expect(r.nextDue == nil)
+    }
+}

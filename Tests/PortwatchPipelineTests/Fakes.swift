@@ -12,9 +12,9 @@ final class FakeKernel: KernelEvents {
     var closed = false
 
     var timeouts: [Int32] = []
-    func poll(timeoutMs: Int32) throws -> [PortEvent] {
+    func poll(timeoutMs: Int32, into events: inout [PortEvent]) throws {
         timeouts.append(timeoutMs)
-        return queued.isEmpty ? [] : queued.removeFirst()
+        if !queued.isEmpty { events += queued.removeFirst() }
     }
     func health() -> KernelHealth { kernelHealth }
     func remember(_ socket: LiveSocket) -> Bool {
