@@ -164,8 +164,10 @@ public struct Reconciler: Sendable {
         batch.counters.add(counters)
         counters = Counters()
         // Handed over: emptying it in place would copy the batch's array (they share storage).
+        // The next batch is likely as large: one allocation instead of growing by doubling.
         batch.transients = transients
         transients = []
+        transients.reserveCapacity(batch.transients.count)
         return batch.isEmpty ? nil : batch
     }
 

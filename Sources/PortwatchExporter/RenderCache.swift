@@ -1,4 +1,3 @@
-import PortwatchSystem
 import Synchronization
 
 /// The ledger's series of the last state, rendered once per format (and compressed once when
@@ -12,8 +11,6 @@ final class RenderCache: Sendable {
     }
 
     private let parts = Mutex<[ExpositionFormat: Part]>([:])
-    /// A rendering this large leaves enough freed memory behind to be worth trimming.
-    static let trimAfter = 256 << 10
 
     /// The state's series in `format`, without OpenMetrics' `# EOF` (the per-scrape series follow).
     func part(_ state: ExporterState, format: ExpositionFormat, gzip: Bool) -> Part {
@@ -26,8 +23,6 @@ final class RenderCache: Sendable {
                 families.sort { $0.name < $1.name }
                 let body = format.render(families, last: false, sizeHint: parts[format]?.body.count ?? 0)
                 part = Part(generation: state.generation, body: body, gzip: nil)
-                // The families' samples were thousands of small blocks: hand their pages back.
-                if body.count >= Self.trimAfter { Allocator.trim() }
             }
             if gzip && part.gzip == nil { part.gzip = Gzip.Prefix(part.body) }
             if state.generation != nil { parts[format] = part }

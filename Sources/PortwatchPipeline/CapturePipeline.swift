@@ -115,10 +115,11 @@ public final class CapturePipeline: @unchecked Sendable {
     public func step() {
         do {
             try kernel.poll(timeoutMs: pollTimeout(), into: &arrived)
-            ingest(arrived)
         } catch {
             logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
         }
+        // What arrived before a failure is kept too.
+        ingest(arrived)
         // Keep the room while a burst lasts; give it back once polls are small again.
         arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
         let now = clock.monotonic()
@@ -252,7 +253,8 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
         var raced: [PortEvent] = []
-        if (try? kernel.poll(timeoutMs: 0, into: &raced)) != nil { ingest(raced) }
+        try? kernel.poll(timeoutMs: 0, into: &raced)
+        ingest(raced)
         let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }

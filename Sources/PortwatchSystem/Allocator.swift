@@ -13,13 +13,6 @@ public enum Allocator {
         return mallopt(mmapThreshold, bytes) == 1
     }
 
-    /// Gives the free pages inside the heap back to the kernel (after a burst of small blocks
-    /// was freed, e.g. the samples of a large scrape rendering).
-    public static func trim() {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
-        _ = unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)(0)
-    }
-
     /// M_MMAP_THRESHOLD in <malloc.h>.
     private static let mmapThreshold: Int32 = -3
 }
