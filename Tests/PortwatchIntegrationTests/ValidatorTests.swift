@@ -58,7 +58,9 @@ extension KernelSuite {
         }
 
         func mapsOpenSSL(_ pid: Int32) -> Bool {
-            let maps = (try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)) ?? ""
+            // Read to the end (a /proc file has no size; a sanitizer's map runs to many pages).
+            let data = FileHandle(forReadingAtPath: "/proc/\(pid)/maps")?.readDataToEndOfFile() ?? Data()
+            let maps = String(decoding: data, as: UTF8.self)
             return maps.contains("/libssl.so") || maps.contains("/libcrypto.so")
         }
 
