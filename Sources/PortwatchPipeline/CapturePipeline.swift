@@ -48,6 +48,9 @@ public final class CapturePipeline: @unchecked Sendable {
     private var watchedOwners = Set<Int32>()
     private var due = Deadlines()
     private var lastFlush = 0.0
+    /// Events ingested since the last write: a few are written the moment they fall due, a
+    /// burst waits out the gap after the previous write.
+    private var arrivedSinceWrite = 0
 
     private struct Deadlines {
         var flush = 0.0, resync = 0.0, health = 0.0, prune = 0.0, write = 0.0
@@ -120,18 +123,20 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         // What arrived before a failure is kept too.
         ingest(arrived)
+        arrivedSinceWrite += arrived.count
         // Keep the room while a burst lasts; give it back once polls are small again.
         arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
         let now = clock.monotonic()
         var extra: [CounterEntry] = []
         if now >= due.health { extra = checkKernelHealth(now) }
         let deadlinePassed = reconciler.nextDue.map { $0 <= clock.wallNanoseconds() } ?? false
-        if now >= due.flush || !extra.isEmpty || (deadlinePassed && now >= lastFlush + schedule.minimumWriteGap) {
+        if now >= due.flush || !extra.isEmpty || (deadlinePassed && writeGapRemaining(now) == 0) {
             due.flush = now + schedule.tick
             var batch = reconciler.flush(now: clock.wallNanoseconds()) ?? Batch()
             extra += record(&batch)
             if !batch.isEmpty {
                 lastFlush = now
+                arrivedSinceWrite = 0
                 write(batch, extra)
             } else if !extra.isEmpty {
                 write(Batch(), extra)
@@ -152,12 +157,22 @@ public final class CapturePipeline: @unchecked Sendable {
         }
     }
 
-    /// Milliseconds to wait for events: a tick, or less when a pending binding falls due sooner.
+    /// Milliseconds to wait for events: a tick, or less when a pending binding falls due
+    /// sooner (and may be written then: a due burst waits out the write gap asleep, not in a
+    /// loop of empty polls).
     private func pollTimeout() -> Int32 {
         guard let next = reconciler.nextDue else { return schedule.pollTimeoutMs }
         let wall = clock.wallNanoseconds()
-        guard next > wall else { return 0 }
-        return min(schedule.pollTimeoutMs, Int32((next - wall + 999_999) / 1_000_000))
+        let untilDue = next > wall ? Double(next - wall) / 1e9 : 0
+        let wait = max(untilDue, writeGapRemaining(clock.monotonic()))
+        return min(schedule.pollTimeoutMs, Int32((wait * 1000).rounded(.up)))
+    }
+
+    /// Seconds until a write of what is due may follow the last one: none for a few events
+    /// (a lone listener is published when its window expires), up to `minimumWriteGap` for a
+    /// burst, so that a flood is written in few, large transactions.
+    private func writeGapRemaining(_ now: Double) -> Double {
+        arrivedSinceWrite <= schedule.smallWrite ? 0 : max(0, lastFlush + schedule.minimumWriteGap - now)
     }
 
     /// Turns the batch's transients into history records (folded per owner and capped, see

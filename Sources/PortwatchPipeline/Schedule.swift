@@ -7,6 +7,9 @@ public struct Schedule: Sendable, Equatable {
     /// Under load, at most one write this often: a binding is published when its window
     /// expires (a deadline on the oldest pending event), but batches stay a few ms wide.
     public var minimumWriteGap: Double = 0.002
+    /// Up to this many events since the last write are written as soon as they fall due,
+    /// whatever the gap: a quiet host's changes are published without waiting.
+    public var smallWrite = 64
     /// `--resync.interval`: compare the table with the kernel's sockets.
     public var resync: Double
     /// Read the kernel's self-health counters (lost events schedule a resync at once).

@@ -107,6 +107,33 @@ import PortwatchPipeline
         #expect(rig.ledger.changes == ["insert 8080"], "written as soon as the window has passed, not at the next 50 ms tick")
     }
 
+    @Test func aLoneChangeRightAfterAWriteIsWrittenAtOnce() throws {
+        let rig = try Rig(window: 0)
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080)])
+        #expect(rig.ledger.changes == ["insert 8080"])
+        rig.clock.advance(0.0005)  // well inside the gap after that write
+        rig.deliver([rig.event(.close, 1, 8080)])
+        #expect(rig.ledger.changes == ["insert 8080", "delete 8080"], "a few events wait for no gap")
+    }
+
+    @Test func aBurstWaitsOutTheWriteGapAsleep() throws {
+        let rig = try Rig(window: 0)
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080)])
+        let writes = rig.ledger.applied.count
+        rig.clock.advance(0.0005)
+        let burst = (2..<200).map { rig.event(.open, UInt64($0), UInt16(9000 + $0)) }
+        rig.deliver(burst)
+        #expect(rig.ledger.applied.count == writes, "a burst right after a write waits for the gap")
+        rig.pipeline.step()
+        #expect(rig.kernel.timeouts.last == 2, "the poll sleeps until the gap has passed (1.5 ms, in whole ms), not 0 in a loop")
+        rig.clock.advance(0.0016)
+        rig.pipeline.step()
+        #expect(rig.ledger.applied.count == writes + 1)
+        #expect(rig.ledger.rows.count == 199, "the whole burst in one write")
+    }
+
     @Test func lostEventsAreCountedAndTriggerAResync() throws {
         let rig = try Rig()
         rig.pipeline.step()
