@@ -95,6 +95,8 @@ enum RowCodec {
     }
 
     /// `id` is read after the history columns.
+    static let historySelectColumns = "\(historyColumns), id"
+
     static func historyEntry(_ r: Statement.Row) -> HistoryEntry? {
         let rest = 2 + keyCount + ownerCount
         guard let kind = HistoryEntry.Kind(stored: r.text(1)), let key = key(r, at: 2),

@@ -168,6 +168,11 @@ final class Statement {
         let stmt: OpaquePointer
         func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
         func isEmpty(_ i: Int32) -> Bool { sqlite3_column_bytes(stmt, i) == 0 }
+        /// A text column's bytes in place: valid until the next step, no String made.
+        func bytes(_ i: Int32) -> UnsafeBufferPointer<UInt8> {
+            guard let p = sqlite3_column_text(stmt, i) else { return UnsafeBufferPointer(start: nil, count: 0) }
+            return UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, i)))
+        }
         func text(_ i: Int32) -> String {
             guard let p = sqlite3_column_text(stmt, i) else { return "" }
             let count = Int(sqlite3_column_bytes(stmt, i))

@@ -59,6 +59,9 @@ public struct HistoryEntry: Sendable, Equatable {
             }
         }
 
+        /// `stored` of every case, in `allCases` order, as bytes.
+        static let storedBytes = allCases.map { Array($0.stored.utf8) }
+
         public init?(stored: String) {
             switch stored {
             case Self.open.stored: self = .open
@@ -91,6 +94,45 @@ public struct HistoryEntry: Sendable, Equatable {
     public var ports: String { PortRange.text(row.key.port, portMax) }
 }
 
+/// One history row as SQLite holds it, for `StoreReader.historyRows`: valid only inside the
+/// call that hands it over (its texts point into SQLite's row).
+public struct HistoryRow {
+    let row: Statement.Row
+
+    /// The columns in the order `historyRows` selects them.
+    public enum Field: Int32, CaseIterable {
+        case time, action, netns, transport, family, address, port, pid, comm, uid, unit, containerID, pod, namespace, container
+        case state, opened, reason, lifetime, count, portMax, id
+
+        /// Its column in the history table.
+        public var column: String {
+            switch self {
+            case .transport: "protocol"
+            case .containerID: "container_id"
+            case .portMax: "port_max"
+            default: "\(self)"
+            }
+        }
+    }
+
+    public func int(_ field: Field) -> Int64 { row.int(field.rawValue) }
+    public func uint(_ field: Field) -> UInt64 { UInt64(bitPattern: row.int(field.rawValue)) }
+    /// A text column's UTF-8 bytes, in place.
+    public func bytes(_ field: Field) -> UnsafeBufferPointer<UInt8> { row.bytes(field.rawValue) }
+
+    /// The kind, from the action word's bytes (nil for a word this version does not know).
+    public var kind: HistoryEntry.Kind? {
+        let word = bytes(.action)
+        for (kind, stored) in zip(HistoryEntry.Kind.allCases, HistoryEntry.Kind.storedBytes) where stored.count == word.count {
+            if stored.withUnsafeBytes({ memcmp($0.baseAddress!, word.baseAddress!, word.count) }) == 0 { return kind }
+        }
+        return nil
+    }
+
+    /// The whole entry, decoded.
+    public var entry: HistoryEntry? { RowCodec.historyEntry(row) }
+}
+
 /// Which history entries to read.
 public struct HistoryQuery: Sendable {
     public var port: UInt16?
@@ -103,6 +145,13 @@ public struct HistoryQuery: Sendable {
     public var afterID: Int64?
     /// Only entries written up to this id (a consistent cut while the daemon writes).
     public var throughID: Int64?
+    /// Only this share of the entries: blocks of `HistoryQuery.partitionBlock` consecutive ids,
+    /// every `count`-th one from `index`. Readers of all `count` parts together read every
+    /// entry once, each from its own pages of the ledger.
+    public var partition: (index: Int, count: Int)?
+
+    /// Ids per block of a partition (about 30 pages of history rows).
+    public static let partitionBlock: Int64 = 1024
 
     public init(port: UInt16? = nil, since: UInt64 = 0, kinds: Set<HistoryEntry.Kind>? = nil, afterID: Int64? = nil) {
         self.port = port
@@ -132,6 +181,17 @@ extension StoreReader {
         }
     }
 
+    /// Hands each matching row to `body` in place, for output at the speed of the ledger:
+    /// numbers and text bytes straight from SQLite, no entry built (`HistoryRow.entry` builds one).
+    public func historyRows(_ q: HistoryQuery, _ body: (HistoryRow) throws -> Void) throws {
+        let (sql, values) = Self.historyQuery(q)
+        do {
+            try db.prepare(sql).query(values) { try body(HistoryRow(row: $0)) }
+        } catch let error as StoreError {
+            throw StoreError(Store.explain(error.description, path: path, what: "cannot read the history"))
+        }
+    }
+
     /// The SQL and parameters that select `q`'s entries.
     static func historyQuery(_ q: HistoryQuery) -> (sql: String, values: [Statement.Value]) {
         var conditions = ["time >= ?"]
@@ -153,8 +213,13 @@ extension StoreReader {
             conditions.append("id <= ?")
             values.append(.int(through))
         }
+        if let part = q.partition, part.count > 1 {
+            // Tested on the time index's entries before any row is read (SQLite defers the seek).
+            conditions.append("(id / ?) % ? = ?")
+            values += [.int(HistoryQuery.partitionBlock), .int(Int64(part.count)), .int(Int64(part.index))]
+        }
         let order = q.afterID == nil ? "time, id" : "id"
-        return ("SELECT \(RowCodec.historyColumns), id FROM history WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order)", values)
+        return ("SELECT \(RowCodec.historySelectColumns) FROM history WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order)", values)
     }
 
     /// The id of the newest history entry (0 when there is none).

@@ -209,6 +209,45 @@ import PortwatchTestSupport
         #expect(uidColumn.count == 2 && uidColumn[0] == uidColumn[1], "\(lines)")
     }
 
+    /// `history` reads the ledger with a thread per core, each its own blocks of entries, and
+    /// merges their lines: a ledger of several blocks whose later writes carry earlier times
+    /// (as folded transient records do) still prints every entry once, oldest first.
+    @Test func historyOfManyEntriesIsCompleteAndInTimeOrder() throws {
+        let path = try Self.newLedgerPath("pw-many")
+        let store = try Store(path: path)
+        let perBatch = 1_500
+        for batch in 0..<3 {
+            var r = Reconciler(window: 0)
+            for i in 0..<perBatch {
+                // Each batch written after the one before, with earlier times.
+                let time = Self.t0 + UInt64(2 - batch) * 10_000_000_000 + UInt64((i * 7_919) % perBatch) * 1_000_000
+                let n = batch * perBatch + i
+                r.ingest(PortEvent(kind: .open, cookie: UInt64(n + 1), time: time,
+                                   key: BindingKey(netns: 1, transport: .udp, family: .ipv4, address: "127.0.0.1", port: UInt16(10_000 + n)),
+                                   owner: Owner(pid: Int32(n), comm: "w\(n)", uid: 0), state: .bound))
+            }
+            try store.apply(r.flush(now: Self.t0 + 60_000_000_000)!)
+        }
+        let json = try TestBinaries.run("portwatch", ["history", "--db.path", path, "--since", "100000d", "--output", "json"])
+        #expect(json.status == 0)
+        let entries = try json.stdout.split(separator: "\n").map { line in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return (port: try #require(object["port"] as? Int), id: try #require(object["id"] as? Int), comm: object["comm"] as? String)
+        }
+        #expect(Set(entries.map(\.id)).count == 3 * perBatch && entries.count == 3 * perBatch, "every entry once")
+        #expect(entries.allSatisfy { $0.comm == "w\($0.port - 10_000)" }, "each line whole, its fields its own")
+        // Port order is time order here: within a batch by time, and the last batch written first.
+        let times = entries.map { entry -> UInt64 in
+            let n = entry.port - 10_000, batch = n / perBatch, i = n % perBatch
+            return UInt64(2 - batch) * 10_000 + UInt64((i * 7_919) % perBatch)
+        }
+        let ordered = zip(times, times.dropFirst()).allSatisfy { $0 <= $1 }
+        #expect(ordered, "oldest first")
+        #expect(entries.first?.id ?? 0 > 2 * perBatch, "the newest write holds the oldest entries")
+        let table = try TestBinaries.run("portwatch", ["history", "--db.path", path, "--since", "100000d"])
+        #expect(table.stdout.split(separator: "\n").count == 3 * perBatch + 1, "the header and a line per entry")
+    }
+
     @Test func checkPolicy() throws {
         let db = try Self.preparedLedger()
         let dir = FileManager.default.temporaryDirectory.path

@@ -51,17 +51,12 @@ struct History: ParsableCommand {
             out.endLine()
         }
         var query = HistoryQuery(port: port, since: now &- min(now, since.nanoseconds), kinds: kind.isEmpty ? nil : Set(kind))
+        let format = HistoryFormat(output: output)
         do {
             // What is written after this id is --follow's to print, so nothing shows twice.
             let last = try reader.lastHistoryID()
             query.throughID = last
-            var printed = 0
-            try reader.history(query) {
-                write($0, to: &out)
-                printed += 1
-                // The first entry goes out at once; the rest in 64 KiB writes.
-                if printed == 1 { out.flush() }
-            }
+            try HistoryReaders(path: database.path, query: query, format: format).print(to: &out)
             out.flush()
             guard follow else { return }
             query.since = 0
@@ -69,81 +64,123 @@ struct History: ParsableCommand {
             query.afterID = last
             while true {
                 usleep(useconds_t(min(followInterval.nanoseconds / 1000, 60_000_000)))
-                try reader.history(query) { entry in
-                    write(entry, to: &out)
-                    query.afterID = entry.id
+                try reader.historyRows(query) { row in
+                    if format.write(row, to: &out) { query.afterID = row.int(.id) }
                 }
                 out.flush()
             }
         } catch let exit as ExitCode { throw exit } catch { throw LedgerOutput.fail("\(error)") }
     }
+}
 
-    /// One entry as a table line or a JSON object, written straight into `out`.
-    func write(_ e: HistoryEntry, to out: inout StreamWriter) {
-        let b = e.row
+/// One history row as a table line or a JSON object, written straight from the row's bytes.
+struct HistoryFormat: Sendable {
+    let output: OutputFormat
+
+    /// Writes the row's line; false (nothing written) for an entry this version cannot read.
+    func write(_ r: HistoryRow, to out: inout StreamWriter) -> Bool {
+        guard let kind = r.kind else { return false }
+        let port = r.int(.port), portMax = max(port, r.int(.portMax))
+        let time = r.uint(.time)
+        let lifetime: UInt64? = switch kind {
+        case .close: time &- r.uint(.opened)
+        case .transient: r.uint(.lifetime)
+        case .open, .holder: nil
+        }
+        let family = r.bytes(.family)
+        let ipv6 = family.count == 4 && family[3] == UInt8(ascii: "6")  // "ipv6"; "ipv4" otherwise
         switch output {
         case .table:
-            let widths = Self.widths
+            let widths = History.widths
             var start = out.position
-            out.append(time: e.time)
-            out.endCell(at: start, width: widths[0])
-            out.cell(e.kind.rawValue, width: widths[1])
-            out.cell(b.key.transport.description, width: widths[2])
+            out.append(time: time)
+            out.endASCIICell(at: start, width: widths[0])
             start = out.position
-            if b.key.family == .ipv6 { out.append(byte: UInt8(ascii: "[")) }
-            out.append(b.key.address)
-            if b.key.family == .ipv6 { out.append(byte: UInt8(ascii: "]")) }
+            out.append(kind.rawValue)
+            out.endASCIICell(at: start, width: widths[1])
+            out.cell(r.bytes(.transport), width: widths[2])
+            start = out.position
+            if ipv6 { out.append(byte: UInt8(ascii: "[")) }
+            out.append(r.bytes(.address))
+            if ipv6 { out.append(byte: UInt8(ascii: "]")) }
             out.append(byte: UInt8(ascii: ":"))
-            out.append(Int64(b.key.port))
-            if e.portMax > b.key.port {
+            out.append(port)
+            if portMax > port {
                 out.append(byte: UInt8(ascii: "-"))
-                out.append(Int64(e.portMax))
+                out.append(portMax)
             }
             out.endCell(at: start, width: widths[3])
             start = out.position
-            out.append(Int64(b.owner.pid))
-            out.endCell(at: start, width: widths[4])
-            out.cell(b.owner.comm, width: widths[5])
+            out.append(r.int(.pid))
+            out.endASCIICell(at: start, width: widths[4])
+            out.cell(r.bytes(.comm), width: widths[5])
             start = out.position
-            out.append(Int64(b.owner.uid))
-            out.endCell(at: start, width: widths[6])
-            out.cell(LedgerOutput.unit(b.owner), width: widths[7])
-            out.cell(LedgerOutput.pod(b.owner), width: widths[8])
-            out.cell(e.lifetime.map(LedgerOutput.duration) ?? "-", width: widths[9])
+            out.append(r.int(.uid))
+            out.endASCIICell(at: start, width: widths[6])
+            out.cell(r.bytes(.unit), width: widths[7])
             start = out.position
-            if e.kind == .transient { out.append(Int64(e.count)) } else { out.append(byte: UInt8(ascii: "-")) }
-            out.endCell(at: start, width: widths[10])
-            out.append(e.reason?.rawValue ?? "-")
+            writePod(r, to: &out)
+            out.endCell(at: start, width: widths[8])
+            start = out.position
+            if let lifetime { out.append(duration: lifetime) } else { out.append(byte: UInt8(ascii: "-")) }
+            out.endASCIICell(at: start, width: widths[9])
+            start = out.position
+            if kind == .transient { out.append(max(1, r.int(.count))) } else { out.append(byte: UInt8(ascii: "-")) }
+            out.endASCIICell(at: start, width: widths[10])
+            let reason = r.bytes(.reason)
+            if reason.isEmpty { out.append(byte: UInt8(ascii: "-")) } else { out.append(reason) }
             out.endLine()
         case .json:
-            let a = b.owner.attribution
             out.beginObject()
-            out.field("id", e.id)
+            out.field("id", r.int(.id))
             out.field("time")
             out.append(byte: UInt8(ascii: "\""))
-            out.append(time: e.time)
+            out.append(time: time)
             out.append(byte: UInt8(ascii: "\""))
-            out.field("event", e.kind.rawValue)
-            out.field("netns", Int64(b.key.netns))
-            out.field("protocol", b.key.transport.description)
-            out.field("family", b.key.family.description)
-            out.field("address", b.key.address)
-            out.field("port", Int64(b.key.port))
-            out.field("port_max", Int64(e.portMax))
-            out.field("state", b.state.description)
-            out.field("pid", Int64(b.owner.pid))
-            out.field("comm", b.owner.comm)
-            out.field("uid", Int64(b.owner.uid))
-            out.field("unit", a.unit)
-            out.field("container_id", a.containerID)
-            out.field("pod", a.pod)
-            out.field("namespace", a.namespace)
-            out.field("container", a.container)
-            out.field("exposure", b.key.exposure.rawValue)
-            out.field("lifetime_seconds", seconds: e.lifetime)
-            out.field("count", Int64(e.count))
-            out.field("reason", e.reason?.rawValue)
+            out.field("event", kind.rawValue)
+            out.field("netns", r.int(.netns))
+            out.field("protocol", bytes: r.bytes(.transport))
+            out.field("family", bytes: r.bytes(.family))
+            let address = r.bytes(.address)
+            out.field("address", bytes: address)
+            out.field("port", port)
+            out.field("port_max", portMax)
+            out.field("state", bytes: r.bytes(.state))
+            out.field("pid", r.int(.pid))
+            out.field("comm", bytes: r.bytes(.comm))
+            out.field("uid", r.int(.uid))
+            out.field("unit", bytes: r.bytes(.unit))
+            out.field("container_id", bytes: r.bytes(.containerID))
+            out.field("pod", bytes: r.bytes(.pod))
+            out.field("namespace", bytes: r.bytes(.namespace))
+            out.field("container", bytes: r.bytes(.container))
+            let exposure = Exposure(address: String(decoding: address, as: UTF8.self), family: ipv6 ? .ipv6 : .ipv4)
+            out.field("exposure", exposure.rawValue)
+            out.field("lifetime_seconds", seconds: lifetime)
+            out.field("count", max(1, r.int(.count)))
+            let reason = r.bytes(.reason)
+            out.field("reason", bytes: reason.isEmpty ? nil : reason)
             out.endObject()
         }
+        return true
+    }
+
+    /// The POD column as `LedgerOutput.pod` words it: namespace/pod, else the container's
+    /// name or short id, else "-".
+    private func writePod(_ r: HistoryRow, to out: inout StreamWriter) {
+        let pod = r.bytes(.pod)
+        if !pod.isEmpty {
+            let namespace = r.bytes(.namespace)
+            if !namespace.isEmpty {
+                out.append(namespace)
+                out.append(byte: UInt8(ascii: "/"))
+            }
+            return out.append(pod)
+        }
+        let container = r.bytes(.container)
+        if !container.isEmpty { return out.append(container) }
+        let id = r.bytes(.containerID)
+        if id.isEmpty { return out.append(byte: UInt8(ascii: "-")) }
+        out.append(UnsafeBufferPointer(rebasing: id.prefix(12)))
     }
 }

@@ -4,14 +4,23 @@ import Glibc
 /// fields go straight into one byte buffer, written out per 64 KiB (and on `flush`), with no
 /// intermediate strings per line.
 struct StreamWriter {
-    private let buffer = ByteBuffer()
+    private(set) var buffer: ByteBuffer
+    /// Whether a full buffer goes to stdout at the end of a line (false: the owner hands the
+    /// buffer on, as the history's reader threads do).
+    private let flushes: Bool
     /// Whether the current JSON object has a field yet.
     private var firstField = true
     /// The last second formatted as RFC 3339, and its text: rows come in time order, so most reuse it.
     private var cachedSecond: UInt64 = .max
     private var cachedTime: [UInt8] = []
 
-    init() {}
+    init(buffer: ByteBuffer = ByteBuffer(), flushes: Bool = true) {
+        self.buffer = buffer
+        self.flushes = flushes
+    }
+
+    /// Goes on writing into another buffer (keeping what it caches).
+    mutating func use(_ buffer: ByteBuffer) { self.buffer = buffer }
 
     // MARK: Text
 
@@ -21,6 +30,31 @@ struct StreamWriter {
     }
 
     mutating func append(byte: UInt8) { buffer.append(byte) }
+
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { buffer.append(UnsafeRawBufferPointer(bytes)) }
+
+    /// Whole lines formatted elsewhere.
+    mutating func appendLines(_ bytes: UnsafeRawBufferPointer) {
+        buffer.append(bytes)
+        if flushes && buffer.count >= 1 << 16 { flush() }
+    }
+
+    /// A duration as `DurationText.format` writes it (950ms, 1h2m3s), without making a String.
+    mutating func append(duration ns: UInt64) {
+        let ms = ns / 1_000_000
+        if ms < 1000 {
+            append(unsigned: ms, width: 0)
+            return buffer.append("ms")
+        }
+        var s = ms / 1000, parts = 0
+        for (unit, size) in [(UInt8(ascii: "d"), UInt64(86400)), (UInt8(ascii: "h"), 3600), (UInt8(ascii: "m"), 60), (UInt8(ascii: "s"), 1)]
+        where s >= size || (size == 1 && parts == 0) {
+            append(unsigned: s / size, width: 0)
+            buffer.append(unit)
+            parts += 1
+            s %= size
+        }
+    }
 
     mutating func append(_ value: Int64) {
         if value < 0 { buffer.append(UInt8(ascii: "-")) }
@@ -65,6 +99,11 @@ struct StreamWriter {
         buffer.append(repeating: UInt8(ascii: " "), count: max(0, width - characters) + 2)
     }
 
+    /// `endCell` for a cell known to be ASCII (numbers, times, fixed words): no scan.
+    mutating func endASCIICell(at cellStart: Int, width: Int) {
+        buffer.append(repeating: UInt8(ascii: " "), count: max(0, width - (buffer.count - cellStart)) + 2)
+    }
+
     /// Where the next cell starts (pass it to `endCell`).
     var position: Int { buffer.count }
 
@@ -74,9 +113,16 @@ struct StreamWriter {
         endCell(at: start, width: width)
     }
 
+    /// A cell of text bytes, or "-" when there are none.
+    mutating func cell(_ bytes: UnsafeBufferPointer<UInt8>, width: Int) {
+        let start = position
+        if bytes.isEmpty { buffer.append(UInt8(ascii: "-")) } else { append(bytes) }
+        endCell(at: start, width: width)
+    }
+
     mutating func endLine() {
         buffer.append(10)
-        if buffer.count >= 1 << 16 { flush() }
+        if flushes && buffer.count >= 1 << 16 { flush() }
     }
 
     // MARK: JSON Lines
@@ -100,14 +146,17 @@ struct StreamWriter {
     }
 
     mutating func field(_ key: StaticString, _ value: String?) {
+        guard var value else { return field(key, bytes: nil) }
+        value.withUTF8 { field(key, bytes: $0) }
+    }
+
+    /// A string field from UTF-8 bytes (nil: null).
+    mutating func field(_ key: StaticString, bytes: UnsafeBufferPointer<UInt8>?) {
         field(key)
-        guard var value else { return buffer.append("null") }
+        guard let bytes else { return buffer.append("null") }
         buffer.append(UInt8(ascii: "\""))
-        value.withUTF8 { bytes in
-            // Most values need no escaping: copied in one go.
-            guard bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
-                return buffer.append(UnsafeRawBufferPointer(bytes))
-            }
+        // Most values need no escaping: copied in one go.
+        if bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
             for byte in bytes {
                 switch byte {
                 case UInt8(ascii: "\""): buffer.append("\\\"")
@@ -122,6 +171,8 @@ struct StreamWriter {
                 default: buffer.append(byte)
                 }
             }
+        } else {
+            buffer.append(UnsafeRawBufferPointer(bytes))
         }
         buffer.append(UInt8(ascii: "\""))
     }
@@ -161,9 +212,14 @@ struct StreamWriter {
 
 /// A growable byte buffer written through a pointer: no copy-on-write checks per byte.
 final class ByteBuffer {
-    private(set) var start = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 17)
-    private var capacity = 1 << 17
+    private(set) var start: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
     var count = 0
+
+    init(capacity: Int = 1 << 17) {
+        self.capacity = capacity
+        start = .allocate(capacity: capacity)
+    }
 
     deinit { start.deallocate() }
 
@@ -200,8 +256,15 @@ final class ByteBuffer {
     }
 
     func append(repeating byte: UInt8, count n: Int) {
-        reserve(n)
-        (start + count).initialize(repeating: byte, count: n)
+        reserve(max(n, 32))
+        if n <= 32 {
+            // A cell's padding: four word stores beat a call to memset.
+            let word = UInt64(byte) &* 0x0101_0101_0101_0101
+            let p = UnsafeMutableRawPointer(start + count)
+            for i in 0..<4 { p.storeBytes(of: word, toByteOffset: i * 8, as: UInt64.self) }
+        } else {
+            (start + count).initialize(repeating: byte, count: n)
+        }
         count += n
     }
 
@@ -211,5 +274,4 @@ final class ByteBuffer {
         for i in offset..<count where start[i] & 0xC0 != 0x80 { n += 1 }
         return n
     }
-
 }

@@ -1,0 +1,162 @@
+import Foundation
+import PortwatchStore
+
+/// Prints a period of history at the speed of the machine rather than of one core: one
+/// thread per core reads its partition of the ledger (`HistoryQuery.partition`) through its
+/// own connection and formats its lines; this thread merges them in (time, id) order and
+/// writes them out. Constant memory: each reader hands over a few batches at a time and
+/// waits while they are all in use.
+struct HistoryReaders {
+    let path: String
+    let query: HistoryQuery
+    let format: HistoryFormat
+    var readers = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
+
+    /// Rows per batch handed over, and batches in flight per reader.
+    static let batchRows = 256
+    static let batchesInFlight = 8
+
+    func print(to out: inout StreamWriter) throws {
+        let channels = (0..<readers).map { _ in Channel(batches: Self.batchesInFlight, rows: Self.batchRows) }
+        for (index, channel) in channels.enumerated() {
+            var part = query
+            part.partition = (index, readers)
+            let thread = Thread { [path, format, part] in Self.read(path: path, query: part, format: format, into: channel) }
+            thread.name = "history-\(index)"
+            thread.start()
+        }
+        // The batch each reader's next line is in, and that line's index (nil once it has no more).
+        var heads: [(batch: Batch, line: Int)?] = try channels.map { try Self.next(from: $0, after: nil) }
+        var printed = 0
+        while true {
+            // The reader whose next line comes first, and the next line of any other reader.
+            var pick = -1
+            var bound = Key(time: .max, id: .max)
+            for (i, head) in heads.enumerated() {
+                guard let head else { continue }
+                let key = head.batch.keys[head.line]
+                if pick < 0 {
+                    pick = i
+                } else if key < heads[pick]!.batch.keys[heads[pick]!.line] {
+                    bound = min(bound, heads[pick]!.batch.keys[heads[pick]!.line])
+                    pick = i
+                } else {
+                    bound = min(bound, key)
+                }
+            }
+            guard pick >= 0, let (batch, line) = heads[pick] else { return }
+            // Every line of this batch before `bound` follows in one copy (the readers' id
+            // blocks make runs of hundreds).
+            var end = line + 1
+            while end < batch.keys.count, batch.keys[end] < bound { end += 1 }
+            let start = line == 0 ? 0 : batch.ends[line - 1]
+            out.appendLines(UnsafeRawBufferPointer(start: batch.bytes.start + start, count: batch.ends[end - 1] - start))
+            // The first line goes out at once; the rest in 64 KiB writes.
+            if printed == 0 { out.flush() }
+            printed += end - line
+            heads[pick] = end < batch.keys.count ? (batch, end) : try Self.next(from: channels[pick], after: batch)
+        }
+    }
+
+    /// The reader's next batch with a line in it, giving `done` back; nil when it has finished.
+    private static func next(from channel: Channel, after done: Batch?) throws -> (batch: Batch, line: Int)? {
+        if let done {
+            if done.finished { return nil }
+            channel.recycle(done)
+        }
+        while true {
+            let batch = channel.receive()
+            if let error = batch.error { throw error }
+            if !batch.keys.isEmpty { return (batch, 0) }
+            if batch.finished { return nil }
+            channel.recycle(batch)
+        }
+    }
+
+    /// One reader thread: its partition's lines, formatted into batches.
+    private static func read(path: String, query: HistoryQuery, format: HistoryFormat, into channel: Channel) {
+        var batch = channel.spare()
+        var out = StreamWriter(buffer: batch.bytes, flushes: false)
+        do {
+            let reader = try StoreReader(path: path)
+            try reader.historyRows(query) { row in
+                guard format.write(row, to: &out) else { return }
+                batch.keys.append(Key(time: row.uint(.time), id: row.int(.id)))
+                batch.ends.append(out.position)
+                if batch.keys.count == batchRows {
+                    channel.send(batch)
+                    batch = channel.spare()
+                    out.use(batch.bytes)
+                }
+            }
+        } catch {
+            batch.error = error
+        }
+        batch.finished = true
+        channel.send(batch)
+    }
+
+    struct Key: Comparable {
+        var time: UInt64
+        var id: Int64
+        static func < (a: Key, b: Key) -> Bool { (a.time, a.id) < (b.time, b.id) }
+    }
+
+    /// Lines of one reader: their keys, where each ends in `bytes`, and whether the reader is done.
+    final class Batch: @unchecked Sendable {
+        let bytes: ByteBuffer
+        var keys: [Key] = []
+        var ends: [Int] = []
+        var finished = false
+        var error: Error?
+
+        init(rows: Int) {
+            bytes = ByteBuffer(capacity: rows * 160)
+            keys.reserveCapacity(rows)
+            ends.reserveCapacity(rows)
+        }
+
+        func reset() {
+            bytes.count = 0
+            keys.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Batches going from one reader to the merge in order, and back empty to be refilled:
+    /// a reader waits when all of its batches are full and not yet printed.
+    final class Channel: @unchecked Sendable {
+        private let lock = NSLock()
+        private var full: [Batch] = []
+        private var empty: [Batch]
+        private let fullCount = DispatchSemaphore(value: 0)
+        private let emptyCount = DispatchSemaphore(value: 0)
+
+        init(batches: Int, rows: Int) {
+            empty = (0..<batches).map { _ in Batch(rows: rows) }
+            // Counted up from 0: libdispatch refuses to free a semaphore below its initial value.
+            for _ in 0..<batches { emptyCount.signal() }
+        }
+
+        func spare() -> Batch {
+            emptyCount.wait()
+            return lock.withLock { empty.removeLast() }
+        }
+
+        func send(_ batch: Batch) {
+            lock.withLock { full.append(batch) }
+            fullCount.signal()
+        }
+
+        func receive() -> Batch {
+            fullCount.wait()
+            return lock.withLock { full.removeFirst() }
+        }
+
+        func recycle(_ batch: Batch) {
+            batch.reset()
+            lock.withLock { empty.append(batch) }
+            emptyCount.signal()
+        }
+    }
+}
