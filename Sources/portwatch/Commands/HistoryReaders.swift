@@ -14,6 +14,7 @@ struct HistoryReaders {
 
     /// Rows per batch handed over, and batches in flight per reader.
     static let batchRows = 256
+    static let firstBatchRows = 8
     static let batchesInFlight = 8
 
     func print(to out: inout StreamWriter) throws {
@@ -77,13 +78,16 @@ struct HistoryReaders {
     private static func read(path: String, query: HistoryQuery, format: HistoryFormat, into channel: Channel) {
         var batch = channel.spare()
         var out = StreamWriter(buffer: batch.bytes, flushes: false)
+        var handed = 0
         do {
             let reader = try StoreReader(path: path)
             try reader.historyRows(query) { row in
                 guard format.write(row, to: &out) else { return }
                 batch.keys.append(Key(time: row.uint(.time), id: row.int(.id)))
                 batch.ends.append(out.position)
-                if batch.keys.count == batchRows {
+                // The first batch is small, so that the first line is printed at once.
+                if batch.keys.count == (handed == 0 ? firstBatchRows : batchRows) {
+                    handed += 1
                     channel.send(batch)
                     batch = channel.spare()
                     out.use(batch.bytes)
