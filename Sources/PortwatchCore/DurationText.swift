@@ -3,15 +3,23 @@ public enum DurationText {
     /// Below a second in milliseconds; above, days, hours, minutes and seconds, keeping the
     /// `largestUnits` largest parts that are not zero.
     public static func format(_ ns: UInt64, largestUnits: Int = 4) -> String {
-        let ms = ns / 1_000_000
-        if ms < 1000 { return String(ms) + "ms" }
-        var s = ms / 1000
-        var text = "", parts = 0
-        for (unit, size) in [("d", UInt64(86400)), ("h", 3600), ("m", 60), ("s", 1)] where s >= size || (size == 1 && parts == 0) {
-            if parts < largestUnits { text += String(s / size) + unit }
-            parts += 1
-            s %= size
-        }
+        var text = ""
+        parts(ns, largestUnits: largestUnits) { text += String($0) + $1.description }
         return text
     }
+
+    /// The number and unit of each part `format` writes, in order, for a writer that makes
+    /// no String per duration.
+    public static func parts(_ ns: UInt64, largestUnits: Int = 4, _ part: (UInt64, StaticString) -> Void) {
+        let ms = ns / 1_000_000
+        if ms < 1000 { return part(ms, "ms") }
+        var s = ms / 1000, count = 0
+        for (unit, size) in units where s >= size || (size == 1 && count == 0) {
+            if count < largestUnits { part(s / size, unit) }
+            count += 1
+            s %= size
+        }
+    }
+
+    private static let units: [(StaticString, UInt64)] = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
 }

@@ -1,4 +1,5 @@
 import Glibc
+import PortwatchCore
 
 /// Buffered output to stdout for commands that print many lines: cells, numbers and JSON
 /// fields go straight into one byte buffer, written out per 64 KiB (and on `flush`), with no
@@ -41,18 +42,9 @@ struct StreamWriter {
 
     /// A duration as `DurationText.format` writes it (950ms, 1h2m3s), without making a String.
     mutating func append(duration ns: UInt64) {
-        let ms = ns / 1_000_000
-        if ms < 1000 {
-            append(unsigned: ms, width: 0)
-            return buffer.append("ms")
-        }
-        var s = ms / 1000, parts = 0
-        for (unit, size) in [(UInt8(ascii: "d"), UInt64(86400)), (UInt8(ascii: "h"), 3600), (UInt8(ascii: "m"), 60), (UInt8(ascii: "s"), 1)]
-        where s >= size || (size == 1 && parts == 0) {
-            append(unsigned: s / size, width: 0)
+        DurationText.parts(ns) { number, unit in
+            append(unsigned: number, width: 0)
             buffer.append(unit)
-            parts += 1
-            s %= size
         }
     }
 
