@@ -165,22 +165,14 @@ struct HistoryFormat: Sendable {
         return true
     }
 
-    /// The POD column as `LedgerOutput.pod` words it: namespace/pod, else the container's
-    /// name or short id, else "-".
+    /// The POD column, by `LedgerOutput.podCell`'s rule.
     private func writePod(_ r: HistoryRow, to out: inout StreamWriter) {
-        let pod = r.bytes(.pod)
-        if !pod.isEmpty {
-            let namespace = r.bytes(.namespace)
-            if !namespace.isEmpty {
-                out.append(namespace)
-                out.append(byte: UInt8(ascii: "/"))
-            }
-            return out.append(pod)
+        guard let cell = LedgerOutput.podCell(pod: r.bytes(.pod), namespace: r.bytes(.namespace), container: r.bytes(.container),
+                                              containerID: r.bytes(.containerID)) else { return out.append(byte: UInt8(ascii: "-")) }
+        if let namespace = cell.namespace {
+            out.append(namespace)
+            out.append(byte: UInt8(ascii: "/"))
         }
-        let container = r.bytes(.container)
-        if !container.isEmpty { return out.append(container) }
-        let id = r.bytes(.containerID)
-        if id.isEmpty { return out.append(byte: UInt8(ascii: "-")) }
-        out.append(UnsafeBufferPointer(rebasing: id.prefix(12)))
+        out.append(UnsafeBufferPointer(rebasing: cell.name))
     }
 }

@@ -10,7 +10,7 @@ struct HistoryReaders {
     let path: String
     let query: HistoryQuery
     let format: HistoryFormat
-    var readers = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    let readers = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
 
     /// Rows per batch handed over, and batches in flight per reader.
     static let batchRows = 256
@@ -28,24 +28,13 @@ struct HistoryReaders {
         }
         // The batch each reader's next line is in, and that line's index (nil once it has no more).
         var heads: [(batch: Batch, line: Int)?] = try channels.map { try Self.next(from: $0, after: nil) }
-        var printed = 0
+        var first = true
         while true {
-            // The reader whose next line comes first, and the next line of any other reader.
-            var pick = -1
-            var bound = Key(time: .max, id: .max)
-            for (i, head) in heads.enumerated() {
-                guard let head else { continue }
-                let key = head.batch.keys[head.line]
-                if pick < 0 {
-                    pick = i
-                } else if key < heads[pick]!.batch.keys[heads[pick]!.line] {
-                    bound = min(bound, heads[pick]!.batch.keys[heads[pick]!.line])
-                    pick = i
-                } else {
-                    bound = min(bound, key)
-                }
-            }
-            guard pick >= 0, let (batch, line) = heads[pick] else { return }
+            // The reader whose next line comes first, and the first next line of the others.
+            let live = heads.indices.filter { heads[$0] != nil }
+            func key(_ i: Int) -> Key { heads[i]!.batch.keys[heads[i]!.line] }
+            guard let pick = live.min(by: { key($0) < key($1) }), let (batch, line) = heads[pick] else { return }
+            let bound = live.filter { $0 != pick }.map(key).min() ?? Key(time: .max, id: .max)
             // Every line of this batch before `bound` follows in one copy (the readers' id
             // blocks make runs of hundreds).
             var end = line + 1
@@ -53,8 +42,8 @@ struct HistoryReaders {
             let start = line == 0 ? 0 : batch.ends[line - 1]
             out.appendLines(UnsafeRawBufferPointer(start: batch.bytes.start + start, count: batch.ends[end - 1] - start))
             // The first line goes out at once; the rest in 64 KiB writes.
-            if printed == 0 { out.flush() }
-            printed += end - line
+            if first { out.flush() }
+            first = false
             heads[pick] = end < batch.keys.count ? (batch, end) : try Self.next(from: channels[pick], after: batch)
         }
     }

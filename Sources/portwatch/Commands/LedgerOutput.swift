@@ -51,9 +51,17 @@ enum LedgerOutput {
     /// The POD column: namespace/pod, else the container's name or short id, else "-".
     static func pod(_ owner: Owner) -> String {
         let a = owner.attribution
-        if !a.pod.isEmpty { return a.namespace.isEmpty ? a.pod : "\(a.namespace)/\(a.pod)" }
-        if !a.container.isEmpty { return a.container }
-        return a.containerID.isEmpty ? "-" : String(a.containerID.prefix(12))
+        guard let cell = podCell(pod: a.pod, namespace: a.namespace, container: a.container, containerID: a.containerID) else { return "-" }
+        return cell.namespace.map { "\($0)/\(cell.name)" } ?? String(cell.name)
+    }
+
+    /// What the POD column shows, for Strings (`ls`) and a history row's bytes alike: the
+    /// pod with its namespace when there is one, else the container's name, else its id's
+    /// first 12 characters; nil for "-".
+    static func podCell<Text: Collection>(pod: Text, namespace: Text, container: Text, containerID: Text) -> (namespace: Text?, name: Text.SubSequence)? {
+        if !pod.isEmpty { return (namespace.isEmpty ? nil : namespace, pod[...]) }
+        if !container.isEmpty { return (nil, container[...]) }
+        return containerID.isEmpty ? nil : (nil, containerID.prefix(12))
     }
 
     static func hostPort(_ key: BindingKey, ports: String? = nil) -> String {
