@@ -193,10 +193,24 @@ SEC("sockops")
 int pw_sockops(struct bpf_sock_ops *ops)
 {
 	__u32 family, ip6[4] = {};
+	struct pw_binding *b;
 	struct sock *sk;
+	__u64 cookie;
 
 	if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
 		return 1;
+	cookie = bpf_get_socket_cookie(ops);
+	/* Bound before (the common case): the socket keeps its address, port and namespace, so
+	 * its entry is changed where it is instead of replaced by a new element. The owner is
+	 * read again: a server may bind, then drop privileges or hand the socket over. */
+	b = bpf_map_lookup_elem(&bindings, &cookie);
+	if (b) {
+		b->state = PW_STATE_LISTEN;
+		b->flags = 0;
+		fill_owner(b);
+		emit(cookie, PW_EVENT_OPEN, 0, b);
+		return 1;
+	}
 	family = ops->family;
 	if (family == AF_INET6) {
 		ip6[0] = ops->local_ip6[0];
@@ -205,9 +219,8 @@ int pw_sockops(struct bpf_sock_ops *ops)
 		ip6[3] = ops->local_ip6[3];
 	}
 	sk = BPF_CORE_READ((struct bpf_sock_ops_kern *)ops, sk);
-	return record_open(bpf_get_socket_cookie(ops), sock_netns(sk), IPPROTO_TCP, family,
-			   family == AF_INET ? ops->local_ip4 : 0, ip6, ops->local_port,
-			   PW_STATE_LISTEN);
+	return record_open(cookie, sock_netns(sk), IPPROTO_TCP, family, family == AF_INET ? ops->local_ip4 : 0, ip6,
+			   ops->local_port, PW_STATE_LISTEN);
 }
 
 /* A bound UDP socket that connects is a client from now on: it leaves the table, and its

@@ -76,6 +76,43 @@ extension KernelSuite {
             #expect(waitShown(d, port, "tcp", ["state=\"listen\""]) != nil)
         }
 
+        /// The kernel keeps a bound socket's entry and changes it in place on listen(): the
+        /// owner must still be read again, since servers bind, then drop privileges or hand
+        /// the socket to a worker that listens.
+        @Test func whoeverListensIsTheOwner() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            s = tcp(listen=False)
+            say(s.getsockname()[1])
+            wait()
+            pid = os.fork()
+            if pid == 0:
+                import time
+                os.setgid(65534); os.setuid(65534)
+                s.listen()
+                os.close(0); os.close(1)
+                time.sleep(600)
+                os._exit(0)
+            say(pid)
+            wait()
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(waitShown(d, port, "tcp", ["state=\"bound\"", "pid=\"\(child.pid)\""]) != nil, "\(d.metrics())")
+            child.send("fork")
+            let worker = try #require(Int32(child.line() ?? ""))
+            defer {
+                kill(worker, SIGKILL)
+                child.kill()
+            }
+            #expect(waitShown(d, port, "tcp", ["state=\"listen\"", "pid=\"\(worker)\""]) != nil, "\(d.metrics())")
+            var uid: String?
+            _ = TestHTTP.waitUntil(5) {
+                uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port)")
+                return uid == "65534"
+            }
+            #expect(uid == "65534")
+        }
+
         @Test func exitWithoutCloseReleases() throws {
             guard let d = try started() else { return }
             let child = try ChildProcess("""
