@@ -1,18 +1,82 @@
 /// Who holds a port beyond the process: the systemd unit, the container and the Kubernetes
 /// pod it runs in (cAdvisor's label names). Empty strings when unknown or not applicable.
+///
+/// Every event and row carries one, and the resolver hands out one per cgroup: the five
+/// names live in one shared, immutable box, so a copy is one reference (not five strings to
+/// retain and 80 bytes to move), and two attributions from the same box compare equal
+/// without reading a name. No attribution at all is no box.
 public struct Attribution: Sendable, Hashable {
-    public var unit: String
-    public var containerID: String
-    public var pod: String
-    public var namespace: String
-    public var container: String
+    private final class Names: Sendable {
+        let unit: String, containerID: String, pod: String, namespace: String, container: String
+        /// Of the names' bytes, so that equal boxes hash alike: the dictionaries keyed by an
+        /// owner hash one word, not five strings.
+        let fingerprint: UInt64
+
+        init(unit: String, containerID: String, pod: String, namespace: String, container: String) {
+            self.unit = unit
+            self.containerID = containerID
+            self.pod = pod
+            self.namespace = namespace
+            self.container = container
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for name in [unit, containerID, pod, namespace, container] {
+                for byte in name.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+                h = (h ^ 0xff) &* 0x100_0000_01b3
+            }
+            fingerprint = h
+        }
+
+        func same(_ other: Names) -> Bool {
+            self === other || (fingerprint == other.fingerprint && unit == other.unit && containerID == other.containerID
+                && pod == other.pod && namespace == other.namespace && container == other.container)
+        }
+    }
+
+    private var names: Names?
+
+    /// No unit, container or pod.
+    public init() { names = nil }
 
     public init(unit: String = "", containerID: String = "", pod: String = "", namespace: String = "", container: String = "") {
-        self.unit = unit
-        self.containerID = containerID
-        self.pod = pod
-        self.namespace = namespace
-        self.container = container
+        names = unit.isEmpty && containerID.isEmpty && pod.isEmpty && namespace.isEmpty && container.isEmpty ? nil
+            : Names(unit: unit, containerID: containerID, pod: pod, namespace: namespace, container: container)
+    }
+
+    public var unit: String {
+        get { names?.unit ?? "" }
+        set { self = Attribution(unit: newValue, containerID: containerID, pod: pod, namespace: namespace, container: container) }
+    }
+
+    public var containerID: String {
+        get { names?.containerID ?? "" }
+        set { self = Attribution(unit: unit, containerID: newValue, pod: pod, namespace: namespace, container: container) }
+    }
+
+    public var pod: String {
+        get { names?.pod ?? "" }
+        set { self = Attribution(unit: unit, containerID: containerID, pod: newValue, namespace: namespace, container: container) }
+    }
+
+    public var namespace: String {
+        get { names?.namespace ?? "" }
+        set { self = Attribution(unit: unit, containerID: containerID, pod: pod, namespace: newValue, container: container) }
+    }
+
+    public var container: String {
+        get { names?.container ?? "" }
+        set { self = Attribution(unit: unit, containerID: containerID, pod: pod, namespace: namespace, container: newValue) }
+    }
+
+    public static func == (a: Attribution, b: Attribution) -> Bool {
+        switch (a.names, b.names) {
+        case (nil, nil): true
+        case let (x?, y?): x.same(y)
+        default: false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(names?.fingerprint ?? 0)
     }
 }
 
