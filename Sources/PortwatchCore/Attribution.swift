@@ -6,71 +6,74 @@
 /// retain and 80 bytes to move), and two attributions from the same box compare equal
 /// without reading a name. No attribution at all is no box.
 public struct Attribution: Sendable, Hashable {
+    private struct Fields: Sendable, Equatable {
+        var unit = "", containerID = "", pod = "", namespace = "", container = ""
+
+        var isEmpty: Bool { self == Fields() }
+    }
+
     private final class Names: Sendable {
-        let unit: String, containerID: String, pod: String, namespace: String, container: String
+        let fields: Fields
         /// Of the names' bytes, so that equal boxes hash alike: the dictionaries keyed by an
         /// owner hash one word, not five strings.
         let fingerprint: UInt64
 
-        init(unit: String, containerID: String, pod: String, namespace: String, container: String) {
-            self.unit = unit
-            self.containerID = containerID
-            self.pod = pod
-            self.namespace = namespace
-            self.container = container
+        init(_ fields: Fields) {
+            self.fields = fields
             var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for name in [unit, containerID, pod, namespace, container] {
+            for name in [fields.unit, fields.containerID, fields.pod, fields.namespace, fields.container] {
                 for byte in name.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
                 h = (h ^ 0xff) &* 0x100_0000_01b3
             }
             fingerprint = h
         }
-
-        func same(_ other: Names) -> Bool {
-            self === other || (fingerprint == other.fingerprint && unit == other.unit && containerID == other.containerID
-                && pod == other.pod && namespace == other.namespace && container == other.container)
-        }
     }
 
     private var names: Names?
+
+    private init(_ fields: Fields) { names = fields.isEmpty ? nil : Names(fields) }
 
     /// No unit, container or pod.
     public init() { names = nil }
 
     public init(unit: String = "", containerID: String = "", pod: String = "", namespace: String = "", container: String = "") {
-        names = unit.isEmpty && containerID.isEmpty && pod.isEmpty && namespace.isEmpty && container.isEmpty ? nil
-            : Names(unit: unit, containerID: containerID, pod: pod, namespace: namespace, container: container)
+        self.init(Fields(unit: unit, containerID: containerID, pod: pod, namespace: namespace, container: container))
+    }
+
+    private var fields: Fields {
+        get { names?.fields ?? Fields() }
+        set { self = Attribution(newValue) }
     }
 
     public var unit: String {
-        get { names?.unit ?? "" }
-        set { self = Attribution(unit: newValue, containerID: containerID, pod: pod, namespace: namespace, container: container) }
+        get { fields.unit }
+        set { fields.unit = newValue }
     }
 
     public var containerID: String {
-        get { names?.containerID ?? "" }
-        set { self = Attribution(unit: unit, containerID: newValue, pod: pod, namespace: namespace, container: container) }
+        get { fields.containerID }
+        set { fields.containerID = newValue }
     }
 
     public var pod: String {
-        get { names?.pod ?? "" }
-        set { self = Attribution(unit: unit, containerID: containerID, pod: newValue, namespace: namespace, container: container) }
+        get { fields.pod }
+        set { fields.pod = newValue }
     }
 
     public var namespace: String {
-        get { names?.namespace ?? "" }
-        set { self = Attribution(unit: unit, containerID: containerID, pod: pod, namespace: newValue, container: container) }
+        get { fields.namespace }
+        set { fields.namespace = newValue }
     }
 
     public var container: String {
-        get { names?.container ?? "" }
-        set { self = Attribution(unit: unit, containerID: containerID, pod: pod, namespace: namespace, container: newValue) }
+        get { fields.container }
+        set { fields.container = newValue }
     }
 
     public static func == (a: Attribution, b: Attribution) -> Bool {
         switch (a.names, b.names) {
         case (nil, nil): true
-        case let (x?, y?): x.same(y)
+        case let (x?, y?): x === y || (x.fingerprint == y.fingerprint && x.fields == y.fields)
         default: false
         }
     }
