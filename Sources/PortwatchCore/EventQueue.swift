@@ -39,6 +39,20 @@ struct EventQueue<Element> {
 
     mutating func append(_ element: Element) { back.append(element) }
 
+    /// Removes elements from the back while `condition` holds for the last one, never
+    /// below `start`: their positions are handed out again by the next appends.
+    mutating func removeLast(while condition: (borrowing Element) -> Bool) {
+        while end > start {
+            if let last = back.indices.last {
+                guard condition(back[last]) else { return }
+                back.removeLast()
+            } else {
+                guard condition(front[front.count - 1]) else { return }
+                front.removeLast()
+            }
+        }
+    }
+
     /// The elements in `range` (absolute positions), read in place.
     func elements(_ range: Range<Int>) -> FlattenSequence<[ArraySlice<Element>]> {
         let split = base + front.count

@@ -94,7 +94,6 @@ public struct Reconciler: Sendable {
                 let opened = buffer.read(entry.first) { $0.event.time }
                 if event.time &- opened < window || event.time < opened {
                     entry.forEach { buffer[$0].dropped = true }
-                    skipDropped()
                     // A socket that bound and connected at once was a client, never a listener.
                     if event.reason == .connected {
                         counters.clientBindings[event.key.transport, default: 0] += 1
@@ -105,6 +104,12 @@ public struct Reconciler: Sendable {
                         transients.append(TransientBinding(key: first.key, owner: first.owner, state: last.state,
                                                            opened: opened, lifetime: event.time > opened ? event.time - opened : 0))
                     }
+                    // Usually its events are the last ones in (a socket opened and closed
+                    // between its neighbours' events): taken back, so that a flood of
+                    // transients does not grow the buffer by its length for a window.
+                    buffer.removeLast { $0.dropped }
+                    firstLive = min(firstLive, buffer.end)
+                    skipDropped()
                     return
                 }
                 // Lived long enough: its events are applied in order like any other.
@@ -113,6 +118,9 @@ public struct Reconciler: Sendable {
         }
         buffer.append(Pending(event: event))
     }
+
+    /// Events held for the window (tests).
+    var bufferedEvents: Int { buffer.end - buffer.start }
 
     /// When the oldest buffered event is due (wall-clock ns), nil when none waits: the
     /// deadline at which the next `flush` publishes something.

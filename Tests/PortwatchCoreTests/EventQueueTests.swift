@@ -21,7 +21,11 @@ import Testing
                 let p = Int.random(in: start..<model.count, using: &rng)
                 queue[p] += 1_000_000
                 model[p] += 1_000_000
-            case 7, 8:
+            case 7:
+                // Take back the trailing elements marked above (never below start).
+                queue.removeLast { $0 >= 1_000_000 }
+                while model.count > start, model[model.count - 1] >= 1_000_000 { model.removeLast() }
+            case 8:
                 let lo = Int.random(in: start...model.count, using: &rng)
                 let hi = Int.random(in: lo...model.count, using: &rng)
                 #expect(Array(queue.elements(lo..<hi)) == Array(model[lo..<hi]))
@@ -32,5 +36,34 @@ import Testing
             #expect(queue.start == start && queue.end == model.count)
             if start < model.count { #expect(queue[start] == model[start]) }
         }
+    }
+
+    /// A flood of sockets that each open and close within the window, two at a time and
+    /// interleaved as two threads' events are: the reconciler takes their events back as
+    /// they turn out transient, so it holds a handful, not the window's worth.
+    @Test func transientsDoNotPileUpInTheReconciler() throws {
+        var r = Reconciler(window: window)
+        var time: UInt64 = 1_000 * window
+        for pair in 0..<50_000 {
+            let a = UInt64(2 * pair + 1), b = a + 1
+            let ka = key(UInt16(10_000 + pair % 20_000)), kb = key(UInt16(30_000 + pair % 20_000))
+            r.ingest(event(.open, a, at: time, ka, state: .bound))
+            r.ingest(event(.open, b, at: time, kb, state: .bound))
+            r.ingest(event(.open, a, at: time + 1, ka))
+            r.ingest(event(.close, a, at: time + 2, ka))
+            r.ingest(event(.open, b, at: time + 2, kb))
+            r.ingest(event(.close, b, at: time + 3, kb))
+            time += 4_000
+            #expect(r.bufferedEvents == 0, "pair \(pair)")
+            if r.bufferedEvents != 0 { return }
+        }
+        // A socket that outlives the window is still applied, after the others were taken back.
+        r.ingest(event(.open, 1, at: time, key(80)))
+        r.ingest(event(.open, 2, at: time, key(81)))
+        r.ingest(event(.close, 2, at: time + 1, key(81)))
+        #expect(r.bufferedEvents == 1)
+        let batch = try r.mustFlush(now: time + window)
+        #expect(batch.changes.map(\.row.key) == [key(80)])
+        #expect(batch.counters.transientBindings[.tcp] == 50_001 * 2 - 1)
     }
 }
