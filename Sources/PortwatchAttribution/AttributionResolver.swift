@@ -16,6 +16,7 @@ public final class AttributionResolver {
     private let runtimes: ContainerRuntimes
     private var byID: [UInt64: Attribution] = [:]
     private var byPath: [String: Attribution] = [:]
+    private var last: (id: UInt64, attribution: Attribution)?
 
     /// - Parameters:
     ///   - cgroupMount: where the cgroup v2 hierarchy is mounted (from /proc/mounts).
@@ -33,10 +34,17 @@ public final class AttributionResolver {
     /// The attribution of the cgroup with this id (0: unknown).
     public func resolve(id: UInt64) -> Attribution {
         guard id != 0 else { return Attribution() }
-        if let known = byID[id] { return known }
-        let attribution = path(of: id).map(resolve(path:)) ?? Attribution()
-        if byID.count >= Self.cacheLimit { byID.removeAll(keepingCapacity: true) }
-        byID[id] = attribution
+        // A burst of events mostly comes from one cgroup: no hashing for the repeats.
+        if let last, last.id == id { return last.attribution }
+        let attribution: Attribution
+        if let known = byID[id] {
+            attribution = known
+        } else {
+            attribution = path(of: id).map(resolve(path:)) ?? Attribution()
+            if byID.count >= Self.cacheLimit { byID.removeAll(keepingCapacity: true) }
+            byID[id] = attribution
+        }
+        last = (id, attribution)
         return attribution
     }
 
