@@ -119,6 +119,13 @@ public struct Reconciler: Sendable {
         buffer.append(Pending(event: event))
     }
 
+    /// The transient listeners found since the last call or batch: a caller that takes them
+    /// as they come keeps them out of the next batch.
+    public mutating func takeTransients() -> [TransientBinding] {
+        defer { transients.removeAll(keepingCapacity: true) }
+        return transients
+    }
+
     /// Events held for the window (tests).
     var bufferedEvents: Int { buffer.end - buffer.start }
 

@@ -51,6 +51,11 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Events ingested since the last write: a few are written the moment they fall due, a
     /// burst waits out the gap after the previous write.
     private var arrivedSinceWrite = 0
+    /// Transient records the log admitted since the last write, and the policy's verdicts on
+    /// the transients found since then.
+    private var admitted: [TransientBinding] = []
+    private var unexpectedTransients: [String: UInt64] = [:]
+    private var droppedRecorded: UInt64 = 0
 
     private struct Deadlines {
         var flush = 0.0, resync = 0.0, health = 0.0, prune = 0.0, write = 0.0
@@ -123,6 +128,7 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         // What arrived before a failure is kept too.
         ingest(arrived)
+        collect(reconciler.takeTransients())
         arrivedSinceWrite += arrived.count
         // Keep the room while a burst lasts; give it back once polls are small again.
         arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
@@ -178,22 +184,29 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Turns the batch's transients into history records (folded per owner and capped, see
     /// `TransientLog`), adds the folded records that are due, and counts what the policy
     /// does not allow and what the limits left out.
-    private func record(_ batch: inout Batch, draining: Bool = false) -> [CounterEntry] {
-        let wall = clock.wallNanoseconds()
-        var unexpected: [String: UInt64] = [:]
+    /// Passes transient listeners to the log as they are found (each poll's few, rather than
+    /// a tick's thousands in one array), keeping the records it admits for the next write.
+    private func collect(_ transients: [TransientBinding]) {
+        guard !transients.isEmpty else { return }
         if let allowed {
-            for t in batch.transients where !allowed(t.binding) {
-                unexpected["\(t.key.transport)/\(t.key.exposure.rawValue)", default: 0] += t.count
+            for t in transients where !allowed(t.binding) {
+                unexpectedTransients["\(t.key.transport)/\(t.key.exposure.rawValue)", default: 0] += t.count
             }
         }
-        let droppedBefore = transientLog.dropped
-        var records = transientLog.add(batch.transients, now: wall)
-        records += draining ? transientLog.drain(now: wall) : transientLog.due(now: wall)
-        batch.transients = records
-        var extra = unexpected.sorted { $0.key < $1.key }
+        admitted += transientLog.add(transients, now: clock.wallNanoseconds())
+    }
+
+    private func record(_ batch: inout Batch, draining: Bool = false) -> [CounterEntry] {
+        collect(batch.transients)
+        let wall = clock.wallNanoseconds()
+        batch.transients = admitted + (draining ? transientLog.drain(now: wall) : transientLog.due(now: wall))
+        admitted.removeAll(keepingCapacity: admitted.capacity <= 1024)
+        var extra = unexpectedTransients.sorted { $0.key < $1.key }
             .map { CounterEntry(name: CounterEntry.unexpectedTransientBindings, label: $0.key, value: $0.value) }
-        if transientLog.dropped > droppedBefore {
-            extra.append(CounterEntry(name: CounterEntry.transientRecordsDropped, label: "", value: transientLog.dropped - droppedBefore))
+        unexpectedTransients = [:]
+        if transientLog.dropped > droppedRecorded {
+            extra.append(CounterEntry(name: CounterEntry.transientRecordsDropped, label: "", value: transientLog.dropped - droppedRecorded))
+            droppedRecorded = transientLog.dropped
         }
         return extra
     }
