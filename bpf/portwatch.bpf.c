@@ -335,9 +335,16 @@ int pw_tcp_state(__u64 *ctx)
 SEC("cgroup/sock_release")
 int pw_sock_release(struct bpf_sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct pw_binding *b = bpf_map_lookup_elem(&bindings, &cookie);
+	struct pw_binding *b;
+	__u64 cookie;
 
+	/* Every socket in `bindings` has its cookie already: taken by our programs when it
+	 * bound, or by sock_diag for the snapshot. Most sockets (a connection's two ends) never
+	 * had one: no cookie is made for them, and no lookup. */
+	if (!BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter))
+		return 1;
+	cookie = bpf_get_socket_cookie(sk);
+	b = bpf_map_lookup_elem(&bindings, &cookie);
 	if (!b)
 		return 1;
 	/* A client's port was reported gone when it connected. */
