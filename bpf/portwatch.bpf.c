@@ -305,7 +305,8 @@ int pw_tcp_state(__u64 *ctx)
 
 	if (newstate != TCP_SYN_SENT && newstate != TCP_CLOSE)
 		return 0;
-	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	/* A BTF-typed argument: read directly (relocated by CO-RE), no helper call. */
+	cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
 		return 0;
 	b = bpf_map_lookup_elem(&bindings, &cookie);
