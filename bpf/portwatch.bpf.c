@@ -93,7 +93,7 @@ static __always_inline void fill_owner(struct pw_binding *b)
 	 * program type on older kernels): user space resolves it to unit, container and pod. */
 	b->cgroup = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	/* The process's name (its main thread's), as ps shows it, not the calling thread's. */
-	BPF_CORE_READ_STR_INTO(&b->comm, task, group_leader, comm);
+	BPF_CORE_READ_INTO(&b->comm, task, group_leader, comm);
 }
 
 /* The network namespace of the socket itself: a task may create a socket, setns() into
