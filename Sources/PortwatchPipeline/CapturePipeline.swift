@@ -181,9 +181,6 @@ public final class CapturePipeline: @unchecked Sendable {
         arrivedSinceWrite <= schedule.smallWrite ? 0 : max(0, lastFlush + schedule.minimumWriteGap - now)
     }
 
-    /// Turns the batch's transients into history records (folded per owner and capped, see
-    /// `TransientLog`), adds the folded records that are due, and counts what the policy
-    /// does not allow and what the limits left out.
     /// Passes transient listeners to the log as they are found (each poll's few, rather than
     /// a tick's thousands in one array), keeping the records it admits for the next write.
     private func collect(_ transients: [TransientBinding]) {
@@ -196,6 +193,9 @@ public final class CapturePipeline: @unchecked Sendable {
         admitted += transientLog.add(transients, now: clock.wallNanoseconds())
     }
 
+    /// Gives the batch the transient records admitted since the last write (folded per owner
+    /// and capped, see `TransientLog`) and the folded ones now due, and counts what the policy
+    /// does not allow and what the limits left out since then.
     private func record(_ batch: inout Batch, draining: Bool = false) -> [CounterEntry] {
         collect(batch.transients)
         let wall = clock.wallNanoseconds()
