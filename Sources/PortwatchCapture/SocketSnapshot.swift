@@ -54,12 +54,12 @@ public enum SocketSnapshot {
         if transport == .udp && m.id.idiag_dport != 0 { return nil }
         guard let family = AddressFamily(rawValue: m.idiag_family) else { return nil }
         var src = m.id.idiag_src
-        let address = withUnsafeBytes(of: &src) { AddressText.format(family: family, bytes: $0) }
+        let address = withUnsafeBytes(of: &src) { AddressBytes($0, family: family) }
         let cookie = UInt64(m.id.idiag_cookie.0) | UInt64(m.id.idiag_cookie.1) << 32
         let pid = owners.pidBySocket[UInt64(m.idiag_inode)] ?? 0
         let owner = Owner(pid: pid, comm: owners.comm(pid), uid: m.idiag_uid)
         return LiveSocket(cookie: cookie,
-                          key: BindingKey(netns: netns, transport: transport, family: family, address: address, port: port),
+                          key: BindingKey(netns: netns, transport: transport, family: family, addressBytes: address, port: port),
                           owner: owner, state: transport == .tcp && UInt32(m.idiag_state) == tcpListen ? .listen : .bound)
     }
 }

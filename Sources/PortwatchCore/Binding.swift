@@ -34,21 +34,37 @@ public enum SocketState: UInt8, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// What identifies a held port: one row of the reconciled table per key.
+///
+/// The address is held as its 16 bytes and the key has no reference in it: copying, hashing
+/// and comparing a key touches no heap, which the capture path does several times per event.
 public struct BindingKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Network namespace inode, as the link target of /proc/PID/ns/net shows it.
     public var netns: UInt32
     public var transport: TransportProtocol
     public var family: AddressFamily
-    /// Local address in its canonical text form ("0.0.0.0", "::1", "::ffff:10.0.0.1").
-    public var address: String
+    /// The local address as the kernel holds it.
+    public var addressBytes: AddressBytes
     public var port: UInt16
 
-    public init(netns: UInt32, transport: TransportProtocol, family: AddressFamily, address: String, port: UInt16) {
+    public init(netns: UInt32, transport: TransportProtocol, family: AddressFamily, addressBytes: AddressBytes, port: UInt16) {
         self.netns = netns
         self.transport = transport
         self.family = family
-        self.address = address
+        self.addressBytes = addressBytes
         self.port = port
+    }
+
+    /// `address` in its canonical text form; text that is not an address of `family` is the
+    /// unspecified address.
+    public init(netns: UInt32, transport: TransportProtocol, family: AddressFamily, address: String, port: UInt16) {
+        self.init(netns: netns, transport: transport, family: family,
+                  addressBytes: AddressBytes(text: address, family: family) ?? AddressBytes(), port: port)
+    }
+
+    /// Local address in its canonical text form ("0.0.0.0", "::1", "::ffff:10.0.0.1"), as inet_ntop writes it.
+    public var address: String {
+        get { addressBytes.text(family) }
+        set { addressBytes = AddressBytes(text: newValue, family: family) ?? AddressBytes() }
     }
 
     public var description: String {
@@ -56,9 +72,9 @@ public struct BindingKey: Sendable, Hashable, Comparable, CustomStringConvertibl
         return "\(transport)/\(host):\(port)@\(netns)"
     }
 
-    /// Sorts by port first, the order in which people read a port list.
+    /// Sorts by port first, the order in which people read a port list; addresses by value.
     public static func < (a: Self, b: Self) -> Bool {
-        (a.port, a.transport, a.family, a.address, a.netns) < (b.port, b.transport, b.family, b.address, b.netns)
+        (a.port, a.transport, a.family, a.addressBytes, a.netns) < (b.port, b.transport, b.family, b.addressBytes, b.netns)
     }
 }
 
@@ -66,15 +82,26 @@ public struct BindingKey: Sendable, Hashable, Comparable, CustomStringConvertibl
 /// and pod it ran in.
 public struct Owner: Sendable, Hashable {
     public var pid: Int32
-    public var comm: String
+    /// The process name, held in place (see `ProcessName`).
+    public var name: ProcessName
     public var uid: UInt32
     public var attribution: Attribution
 
-    public init(pid: Int32, comm: String, uid: UInt32, attribution: Attribution = Attribution()) {
+    public init(pid: Int32, name: ProcessName, uid: UInt32, attribution: Attribution = Attribution()) {
         self.pid = pid
-        self.comm = comm
+        self.name = name
         self.uid = uid
         self.attribution = attribution
+    }
+
+    public init(pid: Int32, comm: String, uid: UInt32, attribution: Attribution = Attribution()) {
+        self.init(pid: pid, name: ProcessName(comm), uid: uid, attribution: attribution)
+    }
+
+    /// The process name as text (the kernel's comm: at most 15 bytes).
+    public var comm: String {
+        get { name.text }
+        set { name = ProcessName(newValue) }
     }
 }
 

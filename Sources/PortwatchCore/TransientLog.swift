@@ -28,16 +28,16 @@ public struct TransientLog: Sendable {
         var netns: UInt32
         var transport: TransportProtocol
         var family: AddressFamily
-        var address: String
-        var comm: String
+        var address: AddressBytes
+        var name: ProcessName
         var attribution: Attribution
 
         init(_ t: TransientBinding) {
             netns = t.key.netns
             transport = t.key.transport
             family = t.key.family
-            address = t.key.address
-            comm = t.owner.comm
+            address = t.key.addressBytes
+            name = t.owner.name
             attribution = t.owner.attribution
         }
     }
@@ -67,18 +67,20 @@ public struct TransientLog: Sendable {
     public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
         var out: [TransientBinding] = []
         // A flood comes from few owners: the last one's slot is found again by comparing keys
-        // (cheap for short strings) instead of hashing seven strings; valid until an insert.
-        var last: (key: OwnerKey, index: [OwnerKey: Folding].Index)?
+        // instead of hashing them; valid until an insert.
+        var lastKey: OwnerKey?
+        var lastIndex = owners.startIndex
         for t in transients {
             let key = OwnerKey(t)
-            let index = last.flatMap { $0.key == key ? $0.index : nil } ?? owners.index(forKey: key)
+            let index = lastKey == key ? lastIndex : owners.index(forKey: key)
             if let index, now < owners.values[index].until {
                 // Folded in place: one lookup, no copy of the record.
                 if owners.values[index].pending == nil { owners.values[index].pending = t } else { Self.fold(&owners.values[index].pending!, t) }
-                last = (key, index)
+                lastKey = key
+                lastIndex = index
                 continue
             }
-            last = nil
+            lastKey = nil
             if let index, let ended = owners.values[index].pending {
                 // Its interval ended with transients folded: still busy, so this one starts the next fold.
                 admit(ended, now: now, into: &out)

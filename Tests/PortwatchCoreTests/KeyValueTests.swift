@@ -1,0 +1,72 @@
+import Testing
+import PortwatchCore
+
+/// Keys and owners hold the kernel's bytes, not text: what users see must still be the text
+/// inet_ntop and the kernel's comm give, and every source of a key must compare alike.
+@Suite struct KeyValueTests {
+    @Test func addressesReadBackAsInetNtopWritesThem() {
+        let cases: [(String, AddressFamily)] = [
+            ("0.0.0.0", .ipv4), ("127.0.0.1", .ipv4), ("10.20.30.40", .ipv4), ("255.255.255.255", .ipv4),
+            ("::", .ipv6), ("::1", .ipv6), ("::ffff:127.0.0.1", .ipv6), ("fe80::1", .ipv6),
+            ("2001:db8::8a2e:370:7334", .ipv6), ("2001:db8:0:1:1:1:1:1", .ipv6),
+        ]
+        for (text, family) in cases {
+            let key = BindingKey(netns: 1, transport: .tcp, family: family, address: text, port: 80)
+            #expect(key.address == text, "\(text) reads back as \(key.address)")
+        }
+        // Text in another spelling reads back in the canonical one.
+        #expect(BindingKey(netns: 1, transport: .udp, family: .ipv6, address: "2001:0db8:0000:0000:0000:0000:0000:0001", port: 53).address == "2001:db8::1")
+    }
+
+    @Test func anIPv4AddressIsItsFirstFourBytesWhateverFollows() {
+        // sock_diag zeroes what follows an IPv4 address; another source may not.
+        let clean: [UInt8] = [10, 0, 0, 7] + Array(repeating: 0, count: 12)
+        let dirty: [UInt8] = [10, 0, 0, 7] + Array(repeating: 0xab, count: 12)
+        let a = clean.withUnsafeBytes { AddressBytes($0, family: .ipv4) }
+        let b = dirty.withUnsafeBytes { AddressBytes($0, family: .ipv4) }
+        let short = [UInt8]([10, 0, 0, 7]).withUnsafeBytes { AddressBytes($0, family: .ipv4) }
+        #expect(a == b && a == short)
+        #expect(a.text(.ipv4) == "10.0.0.7")
+        let parsed = BindingKey(netns: 9, transport: .tcp, family: .ipv4, address: "10.0.0.7", port: 8080)
+        let fromKernel = BindingKey(netns: 9, transport: .tcp, family: .ipv4, addressBytes: b, port: 8080)
+        #expect(parsed == fromKernel && Set([parsed, fromKernel]).count == 1)
+        // For IPv6 every byte counts.
+        let v6 = dirty.withUnsafeBytes { AddressBytes($0, family: .ipv6) }
+        #expect(v6 != a && v6.text(.ipv6) != "10.0.0.7")
+    }
+
+    @Test func keysSortByPortThenAddressByValue() {
+        func key(_ address: String, _ port: UInt16) -> BindingKey {
+            BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: address, port: port)
+        }
+        let sorted = [key("10.0.0.10", 80), key("10.0.0.2", 80), key("9.0.0.1", 22), key("192.168.0.1", 80)].sorted()
+        #expect(sorted.map(\.description) == ["tcp/9.0.0.1:22@1", "tcp/10.0.0.2:80@1", "tcp/10.0.0.10:80@1", "tcp/192.168.0.1:80@1"])
+    }
+
+    @Test func aNameTheKernelCutMidCharacterComparesAlikeFromEverySource() {
+        // 14 bytes of "ü" and the first byte of a 15th character: how the kernel cuts a long name.
+        let long = String(repeating: "ü", count: 8)
+        var raw = Array(long.utf8.prefix(15))
+        raw += Array(repeating: 0, count: 16 - raw.count)
+        let fromKernel = raw.withUnsafeBytes { ProcessName(kernel: $0) }
+        // The ledger stores the text and reads it back.
+        let fromLedger = ProcessName(fromKernel.text)
+        #expect(fromKernel == fromLedger)
+        #expect(Owner(pid: 1, name: fromKernel, uid: 0) == Owner(pid: 1, comm: fromKernel.text, uid: 0))
+        #expect(fromKernel.text.hasPrefix(String(repeating: "ü", count: 7)))
+    }
+
+    @Test func namesReadBackAsGivenAndLongOnesAreCutAtACharacter() {
+        for name in ["", "sshd", "systemd-resolve", "nginx: worker"] {
+            #expect(Owner(pid: 1, comm: name, uid: 0).comm == name)
+        }
+        #expect(ProcessName("sshd") != ProcessName("sshd2") && ProcessName("") .isEmpty)
+        let cut = ProcessName("a-name-longer-than-sixteen-bytes").text
+        #expect(cut == "a-name-longer-th")
+        // A character is never cut in two: 15 bytes of "é" and no half of the 9th.
+        #expect(ProcessName(String(repeating: "é", count: 9)).text == String(repeating: "é", count: 8))
+        var owner = Owner(pid: 7, comm: "old", uid: 0)
+        owner.comm = "new"
+        #expect(owner.comm == "new" && owner.name == ProcessName("new"))
+    }
+}
