@@ -31,12 +31,29 @@ public struct Reconciler: Sendable {
 
     private var buffer = EventQueue<Pending>(retained: 4096)
     /// Absolute buffer positions of events of sockets whose first open is still buffered.
-    private var young: [UInt64: Young] = [:]
+    private var young: [Cookie: Young] = [:]
     /// Sockets whose close is still buffered: if such a socket opens again (a client whose
     /// connect failed is a listener again), that is a new life, young like any other.
-    private var closing: [UInt64: Int] = [:]
+    private var closing: [Cookie: Int] = [:]
     /// Received events by kind, moved into the next batch's counters (cheaper than a dictionary per event).
     private var received = (open: UInt64(0), close: UInt64(0))
+
+    /// A socket cookie as the key of the per-event dictionaries, hashed by a few multiplies
+    /// and shifts (splitmix64's finalizer, mixed with the dictionary's seed) instead of SipHash:
+    /// cookies come from a kernel counter, not from anyone who could choose them to collide.
+    struct Cookie: Hashable, Sendable {
+        let value: UInt64
+        init(_ value: UInt64) { self.value = value }
+
+        func hash(into hasher: inout Hasher) { hasher.combine(value) }
+
+        func _rawHashValue(seed: Int) -> Int {
+            var z = value ^ UInt64(truncatingIfNeeded: seed)
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return Int(truncatingIfNeeded: z ^ (z >> 31))
+        }
+    }
 
     /// Buffer positions of one young socket's events: usually one or two, so no array unless needed.
     private struct Young: Sendable {
@@ -80,17 +97,17 @@ public struct Reconciler: Sendable {
         switch event.kind {
         case .open:
             received.open += 1
-            if sockets[event.cookie] == nil || closing[event.cookie] != nil {
-                if var entry = young[event.cookie] {
+            if sockets[event.cookie] == nil || closing[Cookie(event.cookie)] != nil {
+                if var entry = young[Cookie(event.cookie)] {
                     if entry.second < 0 { entry.second = position } else { entry.more.append(position) }
-                    young[event.cookie] = entry
+                    young[Cookie(event.cookie)] = entry
                 } else {
-                    young[event.cookie] = Young(first: position)
+                    young[Cookie(event.cookie)] = Young(first: position)
                 }
             }
         case .close:
             received.close += 1
-            if let entry = young.removeValue(forKey: event.cookie) {
+            if let entry = young.removeValue(forKey: Cookie(event.cookie)) {
                 let opened = buffer.read(entry.first) { $0.event.time }
                 if event.time &- opened < window || event.time < opened {
                     entry.forEach { buffer[$0].dropped = true }
@@ -114,7 +131,7 @@ public struct Reconciler: Sendable {
                 }
                 // Lived long enough: its events are applied in order like any other.
             }
-            closing[event.cookie, default: 0] += 1
+            closing[Cookie(event.cookie), default: 0] += 1
         }
         buffer.append(Pending(event: event))
     }
@@ -164,8 +181,8 @@ public struct Reconciler: Sendable {
             if dropped { continue }
             applied += 1
             // Once its first open is applied, a socket is no longer young (a later life's entry stays).
-            if young[cookie]?.first == p { young.removeValue(forKey: cookie) }
-            if kind == .close, let n = closing[cookie] { closing[cookie] = n > 1 ? n - 1 : nil }
+            if young[Cookie(cookie)]?.first == p { young.removeValue(forKey: Cookie(cookie)) }
+            if kind == .close, let n = closing[Cookie(cookie)] { closing[Cookie(cookie)] = n > 1 ? n - 1 : nil }
         }
         // Sized for the events applied, not the dropped ones around them (a flood of transients
         // would have it reserve room for tens of thousands of changes that never come).
@@ -265,7 +282,7 @@ public struct Reconciler: Sendable {
     -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
         var buffered = Set<UInt64>()
         for pending in buffer.elements(buffer.start..<buffer.end) where !pending.dropped { buffered.insert(pending.event.cookie) }
-        for cookie in young.keys { buffered.insert(cookie) }
+        for cookie in young.keys { buffered.insert(cookie.value) }
 
         var synthetic: [PortEvent] = []
         let liveCookies = Set(live.map(\.cookie))
@@ -312,7 +329,7 @@ public struct Reconciler: Sendable {
         var changes: [RowChange] = []
         for (key, sockets) in held.sorted(by: { $0.key < $1.key }) {
             guard var row = rows[key],
-                  !sockets.contains(where: { $0.owner.pid == row.owner.pid && $0.owner.comm == row.owner.comm }),
+                  !sockets.contains(where: { $0.owner.pid == row.owner.pid && $0.owner.name == row.owner.name }),
                   let current = sockets.min(by: { $0.cookie < $1.cookie }) else { continue }
             row.owner = current.owner
             row.lastChange = now

@@ -156,6 +156,12 @@ public final class CapturePipeline: @unchecked Sendable {
 
     /// Names the service, container and pod of every open, then reconciles.
     private func ingest(_ events: [PortEvent]) {
+        // The reconciler is taken once for the whole poll, not once per event (each access to
+        // a class's stored property is checked for exclusivity at run time).
+        Self.ingest(events, into: &reconciler, naming: attributor)
+    }
+
+    private static func ingest(_ events: [PortEvent], into reconciler: inout Reconciler, naming attributor: OwnerAttributor?) {
         guard let attributor else { return reconciler.ingest(events) }
         for var event in events {
             if event.kind == .open { event.owner.attribution = attributor.resolve(id: event.cgroup) }
