@@ -18,15 +18,12 @@ struct EventQueue<Element> {
     /// Absolute position the next append gets.
     var end: Int { base + front.count + back.count }
 
-    subscript(position: Int) -> Element {
-        _read {
-            let i = position - base
-            if i < front.count { yield front[i] } else { yield back[i - front.count] }
-        }
-        _modify {
-            let i = position - base
-            if i < front.count { yield &front[i] } else { yield &back[i - front.count] }
-        }
+    /// Changes one element in place. (A subscript's `_modify` would do the same through a
+    /// coroutine whose frame, too large for its inline buffer, is a malloc per access.)
+    @inline(__always)
+    mutating func update<R>(_ position: Int, _ body: (inout Element) -> R) -> R {
+        let i = position - base
+        return i < front.count ? body(&front[i]) : body(&back[i - front.count])
     }
 
     /// Reads part of one element in place (a field of it, without copying the whole element

@@ -110,16 +110,18 @@ public struct Reconciler: Sendable {
             if let entry = young.removeValue(forKey: Cookie(event.cookie)) {
                 let opened = buffer.read(entry.first) { $0.event.time }
                 if event.time &- opened < window || event.time < opened {
-                    entry.forEach { buffer[$0].dropped = true }
+                    entry.forEach { buffer.update($0) { $0.dropped = true } }
                     // A socket that bound and connected at once was a client, never a listener.
                     if event.reason == .connected {
                         counters.clientBindings[event.key.transport, default: 0] += 1
                     } else {
                         counters.transientBindings[event.key.transport, default: 0] += 1
-                        let first = buffer[entry.first].event
-                        let last = buffer[entry.last].event
-                        transients.append(TransientBinding(key: first.key, owner: first.owner, state: last.state,
-                                                           opened: opened, lifetime: event.time > opened ? event.time - opened : 0))
+                        let state = buffer.read(entry.last) { $0.event.state }
+                        let transient = buffer.read(entry.first) {
+                            TransientBinding(key: $0.event.key, owner: $0.event.owner, state: state,
+                                             opened: opened, lifetime: event.time > opened ? event.time - opened : 0)
+                        }
+                        transients.append(transient)
                     }
                     // Usually its events are the last ones in (a socket opened and closed
                     // between its neighbours' events): taken back, so that a flood of

@@ -19,7 +19,7 @@ import Testing
             case 5, 6:
                 guard start < model.count else { continue }
                 let p = Int.random(in: start..<model.count, using: &rng)
-                queue[p] += 1_000_000
+                queue.update(p) { $0 += 1_000_000 }
                 model[p] += 1_000_000
             case 7:
                 // Take back the trailing elements marked above (never below start).
@@ -34,7 +34,7 @@ import Testing
                 queue.consume(upTo: start)
             }
             #expect(queue.start == start && queue.end == model.count)
-            if start < model.count { #expect(queue[start] == model[start]) }
+            if start < model.count { #expect(queue.read(start) { $0 } == model[start]) }
         }
     }
 
