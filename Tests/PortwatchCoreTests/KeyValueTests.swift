@@ -70,3 +70,47 @@ import PortwatchCore
         #expect(owner.comm == "new" && owner.name == ProcessName("new"))
     }
 }
+
+import Glibc
+
+/// The text of an address is written by portwatch, not by inet_ntop: it must be the same text.
+@Suite struct AddressTextTests {
+    func ntop(_ bytes: [UInt8], _ family: AddressFamily) -> String {
+        var out = [CChar](repeating: 0, count: 64)
+        _ = bytes.withUnsafeBytes { inet_ntop(family == .ipv4 ? AF_INET : AF_INET6, $0.baseAddress, &out, 64) }
+        return String(cString: out)
+    }
+
+    @Test func everyShapeOfAddressReadsAsInetNtopWritesIt() {
+        var g = SystemRandomNumberGenerator()
+        var cases: [[UInt8]] = []
+        // Each hextet zero or not (every placement of zero runs), with random values.
+        for mask in 0..<256 {
+            for _ in 0..<4 {
+                var bytes = [UInt8](repeating: 0, count: 16)
+                for w in 0..<8 where mask & (1 << w) != 0 {
+                    let value = [UInt16(1), 0xffff, 0x00ab, 0x0c00, UInt16.random(in: 1...UInt16.max, using: &g)].randomElement(using: &g)!
+                    bytes[2 * w] = UInt8(value >> 8)
+                    bytes[2 * w + 1] = UInt8(value & 0xff)
+                }
+                cases.append(bytes)
+            }
+        }
+        // IPv4-mapped and -compatible forms, and their near misses.
+        for prefix in [[UInt8](repeating: 0, count: 10) + [0xff, 0xff], [UInt8](repeating: 0, count: 12),
+                       [UInt8](repeating: 0, count: 10) + [0xff, 0xfe], [0, 1] + [UInt8](repeating: 0, count: 8) + [0xff, 0xff]] {
+            for tail: [UInt8] in [[127, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0], [10, 0, 0, 0], [255, 255, 255, 255], [0, 1, 0, 0]] {
+                cases.append(prefix + tail)
+            }
+        }
+        for bytes in cases {
+            let address = bytes.withUnsafeBytes { AddressBytes($0, family: .ipv6) }
+            #expect(address.text(.ipv6) == ntop(bytes, .ipv6), "\(bytes)")
+        }
+        for _ in 0..<2000 {
+            let bytes = (0..<4).map { _ in [UInt8(0), 1, 9, 10, 99, 100, 199, 255, UInt8.random(in: 0...255, using: &g)].randomElement(using: &g)! }
+            let address = bytes.withUnsafeBytes { AddressBytes($0, family: .ipv4) }
+            #expect(address.text(.ipv4) == ntop(bytes, .ipv4), "\(bytes)")
+        }
+    }
+}
