@@ -35,8 +35,27 @@ public struct Reconciler: Sendable {
     /// Sockets whose close is still buffered: if such a socket opens again (a client whose
     /// connect failed is a listener again), that is a new life, young like any other.
     private var closing: [Cookie: Int] = [:]
-    /// Received events by kind, moved into the next batch's counters (cheaper than a dictionary per event).
-    private var received = (open: UInt64(0), close: UInt64(0))
+    /// What ingest counts per event, in plain fields, moved into the next batch's counters (a
+    /// dictionary update per event hashed its key every time).
+    private var tally = Tally()
+
+    private struct Tally: Sendable {
+        var open: UInt64 = 0, close: UInt64 = 0
+        var transient = PerTransport(), client = PerTransport()
+    }
+
+    private struct PerTransport: Sendable {
+        var tcp: UInt64 = 0, udp: UInt64 = 0
+
+        subscript(transport: TransportProtocol) -> UInt64 {
+            get { transport == .tcp ? tcp : udp }
+            set { if transport == .tcp { tcp = newValue } else { udp = newValue } }
+        }
+
+        func add(to counts: inout [TransportProtocol: UInt64]) {
+            for transport in TransportProtocol.allCases where self[transport] > 0 { counts[transport, default: 0] += self[transport] }
+        }
+    }
 
     /// A socket cookie as the key of the per-event dictionaries, hashed by a few multiplies
     /// and shifts (splitmix64's finalizer, mixed with the dictionary's seed) instead of SipHash:
@@ -92,11 +111,16 @@ public struct Reconciler: Sendable {
         for event in events { ingest(event) }
     }
 
+    /// The capture path's form: each event read in place, no copy of it made to hand over.
+    public mutating func ingest(_ events: [PortEvent]) {
+        for i in events.indices { ingest(events[i]) }
+    }
+
     public mutating func ingest(_ event: PortEvent) {
         let position = buffer.end
         switch event.kind {
         case .open:
-            received.open += 1
+            tally.open += 1
             if sockets[event.cookie] == nil || closing[Cookie(event.cookie)] != nil {
                 if var entry = young[Cookie(event.cookie)] {
                     if entry.second < 0 { entry.second = position } else { entry.more.append(position) }
@@ -106,16 +130,16 @@ public struct Reconciler: Sendable {
                 }
             }
         case .close:
-            received.close += 1
+            tally.close += 1
             if let entry = young.removeValue(forKey: Cookie(event.cookie)) {
                 let opened = buffer.read(entry.first) { $0.event.time }
                 if event.time &- opened < window || event.time < opened {
                     entry.forEach { buffer.update($0) { $0.dropped = true } }
                     // A socket that bound and connected at once was a client, never a listener.
                     if event.reason == .connected {
-                        counters.clientBindings[event.key.transport, default: 0] += 1
+                        tally.client[event.key.transport] += 1
                     } else {
-                        counters.transientBindings[event.key.transport, default: 0] += 1
+                        tally.transient[event.key.transport] += 1
                         let state = buffer.read(entry.last) { $0.event.state }
                         let transient = buffer.read(entry.first) {
                             TransientBinding(key: $0.event.key, owner: $0.event.owner, state: state,
@@ -192,9 +216,11 @@ public struct Reconciler: Sendable {
         buffer.consume(upTo: end)
         firstLive = max(firstLive, end)
         skipDropped()
-        if received.open > 0 { counters.events[.open, default: 0] += received.open }
-        if received.close > 0 { counters.events[.close, default: 0] += received.close }
-        received = (0, 0)
+        if tally.open > 0 { counters.events[.open, default: 0] += tally.open }
+        if tally.close > 0 { counters.events[.close, default: 0] += tally.close }
+        tally.transient.add(to: &counters.transientBindings)
+        tally.client.add(to: &counters.clientBindings)
+        tally = Tally()
         batch.counters.add(counters)
         counters = Counters()
         // Handed over: emptying it in place would copy the batch's array (they share storage).
