@@ -32,6 +32,12 @@ public struct TransientLog: Sendable {
         var name: ProcessName
         var attribution: Attribution
 
+        /// Whether `t` has this owner (as `OwnerKey(t) == self`, without making the key).
+        func matches(_ t: TransientBinding) -> Bool {
+            netns == t.key.netns && transport == t.key.transport && family == t.key.family && address == t.key.addressBytes
+                && name == t.owner.name && attribution == t.owner.attribution
+        }
+
         init(_ t: TransientBinding) {
             netns = t.key.netns
             transport = t.key.transport
@@ -66,38 +72,51 @@ public struct TransientLog: Sendable {
     /// Takes transients as the reconciler found them; returns the records to write now.
     public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
         var out: [TransientBinding] = []
-        // A flood comes from few owners: the last one's slot is found again by comparing keys
-        // instead of hashing them; valid until an insert.
-        var lastKey: OwnerKey?
-        var lastIndex = owners.startIndex
-        for t in transients {
-            let key = OwnerKey(t)
-            let index = lastKey == key ? lastIndex : owners.index(forKey: key)
-            if let index, now < owners.values[index].until {
-                // Folded in place: one lookup, no copy of the record.
-                if owners.values[index].pending == nil { owners.values[index].pending = t } else { Self.fold(&owners.values[index].pending!, t) }
-                lastKey = key
-                lastIndex = index
-                continue
+        var i = 0
+        while i < transients.count {
+            // A flood is long runs of one owner: the rest of a run is folded here, compared
+            // field by field, and goes to the owner's slot in one lookup.
+            let key = OwnerKey(transients[i])
+            var rest: TransientBinding?
+            var j = i + 1
+            while j < transients.count, key.matches(transients[j]) {
+                if rest == nil { rest = transients[j] } else { Self.fold(&rest!, transients[j]) }
+                j += 1
             }
-            lastKey = nil
-            if let index, let ended = owners.values[index].pending {
-                // Its interval ended with transients folded: still busy, so this one starts the next fold.
-                admit(ended, now: now, into: &out)
-                owners[key] = Folding(until: now &+ limits.interval, pending: t)
-                earliestEnd = min(earliestEnd, now &+ limits.interval)
-                continue
-            }
-            owners[key] = nil
-            guard owners.count < limits.maxOwners else {
-                dropped += t.count
-                continue
-            }
-            owners[key] = Folding(until: now &+ limits.interval)
-            earliestEnd = min(earliestEnd, now &+ limits.interval)
-            admit(t, now: now, into: &out)
+            add(transients[i], then: rest, of: key, now: now, into: &out)
+            i = j
         }
         return out
+    }
+
+    /// One owner's transient `first`, then `rest` (the others of its run, folded), as if
+    /// each were taken in turn.
+    private mutating func add(_ first: TransientBinding, then rest: TransientBinding?, of key: OwnerKey, now: UInt64,
+                              into out: inout [TransientBinding]) {
+        var run = first
+        if let rest { Self.fold(&run, rest) }
+        let index = owners.index(forKey: key)
+        if let index, now < owners.values[index].until {
+            // Folded in place: one lookup, no copy of the record.
+            if owners.values[index].pending == nil { owners.values[index].pending = run } else { Self.fold(&owners.values[index].pending!, run) }
+            return
+        }
+        if let index, let ended = owners.values[index].pending {
+            // Its interval ended with transients folded: still busy, so this run starts the next fold.
+            admit(ended, now: now, into: &out)
+            owners[key] = Folding(until: now &+ limits.interval, pending: run)
+            earliestEnd = min(earliestEnd, now &+ limits.interval)
+            return
+        }
+        owners[key] = nil
+        guard owners.count < limits.maxOwners else {
+            dropped += run.count
+            return
+        }
+        // A quiet owner's first transient is recorded at once; the rest of its run is folded.
+        owners[key] = Folding(until: now &+ limits.interval, pending: rest)
+        earliestEnd = min(earliestEnd, now &+ limits.interval)
+        admit(first, now: now, into: &out)
     }
 
     /// The folded records whose interval has ended. An owner still busy keeps being folded

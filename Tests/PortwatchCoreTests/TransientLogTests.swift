@@ -23,6 +23,33 @@ import PortwatchCore
         #expect(log.add([again], now: t0 + 62 * second) == [again], "after a quiet interval, at once again")
     }
 
+    /// A batch is taken in runs of one owner: it must come out exactly as if each transient
+    /// were taken alone, whatever the owners, their order, the intervals and the limits.
+    @Test func aBatchComesOutAsItsTransientsOneByOne() {
+        var g = SystemRandomNumberGenerator()
+        let comms = ["dig", "ntpd", "unbound"]
+        for limits in [TransientLog.Limits(interval: 2 * second, recordsPerMinute: 120, maxOwners: 10_000),
+                       TransientLog.Limits(interval: 2 * second, recordsPerMinute: 5, maxOwners: 2)] {
+            var batched = TransientLog(limits: limits), single = TransientLog(limits: limits)
+            var now = t0
+            for _ in 0..<300 {
+                now += UInt64.random(in: 0...(second / 2), using: &g)
+                var batch: [TransientBinding] = []
+                for _ in 0..<Int.random(in: 0...12, using: &g) {
+                    // Runs of one owner, broken by others now and then.
+                    let comm = batch.last.map { Bool.random(using: &g) ? $0.owner.comm : comms.randomElement(using: &g)! } ?? comms.randomElement(using: &g)!
+                    batch.append(transient(UInt16.random(in: 1000...1100, using: &g), at: now - UInt64.random(in: 0...second, using: &g), comm: comm,
+                                           lifetime: UInt64.random(in: 1...100, using: &g) * ms))
+                }
+                let one = batch.flatMap { single.add([$0], now: now) }
+                #expect(batched.add(batch, now: now) == one)
+                #expect(batched.due(now: now) == single.due(now: now))
+                #expect(batched.dropped == single.dropped && batched.followed == single.followed)
+            }
+            #expect(batched.drain(now: now) == single.drain(now: now))
+        }
+    }
+
     /// Owners interleaved in one batch are folded apart: each record counts its own owner's
     /// transients and spans its own ports.
     @Test func interleavedOwnersInOneBatchFoldApart() {
