@@ -127,7 +127,7 @@ public final class CapturePipeline: @unchecked Sendable {
             logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
         }
         // What arrived before a failure is kept too.
-        ingest(arrived)
+        ingest(&arrived)
         collect(reconciler.takeTransients())
         arrivedSinceWrite += arrived.count
         // Keep the room while a burst lasts; give it back once polls are small again.
@@ -155,18 +155,13 @@ public final class CapturePipeline: @unchecked Sendable {
     }
 
     /// Names the service, container and pod of every open, then reconciles.
-    private func ingest(_ events: [PortEvent]) {
+    private func ingest(_ events: inout [PortEvent]) {
+        if let attributor {
+            for i in events.indices where events[i].kind == .open { events[i].owner.attribution = attributor.resolve(id: events[i].cgroup) }
+        }
         // The reconciler is taken once for the whole poll, not once per event (each access to
         // a class's stored property is checked for exclusivity at run time).
-        Self.ingest(events, into: &reconciler, naming: attributor)
-    }
-
-    private static func ingest(_ events: [PortEvent], into reconciler: inout Reconciler, naming attributor: OwnerAttributor?) {
-        guard let attributor else { return reconciler.ingest(events) }
-        for var event in events {
-            if event.kind == .open { event.owner.attribution = attributor.resolve(id: event.cgroup) }
-            reconciler.ingest(event)
-        }
+        reconciler.ingest(events)
     }
 
     /// Milliseconds to wait for events: a tick, or less when a pending binding falls due
@@ -288,7 +283,7 @@ public final class CapturePipeline: @unchecked Sendable {
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
         var raced: [PortEvent] = []
         try? kernel.poll(timeoutMs: 0, into: &raced)
-        ingest(raced)
+        ingest(&raced)
         let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }
