@@ -60,9 +60,14 @@ final class BenchDaemon {
 
     func metrics() -> String { get("/metrics").map { String(decoding: $0.body, as: UTF8.self) } ?? "" }
 
-    func value(_ prefix: String) -> Double {
-        metrics().split(separator: "\n").filter { $0.hasPrefix(prefix) }
-            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+    func value(_ prefix: String) -> Double { values([prefix])[0] }
+
+    /// The sum of the samples of each metric, from one scrape.
+    func values(_ prefixes: [String]) -> [Double] {
+        let lines = metrics().split(separator: "\n")
+        return prefixes.map { prefix in
+            lines.filter { $0.hasPrefix(prefix) }.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+        }
     }
 
     var databaseBytes: Double {
