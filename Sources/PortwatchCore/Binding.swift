@@ -3,7 +3,9 @@ public enum TransportProtocol: UInt8, Sendable, Hashable, Comparable, CaseIterab
     case tcp = 6
     case udp = 17
 
-    public var description: String { self == .tcp ? "tcp" : "udp" }
+    /// The name as stored and shown, static (bound to SQL without a copy).
+    public var name: StaticString { self == .tcp ? "tcp" : "udp" }
+    public var description: String { name.description }
     public init?(name: String) {
         switch name { case "tcp": self = .tcp; case "udp": self = .udp; default: return nil }
     }
@@ -15,7 +17,8 @@ public enum AddressFamily: UInt8, Sendable, Hashable, Comparable, CaseIterable, 
     case ipv4 = 2
     case ipv6 = 10
 
-    public var description: String { self == .ipv4 ? "ipv4" : "ipv6" }
+    public var name: StaticString { self == .ipv4 ? "ipv4" : "ipv6" }
+    public var description: String { name.description }
     public init?(name: String) {
         switch name { case "ipv4": self = .ipv4; case "ipv6": self = .ipv6; default: return nil }
     }
@@ -27,7 +30,8 @@ public enum SocketState: UInt8, Sendable, Hashable, CustomStringConvertible {
     case bound = 1
     case listen = 2
 
-    public var description: String { self == .listen ? "listen" : "bound" }
+    public var name: StaticString { self == .listen ? "listen" : "bound" }
+    public var description: String { name.description }
     public init?(name: String) {
         switch name { case "bound": self = .bound; case "listen": self = .listen; default: return nil }
     }

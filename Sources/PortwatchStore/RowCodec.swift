@@ -10,8 +10,8 @@ enum RowCodec {
 
     static func bind(_ k: BindingKey, _ b: inout Statement.Binder) {
         b.add(Int64(k.netns))
-        b.add(k.transport.description)
-        b.add(k.family.description)
+        b.add(static: k.transport.name)
+        b.add(static: k.family.name)
         b.add(k.address)
         b.add(Int64(k.port))
     }
@@ -52,7 +52,7 @@ enum RowCodec {
     static func bind(_ row: Binding, _ b: inout Statement.Binder) {
         bind(row.key, &b)
         bind(row.owner, &b)
-        b.add(row.state.description)
+        b.add(static: row.state.name)
         b.add(Int64(row.holders))
         b.add(Int64(bitPattern: row.firstSeen))
         b.add(Int64(bitPattern: row.lastChange))
@@ -86,7 +86,7 @@ enum RowCodec {
         b.add(action)
         bind(key, &b)
         bind(owner, &b)
-        b.add(state.description)
+        b.add(static: state.name)
         b.add(Int64(bitPattern: opened))
         b.add(reason)
         b.add(Int64(bitPattern: lifetime))

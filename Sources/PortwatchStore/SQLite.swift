@@ -136,15 +136,25 @@ final class Statement {
         }
 
         mutating func add(_ text: String) {
+            // An empty string is text of length 0, not NULL (a null pointer would bind NULL);
+            // most attribution columns are empty, and need no copy.
+            guard !text.isEmpty else { return add(static: "") }
             var text = text
             let position = index
             text.withUTF8 { bytes in
                 bytes.withMemoryRebound(to: CChar.self) { chars in
-                    // An empty string is text of length 0, not NULL (a null pointer would bind NULL).
-                    _ = chars.isEmpty
-                        ? sqlite3_bind_text(stmt, position, "", 0, pw_sqlite_transient())
-                        : sqlite3_bind_text(stmt, position, chars.baseAddress, Int32(chars.count), pw_sqlite_transient())
+                    _ = sqlite3_bind_text(stmt, position, chars.baseAddress, Int32(chars.count), pw_sqlite_transient())
                 }
+            }
+            index += 1
+        }
+
+        /// Text that lives as long as the program: bound without a copy.
+        mutating func add(static text: StaticString) {
+            guard text.hasPointerRepresentation else { return add(text.description) }
+            let position = index
+            _ = text.utf8Start.withMemoryRebound(to: CChar.self, capacity: text.utf8CodeUnitCount + 1) {
+                sqlite3_bind_text(stmt, position, $0, Int32(text.utf8CodeUnitCount), nil)
             }
             index += 1
         }
