@@ -76,10 +76,10 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
     /// longest run of two or more zero hextets as "::", and the last 32 bits as an IPv4
     /// address when the first 96 are zero or ::ffff (IPv4-compatible and -mapped).
     private static func appendIPv6(_ raw: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        let words = (0..<8).map { UInt16(raw[2 * $0]) << 8 | UInt16(raw[2 * $0 + 1]) }
+        func word(_ i: Int) -> UInt16 { UInt16(raw[2 * i]) << 8 | UInt16(raw[2 * i + 1]) }
         var best = (base: -1, length: 0), run = (base: -1, length: 0)
-        for (i, word) in words.enumerated() {
-            if word == 0 {
+        for i in 0..<8 {
+            if word(i) == 0 {
                 run = run.base < 0 ? (i, 1) : (run.base, run.length + 1)
                 if run.length > best.length { best = run }
             } else {
@@ -87,7 +87,6 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
             }
         }
         if best.length < 2 { best = (-1, 0) }
-        let digits = Array("0123456789abcdef".utf8)
         var i = 0
         while i < 8 {
             if best.base >= 0 && i >= best.base && i < best.base + best.length {
@@ -96,16 +95,16 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
                 continue
             }
             if i > 0 { out.append(UInt8(ascii: ":")) }
-            if i == 6 && best.base == 0 && (best.length == 6 || (best.length == 5 && words[5] == 0xffff)) {
+            if i == 6 && best.base == 0 && (best.length == 6 || (best.length == 5 && word(5) == 0xffff)) {
                 appendIPv4(raw, at: 12, to: &out)
                 return
             }
-            let word = words[i]
+            let hextet = word(i)
             var started = false
             for shift in stride(from: 12, through: 0, by: -4) {
-                let nibble = Int(word >> UInt16(shift) & 0xf)
+                let nibble = UInt8(hextet >> UInt16(shift) & 0xf)
                 if nibble != 0 || started || shift == 0 {
-                    out.append(digits[nibble])
+                    out.append(nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10)
                     started = true
                 }
             }
