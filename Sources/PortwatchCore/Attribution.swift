@@ -123,5 +123,34 @@ public enum Exposure: String, Sendable, Hashable, CaseIterable, CustomStringConv
 }
 
 extension BindingKey {
-    public var exposure: Exposure { Exposure(address: address, family: family) }
+    public var exposure: Exposure { Exposure(addressBytes, family: family) }
+}
+
+extension Exposure {
+    /// The exposure of an address as the kernel holds it: the same answer as from its text,
+    /// without writing the text.
+    public init(_ address: AddressBytes, family: AddressFamily) {
+        var bytes = (address.high, address.low)
+        self = withUnsafeBytes(of: &bytes) { raw in
+            func word(_ i: Int) -> UInt16 { UInt16(raw[2 * i]) << 8 | UInt16(raw[2 * i + 1]) }
+            var v4 = 0
+            if family == .ipv6 {
+                if address.high == 0 && address.low == 0 { return .wildcard }
+                if (0..<7).allSatisfy({ word($0) == 0 }) && word(7) == 1 { return .loopback }
+                // An IPv4-mapped address (::ffff:a.b.c.d) is exposed as its IPv4 address.
+                guard (0..<5).allSatisfy({ word($0) == 0 }) && word(5) == 0xffff else {
+                    let first = word(0)
+                    return first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80 ? .private : .public
+                }
+                v4 = 12
+            }
+            switch (raw[v4], raw[v4 + 1]) {
+            case (0, 0) where raw[v4 + 2] == 0 && raw[v4 + 3] == 0: return .wildcard
+            case (127, _): return .loopback
+            case (10, _), (192, 168), (169, 254): return .private
+            case (172, 16...31): return .private
+            default: return .public
+            }
+        }
+    }
 }

@@ -114,3 +114,37 @@ import Glibc
         }
     }
 }
+
+/// A key's exposure comes from its bytes; the ledger's readers take it from the stored text.
+/// Both must give the same answer for every address.
+@Suite struct ExposureFromBytesTests {
+    @Test func bytesAndTextAgreeOnEveryKindOfAddress() {
+        var g = SystemRandomNumberGenerator()
+        var cases: [([UInt8], AddressFamily)] = []
+        let firstOctets: [UInt8] = [0, 1, 9, 10, 11, 126, 127, 128, 169, 172, 192, 223, 255]
+        for first in firstOctets {
+            for second: UInt8 in [0, 1, 15, 16, 31, 32, 168, 254, 255] {
+                for rest: [UInt8] in [[0, 0], [0, 1], [1, 0], [UInt8.random(in: 0...255, using: &g), UInt8.random(in: 0...255, using: &g)]] {
+                    let v4 = [first, second] + rest
+                    cases.append((v4, .ipv4))
+                    cases.append(([UInt8](repeating: 0, count: 10) + [0xff, 0xff] + v4, .ipv6))
+                    cases.append(([UInt8](repeating: 0, count: 12) + v4, .ipv6))
+                    cases.append(([UInt8](repeating: 0, count: 10) + [0xff, 0xfe] + v4, .ipv6))
+                }
+            }
+        }
+        for hextet: UInt16 in [0, 1, 0x2001, 0xfc00, 0xfd12, 0xfe00, 0xfe80, 0xfebf, 0xfec0, 0xff02, 0xffff] {
+            for tail: [UInt8] in [[UInt8](repeating: 0, count: 14), [UInt8](repeating: 0, count: 13) + [1],
+                                  (0..<14).map { _ in UInt8.random(in: 0...255, using: &g) }] {
+                cases.append(([UInt8(hextet >> 8), UInt8(hextet & 0xff)] + tail, .ipv6))
+            }
+        }
+        for (bytes, family) in cases {
+            let address = bytes.withUnsafeBytes { AddressBytes($0, family: family) }
+            let key = BindingKey(netns: 1, transport: .tcp, family: family, addressBytes: address, port: 80)
+            #expect(key.exposure == Exposure(address: key.address, family: family), "\(key.address)")
+        }
+        #expect(BindingKey(netns: 1, transport: .udp, family: .ipv6, address: "::ffff:10.1.2.3", port: 53).exposure == .private)
+        #expect(BindingKey(netns: 1, transport: .udp, family: .ipv4, address: "0.0.0.0", port: 53).exposure == .wildcard)
+    }
+}
