@@ -96,29 +96,11 @@ public enum Exposure: String, Sendable, Hashable, CaseIterable, CustomStringConv
 
     public var description: String { rawValue }
 
-    /// The exposure of an address in canonical text form (as inet_ntop writes it).
+    /// The exposure of an address in text form (as the ledger stores it); text that is not
+    /// an address of `family` is public.
     public init(address: String, family: AddressFamily) {
-        if family == .ipv6 {
-            if address == "::" { self = .wildcard; return }
-            if address == "::1" { self = .loopback; return }
-            if address.hasPrefix("::ffff:"), address.contains(".") {
-                self.init(address: String(address.dropFirst(7)), family: .ipv4)
-                return
-            }
-            let first = address.prefix { $0 != ":" }
-            let hextet = first.isEmpty ? 0 : (UInt16(first, radix: 16) ?? 0)
-            self = hextet & 0xfe00 == 0xfc00 || hextet & 0xffc0 == 0xfe80 ? .private : .public
-            return
-        }
-        let octets = address.split(separator: ".").compactMap { UInt8($0) }
-        guard octets.count == 4 else { self = .public; return }
-        switch (octets[0], octets[1]) {
-        case (0, _) where octets == [0, 0, 0, 0]: self = .wildcard
-        case (127, _): self = .loopback
-        case (10, _), (192, 168), (169, 254): self = .private
-        case (172, 16...31): self = .private
-        default: self = .public
-        }
+        guard let bytes = AddressBytes(text: address, family: family) else { self = .public; return }
+        self.init(bytes, family: family)
     }
 }
 
@@ -127,8 +109,7 @@ extension BindingKey {
 }
 
 extension Exposure {
-    /// The exposure of an address as the kernel holds it: the same answer as from its text,
-    /// without writing the text.
+    /// The exposure of an address as the kernel holds it.
     public init(_ address: AddressBytes, family: AddressFamily) {
         var bytes = (address.high, address.low)
         self = withUnsafeBytes(of: &bytes) { raw in

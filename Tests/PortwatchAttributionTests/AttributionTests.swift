@@ -87,6 +87,9 @@ import PortwatchCore
         ("fd12:3456::1", .ipv6, .private), ("fc00::1", .ipv6, .private), ("fe80::1", .ipv6, .private),
         ("172.32.0.1", .ipv4, .public), ("8.8.8.8", .ipv4, .public), ("2001:db8::1", .ipv6, .public),
         ("febf::1", .ipv6, .private), ("fec0::1", .ipv6, .public),
+        ("172.15.0.1", .ipv4, .public), ("0.0.0.1", .ipv4, .public), ("::ffff:0.0.0.0", .ipv6, .wildcard),
+        ("::1.2.3.4", .ipv6, .public), ("::ffff:192.168.0.1", .ipv6, .private), ("fe00::1", .ipv6, .public),
+        ("ff02::1", .ipv6, .public), ("::2", .ipv6, .public), ("not an address", .ipv4, .public),
     ])
     func exposure(address: String, family: AddressFamily, expected: Exposure) {
         #expect(Exposure(address: address, family: family) == expected, "\(address)")

@@ -115,8 +115,9 @@ import Glibc
     }
 }
 
-/// A key's exposure comes from its bytes; the ledger's readers take it from the stored text.
-/// Both must give the same answer for every address.
+/// A key's exposure comes from its bytes; the ledger's readers take it from the stored text
+/// (the address written and parsed back). Both must give the same answer for every address;
+/// `ExposureTests` holds the expected answers.
 @Suite struct ExposureFromBytesTests {
     @Test func bytesAndTextAgreeOnEveryKindOfAddress() {
         var g = SystemRandomNumberGenerator()
