@@ -83,17 +83,35 @@ static __always_inline void count(void *counter)
 		*n += 1;
 }
 
+/* The process's name (its main thread's), as ps shows it, not the calling thread's. */
+static __always_inline void fill_comm(struct pw_binding *b, struct task_struct *task)
+{
+	BPF_CORE_READ_INTO(&b->comm, task, group_leader, comm);
+}
+
+/* Who holds the socket, read from the task: for sockops, which has no helpers for the
+ * current task (it also runs in softirq context, though not for the callbacks we use). */
 static __always_inline void fill_owner(struct pw_binding *b)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
 	b->pid = BPF_CORE_READ(task, tgid);
 	b->uid = BPF_CORE_READ(task, cred, uid.val);
-	/* The cgroup v2 id, as bpf_get_current_cgroup_id gives it (not offered to every
-	 * program type on older kernels): user space resolves it to unit, container and pod. */
+	/* The cgroup v2 id, as bpf_get_current_cgroup_id gives it: user space resolves it to
+	 * unit, container and pod. */
 	b->cgroup = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	/* The process's name (its main thread's), as ps shows it, not the calling thread's. */
-	BPF_CORE_READ_INTO(&b->comm, task, group_leader, comm);
+	fill_comm(b, task);
+}
+
+/* The same values from the helpers the cgroup socket and address programs have (since 5.7):
+ * they read the current task directly instead of through a checked kernel read per
+ * pointer (about 100 ns less per bind). */
+static __always_inline void fill_owner_current(struct pw_binding *b)
+{
+	b->pid = bpf_get_current_pid_tgid() >> 32;
+	b->uid = (__u32)bpf_get_current_uid_gid();
+	b->cgroup = bpf_get_current_cgroup_id();
+	fill_comm(b, (struct task_struct *)bpf_get_current_task());
 }
 
 /* The network namespace of the socket itself: a task may create a socket, setns() into
@@ -132,7 +150,7 @@ static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const s
 }
 
 static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol, __u8 family, __u32 ip4,
-				       const __u32 *ip6, __u16 port, __u8 state)
+				       const __u32 *ip6, __u16 port, __u8 state, int helpers)
 {
 	struct pw_binding b = {};
 
@@ -148,7 +166,10 @@ static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol,
 
 		__builtin_memcpy(b.addr, w, 16);
 	}
-	fill_owner(&b);
+	if (helpers)
+		fill_owner_current(&b);
+	else
+		fill_owner(&b);
 	if (bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY))
 		count(&map_full);
 	emit(cookie, PW_EVENT_OPEN, 0, &b);
@@ -170,7 +191,7 @@ int pw_post_bind4(struct bpf_sock *sk)
 	if (!is_inet_transport(protocol))
 		return 1;
 	return record_open(bpf_get_socket_cookie(sk), sock_netns(sk), protocol, AF_INET, sk->src_ip4, none,
-			   sk->src_port, PW_STATE_BOUND);
+			   sk->src_port, PW_STATE_BOUND, 1);
 }
 
 SEC("cgroup/post_bind6")
@@ -186,7 +207,7 @@ int pw_post_bind6(struct bpf_sock *sk)
 	ip6[2] = sk->src_ip6[2];
 	ip6[3] = sk->src_ip6[3];
 	return record_open(bpf_get_socket_cookie(sk), sock_netns(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
-			   PW_STATE_BOUND);
+			   PW_STATE_BOUND, 1);
 }
 
 SEC("sockops")
@@ -220,7 +241,7 @@ int pw_sockops(struct bpf_sock_ops *ops)
 	}
 	sk = BPF_CORE_READ((struct bpf_sock_ops_kern *)ops, sk);
 	return record_open(cookie, sock_netns(sk), IPPROTO_TCP, family, family == AF_INET ? ops->local_ip4 : 0, ip6,
-			   ops->local_port, PW_STATE_LISTEN);
+			   ops->local_port, PW_STATE_LISTEN, 0);
 }
 
 /* A bound UDP socket that connects is a client from now on: it leaves the table, and its
@@ -272,7 +293,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 		return 1;
 	/* Never bound: the local address is the wildcard of the socket's own family. */
 	return record_open(cookie, sock_netns(BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk)), IPPROTO_UDP,
-			   sk->family == AF_INET6 ? AF_INET6 : AF_INET, 0, none, sk->src_port, PW_STATE_BOUND);
+			   sk->family == AF_INET6 ? AF_INET6 : AF_INET, 0, none, sk->src_port, PW_STATE_BOUND, 1);
 }
 
 SEC("cgroup/sendmsg4")
@@ -341,10 +362,11 @@ int pw_sock_release(struct bpf_sock *sk)
 
 	/* Every socket in `bindings` has its cookie already: taken by our programs when it
 	 * bound, or by sock_diag for the snapshot. Most sockets (a connection's two ends) never
-	 * had one: no cookie is made for them, and no lookup. */
-	if (!BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter))
+	 * had one: no cookie is made for them, and no lookup. The value read is the cookie
+	 * bpf_get_socket_cookie would return for a socket that has one. */
+	cookie = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
 		return 1;
-	cookie = bpf_get_socket_cookie(sk);
 	b = bpf_map_lookup_elem(&bindings, &cookie);
 	if (!b)
 		return 1;

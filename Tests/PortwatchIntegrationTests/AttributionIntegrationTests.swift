@@ -33,27 +33,29 @@ extension KernelSuite {
             }
         }
 
-        /// A child that moves itself into `cgroup`, then binds and listens.
-        func listener(in cgroup: Cgroup) throws -> (ChildProcess, UInt16) {
+        /// A child that moves itself into `cgroup`, then binds and (TCP) listens.
+        func listener(in cgroup: Cgroup, transport: String = "tcp") throws -> (ChildProcess, UInt16) {
             let child = try ChildProcess("""
             open("\(cgroup.path)/cgroup.procs", "w").write(str(os.getpid()))
-            s = tcp()
+            s = \(transport)()
             say(s.getsockname()[1])
             wait()
             """)
             return (child, try #require(UInt16(child.line() ?? "")))
         }
 
-        @Test func aSystemdUnitIsNamed() throws {
-            let cgroup = try Cgroup("pwtest.slice/pwtest-web.service")
+        /// A TCP listener (named again at listen) and a bound UDP socket (named at bind only).
+        @Test(arguments: ["tcp", "udp"])
+        func aSystemdUnitIsNamed(transport: String) throws {
+            let cgroup = try Cgroup("pwtest.slice/pwtest-web-\(transport).service")
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
-            let (child, port) = try listener(in: cgroup)
-            #expect(d.waitShown(port, "tcp", ["unit=\"pwtest-web.service\"", "pid=\"\(child.pid)\"", "exposure=\"loopback\""]) != nil,
-                    "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            let (child, port) = try listener(in: cgroup, transport: transport)
+            #expect(d.waitShown(port, transport, ["unit=\"pwtest-web-\(transport).service\"", "pid=\"\(child.pid)\"", "exposure=\"loopback\""]) != nil,
+                    "\(d.portInfo(port: port, transport: transport) ?? "not listed")")
             child.kill()
-            #expect(d.waitGone(port, "tcp"))
-            #expect(try TestBinaries.run("portwatch", ["history", "--db.path", d.dbPath, "--port", "\(port)"]).stdout.contains("pwtest-web.service"))
+            #expect(d.waitGone(port, transport))
+            #expect(try TestBinaries.run("portwatch", ["history", "--db.path", d.dbPath, "--port", "\(port)"]).stdout.contains("pwtest-web-\(transport).service"))
         }
 
         @Test func aKubernetesPodIsNamedFromContainerdsState() throws {

@@ -224,18 +224,20 @@ extension KernelSuite {
 /// Attribution and the errors a user meets first.
 extension KernelSuite {
     @Suite struct AttributionAndErrorTests {
-        @Test func uidOfTheBindingTaskIsRecorded() throws {
+        /// A TCP listener (named again at listen) and a bound UDP socket (named at bind only).
+        @Test(arguments: ["tcp", "udp"])
+        func uidOfTheBindingTaskIsRecorded(transport: String) throws {
             let d = try DaemonHarness()
             guard d.waitReady() else { return }
-            let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            let child = try ChildProcess("s = \(transport)()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
             let port = try #require(UInt16(child.line() ?? ""))
             var uid: String?
             _ = TestHTTP.waitUntil(5) {
-                uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port)")
+                uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port) AND protocol = '\(transport)'")
                 return uid != nil && !uid!.isEmpty
             }
             #expect(uid == "65534")
-            #expect(d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true)
+            #expect(d.portInfo(port: port, transport: transport)?.contains("pid=\"\(child.pid)\"") == true)
         }
 
         @Test func runningDaemonKeepsOnlyTheCapabilitiesItNeeds() throws {
