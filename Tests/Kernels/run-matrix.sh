@@ -21,8 +21,11 @@ for dir in $kernels; do
 	log="$out/$release.log"
 	started=$(date +%s)
 	# The guest prints between markers on the serial console; vng's own exit code is always 255.
+	# The end marker is printed again a second later: once, on a loaded host, the guest
+	# powered off before its last line reached the console.
 	timeout 1800 vng -r "$dir/boot/vmlinuz-$release" --disable-kvm -v -m 3G -p 2 -e "dmesg -n 1; cd $PWD; echo PWMARK-BEGIN; \
-		PORTWATCH_REQUIRE_BPF=1 $tests --testing-library swift-testing --filter '$filter' 2>&1; echo PWMARK-END rc=\$?" \
+		PORTWATCH_REQUIRE_BPF=1 $tests --testing-library swift-testing --filter '$filter' 2>&1; rc=\$?; \
+		echo PWMARK-END rc=\$rc; sleep 1; echo PWMARK-END rc=\$rc" \
 		> "$log" 2>&1 < /dev/null
 	elapsed=$(( $(date +%s) - started ))
 	sed -n '/PWMARK-BEGIN/,/PWMARK-END/p' "$log" | sed 's/\x1b\[[0-9;]*m//g' > "$out/$release.txt"
