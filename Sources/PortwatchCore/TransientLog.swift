@@ -123,25 +123,36 @@ public struct TransientLog: Sendable {
     /// for another interval; a quiet one is forgotten (its next transient is recorded at once).
     public mutating func due(now: UInt64) -> [TransientBinding] {
         guard now >= earliestEnd else { return [] }
-        var out: [TransientBinding] = []
+        var ended: [TransientBinding] = []
         for (key, folding) in owners where folding.until <= now {
             if let pending = folding.pending {
-                admit(pending, now: now, into: &out)
+                ended.append(pending)
                 owners[key] = Folding(until: now &+ limits.interval)
             } else {
                 owners[key] = nil
             }
         }
         earliestEnd = owners.values.map(\.until).min() ?? .max
-        return out.sorted { $0.opened < $1.opened }
+        return admitInOrder(ended, now: now)
     }
 
     /// Every folded record, due or not (at shutdown).
     public mutating func drain(now: UInt64) -> [TransientBinding] {
-        var out: [TransientBinding] = []
-        for pending in owners.values.compactMap(\.pending).sorted(by: { $0.opened < $1.opened }) { admit(pending, now: now, into: &out) }
+        let out = admitInOrder(owners.values.compactMap(\.pending), now: now)
         owners.removeAll()
         earliestEnd = .max
+        return out
+    }
+
+    /// Admits records oldest first (ties by port, key and name), not in the order the owners
+    /// happen to be kept: when the cap is reached, which records are left out does not depend
+    /// on how a dictionary hashed them.
+    private mutating func admitInOrder(_ records: [TransientBinding], now: UInt64) -> [TransientBinding] {
+        var out: [TransientBinding] = []
+        let ordered = records.sorted {
+            ($0.opened, $0.key) != ($1.opened, $1.key) ? ($0.opened, $0.key) < ($1.opened, $1.key) : $0.owner.comm < $1.owner.comm
+        }
+        for record in ordered { admit(record, now: now, into: &out) }
         return out
     }
 

@@ -50,6 +50,23 @@ import PortwatchCore
         }
     }
 
+    /// When the cap is reached as many owners' intervals end at once, the oldest records are
+    /// the ones written, whatever order the log keeps its owners in.
+    @Test func whenTheCapIsReachedTheOldestRecordsAreWritten() {
+        let owners = (0..<20).map { "svc\($0)" }
+        var log = TransientLog(limits: TransientLog.Limits(interval: 2 * second, recordsPerMinute: 30, maxOwners: 100))
+        // Each owner's first transient is written at once (20 of the 30 of this minute)...
+        let firsts = owners.enumerated().map { transient(UInt16(2000 + $0.offset), at: t0, comm: $0.element) }
+        #expect(log.add(firsts, now: t0) == firsts)
+        // ...and its second is folded, opened in an order unrelated to the owners' names.
+        let seconds = owners.enumerated().map { transient(UInt16(3000 + $0.offset), at: t0 + UInt64(($0.offset * 7) % 20 + 1) * ms, comm: $0.element) }
+        for t in seconds.shuffled() { #expect(log.add([t], now: t0 + ms).isEmpty) }
+        // The intervals end together; 10 records are left this minute: the 10 opened first.
+        let written = log.due(now: t0 + 3 * second)
+        #expect(written == Array(seconds.sorted { $0.opened < $1.opened }.prefix(10)))
+        #expect(log.dropped == 10)
+    }
+
     /// Owners interleaved in one batch are folded apart: each record counts its own owner's
     /// transients and spans its own ports.
     @Test func interleavedOwnersInOneBatchFoldApart() {
