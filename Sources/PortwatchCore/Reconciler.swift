@@ -57,21 +57,14 @@ public struct Reconciler: Sendable {
         }
     }
 
-    /// A socket cookie as the key of the per-event dictionaries, hashed by a few multiplies
-    /// and shifts (splitmix64's finalizer, mixed with the dictionary's seed) instead of SipHash:
-    /// cookies come from a kernel counter, not from anyone who could choose them to collide.
+    /// A socket cookie as the key of the per-event dictionaries, hashed by `FastHash`.
     struct Cookie: Hashable, Sendable {
         let value: UInt64
         init(_ value: UInt64) { self.value = value }
 
         func hash(into hasher: inout Hasher) { hasher.combine(value) }
 
-        func _rawHashValue(seed: Int) -> Int {
-            var z = value ^ UInt64(truncatingIfNeeded: seed)
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return Int(truncatingIfNeeded: z ^ (z >> 31))
-        }
+        func _rawHashValue(seed: Int) -> Int { FastHash.hash(value, seed: seed) }
     }
 
     /// Buffer positions of one young socket's events: usually one or two, so no array unless needed.
@@ -293,7 +286,18 @@ public struct Reconciler: Sendable {
             }
         }
         if resync { batch.changes.sort { ($0.row.key, $0.time) < ($1.row.key, $1.time) } }
-        for change in batch.changes { batch.counters.actions[change.action, default: 0] += 1 }
+        // Counted here, then added once per action (not a dictionary update per change).
+        var counts = (insert: UInt64(0), update: UInt64(0), delete: UInt64(0))
+        for change in batch.changes {
+            switch change.action {
+            case .insert: counts.insert += 1
+            case .update: counts.update += 1
+            case .delete: counts.delete += 1
+            }
+        }
+        for (action, n) in [(RowChange.Action.insert, counts.insert), (.update, counts.update), (.delete, counts.delete)] where n > 0 {
+            batch.counters.actions[action, default: 0] += n
+        }
         return batch
     }
 
@@ -368,13 +372,14 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func open(_ event: PortEvent, batch: inout Batch) {
-        if let previous = sockets[event.cookie], previous != event.key {
+        let previous = sockets[event.cookie]
+        if let previous, previous != event.key {
             // The socket moved (should not happen for one socket): release the old key first.
             var moved = event
             moved.key = previous
             _ = release(moved, batch: &batch)
         }
-        let known = sockets[event.cookie] == event.key
+        let known = previous == event.key
         if var row = rows[event.key] {
             if !known { row.holders += 1 }
             row.owner = event.owner

@@ -69,6 +69,37 @@ import PortwatchCore
         owner.comm = "new"
         #expect(owner.comm == "new" && owner.name == ProcessName("new"))
     }
+
+    /// Dictionaries of keys hash them with their own mixer, not SipHash: keys that differ in
+    /// any one field (every port of one address, every address on one port, the namespace, the
+    /// transport or family alone) must still spread over a table's buckets as random values
+    /// do (63 % of the buckets for as many keys as buckets), under every seed.
+    @Test func keysSpreadOverADictionarysBuckets() {
+        let buckets = 1 << 16
+        func spread(_ keys: [BindingKey], seed: Int) -> Double {
+            var used = [Bool](repeating: false, count: buckets)
+            for key in keys { used[key._rawHashValue(seed: seed) & (buckets - 1)] = true }
+            return Double(used.filter { $0 }.count) / Double(min(keys.count, buckets))
+        }
+        let n = UInt32(buckets)
+        let families: [(String, [BindingKey])] = [
+            ("every port of one address", (0..<n).map { BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "10.0.0.1", port: UInt16($0)) }),
+            ("every IPv4 address on one port", (0..<n).map { BindingKey(netns: 1, transport: .udp, family: .ipv4, address: "10.\($0 >> 8 & 255).\($0 & 255).1", port: 53) }),
+            ("every IPv6 address on one port", (0..<n).map { BindingKey(netns: 1, transport: .tcp, family: .ipv6, address: "2001:db8::\(String($0, radix: 16))", port: 443) }),
+            ("every namespace", (0..<n).map { BindingKey(netns: 4_026_531_840 &+ $0, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: 22) }),
+        ]
+        for seed in [0, 1, -1, 0x5eed_1234_abcd] {
+            for (name, keys) in families {
+                let share = spread(keys, seed: seed)
+                #expect(share > 0.6, "\(name), seed \(seed): \(Int(share * 100)) % of the buckets used")
+            }
+        }
+        // Transport and family alone change the hash.
+        let k = BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: 80)
+        var u = k; u.transport = .udp
+        var six = k; six.family = .ipv6
+        #expect(Set([k, u, six].map { $0._rawHashValue(seed: 7) }).count == 3)
+    }
 }
 
 import Glibc
