@@ -50,19 +50,33 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
     public func text(_ family: AddressFamily) -> String {
         var bytes = (high, low)
         return withUnsafeBytes(of: &bytes) { raw in
-            var out: [UInt8] = []
-            out.reserveCapacity(45)
-            if family == .ipv4 {
-                Self.appendIPv4(raw, at: 0, to: &out)
-            } else {
-                Self.appendIPv6(raw, to: &out)
+            // Written on the stack: an address of up to 15 characters becomes a String with
+            // no allocation at all.
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
+                var out = TextOut(buffer)
+                if family == .ipv4 {
+                    Self.appendIPv4(raw, at: 0, to: &out)
+                } else {
+                    Self.appendIPv6(raw, to: &out)
+                }
+                return String(decoding: UnsafeBufferPointer(rebasing: buffer.prefix(out.count)), as: UTF8.self)
             }
-            return String(decoding: out, as: UTF8.self)
+        }
+    }
+
+    /// Bytes appended to a buffer long enough for any address (45 characters).
+    private struct TextOut {
+        let buffer: UnsafeMutableBufferPointer<UInt8>
+        var count = 0
+        init(_ buffer: UnsafeMutableBufferPointer<UInt8>) { self.buffer = buffer }
+        mutating func append(_ byte: UInt8) {
+            buffer[count] = byte
+            count += 1
         }
     }
 
     /// The four bytes from `offset` as a dotted quad.
-    private static func appendIPv4(_ raw: UnsafeRawBufferPointer, at offset: Int, to out: inout [UInt8]) {
+    private static func appendIPv4(_ raw: UnsafeRawBufferPointer, at offset: Int, to out: inout TextOut) {
         for i in 0..<4 {
             let byte = raw[offset + i]
             if i > 0 { out.append(UInt8(ascii: ".")) }
@@ -75,7 +89,7 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
     /// inet_ntop's IPv6 form: hextets in lower-case hex without leading zeros, the first
     /// longest run of two or more zero hextets as "::", and the last 32 bits as an IPv4
     /// address when the first 96 are zero or ::ffff (IPv4-compatible and -mapped).
-    private static func appendIPv6(_ raw: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    private static func appendIPv6(_ raw: UnsafeRawBufferPointer, to out: inout TextOut) {
         func word(_ i: Int) -> UInt16 { UInt16(raw[2 * i]) << 8 | UInt16(raw[2 * i + 1]) }
         var best = (base: -1, length: 0), run = (base: -1, length: 0)
         for i in 0..<8 {
