@@ -79,32 +79,39 @@ extension KernelSuite {
         /// The kernel keeps a bound socket's entry and changes it in place on listen(): the
         /// owner must still be read again, since servers bind, then drop privileges or hand
         /// the socket to a worker that listens.
-        @Test func whoeverListensIsTheOwner() throws {
+        @Test(arguments: [true, false])
+        func whoeverListensIsTheOwner(handedOver: Bool) throws {
             guard let d = try started() else { return }
             let child = try ChildProcess("""
             s = tcp(listen=False)
             say(s.getsockname()[1])
             wait()
-            pid = os.fork()
-            if pid == 0:
-                import time
+            if \(handedOver ? "True" : "False"):
+                pid = os.fork()
+                if pid == 0:
+                    import time
+                    os.setgid(65534); os.setuid(65534)
+                    s.listen()
+                    os.close(0); os.close(1)
+                    time.sleep(600)
+                    os._exit(0)
+                say(pid)
+            else:
                 os.setgid(65534); os.setuid(65534)
                 s.listen()
-                os.close(0); os.close(1)
-                time.sleep(600)
-                os._exit(0)
-            say(pid)
+                say(os.getpid())
             wait()
             """)
             let port = try #require(UInt16(child.line() ?? ""))
             #expect(waitShown(d, port, "tcp", ["state=\"bound\"", "pid=\"\(child.pid)\""]) != nil, "\(d.metrics())")
-            child.send("fork")
-            let worker = try #require(Int32(child.line() ?? ""))
+            child.send("listen")
+            let listener = try #require(Int32(child.line() ?? ""))
             defer {
-                kill(worker, SIGKILL)
+                if handedOver { kill(listener, SIGKILL) }
                 child.kill()
             }
-            #expect(waitShown(d, port, "tcp", ["state=\"listen\"", "pid=\"\(worker)\""]) != nil, "\(d.metrics())")
+            #expect(handedOver == (listener != child.pid))
+            #expect(waitShown(d, port, "tcp", ["state=\"listen\"", "pid=\"\(listener)\""]) != nil, "\(d.metrics())")
             var uid: String?
             _ = TestHTTP.waitUntil(5) {
                 uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port)")
