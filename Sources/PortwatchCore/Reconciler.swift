@@ -18,8 +18,12 @@
 public struct Reconciler: Sendable {
     public let window: UInt64
     public private(set) var rows: [BindingKey: Binding]
-    /// Sockets known to hold a row's key.
-    public private(set) var sockets: [UInt64: BindingKey]
+    /// Sockets known to hold a row's key (by cookie).
+    public var sockets: [UInt64: BindingKey] {
+        Dictionary(uniqueKeysWithValues: held.lazy.map { ($0.key.value, $0.value) })
+    }
+    /// `sockets`, keyed by the cheaply hashed cookie: looked up for every event.
+    private var held: [Cookie: BindingKey]
     /// How many of a row's holders are known sockets; the rest (from an older table or a
     /// lost open) are anonymous.
     private var knownHolders: [BindingKey: Int] = [:]
@@ -95,7 +99,7 @@ public struct Reconciler: Sendable {
     public init(window: UInt64, rows: [BindingKey: Binding] = [:], sockets: [UInt64: BindingKey] = [:]) {
         self.window = window
         self.rows = rows
-        self.sockets = sockets
+        held = Dictionary(uniqueKeysWithValues: sockets.lazy.map { (Cookie($0.key), $0.value) })
         for key in sockets.values { knownHolders[key, default: 0] += 1 }
     }
 
@@ -114,7 +118,7 @@ public struct Reconciler: Sendable {
         switch event.kind {
         case .open:
             tally.open += 1
-            if sockets[event.cookie] == nil || closing[Cookie(event.cookie)] != nil {
+            if held[Cookie(event.cookie)] == nil || closing[Cookie(event.cookie)] != nil {
                 if var entry = young[Cookie(event.cookie)] {
                     if entry.second < 0 { entry.second = position } else { entry.more.append(position) }
                     young[Cookie(event.cookie)] = entry
@@ -319,7 +323,7 @@ public struct Reconciler: Sendable {
         var synthetic: [PortEvent] = []
         let liveCookies = Set(live.map(\.cookie))
         func visible(_ key: BindingKey) -> Bool { rows[key].map { sees(key.transport, $0.state) } ?? true }
-        for (cookie, key) in sockets.sorted(by: { $0.key < $1.key })
+        for (cookie, key) in held.lazy.map({ ($0.key.value, $0.value) }).sorted(by: { $0.0 < $1.0 })
         where !liveCookies.contains(cookie) && !buffered.contains(cookie) && visible(key) {
             let row = rows[key]
             synthetic.append(PortEvent(kind: .close, cookie: cookie, time: now, key: key,
@@ -327,14 +331,14 @@ public struct Reconciler: Sendable {
                                        reason: .resync))
         }
         // Rows no known socket holds (e.g. written before a crash lost their sockets).
-        let heldKeys = Set(sockets.values)
+        let heldKeys = Set(held.values)
         for (key, row) in rows where !heldKeys.contains(key) && visible(key) {
             for _ in 0..<max(row.holders, 1) {
                 synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, owner: row.owner, state: row.state,
                                            reason: .resync))
             }
         }
-        for socket in live where !buffered.contains(socket.cookie) && sockets[socket.cookie] != socket.key {
+        for socket in live where !buffered.contains(socket.cookie) && held[Cookie(socket.cookie)] != socket.key {
             synthetic.append(PortEvent(kind: .open, cookie: socket.cookie, time: now, key: socket.key,
                                        owner: socket.owner, state: socket.state))
         }
@@ -354,12 +358,12 @@ public struct Reconciler: Sendable {
     /// socket over, or exec'd another program), the row takes the owner of its oldest live
     /// socket, and the change is an update with reason `holder`.
     private mutating func refreshHolders(_ live: [LiveSocket], skipping buffered: Set<UInt64>, now: UInt64) -> [RowChange] {
-        var held: [BindingKey: [LiveSocket]] = [:]
-        for socket in live where socket.owner.pid > 0 && sockets[socket.cookie] == socket.key && !buffered.contains(socket.cookie) {
-            held[socket.key, default: []].append(socket)
+        var holding: [BindingKey: [LiveSocket]] = [:]
+        for socket in live where socket.owner.pid > 0 && held[Cookie(socket.cookie)] == socket.key && !buffered.contains(socket.cookie) {
+            holding[socket.key, default: []].append(socket)
         }
         var changes: [RowChange] = []
-        for (key, sockets) in held.sorted(by: { $0.key < $1.key }) {
+        for (key, sockets) in holding.sorted(by: { $0.key < $1.key }) {
             guard var row = rows[key],
                   !sockets.contains(where: { $0.owner.pid == row.owner.pid && $0.owner.name == row.owner.name }),
                   let current = sockets.min(by: { $0.cookie < $1.cookie }) else { continue }
@@ -372,7 +376,7 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func open(_ event: PortEvent, batch: inout Batch) {
-        let previous = sockets[event.cookie]
+        let previous = held[Cookie(event.cookie)]
         if let previous, previous != event.key {
             // The socket moved (should not happen for one socket): release the old key first.
             var moved = event
@@ -399,7 +403,7 @@ public struct Reconciler: Sendable {
     /// but every holder it counts is a known socket other than this one: a socket the table
     /// never saw cannot take a holder away from one it did see.
     private mutating func close(_ event: PortEvent, batch: inout Batch) -> Binding? {
-        let isHolder = sockets[event.cookie] == event.key
+        let isHolder = held[Cookie(event.cookie)] == event.key
         guard let row = rows[event.key], isHolder || row.holders > knownHolders[event.key, default: 0] else {
             batch.counters.orphanCloses[event.key.transport, default: 0] += 1
             forget(event.cookie, batch: &batch)
@@ -422,14 +426,14 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func remember(_ cookie: UInt64, _ key: BindingKey, batch: inout Batch) {
-        sockets[cookie] = key
+        held[Cookie(cookie)] = key
         knownHolders[key, default: 0] += 1
         batch.socketsAdded[cookie] = key
         batch.socketsRemoved.remove(cookie)
     }
 
     private mutating func forget(_ cookie: UInt64, batch: inout Batch) {
-        guard let key = sockets.removeValue(forKey: cookie) else { return }
+        guard let key = held.removeValue(forKey: Cookie(cookie)) else { return }
         knownHolders[key, default: 1] -= 1
         if knownHolders[key] == 0 { knownHolders[key] = nil }
         if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
