@@ -7,7 +7,8 @@ enum KernelBench {
     /// 1. Cost on the monitored system, without and with portwatch in ABBA order (so neither
     /// side always runs first): a bind+listen+close loop, and TCP connection churn on loopback.
     static func overhead(report: Report, repeats: Int) throws {
-        let threads = 2, iterations = 40_000, connections = 20_000
+        // Runs of 1-2 s: runs of a few tenths of a second varied by as much as the effect measured.
+        let threads = 2, iterations = 160_000, connections = 60_000
         var loopWithout: [Double] = [], loopWith: [Double] = [], churnWithout: [Double] = [], churnWith: [Double] = []
         func measure(with daemon: Bool) throws {
             let running = daemon ? try BenchDaemon() : nil
