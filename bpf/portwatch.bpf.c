@@ -109,13 +109,14 @@ static __always_inline void fill_owner(struct pw_binding *b)
 
 /* Who listens on a socket bound before: the process that bound it usually, maybe with fewer
  * privileges or after an exec (uid and name read again), or another it was handed to (all
- * read again). The same process keeps its cgroup: 5 kernel reads instead of 9. */
+ * read again). The same process keeps its cgroup: 5 kernel reads instead of 9. An entry
+ * user space seeded from a snapshot has no cgroup (0, never a cgroup's id): all read. */
 static __always_inline void refresh_owner(struct pw_binding *b)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 pid = BPF_CORE_READ(task, tgid);
 
-	if (pid != b->pid) {
+	if (pid != b->pid || !b->cgroup) {
 		fill_owner(b);
 		return;
 	}

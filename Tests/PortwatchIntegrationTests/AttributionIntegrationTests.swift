@@ -88,6 +88,29 @@ extension KernelSuite {
             child.kill()
         }
 
+        /// A socket bound before the daemon started (the kernel learns it from the snapshot,
+        /// which has no cgroup) and listening afterwards is named by its process's unit.
+        @Test func aSocketBoundBeforeTheDaemonThatListensAfterIsNamed() throws {
+            let cgroup = try Cgroup("pwtest.slice/pwtest-late.service")
+            let child = try ChildProcess("""
+            open("\(cgroup.path)/cgroup.procs", "w").write(str(os.getpid()))
+            s = tcp(listen=False)
+            say(s.getsockname()[1])
+            wait()
+            s.listen()
+            say("listening")
+            wait()
+            """)
+            defer { child.kill() }
+            let port = try #require(UInt16(child.line() ?? ""))
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            child.send("listen")
+            #expect(child.line() == "listening")
+            #expect(d.waitShown(port, "tcp", ["state=\"listen\"", "unit=\"pwtest-late.service\"", "pid=\"\(child.pid)\""]) != nil,
+                    "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+        }
+
         /// The row names the process that holds the socket now, recorded as a `holder` update.
         func waitHolder(_ d: DaemonHarness, _ port: UInt16, pid: Int32, _ parts: [String] = []) -> Bool {
             d.waitShown(port, "tcp", ["pid=\"\(pid)\""] + parts) != nil
