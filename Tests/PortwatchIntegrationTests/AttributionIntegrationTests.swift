@@ -94,12 +94,7 @@ extension KernelSuite {
             let cgroup = try Cgroup("pwtest.slice/pwtest-late.service")
             let child = try ChildProcess("""
             open("\(cgroup.path)/cgroup.procs", "w").write(str(os.getpid()))
-            s = tcp(listen=False)
-            say(s.getsockname()[1])
-            wait()
-            s.listen()
-            say("listening")
-            wait()
+            \(ChildProcess.bindsThenListensWhenTold)
             """)
             defer { child.kill() }
             let port = try #require(UInt16(child.line() ?? ""))

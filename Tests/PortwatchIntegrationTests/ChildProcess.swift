@@ -29,6 +29,16 @@ final class ChildProcess {
 
     """
 
+    /// Binds a TCP socket and says its port; listens when told to, and says "listening".
+    static let bindsThenListensWhenTold = """
+    s = tcp(listen=False)
+    say(s.getsockname()[1])
+    wait()
+    s.listen()
+    say("listening")
+    wait()
+    """
+
     init(_ script: String, wrapper: [String] = []) throws {
         // The system interpreter, so that other users (setpriv) can run it too.
         let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"

@@ -61,14 +61,7 @@ extension KernelSuite {
 
         @Test func boundThenListening() throws {
             guard let d = try started() else { return }
-            let child = try ChildProcess("""
-            s = tcp(listen=False)
-            say(s.getsockname()[1])
-            wait()
-            s.listen()
-            say("listening")
-            wait()
-            """)
+            let child = try ChildProcess(ChildProcess.bindsThenListensWhenTold)
             let port = try #require(UInt16(child.line() ?? ""))
             #expect(waitShown(d, port, "tcp", ["state=\"bound\""]) != nil, "\(d.metrics())")
             child.send("listen")
