@@ -10,12 +10,19 @@ enum KernelBench {
         // Runs of 1-2 s: runs of a few tenths of a second varied by as much as the effect measured.
         let threads = 2, iterations = 160_000, connections = 60_000
         var loopWithout: [Double] = [], loopWith: [Double] = [], churnWithout: [Double] = [], churnWith: [Double] = []
+        var soloWithout: [Double] = [], soloWith: [Double] = []
         func measure(with daemon: Bool) throws {
             let running = daemon ? try BenchDaemon() : nil
             let loops = Double(threads * iterations) / Sockets.churn(threads: threads, iterations: iterations)
+            // One thread: a core is left to the daemon, so this is the kernel programs' cost alone.
+            let solo = Double(iterations) / Sockets.churn(threads: 1, iterations: iterations)
             let conns = Double(threads * connections) / (try Sockets.connectionChurn(threads: threads, iterations: connections))
             running?.stop()
-            if daemon { loopWith.append(loops); churnWith.append(conns) } else { loopWithout.append(loops); churnWithout.append(conns) }
+            if daemon {
+                loopWith.append(loops); soloWith.append(solo); churnWith.append(conns)
+            } else {
+                loopWithout.append(loops); soloWithout.append(solo); churnWithout.append(conns)
+            }
         }
         for run in 0..<repeats {
             Progress.step("overhead", run: run, of: repeats)
@@ -27,10 +34,13 @@ enum KernelBench {
             Figure(name: "bind+listen+close loop with portwatch attached", unit: "loops/s", runs: loopWith),
             Figure(name: "TCP connect+accept+close on loopback without portwatch", unit: "connections/s", runs: churnWithout),
             Figure(name: "TCP connect+accept+close on loopback with portwatch attached", unit: "connections/s", runs: churnWith),
+            Figure(name: "bind+listen+close loop on 1 thread without portwatch", unit: "loops/s", runs: soloWithout),
+            Figure(name: "bind+listen+close loop on 1 thread with portwatch attached (a core left to the daemon)", unit: "loops/s", runs: soloWith),
         ]
-        report.add("Overhead on the monitored system (\(threads) threads, runs in ABBA order)", figures, notes: [
+        report.add("Overhead on the monitored system (\(threads) threads unless said, runs in ABBA order)", figures, notes: [
             "bind+listen+close, time per loop with / without: \(Report.format(figures[0].median / figures[1].median)) (goal <= 1.05)",
             "connection churn, time per connection with / without: \(Report.format(figures[2].median / figures[3].median)) (goal <= 1.02)",
+            "bind+listen+close on 1 thread, time per loop with / without: \(Report.format(figures[4].median / figures[5].median))",
         ])
     }
 
