@@ -149,10 +149,9 @@ public struct TransientLog: Sendable {
     /// on how a dictionary hashed them.
     private mutating func admitInOrder(_ records: [TransientBinding], now: UInt64) -> [TransientBinding] {
         var out: [TransientBinding] = []
-        let ordered = records.sorted {
-            ($0.opened, $0.key) != ($1.opened, $1.key) ? ($0.opened, $0.key) < ($1.opened, $1.key) : $0.owner.comm < $1.owner.comm
+        for record in records.sorted(by: { ($0.opened, $0.key, $0.owner.comm) < ($1.opened, $1.key, $1.owner.comm) }) {
+            admit(record, now: now, into: &out)
         }
-        for record in ordered { admit(record, now: now, into: &out) }
         return out
     }
 

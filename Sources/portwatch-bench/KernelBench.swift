@@ -14,7 +14,7 @@ enum KernelBench {
         func measure(with daemon: Bool) throws {
             let running = daemon ? try BenchDaemon() : nil
             let loops = Double(threads * iterations) / Sockets.churn(threads: threads, iterations: iterations)
-            // One thread: a core is left to the daemon, so this is the kernel programs' cost alone.
+            // One thread: a core is left to the daemon, so this is mostly the kernel programs' cost.
             let solo = Double(iterations) / Sockets.churn(threads: 1, iterations: iterations)
             let conns = Double(threads * connections) / (try Sockets.connectionChurn(threads: threads, iterations: connections))
             running?.stop()
