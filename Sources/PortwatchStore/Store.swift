@@ -7,7 +7,11 @@ import PortwatchCore
 public final class Store {
     public let path: String
     let db: Connection
-    private let insertRow, deleteRow, insertSocket, deleteSocket, addCounter, appendHistory: Statement
+    private let insertRow, deleteRow, insertSocket, deleteSocket, addCounter, appendHistory, appendHistoryRows: Statement
+
+    /// History entries per INSERT when a batch has many: each statement run has its own
+    /// setup, which was about a tenth of a long-lived burst's time (`make bench`, (b)).
+    static let historyRowsPerStatement = 32
 
     /// Opens (creating if needed) and migrates the database at `path`.
     /// Never deletes or overwrites a file it cannot use: it says why and throws.
@@ -26,7 +30,10 @@ public final class Store {
             INSERT INTO counters (name, label, value) VALUES (?,?,?)
             ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
             """)
-        appendHistory = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES (\(RowCodec.placeholders(RowCodec.historyColumns)))")
+        let historyValues = "(\(RowCodec.placeholders(RowCodec.historyColumns)))"
+        appendHistory = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES \(historyValues)")
+        appendHistoryRows = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES "
+            + Array(repeating: historyValues, count: Self.historyRowsPerStatement).joined(separator: ","))
     }
 
     private static func checkPlace(_ path: String) throws {
@@ -100,7 +107,9 @@ public final class Store {
         try Self.wrap(path, "cannot write a batch") {
             try db.transaction {
                 for change in batch.changes { try write(change) }
-                for transient in batch.transients { try appendHistory.run { RowCodec.bind(transient, &$0) } }
+                // History in the batch's order: its changes, then its transients.
+                try appendHistory(batch.changes.filter(\.isHistory), RowCodec.bind)
+                try appendHistory(batch.transients, RowCodec.bind)
                 for (cookie, key) in batch.socketsAdded {
                     try insertSocket.run { b in
                         b.add(Int64(bitPattern: cookie))
@@ -120,9 +129,17 @@ public final class Store {
         case .insert, .update: try insertRow.run { RowCodec.bind(change.row, &$0) }
         case .delete: try deleteRow.run { RowCodec.bind(change.row.key, &$0) }
         }
-        // Updates are state changes of one binding (bound -> listen); a new holder is history.
-        guard change.action != .update || change.reason == .holder else { return }
-        try appendHistory.run { RowCodec.bind(change, &$0) }
+    }
+
+    /// Appends entries in order, `historyRowsPerStatement` per statement, the rest one by one.
+    private func appendHistory<Entry>(_ entries: [Entry], _ bind: (Entry, inout Statement.Binder) -> Void) throws {
+        var start = 0
+        while entries.count - start >= Self.historyRowsPerStatement {
+            let chunk = entries[start..<start + Self.historyRowsPerStatement]
+            try appendHistoryRows.run { b in for entry in chunk { bind(entry, &b) } }
+            start += Self.historyRowsPerStatement
+        }
+        for entry in entries[start...] { try appendHistory.run { bind(entry, &$0) } }
     }
 
     /// Deletes history older than `cutoff` (wall-clock ns). Returns how many entries went.
@@ -133,4 +150,9 @@ public final class Store {
             return db.changes
         }
     }
+}
+
+private extension RowChange {
+    /// Updates are state changes of one binding (bound -> listen); a new holder is history.
+    var isHistory: Bool { action != .update || reason == .holder }
 }

@@ -62,6 +62,36 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(try store.loadState().rows.isEmpty)
     }
 
+    /// A burst's history is written many entries per statement: every entry arrives once,
+    /// in the batch's order (its changes, then its transients), each with its own values.
+    @Test(arguments: [Store.historyRowsPerStatement - 1, 2 * Store.historyRowsPerStatement + 5])
+    func aBurstsHistoryIsWrittenWholeAndInOrder(opens: Int) throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        var r = Reconciler(window: 0)
+        let ports = (0..<opens).map { UInt16(20_000 + ($0 * 7919) % 30_000) }
+        for (i, port) in ports.enumerated() {
+            r.ingest(PortEvent(kind: .open, cookie: UInt64(100 + i), time: 1_000 + UInt64(i),
+                               key: BindingKey(netns: 1, transport: i % 2 == 0 ? .tcp : .udp, family: .ipv4, address: "10.0.0.\(i % 250)", port: port),
+                               owner: Owner(pid: Int32(1_000 + i), comm: "srv\(i)", uid: UInt32(i)), state: .listen))
+        }
+        let flushed = r.flush(now: 10_000)
+        var batch = try #require(flushed)
+        batch.transients = (0..<Store.historyRowsPerStatement + 3).map {
+            RecentTransientsTests.transient(UInt16(40_000 + $0), comm: "t\($0)", at: 5_000 + UInt64($0))
+        }
+        try store.apply(batch)
+        var written: [(port: Int64, comm: String, pid: Int64, uid: Int64, time: Int64, action: String)] = []
+        try store.db.prepare("SELECT port, comm, pid, uid, time, action FROM history ORDER BY id").query {
+            written.append(($0.int(0), $0.text(1), $0.int(2), $0.int(3), $0.int(4), $0.text(5)))
+        }
+        #expect(written.map(\.port) == ports.map(Int64.init) + batch.transients.map { Int64($0.key.port) })
+        #expect(written.prefix(opens).map(\.comm) == (0..<opens).map { "srv\($0)" })
+        #expect(written.prefix(opens).allSatisfy { $0.action == "insert" && $0.pid == 1_000 + $0.uid && $0.time == 1_000 + $0.uid })
+        #expect(written.dropFirst(opens).map(\.comm) == batch.transients.map(\.owner.comm))
+        #expect(try StoreReader(path: path).history().count == written.count)
+    }
+
     /// Every history write goes into the table and its time index (and transients into their
     /// own partial index): no index at a random place per write. Each reader still finds its
     /// rows through an index, not by reading the whole history.
