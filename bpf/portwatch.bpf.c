@@ -34,18 +34,26 @@ struct {
 	__uint(max_entries, 1 << 22); /* resized by user space before load */
 } events SEC(".maps");
 
+/* Entries are allocated when a socket binds and freed when it is released, not
+ * preallocated: 2^18 preallocated entries pinned 36 MB of kernel memory, charged to the
+ * daemon's memory cgroup, on every host however few ports it has (now the bucket array,
+ * 4 MB, plus about 100 bytes per bound socket). The bind+listen+close loop measured no
+ * difference. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 18);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct pw_binding);
 } bindings SEC(".maps");
 
 /* Processes user space names as owners of held ports (pid -> 1): their exit or exec is
- * reported, so that the row can name whoever holds the socket now. */
+ * reported, so that the row can name whoever holds the socket now. Written by user space
+ * only; not preallocated either (5 MB preallocated, 1 MB now). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u8);
 } owners SEC(".maps");

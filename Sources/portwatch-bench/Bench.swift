@@ -29,11 +29,14 @@ enum Bench {
             if wanted("detection") { try KernelBench.detection(report: report, listeners: quick ? 40 : 200, runs: repeats) }
             if let footprint, let capacity {
                 report.add("Footprint of the daemon", [
-                    Figure(name: "RSS at idle (fresh daemons, 1 s after ready)", unit: "MiB", runs: footprint.idleRSS.map { $0 / 1_048_576 }),
-                    Figure(name: "RSS with 10,000 held ports (after each scrape run)", unit: "MiB", runs: footprint.bigRSS.map { $0 / 1_048_576 }),
+                    Figure(name: "RSS at idle (fresh daemons, 1 s after ready)", unit: "MiB", runs: footprint.idle.rss.map { $0 / 1_048_576 }),
+                    Figure(name: "RSS with 10,000 held ports (after each scrape run)", unit: "MiB", runs: footprint.big.rss.map { $0 / 1_048_576 }),
                     Figure(name: "RSS after \(Int(capacity.eventsPerRun)) events", unit: "MiB", runs: capacity.rssAfter.map { $0 / 1_048_576 }),
-                    Figure(name: "open fds at idle", unit: "fds", runs: footprint.idleFDs),
-                    Figure(name: "open fds with 10,000 held ports", unit: "fds", runs: footprint.bigFDs),
+                    Figure(name: "kernel memory of the BPF maps at idle (fdinfo memlock, ring buffer included)", unit: "MiB",
+                           runs: footprint.idle.mapMemory.map { $0 / 1_048_576 }),
+                    Figure(name: "kernel memory of the BPF maps with 10,000 held ports", unit: "MiB", runs: footprint.big.mapMemory.map { $0 / 1_048_576 }),
+                    Figure(name: "open fds at idle", unit: "fds", runs: footprint.idle.fds),
+                    Figure(name: "open fds with 10,000 held ports", unit: "fds", runs: footprint.big.fds),
                     Figure(name: "open fds after the flood", unit: "fds", runs: capacity.fdsAfter),
                 ])
             }

@@ -191,23 +191,22 @@ enum KernelBench {
     /// 4. Scrape cost with N held ports, interleaved with `ss -Htlnup` (names the processes, as
     /// portwatch does), `ss -Htln` (no process names: the kernel's socket dump alone) and a
     /// /proc/net + /proc/*/fd poller, so load on the machine hits all four alike.
-    static func scrape(report: Report, counts: [Int], scrapes: Int, runs: Int) throws -> (idleRSS: [Double], idleFDs: [Double], bigRSS: [Double], bigFDs: [Double]) {
+    static func scrape(report: Report, counts: [Int], scrapes: Int, runs: Int) throws -> (idle: Footprint, big: Footprint) {
         Sockets.raiseFileLimit(20_000)
         // Idle footprint: fresh daemons, each given a second to settle.
-        var idleRSS: [Double] = [], idleFDs: [Double] = []
+        var idle = Footprint()
         for run in 0..<runs {
             Progress.step("idle footprint", run: run, of: runs)
-            let idle = try BenchDaemon()
+            let fresh = try BenchDaemon()
             usleep(1_000_000)
-            idleRSS.append(Measure.rss(pid: idle.pid))
-            idleFDs.append(Double(Measure.openFDs(pid: idle.pid)))
-            idle.stop()
+            idle.add(pid: fresh.pid)
+            fresh.stop()
         }
         let daemon = try BenchDaemon()
         var held: [Int32] = []
         var figures: [Figure] = []
         var notes: [String] = []
-        var bigRSS: [Double] = [], bigFDs: [Double] = []
+        var big = Footprint()
         for count in counts {
             while held.count < count { held.append(Sockets.open().fd) }
             let target = Double(held.count)
@@ -239,10 +238,7 @@ enum KernelBench {
                 ssNames.append(Measure.percentile(names, 0.5))
                 ssPlain.append(Measure.percentile(plain, 0.5))
                 proc.append(Measure.percentile(poller, 0.5))
-                if count == counts.last {
-                    bigRSS.append(Measure.rss(pid: daemon.pid))
-                    bigFDs.append(Double(Measure.openFDs(pid: daemon.pid)))
-                }
+                if count == counts.last { big.add(pid: daemon.pid) }
             }
             let a = Figure(name: "\(count) ports: portwatch scrape p50", unit: "ms", runs: p50)
             let names = Figure(name: "\(count) ports: ss -Htlnup", unit: "ms", runs: ssNames)
@@ -265,7 +261,7 @@ enum KernelBench {
         report.add("Scrape with held ports (\(runs) runs of \(scrapes) scrapes each, interleaved with ss and the poller; each run's p50 and p99)", figures, notes: notes + [
             "ss -Htlnup walks every process's fds to name owners; ss -Htln is the socket dump alone, the floor for any tool asking the kernel now",
         ])
-        return (idleRSS, idleFDs, bigRSS, bigFDs)
+        return (idle, big)
     }
 
     static func runSS(_ arguments: [String]) {

@@ -58,8 +58,34 @@ enum Measure {
         return 0
     }
 
+    /// Kernel memory of the BPF maps a process holds, in bytes: the `memlock:` of each map
+    /// descriptor in /proc/PID/fdinfo (what the kernel charges to the process's memory cgroup
+    /// for the map, the ring buffer's pages included).
+    static func bpfMapMemory(pid: Int32) -> Double {
+        let dir = "/proc/\(pid)/fdinfo"
+        var total = 0.0
+        for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            guard let info = try? String(contentsOfFile: "\(dir)/\(fd)", encoding: .utf8), info.contains("map_type:") else { continue }
+            for line in info.split(separator: "\n") where line.hasPrefix("memlock:") {
+                total += Double(line.dropFirst("memlock:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+        }
+        return total
+    }
+
     static func openFDs(pid: Int32) -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+    }
+}
+
+/// A daemon's footprint, one sample per `add`.
+struct Footprint {
+    var rss: [Double] = [], fds: [Double] = [], mapMemory: [Double] = []
+
+    mutating func add(pid: Int32) {
+        rss.append(Measure.rss(pid: pid))
+        fds.append(Double(Measure.openFDs(pid: pid)))
+        mapMemory.append(Measure.bpfMapMemory(pid: pid))
     }
 }
 
