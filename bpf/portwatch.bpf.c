@@ -74,7 +74,8 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Bound sockets `bindings` had no room for: their release would go unreported. */
+/* Bound sockets `bindings` could not hold (full, or no memory for the entry): their release
+ * would go unreported. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -143,7 +143,7 @@ public final class KernelCapture {
     /// Total events the kernel dropped because the ring buffer was full.
     public func lostEvents() -> UInt64 { perCPUSum(lostFD) }
 
-    /// Bound sockets the kernel's map had no room for.
+    /// Bound sockets the kernel's map could not hold (full, or no memory for the entry).
     public func mapFullCount() -> UInt64 { perCPUSum(mapFullFD) }
 
     /// Ring buffer records the decoder rejected.
@@ -153,7 +153,7 @@ public final class KernelCapture {
     public var ownerChanges: UInt64 { sink.pointee.ownerChanges }
 
     /// The processes whose exit or exec the kernel reports: the owners of held ports.
-    /// Returns how many the kernel could not take (its map is full).
+    /// Returns how many the kernel could not take (its map is full or had no memory).
     @discardableResult
     public func watchOwners(_ pids: Set<Int32>) -> Int {
         var refused = 0

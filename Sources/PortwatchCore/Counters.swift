@@ -52,7 +52,7 @@ public enum CounterName: String, Sendable, Hashable, CaseIterable {
     case resyncs
     /// Kept in memory by the daemon, not stored: ring buffer records the decoder rejected.
     case decodeErrors = "decode_errors"
-    /// Kept in memory by the daemon, not stored: bound sockets the kernel's map had no room for.
+    /// Kept in memory by the daemon, not stored: bound sockets the kernel's map could not hold.
     case bindingsMapFull = "bindings_map_full"
 }
 

@@ -243,7 +243,7 @@ public final class CapturePipeline: @unchecked Sendable {
             resyncRequested = true
         }
         if current.mapFull > kernelSeen.mapFull {
-            logger.warning("the kernel's map of bound sockets is full; their closes are found by resyncs",
+            logger.warning("the kernel's map of bound sockets could not hold some (full, or no memory for an entry); their closes are found by resyncs",
                            metadata: ["refused": "\(current.mapFull - kernelSeen.mapFull)"])
             resyncRequested = true
         }
