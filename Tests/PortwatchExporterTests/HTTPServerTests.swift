@@ -193,6 +193,20 @@ final class RunningServer {
         #expect(TestHTTP.readResponse(fd)?.status == 408)
     }
 
+    /// A keep-alive connection with nothing more to say is closed once idle for the limit,
+    /// with no other client to wake the server: its loop sleeps until that deadline.
+    @Test func anIdleKeepAliveConnectionIsClosedAtItsLimit() throws {
+        var limits = HTTPServer.Limits()
+        limits.idleTimeout = 0.3
+        let s = try RunningServer(limits: limits)
+        let fd = try TestHTTP.connect(port: s.port)
+        defer { close(fd) }
+        TestHTTP.send(fd, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        #expect(TestHTTP.readResponse(fd)?.status == 200)
+        var byte: UInt8 = 0
+        #expect(recv(fd, &byte, 1, 0) == 0, "closed by the server (the test's own read timeout, 10 s, gives -1)")
+    }
+
     @Test func twoHundredIdleConnectionsDoNotDelayAScrape() throws {
         let s = try RunningServer()
         let idle = try (0..<200).map { _ in try TestHTTP.connect(port: s.port) }

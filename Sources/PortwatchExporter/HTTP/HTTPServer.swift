@@ -158,7 +158,7 @@ public final class HTTPServer: @unchecked Sendable {
                 let wantsWrite = !c.output.isEmpty || c.tls?.wantsWrite == true
                 fds.append(pollfd(fd: c.socket.rawValue, events: Int16(wantsWrite ? POLLOUT : POLLIN), revents: 0))
             }
-            do { _ = try Syscall.poll(&fds, timeoutMs: 250) } catch {
+            do { _ = try Syscall.poll(&fds, timeoutMs: pollTimeout(now: now())) } catch {
                 logger.error("HTTP poll failed", metadata: ["error": "\(error)"])
                 break
             }
@@ -310,6 +310,21 @@ public final class HTTPServer: @unchecked Sendable {
         if written > 0 { c.lastActivity = now }
         // Not all out: the socket is full and POLLOUT calls again.
         if c.output.isEmpty && c.closeAfterWrite { close(c) }
+    }
+
+    /// Milliseconds until the loop has something to do that no client starts: a connection's
+    /// read or idle timeout, or the TLS files' check. With none of them it waits for a client
+    /// or `stop` (the wake pipe): an idle exporter does not wake up at all.
+    private func pollTimeout(now: Double) -> Int32 {
+        var next = Double.infinity
+        for c in connections.values {
+            if let started = c.requestStarted, c.output.isEmpty { next = min(next, started + limits.readTimeout) }
+            next = min(next, c.lastActivity + limits.idleTimeout)
+        }
+        if let tls { next = min(next, tls.nextCheck) }
+        guard next.isFinite else { return -1 }
+        // One millisecond past the deadline: `expire` acts once a limit is exceeded.
+        return Int32((min(max(next - now, 0), 3600) * 1000).rounded(.up)) + 1
     }
 
     private func expire(now: Double) {

@@ -50,7 +50,8 @@ final class TLSContext {
     let api: pw_openssl
     private(set) var context: OpaquePointer
     private var stamps: [Date?]
-    private var nextCheck = 0.0
+    /// When the certificate files are next looked at (each second, from the server's loop).
+    private(set) var nextCheck = 0.0
 
     init(_ settings: TLSSettings) throws {
         self.settings = settings
