@@ -171,7 +171,9 @@ static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const s
 	struct pw_settings *cfg = bpf_map_lookup_elem(&settings, &zero);
 	__u64 flags = 0;
 
-	if (cfg && cfg->wakeup_bytes) {
+	/* Without batching (no window, or a consumer asleep on a quiet host) the kernel's own
+	 * rule applies: a record wakes the consumer when it has read everything before it. */
+	if (cfg && cfg->wakeup_bytes && !cfg->consumer_idle) {
 		/* Batch wakeups: the consumer also polls on a short timeout, and returns from a
 		 * poll at once while data waits. Once the waiting data passes the threshold, the
 		 * consumer is woken once per threshold's worth of records, not by every record

@@ -60,7 +60,9 @@ struct pw_settings {
 	/* Wake the consumer only once this much data is waiting; 0 wakes it for every
 	 * event. The consumer polls on a short timeout, which bounds the added latency. */
 	__u32 wakeup_bytes;
-	__u32 _pad;
+	/* Nonzero while the consumer sleeps on a quiet host (it polls about once a second
+	 * then): the first record wakes it, whatever wakeup_bytes says. */
+	__u32 consumer_idle;
 };
 
 #endif

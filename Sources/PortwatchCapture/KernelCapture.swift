@@ -47,10 +47,15 @@ public final class KernelCapture {
     private var lostFD: Int32 = -1
     private var mapFullFD: Int32 = -1
     private var ownersFD: Int32 = -1
+    private var settingsFD: Int32 = -1
+    private var settings = pw_settings()
     private var watched = Set<Int32>()
+    /// Written by `interrupt` to end a poll early (an idle poll sleeps about a second).
+    private let wake: (read: FileDescriptor, write: FileDescriptor)
 
     public init(options: Options = Options(), logger: Logger) throws {
         self.logger = logger
+        wake = try FileDescriptor.wakePipe()
         sink.initialize(to: Sink())
         try KernelChecks.requirePrivileges()
         try KernelChecks.requireBTF()
@@ -71,6 +76,9 @@ public final class KernelCapture {
 
     deinit {
         close()
+        // Here, not in close(): `interrupt` may still be called until the object goes.
+        wake.read.close()
+        wake.write.close()
         sink.deinitialize(count: 1)
         sink.deallocate()
     }
@@ -90,10 +98,10 @@ public final class KernelCapture {
         lostFD = bpf_map__fd(try map("lost"))
         mapFullFD = bpf_map__fd(try map("map_full"))
         ownersFD = bpf_map__fd(try map("owners"))
-        var zero: UInt32 = 0
+        settingsFD = bpf_map__fd(try map("settings"))
         // Past a quarter of the ring, always wake the consumer, however small the ring.
-        var settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), _pad: 0)
-        try check("cannot write the BPF settings", bpf_map_update_elem(bpf_map__fd(try map("settings")), &zero, &settings, 0))
+        settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), consumer_idle: 0)
+        try check("cannot write the BPF settings", writeSettings())
 
         ring = try check("cannot create the ring buffer consumer",
                          ring_buffer__new(bpf_map__fd(events), { ctx, data, size in
@@ -131,14 +139,43 @@ public final class KernelCapture {
         // The callback appends to the sink: lend it the caller's array for the poll.
         swap(&sink.pointee.events, &events)
         defer { swap(&sink.pointee.events, &events) }
+        // Waits on the ring buffer's epoll descriptor and the wake pipe; then takes the rings
+        // epoll reports without waiting, which also clears epoll's list of ready rings.
+        var fds = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
+        _ = try Syscall.poll(&fds, timeoutMs: timeoutMs)
+        if fds[1].revents != 0 {
+            var drained = [UInt8](repeating: 0, count: 64)
+            _ = drained.withUnsafeMutableBytes { try? wake.read.read(into: $0) }
+        }
+        let rc = ring_buffer__poll(ring, 0)
+        if rc < 0 && rc != -EINTR { try check("cannot poll the ring buffer", rc) }
         // Wakeups are batched in the kernel, so a poll that timed out may still leave
         // records behind: always consume what is there.
-        let rc = ring_buffer__poll(ring, timeoutMs)
-        if rc < 0 && rc != -EINTR { try check("cannot poll the ring buffer", rc) }
         let consumed = ring_buffer__consume(ring)
         if consumed < 0 && consumed != -EINTR { try check("cannot read the ring buffer", consumed) }
     }
 
+
+    /// Ends a poll in progress, or the next one, at once (from any thread).
+    public func interrupt() {
+        var byte: UInt8 = 1
+        _ = withUnsafeBytes(of: &byte) { try? wake.write.write($0) }
+    }
+
+    /// While the consumer is idle (it polls rarely), the first record wakes it; while it is
+    /// busy, records are gathered into one wakeup per `wakeupBytes`.
+    public func consumerIdle(_ idle: Bool) {
+        settings.consumer_idle = idle ? 1 : 0
+        if writeSettings() != 0 {
+            logger.warning("cannot write the BPF settings; events wait for the next poll", metadata: ["errno": "\(errno)"])
+        }
+    }
+
+    private func writeSettings() -> Int32 {
+        var zero: UInt32 = 0
+        return bpf_map_update_elem(settingsFD, &zero, &settings, 0)
+    }
 
     /// Total events the kernel dropped because the ring buffer was full.
     public func lostEvents() -> UInt64 { perCPUSum(lostFD) }

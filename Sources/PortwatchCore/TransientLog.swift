@@ -69,6 +69,9 @@ public struct TransientLog: Sendable {
     /// the owners only when one may have ended.
     private var earliestEnd = UInt64.max
 
+    /// When `due` next has something to do (wall-clock ns), nil when no owner is followed.
+    public var nextDue: UInt64? { earliestEnd == .max ? nil : earliestEnd }
+
     /// Takes transients as the reconciler found them; returns the records to write now.
     public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
         var out: [TransientBinding] = []

@@ -56,6 +56,14 @@ public final class CapturePipeline: @unchecked Sendable {
     private var admitted: [TransientBinding] = []
     private var unexpectedTransients: [String: UInt64] = [:]
     private var droppedRecorded: UInt64 = 0
+    /// Polls in a row with nothing arrived and nothing waiting. At `quietPollsBeforeIdle` the
+    /// kernel is told the consumer is idle (the first record wakes it); one more poll of a
+    /// tick picks up what came before the kernel knew, and from then on each poll sleeps
+    /// until the next thing the loop has to do (about a second: the health check), not a
+    /// tick: an idle host costs one wakeup a second instead of one a tick.
+    private var quietPolls = 0
+    private var idle = false
+    static let quietPollsBeforeIdle = 2
 
     private struct Deadlines {
         var flush = 0.0, resync = 0.0, health = 0.0, prune = 0.0, write = 0.0
@@ -113,6 +121,7 @@ public final class CapturePipeline: @unchecked Sendable {
     public func stop() {
         enter(.stopping)
         stopRequested.store(true, ordering: .relaxed)
+        kernel.interrupt()
         finished.wait()
     }
 
@@ -127,9 +136,10 @@ public final class CapturePipeline: @unchecked Sendable {
             logger.error("ring buffer poll failed", metadata: ["error": "\(error)"])
         }
         // What arrived before a failure is kept too.
+        let got = arrived.count
         ingest(&arrived)
         collect(reconciler.takeTransients())
-        arrivedSinceWrite += arrived.count
+        arrivedSinceWrite += got
         // Keep the room while a burst lasts; give it back once polls are small again.
         arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
         let now = clock.monotonic()
@@ -152,6 +162,36 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         if resyncRequested || now >= due.resync { resync(now) }
         if now >= due.prune { prune(now) }
+        noteQuiet(got == 0 && reconciler.nextDue == nil && unwritten.isEmpty && admitted.isEmpty && unexpectedTransients.isEmpty)
+    }
+
+    /// Tells the kernel when the loop becomes idle, and when it is busy again.
+    private func noteQuiet(_ quiet: Bool) {
+        guard quiet else {
+            quietPolls = 0
+            if idle {
+                idle = false
+                kernel.consumerIdle(false)
+            }
+            return
+        }
+        quietPolls += 1
+        if quietPolls == Self.quietPollsBeforeIdle {
+            idle = true
+            kernel.consumerIdle(true)
+        }
+    }
+
+    /// Milliseconds an idle loop sleeps: until the next health check, resync, prune or
+    /// transient record falls due, whichever is first.
+    private func idleTimeout() -> Int32 {
+        let now = clock.monotonic()
+        var wait = min(due.health, due.resync, due.prune) - now
+        if let next = transientLog.nextDue {
+            let wall = clock.wallNanoseconds()
+            wait = min(wait, next > wall ? Double(next - wall) / 1e9 : 0)
+        }
+        return Int32((min(max(wait, 0), 3600) * 1000).rounded(.up))
     }
 
     /// Names the service, container and pod of every open, then reconciles.
@@ -168,6 +208,7 @@ public final class CapturePipeline: @unchecked Sendable {
     /// sooner (and may be written then: a due burst waits out the write gap asleep, not in a
     /// loop of empty polls).
     private func pollTimeout() -> Int32 {
+        if idle && quietPolls > Self.quietPollsBeforeIdle { return idleTimeout() }
         guard let next = reconciler.nextDue else { return schedule.pollTimeoutMs }
         let wall = clock.wallNanoseconds()
         let untilDue = next > wall ? Double(next - wall) / 1e9 : 0

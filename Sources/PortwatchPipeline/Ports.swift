@@ -14,6 +14,11 @@ public protocol KernelEvents: AnyObject {
     /// Asks the kernel to report when one of these processes (the owners of held ports)
     /// exits or execs; counted in `KernelHealth.ownerChanges`.
     func watchOwners(_ pids: Set<Int32>)
+    /// Says whether the consumer is idle: polling rarely, to be woken by the first event
+    /// (true), or polling every tick, with events gathered into few wakeups (false).
+    func consumerIdle(_ idle: Bool)
+    /// Ends a poll in progress, or the next one, at once (called from another thread).
+    func interrupt()
     /// Detaches everything. Idempotent.
     func close()
 }

@@ -107,6 +107,46 @@ import PortwatchPipeline
         #expect(rig.ledger.changes == ["insert 8080"], "written as soon as the window has passed, not at the next 50 ms tick")
     }
 
+    /// A quiet loop tells the kernel it is idle (the first event wakes it) and then sleeps
+    /// until its next deadline, the health check about a second away, instead of a tick. An
+    /// event makes it busy again, and its binding is still published when its window expires.
+    @Test func aQuietLoopSleepsUntilItsNextDeadlineAndAnEventWakesIt() throws {
+        let rig = try Rig()
+        let tick = Int32(rig.pipeline.schedule.tick * 1000)
+        rig.run(for: 1)
+        #expect(rig.kernel.idle, "told the kernel it is idle")
+        rig.pipeline.step()
+        let slept = try #require(rig.kernel.timeouts.last)
+        #expect(slept > tick && slept <= 1000, "sleeps past a tick, until the next health check")
+        rig.deliver([rig.event(.open, 1, 8080)])
+        #expect(!rig.kernel.idle, "busy again once an event arrived")
+        rig.pipeline.step()
+        #expect(rig.kernel.timeouts.last.map { $0 <= tick } == true)
+        rig.run(for: 0.25)
+        #expect(rig.ledger.changes == ["insert 8080"])
+    }
+
+    /// While a binding waits out its window, or a write waits to be retried, the loop keeps
+    /// polling every tick.
+    @Test func aLoopWithSomethingWaitingNeverSleeps() throws {
+        let rig = try Rig(window: 2_000 * ms)
+        rig.run(for: 1)
+        rig.deliver([rig.event(.open, 1, 8080)])
+        for _ in 0..<30 {
+            rig.clock.advance(0.05)
+            rig.pipeline.step()
+            #expect(!rig.kernel.idle)
+        }
+        #expect(rig.kernel.timeouts.suffix(30).allSatisfy { $0 <= Int32(rig.pipeline.schedule.tick * 1000) })
+        rig.ledger.failing = true
+        rig.run(for: 1)
+        #expect(!rig.kernel.idle, "a refused write is retried every tick")
+        rig.ledger.failing = false
+        rig.run(for: 2)
+        #expect(rig.ledger.changes == ["insert 8080"])
+        #expect(rig.kernel.idle, "idle once written")
+    }
+
     @Test func aLoneChangeRightAfterAWriteIsWrittenAtOnce() throws {
         let rig = try Rig(window: 0)
         rig.pipeline.step()

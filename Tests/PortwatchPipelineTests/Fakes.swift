@@ -23,6 +23,10 @@ final class FakeKernel: KernelEvents {
     }
     var watched = Set<Int32>()
     func watchOwners(_ pids: Set<Int32>) { watched = pids }
+    /// Whether the pipeline last said it is idle (woken by the first event).
+    var idle = false
+    func consumerIdle(_ idle: Bool) { self.idle = idle }
+    func interrupt() {}
     func close() { closed = true }
 }
 
