@@ -200,6 +200,7 @@ enum KernelBench {
             let fresh = try BenchDaemon()
             usleep(1_000_000)
             idle.add(pid: fresh.pid)
+            idle.addIdle(pid: fresh.pid, seconds: 5)
             fresh.stop()
         }
         let daemon = try BenchDaemon()

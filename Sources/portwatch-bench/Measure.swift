@@ -46,6 +46,17 @@ enum Measure {
         return ((Double(f[11]) ?? 0) + (Double(f[12]) ?? 0)) / ticks
     }
 
+    /// Times the process's threads went to sleep of their own accord (each a wakeup later):
+    /// the sum of voluntary_ctxt_switches over /proc/PID/task/*/status.
+    static func voluntarySwitches(pid: Int32) -> Double {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.reduce(0) { total, task in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8) else { return total }
+            let line = status.split(separator: "\n").first { $0.hasPrefix("voluntary_ctxt_switches:") }
+            return total + (line.flatMap { Double($0.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "") } ?? 0)
+        }
+    }
+
     /// Resident set size in bytes.
     static func rss(pid: Int32) -> Double { statusField(pid: pid, "VmRSS:") }
 
@@ -81,6 +92,16 @@ enum Measure {
 /// A daemon's footprint, one sample per `add`.
 struct Footprint {
     var rss: [Double] = [], fds: [Double] = [], mapMemory: [Double] = []
+    /// Of an idle daemon: wakeups per second and CPU milliseconds per second.
+    var wakeups: [Double] = [], cpu: [Double] = []
+
+    /// Watches an idle daemon for `seconds`.
+    mutating func addIdle(pid: Int32, seconds: Double) {
+        let switches = Measure.voluntarySwitches(pid: pid), cpuBefore = Measure.cpuSeconds(pid: pid)
+        usleep(UInt32(seconds * 1e6))
+        wakeups.append((Measure.voluntarySwitches(pid: pid) - switches) / seconds)
+        cpu.append((Measure.cpuSeconds(pid: pid) - cpuBefore) * 1000 / seconds)
+    }
 
     mutating func add(pid: Int32) {
         rss.append(Measure.rss(pid: pid))
