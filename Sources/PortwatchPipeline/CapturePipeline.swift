@@ -60,7 +60,9 @@ public final class CapturePipeline: @unchecked Sendable {
     /// kernel is told the consumer is idle (the first record wakes it); one more poll of a
     /// tick picks up what came before the kernel knew, and from then on each poll sleeps
     /// until the next thing the loop has to do (about a second: the health check), not a
-    /// tick: an idle host costs one wakeup a second instead of one a tick.
+    /// tick: an idle host costs one wakeup a second instead of one a tick. That second also
+    /// bounds how late a record is taken if its program read the flag just before the kernel
+    /// saw it set (no wakeup then, and the settling poll had already gone by).
     private var quietPolls = 0
     private var idle = false
     static let quietPollsBeforeIdle = 2
