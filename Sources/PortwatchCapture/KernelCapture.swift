@@ -52,6 +52,9 @@ public final class KernelCapture {
     private var watched = Set<Int32>()
     /// Written by `interrupt` to end a poll early (an idle poll sleeps about a second).
     private let wake: (read: FileDescriptor, write: FileDescriptor)
+    /// What a poll waits on: the ring buffer's epoll descriptor and the wake pipe (kept, so
+    /// that a poll allocates nothing).
+    private var waitSet: [pollfd] = []
 
     public init(options: Options = Options(), logger: Logger) throws {
         self.logger = logger
@@ -116,6 +119,8 @@ public final class KernelCapture {
                              }
                              return 0
                          }, UnsafeMutableRawPointer(sink), nil))
+        waitSet = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
     }
 
     private func map(_ name: String) throws -> OpaquePointer {
@@ -141,10 +146,9 @@ public final class KernelCapture {
         defer { swap(&sink.pointee.events, &events) }
         // Waits on the ring buffer's epoll descriptor and the wake pipe; then takes the rings
         // epoll reports without waiting, which also clears epoll's list of ready rings.
-        var fds = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
-        _ = try Syscall.poll(&fds, timeoutMs: timeoutMs)
-        if fds[1].revents != 0 {
+        for i in waitSet.indices { waitSet[i].revents = 0 }
+        _ = try Syscall.poll(&waitSet, timeoutMs: timeoutMs)
+        if waitSet[1].revents != 0 {
             var drained = [UInt8](repeating: 0, count: 64)
             _ = drained.withUnsafeMutableBytes { try? wake.read.read(into: $0) }
         }

@@ -64,8 +64,8 @@ public final class CapturePipeline: @unchecked Sendable {
     /// bounds how late a record is taken if its program read the flag just before the kernel
     /// saw it set (no wakeup then, and the settling poll had already gone by).
     private var quietPolls = 0
-    private var idle = false
     static let quietPollsBeforeIdle = 2
+    private var idle: Bool { quietPolls >= Self.quietPollsBeforeIdle }
 
     private struct Deadlines {
         var flush = 0.0, resync = 0.0, health = 0.0, prune = 0.0, write = 0.0
@@ -170,18 +170,12 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Tells the kernel when the loop becomes idle, and when it is busy again.
     private func noteQuiet(_ quiet: Bool) {
         guard quiet else {
+            if idle { kernel.consumerIdle(false) }
             quietPolls = 0
-            if idle {
-                idle = false
-                kernel.consumerIdle(false)
-            }
             return
         }
         quietPolls += 1
-        if quietPolls == Self.quietPollsBeforeIdle {
-            idle = true
-            kernel.consumerIdle(true)
-        }
+        if quietPolls == Self.quietPollsBeforeIdle { kernel.consumerIdle(true) }
     }
 
     /// Milliseconds an idle loop sleeps: until the next health check, resync, prune or
@@ -210,7 +204,8 @@ public final class CapturePipeline: @unchecked Sendable {
     /// sooner (and may be written then: a due burst waits out the write gap asleep, not in a
     /// loop of empty polls).
     private func pollTimeout() -> Int32 {
-        if idle && quietPolls > Self.quietPollsBeforeIdle { return idleTimeout() }
+        // The poll right after the kernel was told still takes a tick (see `quietPolls`).
+        if quietPolls > Self.quietPollsBeforeIdle { return idleTimeout() }
         guard let next = reconciler.nextDue else { return schedule.pollTimeoutMs }
         let wall = clock.wallNanoseconds()
         let untilDue = next > wall ? Double(next - wall) / 1e9 : 0

