@@ -22,18 +22,39 @@ public final class Store {
         try Self.migrate(db, path: path)
         try Self.wrap(path, "cannot switch to WAL") { try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") }
         self.db = db
-        insertRow = try db.prepare("INSERT OR REPLACE INTO bindings (\(RowCodec.bindingColumns)) VALUES (\(RowCodec.placeholders(RowCodec.bindingColumns)))")
-        deleteRow = try db.prepare("DELETE FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))")
-        insertSocket = try db.prepare("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders("cookie, " + RowCodec.keyColumns)))")
-        deleteSocket = try db.prepare("DELETE FROM sockets WHERE cookie=?")
+        insertRow = try db.prepare(SQL.insertRow.text)
+        deleteRow = try db.prepare(SQL.deleteRow.text)
+        insertSocket = try db.prepare(SQL.insertSocket.text)
+        deleteSocket = try db.prepare(SQL.deleteSocket.text)
         addCounter = try db.prepare("""
             INSERT INTO counters (name, label, value) VALUES (?,?,?)
             ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
             """)
-        let historyValues = "(\(RowCodec.placeholders(RowCodec.historyColumns)))"
-        appendHistory = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES \(historyValues)")
-        appendHistoryRows = try db.prepare("INSERT INTO history (\(RowCodec.historyColumns)) VALUES "
-            + Array(repeating: historyValues, count: Self.historyRowsPerStatement).joined(separator: ","))
+        appendHistory = try db.prepare(SQL.appendHistory.text)
+        appendHistoryRows = try db.prepare(SQL.appendHistory.text + String(repeating: ",\(SQL.historyValues)", count: Self.historyRowsPerStatement - 1))
+    }
+
+    /// A statement of the write path and the columns it binds, in order.
+    public struct SQL: Sendable {
+        public let text: String
+        public let columns: [String]
+
+        init(_ text: String, columns: String) {
+            self.text = text
+            self.columns = columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+
+        static let historyValues = "(\(RowCodec.placeholders(RowCodec.historyColumns)))"
+
+        // What a row change runs (public for the benchmark that runs them without the store).
+        public static let insertRow = SQL("INSERT OR REPLACE INTO bindings (\(RowCodec.bindingColumns)) VALUES (\(RowCodec.placeholders(RowCodec.bindingColumns)))",
+                                          columns: RowCodec.bindingColumns)
+        public static let deleteRow = SQL("DELETE FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))",
+                                          columns: RowCodec.keyColumns)
+        public static let insertSocket = SQL("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders("cookie, " + RowCodec.keyColumns)))",
+                                             columns: "cookie, " + RowCodec.keyColumns)
+        public static let deleteSocket = SQL("DELETE FROM sockets WHERE cookie=?", columns: "cookie")
+        public static let appendHistory = SQL("INSERT INTO history (\(RowCodec.historyColumns)) VALUES \(historyValues)", columns: RowCodec.historyColumns)
     }
 
     private static func checkPlace(_ path: String) throws {

@@ -94,7 +94,7 @@ enum CoreBench {
         let events = Self.events(count: 1_000_000)
         let longLived = Self.longLivedEvents(count: 400_000)
         var reconcilerRate: [Double] = [], baselineRate: [Double] = [], mixRate: [Double] = [], longRate: [Double] = []
-        var rawSQLiteRate: [Double] = []
+        var rawSQLiteRate: [Double] = [], statementsRate: [Double] = []
         var transientShare = 0.0, longChanges = 0, mixStoreShare: [Double] = [], longStoreShare: [Double] = []
         for run in 0..<repeats {
             Progress.step("reconciler and store", run: run, of: repeats)
@@ -134,6 +134,8 @@ enum CoreBench {
             // Baseline: the least SQLite work storing as many rows, in transactions of the same size.
             let perTransaction = max(1, long.changes / max(1, longLived.count / 4096))
             rawSQLiteRate.append(Double(long.changes) / (try rawInserts(path: dir + "/raw.db", rows: long.changes, perTransaction: perTransaction)))
+            // Floor: the store's statements for the same events, by SQLite alone.
+            statementsRate.append(Double(longLived.count) / (try storeStatementsAlone(longLived, path: dir + "/statements.db")))
         }
         let figures = [
             Figure(name: "reconciler alone, realistic mix", unit: "events/s", runs: reconcilerRate),
@@ -141,6 +143,7 @@ enum CoreBench {
             Figure(name: "(a) reconciler + SQLite store, realistic mix", unit: "events/s", runs: mixRate),
             Figure(name: "(b) reconciler + SQLite store, every binding long-lived (every event a row change)", unit: "events/s", runs: longRate),
             Figure(name: "baseline: raw SQLite inserts of as many rows, same transaction size", unit: "rows/s", runs: rawSQLiteRate),
+            Figure(name: "floor: the store's SQL statements for (b)'s events, fixed values, no portwatch code", unit: "events/s", runs: statementsRate),
         ]
         report.add("Reconciler and store (200 ms window; (a) 1,000,000 events on 10,000 keys, (b) 400,000 events)", figures, notes: [
             "(a) transient share measured: \(Report.format(transientShare * 100))% of opens were transient",
@@ -148,7 +151,118 @@ enum CoreBench {
             "share of the time in Store.apply (the rest is the reconciler): (a) \(Report.format(Measure.percentile(mixStoreShare, 0.5) * 100))%, (b) \(Report.format(Measure.percentile(longStoreShare, 0.5) * 100))%",
             "reconciler / dictionary baseline: \(Report.format(figures[0].median / figures[1].median))",
             "(b) / raw SQLite: \(Report.format(figures[3].median / figures[4].median)) (goal >= 0.45); vs 200 k events/s: \(Report.format(figures[3].median / 200_000))",
+            "the store's SQL alone / raw SQLite: \(Report.format(figures[5].median / figures[4].median)) (a bindings row, a sockets row and a history row per event); (b) / the store's SQL alone: \(Report.format(figures[3].median / figures[5].median))",
         ])
+    }
+
+    /// The store's own statements for each event of `events` (all opens and closes of
+    /// long-lived bindings), run with plain SQLite calls in transactions of 4,096 events: what
+    /// SQLite alone spends on portwatch's schema, with no reconciler and no row encoding.
+    /// Returns the seconds taken.
+    static func storeStatementsAlone(_ events: [PortEvent], path: String) throws -> Double {
+        do { _ = try Store(path: path) }  // the schema, made and migrated as the daemon does
+        var db: OpaquePointer?
+        sqlite3_open(path, &db)
+        defer { sqlite3_close(db) }
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", nil, nil, nil)
+        /// A statement and, for each of its parameters, which value of the event it takes.
+        struct Prepared {
+            let stmt: OpaquePointer
+            let values: [Value]
+            init(_ db: OpaquePointer?, _ sql: Store.SQL) throws {
+                var stmt: OpaquePointer?
+                guard sqlite3_prepare_v2(db, sql.text, -1, &stmt, nil) == SQLITE_OK, let stmt else {
+                    throw BenchError("cannot prepare \(sql.text): \(String(cString: sqlite3_errmsg(db)))")
+                }
+                self.stmt = stmt
+                values = try sql.columns.map { try Value(column: $0) }
+            }
+        }
+        enum Value {
+            case netns, port, cookie, time, action, reason, address, constant(Int64), text(StaticString)
+            init(column: String) throws {
+                switch column {
+                case "netns": self = .netns
+                case "port", "port_max": self = .port
+                case "cookie": self = .cookie
+                case "time", "opened", "first_seen", "last_change": self = .time
+                case "action": self = .action
+                case "reason": self = .reason
+                case "address": self = .address
+                case "protocol": self = .text("tcp")
+                case "family": self = .text("ipv4")
+                case "state": self = .text("listen")
+                case "comm": self = .text("server")
+                case "unit", "container_id", "pod", "namespace", "container": self = .text("")
+                case "pid": self = .constant(1234)
+                case "uid", "lifetime": self = .constant(0)
+                case "holders", "count": self = .constant(1)
+                default: throw BenchError("the store writes a column the benchmark does not know: \(column)")
+                }
+            }
+        }
+        let insertRow = try Prepared(db, Store.SQL.insertRow), deleteRow = try Prepared(db, Store.SQL.deleteRow)
+        let insertSocket = try Prepared(db, Store.SQL.insertSocket), deleteSocket = try Prepared(db, Store.SQL.deleteSocket)
+        let appendHistory = try Prepared(db, Store.SQL.appendHistory)
+        defer { for p in [insertRow, deleteRow, insertSocket, deleteSocket, appendHistory] { sqlite3_finalize(p.stmt) } }
+        // Each address's text made before the clock starts.
+        let addresses = events.map { Array($0.key.address.utf8) }
+        func run(_ p: Prepared, _ i: Int) {
+            let e = events[i]
+            for (n, value) in p.values.enumerated() {
+                let at = Int32(n + 1)
+                switch value {
+                case .netns: sqlite3_bind_int64(p.stmt, at, Int64(e.key.netns))
+                case .port: sqlite3_bind_int64(p.stmt, at, Int64(e.key.port))
+                case .cookie: sqlite3_bind_int64(p.stmt, at, Int64(bitPattern: e.cookie))
+                case .time: sqlite3_bind_int64(p.stmt, at, Int64(bitPattern: e.time))
+                case .constant(let v): sqlite3_bind_int64(p.stmt, at, v)
+                case .action: bindStatic(p.stmt, at, e.kind == .open ? "open" : "close")
+                case .reason: bindStatic(p.stmt, at, e.kind == .open ? "" : "released")
+                case .text(let t): bindStatic(p.stmt, at, t)
+                case .address:
+                    addresses[i].withUnsafeBufferPointer {
+                        _ = sqlite3_bind_text(p.stmt, at, UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), Int32($0.count), pw_sqlite_transient())
+                    }
+                }
+            }
+            sqlite3_step(p.stmt)
+            sqlite3_reset(p.stmt)
+        }
+        let seconds = Measure.time {
+            for start in stride(from: 0, to: events.count, by: 4096) {
+                sqlite3_exec(db, "BEGIN", nil, nil, nil)
+                for i in start..<min(events.count, start + 4096) {
+                    if events[i].kind == .open {
+                        run(insertRow, i)
+                        run(insertSocket, i)
+                    } else {
+                        run(deleteRow, i)
+                        run(deleteSocket, i)
+                    }
+                    run(appendHistory, i)
+                }
+                sqlite3_exec(db, "COMMIT", nil, nil, nil)
+            }
+        }
+        // Every statement's result went unchecked in the loop: the rows must all be there.
+        var count: OpaquePointer?
+        sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM history), (SELECT count(*) FROM sockets), (SELECT count(*) FROM bindings)", -1, &count, nil)
+        defer { sqlite3_finalize(count) }
+        let opens = events.reduce(0) { $0 + ($1.kind == .open ? 1 : 0) }
+        let live = Int64(opens - (events.count - opens))
+        guard sqlite3_step(count) == SQLITE_ROW else { throw BenchError("cannot count rows: \(String(cString: sqlite3_errmsg(db)))") }
+        let found = (0..<3).map { sqlite3_column_int64(count, $0) }
+        guard found == [Int64(events.count), live, live] else {
+            throw BenchError("the store's statements run alone wrote \(found) history, sockets and bindings rows, not \([events.count, live, live])")
+        }
+        return seconds
+    }
+
+    private static func bindStatic(_ stmt: OpaquePointer, _ at: Int32, _ text: StaticString) {
+        text.withUTF8Buffer { bytes in
+            _ = sqlite3_bind_text(stmt, at, UnsafeRawPointer(bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
+        }
     }
 
     /// The least SQLite work that stores the same number of rows.
