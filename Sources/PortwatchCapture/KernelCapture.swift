@@ -22,6 +22,8 @@ public final class KernelCapture {
 
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
+    /// Reads the kernel memory of the loaded maps (from any thread).
+    public private(set) var mapMemory = MapMemory()
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
                                       "pw_owner_exec", "pw_owner_exit", "pw_sendmsg4", "pw_sendmsg6", "pw_sock_release",
                                       "pw_sockops", "pw_tcp_state"]
@@ -102,6 +104,15 @@ public final class KernelCapture {
         mapFullFD = bpf_map__fd(try map("map_full"))
         ownersFD = bpf_map__fd(try map("owners"))
         settingsFD = bpf_map__fd(try map("settings"))
+        var maps: [(name: String, fd: Int32)] = []
+        var next = bpf_object__next_map(object, nil)
+        while let m = next {
+            // libbpf names the maps of global variables "<object>.bss" and the like: by their section.
+            let name = String(cString: bpf_map__name(m))
+            maps.append((name.split(separator: ".").last.map(String.init) ?? name, bpf_map__fd(m)))
+            next = bpf_object__next_map(object, m)
+        }
+        mapMemory = MapMemory(maps)
         // Past a quarter of the ring, always wake the consumer, however small the ring.
         settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), consumer_idle: 0)
         try check("cannot write the BPF settings", writeSettings())
@@ -239,6 +250,7 @@ public final class KernelCapture {
         for link in links { bpf_link__destroy(link) }
         links.removeAll()
         for name in attached.keys { attached[name] = false }
+        mapMemory = MapMemory()
         if let ring { ring_buffer__free(ring) }
         ring = nil
         if let object { bpf_object__close(object) }

@@ -13,6 +13,8 @@ public struct Exporter: Sendable {
     public var auth: BasicAuth?
     /// Added to every response (e.g. security headers from the web configuration).
     public var headers: [(String, String)] = []
+    /// The kernel memory of the BPF maps, by map, read at each scrape (nil: no such series).
+    public var mapMemory: (@Sendable () -> [(map: String, bytes: UInt64)])?
     /// The ledger's series as last rendered, per format (shared by copies of this exporter).
     let rendered = RenderCache()
 
@@ -58,6 +60,10 @@ public struct Exporter: Sendable {
         let gzip = Gzip.accepted(request.header("accept-encoding"))
         let ledger = rendered.part(state(), format: format, gzip: gzip)
         var perScrape = ProcessMetrics.families()
+        if let mapMemory {
+            perScrape.append(MetricFamily("portwatch_bpf_map_memory_bytes", .gauge, help: Self.mapMemoryHelp, unit: "bytes",
+                                          samples: mapMemory().map { .init([("map", $0.map)], Double($0.bytes)) }))
+        }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         perScrape.append(MetricFamily("portwatch_scrape_duration_seconds", .gauge,
                                       help: "Time portwatch took to gather this scrape's metrics.", unit: "seconds",
@@ -71,6 +77,8 @@ public struct Exporter: Sendable {
         }
         return HTTPResponse(status: 200, headers: headers, bodyParts: [ledger.body, tail])
     }
+
+    static let mapMemoryHelp = "Kernel memory of each of portwatch's BPF maps, charged to the daemon's memory cgroup (memlock in /proc/self/fdinfo): in use on Linux 6.4 and later, the most the map can take before."
 
     var landingPage: String {
         """

@@ -54,13 +54,15 @@ struct Daemon {
                             revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
                             kernelFeatures: lister.features, maxTransientSeries: options.maxTransientSeries),
             policy: policy, health: { pipeline.health }, logger: logger)
-        let exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
+        var exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
                                 ready: { pipeline.phase == .ready },
                                 auth: web.flatMap { $0.users.isEmpty ? nil : BasicAuth(users: $0.users) },
                                 headers: web?.headers ?? [])
+        exporter.mapMemory = { [maps = capture.mapMemory] in maps.read() }
+        let served = exporter
 
         let addresses = options.listenAddresses.compactMap(ListenAddress.init)
-        let server = try HTTPServer(addresses: addresses, tls: web?.tls, logger: logger) { exporter.handle($0) }
+        let server = try HTTPServer(addresses: addresses, tls: web?.tls, logger: logger) { served.handle($0) }
         // Everything privileged is open or attached: keep only what resyncs need.
         if let user = options.runAs {
             try KernelChecks.switchUser(user, ownedPaths: ["", "-wal", "-shm"].map { options.databasePath + $0 })

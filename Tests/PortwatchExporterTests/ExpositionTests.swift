@@ -118,6 +118,19 @@ import PortwatchTestSupport
         #expect(String(decoding: Self.get(exporter).body, as: UTF8.self).contains("port=\"443\""), "a new generation shows the change")
     }
 
+    @Test func mapMemoryIsReadAtEachScrape() throws {
+        let bytes = Mutex<UInt64>(4096)
+        var exporter = Exporter(telemetryPath: "/metrics", state: { Self.state(ports: [22], generation: 1) }, ready: { true })
+        #expect(!String(decoding: Self.get(exporter).body, as: UTF8.self).contains("portwatch_bpf_map_memory_bytes"), "no maps, no series")
+        exporter.mapMemory = { [("bindings", bytes.withLock { $0 }), ("events", 1 << 20)] }
+        let text = String(decoding: Self.get(exporter).body, as: UTF8.self)
+        #expect(text.contains("# TYPE portwatch_bpf_map_memory_bytes gauge\nportwatch_bpf_map_memory_bytes{map=\"bindings\"} 4096\nportwatch_bpf_map_memory_bytes{map=\"events\"} 1048576\n"), "\(text)")
+        // Same generation of the ledger: the value is still read anew.
+        bytes.withLock { $0 = 8192 }
+        let open = String(decoding: Self.get(exporter, [("accept", "application/openmetrics-text; version=1.0.0")]).body, as: UTF8.self)
+        #expect(open.contains("# UNIT portwatch_bpf_map_memory_bytes bytes\nportwatch_bpf_map_memory_bytes{map=\"bindings\"} 8192\n"), "\(open)")
+    }
+
     @Test func gzipOfTheCachedPartDecompressesToTheSameText() throws {
         let exporter = Exporter(telemetryPath: "/metrics", state: { Self.state(ports: Array(1...2000), generation: 7) }, ready: { true })
         for accept in ["text/plain", "application/openmetrics-text; version=1.0.0"] {

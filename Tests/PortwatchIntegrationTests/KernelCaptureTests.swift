@@ -265,6 +265,29 @@ extension KernelSuite {
             #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil })
         }
 
+        /// The kernel memory of the maps: the ring buffer as sized, and (Linux 6.4+, which counts
+        /// the entries in use) the map of bound sockets growing with them and shrinking after.
+        @Test func mapMemoryFollowsTheBoundSockets() throws {
+            let d = try DaemonHarness(arguments: ["--bpf.ring-buffer-size", "2097152"])
+            guard d.waitReady() else { return }
+            func bytes(_ map: String) -> Double { d.sample("portwatch_bpf_map_memory_bytes{map=\"\(map)\"}") ?? -1 }
+            #expect(bytes("events") >= 2 * 1024 * 1024, "the ring buffer's pages; metrics:\n\(d.metrics())")
+            let idle = bytes("bindings")
+            #expect(idle > 0)
+            let child = try ChildProcess("s = [udp() for _ in range(2000)]\nsay(len(s))\nwait()")
+            #expect(child.line() == "2000")
+            // Each entry is more than its 8-byte key and 56-byte value.
+            let grown = idle + 2000 * 64
+            if KernelRelease.isBefore(6, 4) {
+                #expect(TestHTTP.waitUntil(10) { (d.sample("portwatch_ports_held{protocol=\"udp\",family=\"ipv4\"}") ?? 0) >= 2000 })
+                #expect(bytes("bindings") == idle, "kernel \(KernelRelease.text): the most the map can take")
+            } else {
+                #expect(TestHTTP.waitUntil(10) { bytes("bindings") >= grown }, "\(idle) -> \(bytes("bindings"))")
+                child.kill()
+                #expect(TestHTTP.waitUntil(10) { bytes("bindings") < grown }, "\(idle) -> \(bytes("bindings")) after the sockets closed")
+            }
+        }
+
         @Test func runAsSwitchesUserAndKeepsWorking() throws {
             let d = try DaemonHarness(arguments: ["--run-as", "nobody"])
             guard d.waitReady() else { return }
@@ -286,6 +309,7 @@ extension KernelSuite {
             let port = try #require(UInt16(child.line() ?? ""))
             #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true },
                     "\(d.log)")
+            #expect((d.sample("portwatch_bpf_map_memory_bytes{map=\"events\"}") ?? 0) > 0, "its own maps are still readable")
             #expect(d.stop() == 0)
         }
 

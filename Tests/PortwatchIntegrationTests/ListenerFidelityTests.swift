@@ -195,12 +195,8 @@ extension KernelSuite {
         /// for it, says so in a gauge, and on older kernels leaves such rows to the events.
         @Test func theBoundTCPListingFeatureMatchesTheKernel() throws {
             guard let d = try started() else { return }
-            var uts = utsname()
-            uname(&uts)
-            let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            let version = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-            let expected: Double = version.lexicographicallyPrecedes([6, 7]) ? 0 : 1
-            #expect(d.sample("portwatch_kernel_feature{feature=\"sock_diag_bound_tcp\"}") == expected, "kernel \(release)")
+            let expected: Double = KernelRelease.isBefore(6, 7) ? 0 : 1
+            #expect(d.sample("portwatch_kernel_feature{feature=\"sock_diag_bound_tcp\"}") == expected, "kernel \(KernelRelease.text)")
             // Either way a bound TCP socket stays listed across resyncs, without corrections.
             let child = try ChildProcess("s = tcp(listen=False)\nsay(s.getsockname()[1])\nwait()")
             let port = try #require(UInt16(child.line() ?? ""))

@@ -28,3 +28,17 @@ public enum TestProcess {
         run(["sh", "-c", command])
     }
 }
+
+/// The running kernel's release, as uname gives it.
+public enum KernelRelease {
+    public static var text: String {
+        var uts = utsname()
+        uname(&uts)
+        return withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// Whether the kernel is older than major.minor.
+    public static func isBefore(_ major: Int, _ minor: Int) -> Bool {
+        text.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }.lexicographicallyPrecedes([major, minor])
+    }
+}
