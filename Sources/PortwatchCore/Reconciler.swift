@@ -159,11 +159,14 @@ public struct Reconciler: Sendable {
         buffer.append(Pending(event: event))
     }
 
-    /// The transient listeners found since the last call or batch: a caller that takes them
-    /// as they come keeps them out of the next batch.
-    public mutating func takeTransients() -> [TransientBinding] {
-        defer { transients.removeAll(keepingCapacity: true) }
-        return transients
+    /// Hands `body` the transient listeners found since the last call or batch, and forgets
+    /// them: a caller that takes them as they come keeps them out of the next batch.
+    public mutating func drainTransients(_ body: ([TransientBinding]) -> Void) {
+        guard !transients.isEmpty else { return }
+        // Lent, then emptied in place: the array keeps its storage from poll to poll (handing
+        // it out and emptying it after would copy it to a new one each time).
+        body(transients)
+        transients.removeAll(keepingCapacity: true)
     }
 
     /// Events held for the window (tests).

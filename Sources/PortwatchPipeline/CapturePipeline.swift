@@ -140,7 +140,7 @@ public final class CapturePipeline: @unchecked Sendable {
         // What arrived before a failure is kept too.
         let got = arrived.count
         ingest(&arrived)
-        collect(reconciler.takeTransients())
+        reconciler.drainTransients { collect($0) }
         arrivedSinceWrite += got
         // Keep the room while a burst lasts; give it back once polls are small again.
         arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
