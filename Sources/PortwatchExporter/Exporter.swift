@@ -78,7 +78,7 @@ public struct Exporter: Sendable {
         return HTTPResponse(status: 200, headers: headers, bodyParts: [ledger.body, tail])
     }
 
-    static let mapMemoryHelp = "Kernel memory of each of portwatch's BPF maps, charged to the daemon's memory cgroup (memlock in /proc/self/fdinfo): in use on Linux 6.4 and later, the most the map can take before."
+    static let mapMemoryHelp = "Kernel memory of each of portwatch's BPF maps, charged to the daemon's memory cgroup (memlock in /proc/self/fdinfo): in use on Linux 6.4 and later, estimated from the map's size before (a ring buffer at least its data size)."
 
     var landingPage: String {
         """

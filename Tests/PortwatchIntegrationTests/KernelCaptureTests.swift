@@ -274,13 +274,14 @@ extension KernelSuite {
             #expect(bytes("events") >= 2 * 1024 * 1024, "the ring buffer's pages; metrics:\n\(d.metrics())")
             let idle = bytes("bindings")
             #expect(idle > 0)
-            let child = try ChildProcess("s = [udp() for _ in range(2000)]\nsay(len(s))\nwait()")
-            #expect(child.line() == "2000")
+            // Within the default limit of 1,024 descriptors.
+            let child = try ChildProcess("s = [udp() for _ in range(800)]\nsay(len(s))\nwait()")
+            #expect(child.line() == "800")
             // Each entry is more than its 8-byte key and 56-byte value.
-            let grown = idle + 2000 * 64
+            let grown = idle + 800 * 64
             if KernelRelease.isBefore(6, 4) {
-                #expect(TestHTTP.waitUntil(10) { (d.sample("portwatch_ports_held{protocol=\"udp\",family=\"ipv4\"}") ?? 0) >= 2000 })
-                #expect(bytes("bindings") == idle, "kernel \(KernelRelease.text): the most the map can take")
+                #expect(TestHTTP.waitUntil(10) { (d.sample("portwatch_ports_held{protocol=\"udp\",family=\"ipv4\"}") ?? 0) >= 800 })
+                #expect(bytes("bindings") == idle, "kernel \(KernelRelease.text): an estimate from the map's size")
             } else {
                 #expect(TestHTTP.waitUntil(10) { bytes("bindings") >= grown }, "\(idle) -> \(bytes("bindings"))")
                 child.kill()
