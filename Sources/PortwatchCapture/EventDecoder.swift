@@ -47,7 +47,7 @@ public struct EventDecoder {
         }
         guard let key = key(e.binding) else { return nil }
         return PortEvent(kind: kind, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall),
-                         key: key, owner: owner(e.binding),
+                         key: key, process: process(e.binding),
                          state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason,
                          cgroup: e.binding.cgroup)
     }
@@ -58,7 +58,7 @@ public struct EventDecoder {
         return BindingKey(netns: b.netns, transport: transport, family: family, addressBytes: address, port: b.port)
     }
 
-    private mutating func owner(_ b: pw_binding) -> Owner {
+    private mutating func process(_ b: pw_binding) -> OwnerProcess {
         let raw = withUnsafeBytes(of: b.comm) { CommBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
         let name: ProcessName
         if let last = lastName, lastRaw == raw { name = last } else if let known = names[raw] { name = known } else {
@@ -68,7 +68,7 @@ public struct EventDecoder {
         }
         lastRaw = raw
         lastName = name
-        return Owner(pid: Int32(bitPattern: b.pid), name: name, uid: b.uid)
+        return OwnerProcess(pid: Int32(bitPattern: b.pid), name: name, uid: b.uid)
     }
 
     /// The kernel's view of a key, to seed the `bindings` map for a socket found by a snapshot.

@@ -29,15 +29,16 @@ public struct PortEvent: Sendable, Hashable {
     /// Wall-clock nanoseconds since the Unix epoch.
     public var time: UInt64
     public var key: BindingKey
-    public var owner: Owner
+    /// Who took the port; the service, container and pod come from `cgroup`.
+    public var process: OwnerProcess
     public var state: SocketState
     /// For a close: why. For an open: `resync` when a resync found it, else `released` (unused).
     public var reason: Reason
-    /// The cgroup v2 id of the task that took the port (0: unknown); resolved to
-    /// `owner.attribution` before the event is reconciled.
+    /// The cgroup v2 id of the task that took the port (0: unknown): the reconciler names its
+    /// service, container and pod from it when it makes a row (see `Reconciler.attribute`).
     public var cgroup: UInt64
 
-    public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, owner: Owner, state: SocketState,
+    public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, process: OwnerProcess, state: SocketState,
                 reason: Reason = .released, cgroup: UInt64 = 0) {
         self.kind = kind
         self.cgroup = cgroup
@@ -45,7 +46,15 @@ public struct PortEvent: Sendable, Hashable {
         self.cookie = cookie
         self.time = time
         self.key = key
-        self.owner = owner
+        self.process = process
         self.state = state
+    }
+
+    /// An event of `owner`'s process. An event carries no attribution (it comes from `cgroup`):
+    /// `owner` must have none.
+    public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, owner: Owner, state: SocketState,
+                reason: Reason = .released, cgroup: UInt64 = 0) {
+        assert(owner.attribution == Attribution(), "an event's attribution comes from its cgroup")
+        self.init(kind: kind, cookie: cookie, time: time, key: key, process: owner.process, state: state, reason: reason, cgroup: cgroup)
     }
 }

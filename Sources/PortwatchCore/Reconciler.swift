@@ -104,16 +104,22 @@ public struct Reconciler: Sendable {
     }
 
     /// Takes events in kernel order. Nothing reaches the table before `flush`.
-    public mutating func ingest<S: Sequence>(_ events: S) where S.Element == PortEvent {
-        for event in events { ingest(event) }
+    ///
+    /// `attribute` names the service, container and pod of a cgroup id (an event's `cgroup`),
+    /// here for the transient listeners found, in `flush` for the rows made.
+    public mutating func ingest<S: Sequence>(_ events: S, attribute: (UInt64) -> Attribution = Reconciler.unattributed) where S.Element == PortEvent {
+        for event in events { ingest(event, attribute: attribute) }
     }
 
     /// The capture path's form: each event read in place, no copy of it made to hand over.
-    public mutating func ingest(_ events: [PortEvent]) {
-        for i in events.indices { ingest(events[i]) }
+    public mutating func ingest(_ events: [PortEvent], attribute: (UInt64) -> Attribution = Reconciler.unattributed) {
+        for i in events.indices { ingest(events[i], attribute: attribute) }
     }
 
-    public mutating func ingest(_ event: PortEvent) {
+    /// No service, container or pod for any cgroup.
+    public static func unattributed(_ cgroup: UInt64) -> Attribution { Attribution() }
+
+    public mutating func ingest(_ event: PortEvent, attribute: (UInt64) -> Attribution = Reconciler.unattributed) {
         let position = buffer.end
         switch event.kind {
         case .open:
@@ -139,8 +145,8 @@ public struct Reconciler: Sendable {
                         tally.transient[event.key.transport] += 1
                         let state = buffer.read(entry.last) { $0.event.state }
                         let transient = buffer.read(entry.first) {
-                            TransientBinding(key: $0.event.key, owner: $0.event.owner, state: state,
-                                             opened: opened, lifetime: event.time > opened ? event.time - opened : 0)
+                            TransientBinding(key: $0.event.key, owner: Owner($0.event.process, attribution: attribute($0.event.cgroup)),
+                                             state: state, opened: opened, lifetime: event.time > opened ? event.time - opened : 0)
                         }
                         transients.append(transient)
                     }
@@ -182,23 +188,24 @@ public struct Reconciler: Sendable {
         while firstLive < buffer.end, buffer.read(firstLive, { $0.dropped }) { firstLive += 1 }
     }
 
-    /// Applies every event older than `window` at `now` (wall-clock nanoseconds).
+    /// Applies every event older than `window` at `now` (wall-clock nanoseconds); a row made
+    /// or taken over by an event is attributed by `attribute` (see `ingest`).
     /// Returns nil when there is nothing to write.
-    public mutating func flush(now: UInt64) -> Batch? {
+    public mutating func flush(now: UInt64, attribute: (UInt64) -> Attribution = Reconciler.unattributed) -> Batch? {
         var end = buffer.start
         while end < buffer.end {
             if buffer.read(end, { !$0.dropped && $0.event.time &+ window > now }) { break }
             end += 1
         }
-        return apply(upTo: end)
+        return apply(upTo: end, attribute: attribute)
     }
 
     /// Applies everything buffered, due or not (shutdown, tests).
-    public mutating func flushAll() -> Batch? {
-        apply(upTo: buffer.end)
+    public mutating func flushAll(attribute: (UInt64) -> Attribution = Reconciler.unattributed) -> Batch? {
+        apply(upTo: buffer.end, attribute: attribute)
     }
 
-    private mutating func apply(upTo end: Int) -> Batch? {
+    private mutating func apply(upTo end: Int, attribute: (UInt64) -> Attribution) -> Batch? {
         // Read in place (no copy of the events): fold changes the table, not the buffer.
         let due = buffer.elements(buffer.start..<end).lazy.filter { !$0.dropped }.map(\.event)
         var applied = 0
@@ -212,7 +219,7 @@ public struct Reconciler: Sendable {
         }
         // Sized for the events applied, not the dropped ones around them (a flood of transients
         // would have it reserve room for tens of thousands of changes that never come).
-        var batch = fold(due, expected: applied)
+        var batch = fold(due, expected: applied) { attribute($0.cgroup) }
         buffer.consume(upTo: end)
         firstLive = max(firstLive, end)
         skipDropped()
@@ -244,7 +251,8 @@ public struct Reconciler: Sendable {
     /// Applies events one at a time in order, then reports each touched key's net change, keys
     /// in the order the batch first touched them (one dictionary lookup per event for the
     /// bookkeeping; a resync's changes are sorted by key, as its events come from dictionaries).
-    private mutating func fold<Events: Sequence<PortEvent>>(_ events: Events, expected: Int, resync: Bool = false) -> Batch {
+    private mutating func fold<Events: Sequence<PortEvent>>(_ events: Events, expected: Int, resync: Bool = false,
+                                                            attribution: (PortEvent) -> Attribution) -> Batch {
         var index: [BindingKey: Int] = [:]
         index.reserveCapacity(expected)
         var touches: [Touch] = []
@@ -263,7 +271,7 @@ public struct Reconciler: Sendable {
             }
             switch event.kind {
             case .open:
-                open(event, batch: &batch)
+                open(event, attribution: attribution(event), batch: &batch)
             case .close:
                 touches[i].lastReason = event.reason
                 if let row = close(event, batch: &batch), touches[i].before == nil {
@@ -316,7 +324,7 @@ public struct Reconciler: Sendable {
     ///
     /// `sees` says which rows a snapshot can show at all: a row it cannot see (TCP `bound`
     /// on kernels whose sock_diag does not dump bound sockets) is left to the event path.
-    public mutating func resync(live: [LiveSocket], now: UInt64,
+    public mutating func resync(live: [LiveSocket], now: UInt64, attribute: (UInt64) -> Attribution = Reconciler.unattributed,
                                 sees: (TransportProtocol, SocketState) -> Bool = { _, _ in true })
     -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
         var buffered = Set<UInt64>()
@@ -330,22 +338,26 @@ public struct Reconciler: Sendable {
         where !liveCookies.contains(cookie) && !buffered.contains(cookie) && visible(key) {
             let row = rows[key]
             synthetic.append(PortEvent(kind: .close, cookie: cookie, time: now, key: key,
-                                       owner: row?.owner ?? Owner(pid: 0, comm: "", uid: 0), state: row?.state ?? .bound,
+                                       process: row?.owner.process ?? Owner(pid: 0, comm: "", uid: 0).process, state: row?.state ?? .bound,
                                        reason: .resync))
         }
         // Rows no known socket holds (e.g. written before a crash lost their sockets).
         let heldKeys = Set(held.values)
         for (key, row) in rows where !heldKeys.contains(key) && visible(key) {
             for _ in 0..<max(row.holders, 1) {
-                synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, owner: row.owner, state: row.state,
+                synthetic.append(PortEvent(kind: .close, cookie: 0, time: now, key: key, process: row.owner.process, state: row.state,
                                            reason: .resync))
             }
         }
+        // A live socket's owner comes attributed (from its process); the events made of them carry none.
+        var attributions: [UInt64: Attribution] = [:]
         for socket in live where !buffered.contains(socket.cookie) && held[Cookie(socket.cookie)] != socket.key {
             synthetic.append(PortEvent(kind: .open, cookie: socket.cookie, time: now, key: socket.key,
-                                       owner: socket.owner, state: socket.state))
+                                       process: socket.owner.process, state: socket.state))
+            attributions[socket.cookie] = socket.owner.attribution
         }
-        var batch = synthetic.isEmpty ? Batch() : fold(synthetic, expected: synthetic.count, resync: true)
+        var batch = synthetic.isEmpty ? Batch()
+            : fold(synthetic, expected: synthetic.count, resync: true) { attributions[$0.cookie] ?? attribute($0.cgroup) }
         var corrections: [RowChange.Action: UInt64] = [:]
         for change in batch.changes where change.action != .update { corrections[change.action, default: 0] += 1 }
         batch.counters.orphanCloses = [:]
@@ -378,7 +390,7 @@ public struct Reconciler: Sendable {
         return changes
     }
 
-    private mutating func open(_ event: PortEvent, batch: inout Batch) {
+    private mutating func open(_ event: PortEvent, attribution: Attribution, batch: inout Batch) {
         let previous = held[Cookie(event.cookie)]
         if let previous, previous != event.key {
             // The socket moved (should not happen for one socket): release the old key first.
@@ -389,12 +401,12 @@ public struct Reconciler: Sendable {
         let known = previous == event.key
         if var row = rows[event.key] {
             if !known { row.holders += 1 }
-            row.owner = event.owner
+            row.owner = Owner(event.process, attribution: attribution)
             row.state = event.state
             row.lastChange = event.time
             rows[event.key] = row
         } else {
-            rows[event.key] = Binding(key: event.key, owner: event.owner, state: event.state,
+            rows[event.key] = Binding(key: event.key, owner: Owner(event.process, attribution: attribution), state: event.state,
                                       holders: 1, firstSeen: event.time, lastChange: event.time)
         }
         if !known { remember(event.cookie, event.key, batch: &batch) }

@@ -150,7 +150,7 @@ public final class CapturePipeline: @unchecked Sendable {
         let deadlinePassed = reconciler.nextDue.map { $0 <= clock.wallNanoseconds() } ?? false
         if now >= due.flush || !extra.isEmpty || (deadlinePassed && writeGapRemaining(now) == 0) {
             due.flush = now + schedule.tick
-            var batch = reconciler.flush(now: clock.wallNanoseconds()) ?? Batch()
+            var batch = reconciler.flush(now: clock.wallNanoseconds(), attribute: attribute) ?? Batch()
             extra += record(&batch)
             if !batch.isEmpty {
                 lastFlush = now
@@ -190,15 +190,19 @@ public final class CapturePipeline: @unchecked Sendable {
         return Int32((min(max(wait, 0), 3600) * 1000).rounded(.up))
     }
 
-    /// Names the service, container and pod of every open, then reconciles.
+    /// Reconciles; the service, container and pod of every open are resolved now, while its
+    /// cgroup surely exists, and named from the resolver's cache when a row is made of it.
     private func ingest(_ events: inout [PortEvent]) {
         if let attributor {
-            for i in events.indices where events[i].kind == .open { events[i].owner.attribution = attributor.resolve(id: events[i].cgroup) }
+            for i in events.indices where events[i].kind == .open { _ = attributor.resolve(id: events[i].cgroup) }
         }
         // The reconciler is taken once for the whole poll, not once per event (each access to
         // a class's stored property is checked for exclusivity at run time).
-        reconciler.ingest(events)
+        reconciler.ingest(events, attribute: attribute)
     }
+
+    /// The service, container and pod of a cgroup.
+    private func attribute(_ cgroup: UInt64) -> Attribution { attributor?.resolve(id: cgroup) ?? Attribution() }
 
     /// Milliseconds to wait for events: a tick, or less when a pending binding falls due
     /// sooner (and may be written then: a due burst waits out the write gap asleep, not in a
@@ -253,7 +257,7 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Applies and writes everything still buffered (at shutdown), then detaches.
     public func finish() {
         enter(.stopping)
-        var last = reconciler.flushAll() ?? Batch()
+        var last = reconciler.flushAll(attribute: attribute) ?? Batch()
         let extra = record(&last, draining: true)
         if !last.isEmpty || !extra.isEmpty { write(last, extra) }
         if !unwritten.isEmpty {
@@ -322,7 +326,7 @@ public final class CapturePipeline: @unchecked Sendable {
         var raced: [PortEvent] = []
         try? kernel.poll(timeoutMs: 0, into: &raced)
         ingest(&raced)
-        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), sees: lister.sees)
+        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), attribute: attribute, sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }
                 .map { CounterEntry(name: CounterEntry.resyncCorrections, label: $0.key.rawValue, value: $0.value) }

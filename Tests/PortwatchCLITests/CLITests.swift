@@ -25,13 +25,14 @@ import PortwatchTestSupport
             BindingKey(netns: 4026531840, transport: t, family: family, address: address, port: port)
         }
         let hour: UInt64 = 3_600_000_000_000
-        r.ingest(PortEvent(kind: .open, cookie: 1, time: t0, key: key(22),
-                           owner: Owner(pid: 612, comm: "sshd", uid: 0, attribution: Attribution(unit: "ssh.service")), state: .listen))
+        // Attributed by cgroup: 1 is a systemd unit's, 2 a pod's.
         let pod = Attribution(containerID: String(repeating: "ab", count: 32), pod: "debug-7f9c", namespace: "default", container: "shell")
+        let cgroups: [UInt64: Attribution] = [1: Attribution(unit: "ssh.service"), 2: pod]
+        r.ingest(PortEvent(kind: .open, cookie: 1, time: t0, key: key(22), owner: Owner(pid: 612, comm: "sshd", uid: 0), state: .listen, cgroup: 1))
         r.ingest(PortEvent(kind: .open, cookie: 2, time: t0 + hour, key: key(4444, .tcp, "::", .ipv6),
-                           owner: Owner(pid: 7001, comm: "nc", uid: 1000, attribution: pod), state: .listen))
+                           owner: Owner(pid: 7001, comm: "nc", uid: 1000), state: .listen, cgroup: 2))
         r.ingest(PortEvent(kind: .open, cookie: 3, time: t0 + 2 * hour, key: key(5353, .udp), owner: Owner(pid: 80, comm: "avahi", uid: 107), state: .bound))
-        try store.apply(r.flush(now: t0 + 2 * hour)!)
+        try store.apply(r.flush(now: t0 + 2 * hour) { cgroups[$0] ?? Attribution() }!)
         r.ingest(PortEvent(kind: .close, cookie: 3, time: t0 + 2 * hour + 90_000_000_000, key: key(5353, .udp),
                            owner: Owner(pid: 80, comm: "avahi", uid: 107), state: .bound))
         try store.apply(r.flush(now: t0 + 3 * hour)!)

@@ -52,9 +52,17 @@ import PortwatchTestSupport
         hold(key(9000), Owner(pid: 4000, comm: "my app: \"v2\"", uid: 1000), from: t0 + 5 * hour, until: t0 + 8 * hour)
         hold(key(4444), Owner(pid: 7001, comm: "nc", uid: 1000), from: t0 + 9 * hour, until: t0 + 9 * hour + minute)
         hold(key(6379, .tcp, "127.0.0.1"), Owner(pid: 900, comm: "redis-server", uid: 100), from: t0 + hour, until: t0 + 3 * hour)
+        // Attributed by cgroup, as in the daemon: an id per attribution.
+        var cgroups = [Attribution()]
+        func cgroup(_ a: Attribution) -> UInt64 {
+            if let i = cgroups.firstIndex(of: a) { return UInt64(i) }
+            cgroups.append(a)
+            return UInt64(cgroups.count - 1)
+        }
         for (time, kind, cookie, key, owner, state) in events.sorted(by: { ($0.0, $0.2) < ($1.0, $1.2) }) {
-            r.ingest(PortEvent(kind: kind, cookie: cookie, time: time, key: key, owner: owner, state: state))
-            if let batch = r.flush(now: time) { try store.apply(batch) }
+            r.ingest(PortEvent(kind: kind, cookie: cookie, time: time, key: key, process: owner.process, state: state,
+                               cgroup: cgroup(owner.attribution)))
+            if let batch = r.flush(now: time, attribute: { cgroups[Int($0)] }) { try store.apply(batch) }
         }
         var transients = Batch()
         transients.transients = [TransientBinding(key: key(31337), owner: Owner(pid: 9100, comm: "bash", uid: 1000), state: .listen,

@@ -4,6 +4,12 @@ import PortwatchCore
 /// Keys and owners hold the kernel's bytes, not text: what users see must still be the text
 /// inet_ntop and the kernel's comm give, and every source of a key must compare alike.
 @Suite struct KeyValueTests {
+    /// Events are copied several times each on the capture path: with no reference in them a
+    /// copy is plain bytes (a reference in every event cost the daemon a sixth more CPU).
+    @Test func anEventHoldsNoReference() {
+        #expect(_isPOD(BindingKey.self) && _isPOD(OwnerProcess.self) && _isPOD(PortEvent.self))
+    }
+
     @Test func addressesReadBackAsInetNtopWritesThem() {
         let cases: [(String, AddressFamily)] = [
             ("0.0.0.0", .ipv4), ("127.0.0.1", .ipv4), ("10.20.30.40", .ipv4), ("255.255.255.255", .ipv4),

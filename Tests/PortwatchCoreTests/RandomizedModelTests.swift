@@ -28,7 +28,7 @@ import PortwatchCore
                 let known = sockets[e.cookie] == e.key
                 var holders = rows[e.key]?.holders ?? 0
                 if !known { holders += 1; sockets[e.cookie] = e.key }
-                rows[e.key] = (e.owner, e.state, holders)
+                rows[e.key] = (Owner(e.process), e.state, holders)
             case .close:
                 let known = sockets.values.filter { $0 == e.key }.count
                 guard var row = rows[e.key], sockets[e.cookie] == e.key || row.holders > known else {

@@ -71,6 +71,22 @@ import PortwatchPipeline
         #expect(rig.ledger.transients.reduce(0) { $0 + $1.count } == 6, "stopping writes the folds still open")
     }
 
+    /// Rows and transient records are named after the cgroup of the process that took the port;
+    /// sockets found by a snapshot, after their process.
+    @Test func rowsAndTransientsAreNamedAfterTheirCgroup() throws {
+        let rig = try Rig { _, lister, _ in lister.live = [LiveSocket(cookie: 7, key: key(22), owner: Owner(pid: 1, comm: "sshd", uid: 0), state: .listen)] }
+        rig.attributor.byPid[1] = Attribution(unit: "ssh.service")
+        rig.attributor.byCgroup[5] = Attribution(unit: "web.service")
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 1, 8080, cgroup: 5), rig.event(.open, 2, 4444, cgroup: 5)])
+        rig.clock.advance(0.001)
+        rig.deliver([rig.event(.close, 2, 4444, cgroup: 5)])
+        rig.run(for: 1)
+        let rows = rig.ledger.applied.flatMap(\.changes).map { "\($0.row.key.port) \($0.row.owner.attribution.unit)" }
+        #expect(rows == ["22 ssh.service", "8080 web.service"])
+        #expect(rig.ledger.transients.map { "\($0.key.port) \($0.owner.attribution.unit)" } == ["4444 web.service"])
+    }
+
     @Test func whatTheRecordCapLeavesOutIsCounted() throws {
         let rig = try Rig(transients: .init(recordsPerMinute: 0))
         rig.pipeline.step()

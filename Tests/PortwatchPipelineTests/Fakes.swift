@@ -100,28 +100,37 @@ func key(_ port: UInt16, _ transport: TransportProtocol = .tcp) -> BindingKey {
     BindingKey(netns: 4026531840, transport: transport, family: .ipv4, address: "127.0.0.1", port: port)
 }
 
+/// Names cgroups and processes from tables (unknown ones: no attribution).
+final class FakeAttributor: OwnerAttributor {
+    var byCgroup: [UInt64: Attribution] = [:]
+    var byPid: [Int32: Attribution] = [:]
+    func resolve(id cgroup: UInt64) -> Attribution { byCgroup[cgroup] ?? Attribution() }
+    func resolve(pid: Int32) -> Attribution { byPid[pid] ?? Attribution() }
+}
+
 /// A pipeline on fakes, with its fakes.
 struct Rig {
     let kernel = FakeKernel()
     let lister = FakeLister()
     let ledger = FakeLedger()
     let clock = FakeClock()
+    let attributor = FakeAttributor()
     let pipeline: CapturePipeline
 
     init(window: UInt64 = window, resync: Double = 300, transients: TransientLog.Limits = .init(),
          configure: (FakeKernel, FakeLister, FakeLedger) -> Void = { _, _, _ in },
          allowed: (@Sendable (Binding) -> Bool)? = nil) throws {
         configure(kernel, lister, ledger)
-        pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, clock: clock, window: window,
+        pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, attributor: attributor, clock: clock, window: window,
                                        schedule: Schedule(window: window, resyncInterval: resync),
                                        historyRetention: 7 * 86_400_000_000_000, transients: transients, allowed: allowed,
                                        logger: Logger(label: "test"))
     }
 
     /// An event at the clock's wall time now.
-    func event(_ kind: PortEvent.Kind, _ cookie: UInt64, _ port: UInt16, reason: PortEvent.Reason = .released) -> PortEvent {
+    func event(_ kind: PortEvent.Kind, _ cookie: UInt64, _ port: UInt16, reason: PortEvent.Reason = .released, cgroup: UInt64 = 0) -> PortEvent {
         PortEvent(kind: kind, cookie: cookie, time: clock.wallNanoseconds(), key: key(port),
-                  owner: Owner(pid: 42, comm: "server", uid: 0), state: .listen, reason: reason)
+                  owner: Owner(pid: 42, comm: "server", uid: 0), state: .listen, reason: reason, cgroup: cgroup)
     }
 
     /// Queues events for the next poll and runs one step.
