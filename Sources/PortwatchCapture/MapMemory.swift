@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// The kernel memory of the loaded BPF maps, as the kernel charges it to the daemon's memory
@@ -38,27 +37,44 @@ public struct MapMemory: Sendable {
     /// BPF_MAP_TYPE_RINGBUF, whose max_entries is its data size in bytes.
     static let ringBufferType: UInt64 = 27
 
-    /// What a descriptor's fdinfo says of its map (nil: unreadable).
+    /// What a descriptor's fdinfo says of its map (nil: unreadable). Read at every scrape:
+    /// the lines are matched as bytes, no text is made.
     private static func fields(_ fd: Int32) -> (id: UInt64?, type: UInt64?, maxEntries: UInt64?, memlock: UInt64?)? {
         let file = open("/proc/self/fdinfo/\(fd)", O_RDONLY | O_CLOEXEC)
         guard file >= 0 else { return nil }
         defer { Glibc.close(file) }
         // A map's fdinfo is a few hundred bytes.
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(file, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        var id: UInt64?, type: UInt64?, maxEntries: UInt64?, memlock: UInt64?
-        for line in buffer[..<count].split(separator: UInt8(ascii: "\n")) {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let value = UInt64(String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespaces))
-            switch String(decoding: line[..<colon], as: UTF8.self) {
-            case "map_id": id = value
-            case "map_type": type = value
-            case "max_entries": maxEntries = value
-            case "memlock": memlock = value
-            default: break
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer in
+            let count = Glibc.read(file, buffer.baseAddress, buffer.count)
+            guard count > 0 else { return nil }
+            var id: UInt64?, type: UInt64?, maxEntries: UInt64?, memlock: UInt64?
+            var start = 0
+            while start < count {
+                var end = start
+                while end < count, buffer[end] != UInt8(ascii: "\n") { end += 1 }
+                let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
+                if let value = Self.value(line, "map_id:") { id = value }
+                else if let value = Self.value(line, "map_type:") { type = value }
+                else if let value = Self.value(line, "max_entries:") { maxEntries = value }
+                else if let value = Self.value(line, "memlock:") { memlock = value }
+                start = end + 1
             }
+            return (id, type, maxEntries, memlock)
         }
-        return (id, type, maxEntries, memlock)
+    }
+
+    /// The decimal number after `name` (and tabs or spaces) when the line starts with it.
+    private static func value(_ line: UnsafeBufferPointer<UInt8>, _ name: StaticString) -> UInt64? {
+        let n = name.utf8CodeUnitCount
+        guard line.count > n, let start = line.baseAddress, memcmp(start, name.utf8Start, n) == 0 else { return nil }
+        var i = n
+        while i < line.count, line[i] == UInt8(ascii: " ") || line[i] == UInt8(ascii: "\t") { i += 1 }
+        var value: UInt64 = 0, digits = 0
+        while i < line.count, line[i] >= UInt8(ascii: "0"), line[i] <= UInt8(ascii: "9") {
+            value = value &* 10 &+ UInt64(line[i] - UInt8(ascii: "0"))
+            i += 1
+            digits += 1
+        }
+        return digits > 0 ? value : nil
     }
 }
