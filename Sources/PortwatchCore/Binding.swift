@@ -129,7 +129,7 @@ public struct Owner: Sendable, Hashable {
 /// The process part of an owner, as a kernel event names it: no reference in it, so an event
 /// is copied as plain bytes (its service, container and pod are looked up from its cgroup when
 /// the reconciler makes a row of it: with a reference in every event, the daemon spent a
-/// quarter more CPU per event).
+/// fifth more CPU per event).
 public struct OwnerProcess: Sendable, Hashable {
     public var pid: Int32
     public var name: ProcessName

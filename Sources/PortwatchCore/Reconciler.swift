@@ -338,7 +338,7 @@ public struct Reconciler: Sendable {
         where !liveCookies.contains(cookie) && !buffered.contains(cookie) && visible(key) {
             let row = rows[key]
             synthetic.append(PortEvent(kind: .close, cookie: cookie, time: now, key: key,
-                                       process: row?.owner.process ?? Owner(pid: 0, comm: "", uid: 0).process, state: row?.state ?? .bound,
+                                       process: row?.owner.process ?? OwnerProcess(pid: 0, name: ProcessName(""), uid: 0), state: row?.state ?? .bound,
                                        reason: .resync))
         }
         // Rows no known socket holds (e.g. written before a crash lost their sockets).

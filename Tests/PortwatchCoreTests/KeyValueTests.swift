@@ -5,7 +5,7 @@ import PortwatchCore
 /// inet_ntop and the kernel's comm give, and every source of a key must compare alike.
 @Suite struct KeyValueTests {
     /// Events are copied several times each on the capture path: with no reference in them a
-    /// copy is plain bytes (a reference in every event cost the daemon a sixth more CPU).
+    /// copy is plain bytes (a reference in every event cost the daemon a fifth more CPU).
     @Test func anEventHoldsNoReference() {
         #expect(_isPOD(BindingKey.self) && _isPOD(OwnerProcess.self) && _isPOD(PortEvent.self))
     }
