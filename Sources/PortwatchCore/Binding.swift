@@ -160,13 +160,19 @@ public struct Binding: Sendable, Hashable {
     /// Wall-clock nanoseconds since the Unix epoch.
     public var firstSeen: UInt64
     public var lastChange: UInt64
+    /// The cookie of one socket known to hold the key, kept in the row itself (0: none is):
+    /// the ledger lists a row's other known sockets apart. Most rows have one socket, so
+    /// most openings and closings write the row alone.
+    public var socket: UInt64
 
-    public init(key: BindingKey, owner: Owner, state: SocketState, holders: Int, firstSeen: UInt64, lastChange: UInt64) {
+    public init(key: BindingKey, owner: Owner, state: SocketState, holders: Int, firstSeen: UInt64, lastChange: UInt64,
+                socket: UInt64 = 0) {
         self.key = key
         self.owner = owner
         self.state = state
         self.holders = holders
         self.firstSeen = firstSeen
         self.lastChange = lastChange
+        self.socket = socket
     }
 }

@@ -91,16 +91,20 @@ public struct Reconciler: Sendable {
     private var counters = Counters()
     /// Transient listeners seen since the last batch, moved into the next one.
     private var transients: [TransientBinding] = []
+    /// Keys (and their rows before) that the event being folded changed besides its own.
+    private var strays: [(BindingKey, Binding?)] = []
 
     /// - Parameters:
     ///   - window: nanoseconds; a socket that lives less than this is transient.
     ///   - rows: the table as stored.
-    ///   - sockets: the socket cookies known to hold those rows.
+    ///   - sockets: the socket cookies known to hold those rows (besides the one each row keeps).
     public init(window: UInt64, rows: [BindingKey: Binding] = [:], sockets: [UInt64: BindingKey] = [:]) {
         self.window = window
         self.rows = rows
         held = Dictionary(uniqueKeysWithValues: sockets.lazy.map { (Cookie($0.key), $0.value) })
-        for key in sockets.values { knownHolders[key, default: 0] += 1 }
+        // The socket a row keeps is known too, listed in `sockets` or not.
+        for (key, row) in rows where row.socket != 0 && held[Cookie(row.socket)] == nil { held[Cookie(row.socket)] = key }
+        for key in held.values { knownHolders[key, default: 0] += 1 }
     }
 
     /// Takes events in kernel order. Nothing reaches the table before `flush`.
@@ -278,6 +282,13 @@ public struct Reconciler: Sendable {
                     touches[i].insertedThenDeleted = (row, event.time)
                 }
             }
+            if !strays.isEmpty {
+                for (key, before) in strays where index[key] == nil {
+                    index[key] = touches.count
+                    touches.append(Touch(key: key, before: before, lastTime: event.time))
+                }
+                strays.removeAll()
+            }
         }
 
         batch.changes.reserveCapacity(touches.count)
@@ -396,20 +407,26 @@ public struct Reconciler: Sendable {
             // The socket moved (should not happen for one socket): release the old key first.
             var moved = event
             moved.key = previous
+            strayed(previous)
             _ = release(moved, batch: &batch)
         }
         let known = previous == event.key
+        var inline = false
         if var row = rows[event.key] {
-            if !known { row.holders += 1 }
+            if !known {
+                row.holders += 1
+                if row.socket == 0 { row.socket = event.cookie; inline = true }
+            }
             row.owner = Owner(event.process, attribution: attribution)
             row.state = event.state
             row.lastChange = event.time
             rows[event.key] = row
         } else {
             rows[event.key] = Binding(key: event.key, owner: Owner(event.process, attribution: attribution), state: event.state,
-                                      holders: 1, firstSeen: event.time, lastChange: event.time)
+                                      holders: 1, firstSeen: event.time, lastChange: event.time, socket: event.cookie)
+            inline = true
         }
-        if !known { remember(event.cookie, event.key, batch: &batch) }
+        if !known { remember(event.cookie, event.key, inline: inline, batch: &batch) }
     }
 
     /// Returns the row as it was when this close deleted it.
@@ -421,14 +438,14 @@ public struct Reconciler: Sendable {
         let isHolder = held[Cookie(event.cookie)] == event.key
         guard let row = rows[event.key], isHolder || row.holders > knownHolders[event.key, default: 0] else {
             batch.counters.orphanCloses[event.key.transport, default: 0] += 1
-            forget(event.cookie, batch: &batch)
+            forget(event.cookie, closing: event.key, batch: &batch)
             return nil
         }
         return release(event, batch: &batch)
     }
 
     private mutating func release(_ event: PortEvent, batch: inout Batch) -> Binding? {
-        forget(event.cookie, batch: &batch)
+        forget(event.cookie, closing: event.key, batch: &batch)
         guard var row = rows[event.key] else { return nil }
         row.holders -= 1
         if row.holders <= 0 {
@@ -440,17 +457,37 @@ public struct Reconciler: Sendable {
         return nil
     }
 
-    private mutating func remember(_ cookie: UInt64, _ key: BindingKey, batch: inout Batch) {
+    /// A socket that holds `key` from now on: kept in the row when the row has none there
+    /// (`inline`), else listed with the batch's sockets.
+    private mutating func remember(_ cookie: UInt64, _ key: BindingKey, inline: Bool, batch: inout Batch) {
         held[Cookie(cookie)] = key
         knownHolders[key, default: 0] += 1
+        if inline { return }
         batch.socketsAdded[cookie] = key
         batch.socketsRemoved.remove(cookie)
     }
 
-    private mutating func forget(_ cookie: UInt64, batch: inout Batch) {
+    /// A socket that holds nothing from now on; `closing` is the key of the event that says
+    /// so. A socket kept in its row leaves the row with it (the row is written anyway: its
+    /// holders change); one kept in another key's row changes that row too.
+    private mutating func forget(_ cookie: UInt64, closing: BindingKey, batch: inout Batch) {
         guard let key = held.removeValue(forKey: Cookie(cookie)) else { return }
         knownHolders[key, default: 1] -= 1
         if knownHolders[key] == 0 { knownHolders[key] = nil }
-        if batch.socketsAdded.removeValue(forKey: cookie) == nil { batch.socketsRemoved.insert(cookie) }
+        if rows[key]?.socket == cookie {
+            if key != closing { strayed(key) }
+            rows[key]?.socket = 0
+        } else {
+            // Removed even when this batch listed it: the ledger may list it from before (a
+            // socket closed, bound again and closed within one batch).
+            batch.socketsAdded.removeValue(forKey: cookie)
+            batch.socketsRemoved.insert(cookie)
+        }
+    }
+
+    /// Notes that an event changes the row of a key other than its own, so that the batch
+    /// reports that row's change too.
+    private mutating func strayed(_ key: BindingKey) {
+        strays.append((key, rows[key]))
     }
 }

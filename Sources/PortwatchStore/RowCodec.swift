@@ -47,7 +47,7 @@ enum RowCodec {
 
     // MARK: A table row
 
-    static let bindingColumns = "\(keyColumns), \(ownerColumns), state, holders, first_seen, last_change"
+    static let bindingColumns = "\(keyColumns), \(ownerColumns), state, holders, first_seen, last_change, cookie"
 
     static func bind(_ row: Binding, _ b: inout Statement.Binder) {
         bind(row.key, &b)
@@ -56,13 +56,15 @@ enum RowCodec {
         b.add(Int64(row.holders))
         b.add(Int64(bitPattern: row.firstSeen))
         b.add(Int64(bitPattern: row.lastChange))
+        b.add(Int64(bitPattern: row.socket))
     }
 
     static func binding(_ r: Statement.Row, at i: Int32 = 0) -> Binding? {
         let rest = i + keyCount + ownerCount
         guard let key = key(r, at: i), let state = SocketState(name: r.text(rest)) else { return nil }
         return Binding(key: key, owner: owner(r, at: i + keyCount), state: state, holders: Int(r.int(rest + 1)),
-                       firstSeen: UInt64(bitPattern: r.int(rest + 2)), lastChange: UInt64(bitPattern: r.int(rest + 3)))
+                       firstSeen: UInt64(bitPattern: r.int(rest + 2)), lastChange: UInt64(bitPattern: r.int(rest + 3)),
+                       socket: UInt64(bitPattern: r.int(rest + 4)))
     }
 
     // MARK: A history entry

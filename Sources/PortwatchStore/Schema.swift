@@ -54,6 +54,9 @@ enum Schema {
         DROP INDEX history_by_action;
         CREATE INDEX history_transients ON history (time) WHERE action = 'transient';
         """,
+        // A row keeps one of its sockets (most have only one): opening and closing a port
+        // writes the row alone, and the sockets table lists only a row's other sockets.
+        "ALTER TABLE bindings ADD COLUMN cookie INTEGER NOT NULL DEFAULT 0",
     ]
 
     static var version: Int { migrations.count }

@@ -51,9 +51,9 @@ public final class Store {
                                           columns: RowCodec.bindingColumns)
         public static let deleteRow = SQL("DELETE FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))",
                                           columns: RowCodec.keyColumns)
-        public static let insertSocket = SQL("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders("cookie, " + RowCodec.keyColumns)))",
+        static let insertSocket = SQL("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders("cookie, " + RowCodec.keyColumns)))",
                                              columns: "cookie, " + RowCodec.keyColumns)
-        public static let deleteSocket = SQL("DELETE FROM sockets WHERE cookie=?", columns: "cookie")
+        static let deleteSocket = SQL("DELETE FROM sockets WHERE cookie=?", columns: "cookie")
         public static let appendHistory = SQL("INSERT INTO history (\(RowCodec.historyColumns)) VALUES \(historyValues)", columns: RowCodec.historyColumns)
     }
 

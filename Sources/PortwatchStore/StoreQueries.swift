@@ -12,7 +12,8 @@ enum StoreQueries {
 
     static func sockets(_ db: Connection) throws -> [UInt64: BindingKey] {
         var out: [UInt64: BindingKey] = [:]
-        try db.prepare("SELECT cookie, \(RowCodec.keyColumns) FROM sockets").query { r in
+        // The sockets rows keep, and the others.
+        try db.prepare("SELECT cookie, \(RowCodec.keyColumns) FROM bindings WHERE cookie != 0 UNION ALL SELECT cookie, \(RowCodec.keyColumns) FROM sockets").query { r in
             if let key = RowCodec.key(r, at: 1) { out[UInt64(bitPattern: r.int(0))] = key }
         }
         return out

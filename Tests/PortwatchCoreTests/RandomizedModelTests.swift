@@ -125,15 +125,23 @@ import PortwatchCore
             var r = Reconciler(window: window, rows: rows, sockets: sockets)
             var counters = Counters()
             var inserts = 0, deletes = 0
+            // What a ledger holds after the batches: the rows as written, and its sockets table.
+            var ledger = (rows: rows, sockets: sockets)
+            func write(_ batch: Batch) {
+                counters.add(batch.counters)
+                for change in batch.changes { ledger.rows[change.row.key] = change.action == .delete ? nil : change.row }
+                for (cookie, key) in batch.socketsAdded { ledger.sockets[cookie] = key }
+                for cookie in batch.socketsRemoved { ledger.sockets[cookie] = nil }
+            }
             for (i, event) in events.enumerated() {
                 r.ingest(event)
                 let nextTime = i + 1 < events.count ? events[i + 1].time : event.time + 3 * window
                 if Int.random(in: 0..<3, using: &g) == 0, nextTime > event.time {
                     let now = UInt64.random(in: event.time..<nextTime, using: &g)
-                    if let batch = r.flush(now: now) { counters.add(batch.counters) }
+                    if let batch = r.flush(now: now) { write(batch) }
                 }
             }
-            if let batch = r.flushAll() { counters.add(batch.counters) }
+            if let batch = r.flushAll() { write(batch) }
             inserts = Int(counters.actions[.insert] ?? 0)
             deletes = Int(counters.actions[.delete] ?? 0)
 
@@ -175,6 +183,13 @@ import PortwatchCore
                 #expect(a.0 == row.owner && a.1 == row.state && a.2 == row.holders, "\(context) \(key)")
             }
             #expect(r.sockets == model.sockets, "\(context)")
+            // A restart from the ledger knows what the reconciler knew: every row as it is,
+            // every socket, kept in its row or listed apart, never both.
+            #expect(ledger.rows == r.rows, "\(context): the rows written are the rows held")
+            let kept = ledger.rows.values.filter { $0.socket != 0 }
+            #expect(kept.allSatisfy { ledger.sockets[$0.socket] == nil }, "\(context): a socket a row keeps is not listed too")
+            #expect(Reconciler(window: window, rows: ledger.rows, sockets: ledger.sockets).sockets == r.sockets,
+                    "\(context): the sockets known after a restart")
             #expect(counters.transientBindings == transientCount, "\(context)")
             #expect(counters.clientBindings == clientCount, "\(context)")
             #expect(counters.orphanCloses == model.orphans, "\(context)")
@@ -182,12 +197,14 @@ import PortwatchCore
             #expect(counters.events[.close, default: 0] == UInt64(events.filter { $0.kind == .close }.count), "\(context)")
             #expect(inserts - deletes == model.rows.count - rows.count, "\(context): inserts and deletes add up")
             // One reproducible failure is enough to report.
-            let agrees = actual.keys.sorted() == model.rows.keys.sorted() && r.sockets == model.sockets
+            let agrees = actual.keys.sorted() == model.rows.keys.sorted() && r.sockets == model.sockets && ledger.rows == r.rows
+                && Reconciler(window: window, rows: ledger.rows, sockets: ledger.sockets).sockets == r.sockets
                 && counters.transientBindings == transientCount && counters.clientBindings == clientCount
             if !agrees {
                 print("initial rows: \(rows.mapValues(\.holders)) sockets: \(sockets)")
                 print("transient \(counters.transientBindings) vs \(transientCount); clients \(counters.clientBindings) vs \(clientCount)")
                 print("actual: \(r.rows.mapValues { ($0.holders, $0.owner.pid) }) sockets \(r.sockets)")
+                print("ledger: \(ledger.rows.mapValues { ($0.holders, $0.socket) }) sockets \(ledger.sockets)")
                 print("model: \(model.rows.mapValues { ($0.holders, $0.owner.pid) }) sockets \(model.sockets)")
                 for e in events { print("  \(e.kind)/\(e.reason) cookie=\(e.cookie) t=\((e.time - 1_000 * window) / 1_000_000)ms \(e.key) \(e.state)") }
             }

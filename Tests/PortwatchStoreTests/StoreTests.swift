@@ -178,6 +178,69 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(history.map(\.reason) == [nil, .shutdown], "old entries have no reason, new ones do")
     }
 
+    /// A row keeps its first socket: a port held by one socket writes no sockets row, and a
+    /// second holder (SO_REUSEPORT) is listed apart. After a restart both are known, and
+    /// each close takes its own holder away.
+    @Test func aRowKeepsItsSocketAndTheSocketsTableListsTheOthers() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let owner = Owner(pid: 1234, comm: "nginx", uid: 33)
+        func listed() throws -> [Int64] {
+            var cookies: [Int64] = []
+            try Store(path: path).db.prepare("SELECT cookie FROM sockets ORDER BY cookie").query { cookies.append($0.int(0)) }
+            return cookies
+        }
+        do {
+            let store = try Store(path: path)
+            var r = Reconciler(window: 0)
+            r.ingest(PortEvent(kind: .open, cookie: 7, time: 1, key: sampleKey, owner: owner, state: .listen))
+            let first = r.flush(now: 1)
+            try store.apply(try #require(first))
+            #expect(try listed().isEmpty, "one socket: the row alone")
+            r.ingest(PortEvent(kind: .open, cookie: 8, time: 2, key: sampleKey, owner: owner, state: .listen))
+            let second = r.flush(now: 2)
+            try store.apply(try #require(second))
+            #expect(try listed() == [8])
+        }
+        for (cookie, left) in [(UInt64(7), [UInt64(8): sampleKey]), (8, [:])] {
+            let store = try Store(path: path)
+            let state = try store.loadState()
+            var r = Reconciler(window: 0, rows: state.rows, sockets: state.sockets)
+            #expect(r.sockets.count == left.count + 1, "every socket is known after a restart")
+            r.ingest(PortEvent(kind: .close, cookie: cookie, time: 3, key: sampleKey, owner: owner, state: .listen))
+            let flushed = r.flush(now: 3)
+            let batch = try #require(flushed)
+            #expect(batch.counters.orphanCloses.isEmpty, "a known holder closed")
+            try store.apply(batch)
+            #expect(try store.loadState().sockets == left)
+            #expect(try store.loadState().rows[sampleKey]?.holders == (left.isEmpty ? nil : 1))
+        }
+        #expect(try listed().isEmpty)
+    }
+
+    /// A ledger from before rows kept a socket lists every socket apart: they stay known.
+    @Test func socketsListedByAnOlderLedgerStayKnown() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        do {
+            let db = try Connection(path: path, readOnly: false)
+            for step in 0..<(Schema.version - 1) { try db.execute(Schema.migrations[step]) }
+            try db.execute("""
+                INSERT INTO bindings (netns, protocol, family, address, port, pid, comm, uid, state, holders, first_seen, last_change)
+                    VALUES (4026531840, 'tcp', 'ipv4', '127.0.0.1', 8080, 612, 'nginx', 0, 'listen', 2, 5, 5);
+                INSERT INTO sockets VALUES (41, 4026531840, 'tcp', 'ipv4', '127.0.0.1', 8080), (42, 4026531840, 'tcp', 'ipv4', '127.0.0.1', 8080);
+                PRAGMA user_version = \(Schema.version - 1);
+                """)
+        }
+        let store = try Store(path: path)
+        let state = try store.loadState()
+        #expect(state.sockets == [41: sampleKey, 42: sampleKey])
+        var r = Reconciler(window: 0, rows: state.rows, sockets: state.sockets)
+        r.ingest(PortEvent(kind: .close, cookie: 41, time: 10, key: sampleKey, owner: Owner(pid: 612, comm: "nginx", uid: 0), state: .listen))
+        let batch = r.flush(now: 10)
+        try store.apply(try #require(batch))
+        #expect(try store.loadState().sockets == [42: sampleKey])
+        #expect(try store.loadState().rows[sampleKey]?.holders == 1)
+    }
+
     /// Scrapes and `ls` show rows in the order the store gives them: by port, the order in
     /// which people read a port list, whatever order they were written in.
     @Test func rowsComeBackSortedByPort() throws {
