@@ -23,6 +23,17 @@ import PortwatchCore
         #expect(r.rows[k] == nil)
     }
 
+    /// A known socket reported on another key leaves its old row first; that row's change is
+    /// in the batch like the new one's, so the ledger drops it too.
+    @Test func aSocketSeenOnAnotherKeyLeavesItsOldRowInTheLedgerToo() throws {
+        let other = key(8443)
+        var r = Reconciler(window: window, rows: [k: row(k)], sockets: [1: k])
+        r.ingest(event(.open, 1, at: t0, other))
+        let batch = try r.mustFlush(now: t0 + window)
+        #expect(Set(batch.changes.map { "\($0.action) \($0.row.key.port)" }) == ["delete 443", "insert 8443"])
+        #expect(r.rows[k] == nil && r.rows[other]?.socket == 1)
+    }
+
     @Test func bindThenListenIsOneHolderWithListenState() throws {
         var r = Reconciler(window: window)
         r.ingest(event(.open, 1, at: t0, k, state: .bound))
