@@ -89,8 +89,8 @@ public struct Reconciler: Sendable {
     /// events before it are all applied or dropped, so `nextDue` needs no scan.
     private var firstLive = 0
     private var counters = Counters()
-    /// Transient listeners seen since the last batch, moved into the next one.
-    private var transients: [TransientBinding] = []
+    /// Transient listeners seen since the last batch, recorded in the next one.
+    private var transients: [TransientSocket] = []
     /// Keys (and their rows before) that the event being folded changed besides its own.
     private var strays: [(BindingKey, Binding?)] = []
 
@@ -108,22 +108,19 @@ public struct Reconciler: Sendable {
     }
 
     /// Takes events in kernel order. Nothing reaches the table before `flush`.
-    ///
-    /// `attribute` names the service, container and pod of a cgroup id (an event's `cgroup`),
-    /// here for the transient listeners found, in `flush` for the rows made.
-    public mutating func ingest<S: Sequence>(_ events: S, attribute: (UInt64) -> Attribution = Reconciler.unattributed) where S.Element == PortEvent {
-        for event in events { ingest(event, attribute: attribute) }
+    public mutating func ingest<S: Sequence>(_ events: S) where S.Element == PortEvent {
+        for event in events { ingest(event) }
     }
 
     /// The capture path's form: each event read in place, no copy of it made to hand over.
-    public mutating func ingest(_ events: [PortEvent], attribute: (UInt64) -> Attribution = Reconciler.unattributed) {
-        for i in events.indices { ingest(events[i], attribute: attribute) }
+    public mutating func ingest(_ events: [PortEvent]) {
+        for i in events.indices { ingest(events[i]) }
     }
 
     /// No service, container or pod for any cgroup.
     public static func unattributed(_ cgroup: UInt64) -> Attribution { Attribution() }
 
-    public mutating func ingest(_ event: PortEvent, attribute: (UInt64) -> Attribution = Reconciler.unattributed) {
+    public mutating func ingest(_ event: PortEvent) {
         let position = buffer.end
         switch event.kind {
         case .open:
@@ -149,8 +146,8 @@ public struct Reconciler: Sendable {
                         tally.transient[event.key.transport] += 1
                         let state = buffer.read(entry.last) { $0.event.state }
                         let transient = buffer.read(entry.first) {
-                            TransientBinding(key: $0.event.key, owner: Owner($0.event.process, attribution: attribute($0.event.cgroup)),
-                                             state: state, opened: opened, lifetime: event.time > opened ? event.time - opened : 0)
+                            TransientSocket(key: $0.event.key, process: $0.event.process, cgroup: $0.event.cgroup,
+                                            state: state, opened: opened, lifetime: event.time > opened ? event.time - opened : 0)
                         }
                         transients.append(transient)
                     }
@@ -171,7 +168,7 @@ public struct Reconciler: Sendable {
 
     /// Hands `body` the transient listeners found since the last call or batch, and forgets
     /// them: a caller that takes them as they come keeps them out of the next batch.
-    public mutating func drainTransients(_ body: ([TransientBinding]) -> Void) {
+    public mutating func drainTransients(_ body: ([TransientSocket]) -> Void) {
         guard !transients.isEmpty else { return }
         // Lent, then emptied in place: the array keeps its storage from poll to poll (handing
         // it out and emptying it after would copy it to a new one each time).
@@ -192,8 +189,9 @@ public struct Reconciler: Sendable {
         while firstLive < buffer.end, buffer.read(firstLive, { $0.dropped }) { firstLive += 1 }
     }
 
-    /// Applies every event older than `window` at `now` (wall-clock nanoseconds); a row made
-    /// or taken over by an event is attributed by `attribute` (see `ingest`).
+    /// Applies every event older than `window` at `now` (wall-clock nanoseconds). `attribute`
+    /// names the service, container and pod of a cgroup id (an event's `cgroup`): for each row
+    /// made or taken over by an event, and each transient listener recorded.
     /// Returns nil when there is nothing to write.
     public mutating func flush(now: UInt64, attribute: (UInt64) -> Attribution = Reconciler.unattributed) -> Batch? {
         var end = buffer.start
@@ -234,11 +232,9 @@ public struct Reconciler: Sendable {
         tally = Tally()
         batch.counters.add(counters)
         counters = Counters()
-        // Handed over: emptying it in place would copy the batch's array (they share storage).
-        // The next batch is likely as large: one allocation instead of growing by doubling.
-        batch.transients = transients
-        transients = []
-        transients.reserveCapacity(batch.transients.count)
+        // One record each, named after its cgroup (a caller that folds them takes them first).
+        batch.transients = transients.map { TransientBinding($0, attribution: attribute($0.cgroup)) }
+        transients.removeAll(keepingCapacity: true)
         return batch.isEmpty ? nil : batch
     }
 

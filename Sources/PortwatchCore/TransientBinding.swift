@@ -1,3 +1,29 @@
+/// A socket that held a port for less than the reconcile window, as the reconciler finds it:
+/// its process and its cgroup id, no names and no reference, so that a flood of them is
+/// copied and compared as plain bytes. `TransientLog` folds them per owner into
+/// `TransientBinding` records and names the service, container and pod once per record.
+public struct TransientSocket: Sendable, Hashable {
+    public var key: BindingKey
+    public var process: OwnerProcess
+    /// The cgroup v2 id of the process (0: unknown).
+    public var cgroup: UInt64
+    /// Its last state (a bind then listen is a listener).
+    public var state: SocketState
+    /// Wall-clock nanoseconds when the socket took its port.
+    public var opened: UInt64
+    /// Nanoseconds from open to close.
+    public var lifetime: UInt64
+
+    public init(key: BindingKey, process: OwnerProcess, cgroup: UInt64 = 0, state: SocketState, opened: UInt64, lifetime: UInt64) {
+        self.key = key
+        self.process = process
+        self.cgroup = cgroup
+        self.state = state
+        self.opened = opened
+        self.lifetime = lifetime
+    }
+}
+
 /// A binding that lived less than the reconcile window: never a row of the table, recorded
 /// in history. One record can stand for several transients of one owner (see
 /// `TransientLog`): `count` of them, ports `key.port...portMax`, the longest `lifetime`.
@@ -23,6 +49,12 @@ public struct TransientBinding: Sendable, Hashable {
         self.lifetime = lifetime
         self.count = count
         self.portMax = portMax ?? key.port
+    }
+
+    /// One transient socket's record, its owner named by `attribution`.
+    public init(_ socket: TransientSocket, attribution: Attribution) {
+        self.init(key: socket.key, owner: Owner(socket.process, attribution: attribution), state: socket.state,
+                  opened: socket.opened, lifetime: socket.lifetime)
     }
 
     /// Its ports as text: "4444" or "32768-60999".

@@ -30,21 +30,22 @@ public struct TransientLog: Sendable {
         var family: AddressFamily
         var address: AddressBytes
         var name: ProcessName
-        var attribution: Attribution
+        /// Stands for the service, container and pod: one cgroup has one of each.
+        var cgroup: UInt64
 
         /// Whether `t` has this owner (as `OwnerKey(t) == self`, without making the key).
-        func matches(_ t: TransientBinding) -> Bool {
+        func matches(_ t: TransientSocket) -> Bool {
             netns == t.key.netns && transport == t.key.transport && family == t.key.family && address == t.key.addressBytes
-                && name == t.owner.name && attribution == t.owner.attribution
+                && name == t.process.name && cgroup == t.cgroup
         }
 
-        init(_ t: TransientBinding) {
+        init(_ t: TransientSocket) {
             netns = t.key.netns
             transport = t.key.transport
             family = t.key.family
             address = t.key.addressBytes
-            name = t.owner.name
-            attribution = t.owner.attribution
+            name = t.process.name
+            cgroup = t.cgroup
         }
     }
 
@@ -73,20 +74,28 @@ public struct TransientLog: Sendable {
     public var nextDue: UInt64? { earliestEnd == .max ? nil : earliestEnd }
 
     /// Takes transients as the reconciler found them; returns the records to write now.
-    public mutating func add(_ transients: [TransientBinding], now: UInt64) -> [TransientBinding] {
+    /// `attribute` names the service, container and pod of a cgroup id, once per run of one
+    /// owner's transients.
+    public mutating func add(_ transients: [TransientSocket], now: UInt64,
+                             attribute: (UInt64) -> Attribution = Reconciler.unattributed) -> [TransientBinding] {
         var out: [TransientBinding] = []
         var i = 0
         while i < transients.count {
             // A flood is long runs of one owner: the rest of a run is folded here, compared
             // field by field, and goes to the owner's slot in one lookup.
             let key = OwnerKey(transients[i])
+            let first = TransientBinding(transients[i], attribution: attribute(transients[i].cgroup))
             var rest: TransientBinding?
             var j = i + 1
             while j < transients.count, key.matches(transients[j]) {
-                if rest == nil { rest = transients[j] } else { Self.fold(&rest!, transients[j]) }
+                if rest == nil {
+                    rest = TransientBinding(transients[j], attribution: first.owner.attribution)
+                } else {
+                    Self.fold(&rest!, transients[j])
+                }
                 j += 1
             }
-            add(transients[i], then: rest, of: key, now: now, into: &out)
+            add(first, then: rest, of: key, now: now, into: &out)
             i = j
         }
         return out
@@ -169,6 +178,15 @@ public struct TransientLog: Sendable {
         }
         writtenThisMinute += 1
         out.append(record)
+    }
+
+    /// Folds one socket into `a`, as `fold(_:_:)` a record of it.
+    static func fold(_ a: inout TransientBinding, _ b: TransientSocket) {
+        a.portMax = max(a.portMax, a.key.port, b.key.port)
+        if b.key.port < a.key.port { a.key.port = b.key.port }
+        a.opened = min(a.opened, b.opened)
+        a.lifetime = max(a.lifetime, b.lifetime)
+        a.count += 1
     }
 
     /// Folds `b` into `a`: the port range, the earliest open, the longest lifetime, the count.

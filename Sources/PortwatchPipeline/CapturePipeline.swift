@@ -191,14 +191,15 @@ public final class CapturePipeline: @unchecked Sendable {
     }
 
     /// Reconciles; the service, container and pod of every open are resolved now, while its
-    /// cgroup surely exists, and named from the resolver's cache when a row is made of it.
+    /// cgroup surely exists, and named from the resolver's cache when a row or a transient
+    /// record is made of it.
     private func ingest(_ events: inout [PortEvent]) {
         if let attributor {
             for i in events.indices where events[i].kind == .open { _ = attributor.resolve(id: events[i].cgroup) }
         }
         // The reconciler is taken once for the whole poll, not once per event (each access to
         // a class's stored property is checked for exclusivity at run time).
-        reconciler.ingest(events, attribute: attribute)
+        reconciler.ingest(events)
     }
 
     /// The service, container and pod of a cgroup.
@@ -226,21 +227,22 @@ public final class CapturePipeline: @unchecked Sendable {
 
     /// Passes transient listeners to the log as they are found (each poll's few, rather than
     /// a tick's thousands in one array), keeping the records it admits for the next write.
-    private func collect(_ transients: [TransientBinding]) {
+    private func collect(_ transients: [TransientSocket]) {
         guard !transients.isEmpty else { return }
         if let allowed {
-            for t in transients where !allowed(t.binding) {
-                unexpectedTransients["\(t.key.transport)/\(t.key.exposure.rawValue)", default: 0] += t.count
+            for t in transients where !allowed(TransientBinding(t, attribution: attribute(t.cgroup)).binding) {
+                unexpectedTransients["\(t.key.transport)/\(t.key.exposure.rawValue)", default: 0] += 1
             }
         }
-        admitted += transientLog.add(transients, now: clock.wallNanoseconds())
+        admitted += transientLog.add(transients, now: clock.wallNanoseconds(), attribute: attribute)
     }
 
     /// Gives the batch the transient records admitted since the last write (folded per owner
     /// and capped, see `TransientLog`) and the folded ones now due, and counts what the policy
     /// does not allow and what the limits left out since then.
     private func record(_ batch: inout Batch, draining: Bool = false) -> [CounterEntry] {
-        collect(batch.transients)
+        // The reconciler's transients were taken as they came (see `step`), none left in the batch.
+        assert(batch.transients.isEmpty)
         let wall = clock.wallNanoseconds()
         batch.transients = admitted + (draining ? transientLog.drain(now: wall) : transientLog.due(now: wall))
         admitted.removeAll(keepingCapacity: admitted.capacity <= 1024)
@@ -257,6 +259,7 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Applies and writes everything still buffered (at shutdown), then detaches.
     public func finish() {
         enter(.stopping)
+        reconciler.drainTransients { collect($0) }
         var last = reconciler.flushAll(attribute: attribute) ?? Batch()
         let extra = record(&last, draining: true)
         if !last.isEmpty || !extra.isEmpty { write(last, extra) }

@@ -83,22 +83,22 @@ enum LedgerGrowthBench {
             var cookiePid: Int32 = 1000
             for i in 0..<ticks {
                 now += tick
-                var found: [TransientBinding] = []
+                var found: [TransientSocket] = []
                 for s in sources {
                     // Spread over the 20 ticks of a second, so 5 per second is 5, not 0.
                     for _ in 0..<(s.perSecond * (i + 1) / 20 - s.perSecond * i / 20) {
                         cookiePid += 1
-                        found.append(TransientBinding(
+                        found.append(TransientSocket(
                             key: BindingKey(netns: 4026531840, transport: s.transport, family: .ipv4, address: s.address,
                                             port: UInt16.random(in: 32768...60999, using: &g)),
-                            owner: Owner(pid: s.comm == "unbound" ? 800 : cookiePid, comm: everyOwnerNew ? "w\(cookiePid)" : s.comm, uid: 100),
+                            process: OwnerProcess(pid: s.comm == "unbound" ? 800 : cookiePid, name: ProcessName(everyOwnerNew ? "w\(cookiePid)" : s.comm), uid: 100),
                             state: s.transport == .tcp ? .listen : .bound, opened: now - UInt64.random(in: 1_000_000...40_000_000, using: &g),
                             lifetime: UInt64.random(in: 100_000...5_000_000, using: &g)))
                     }
                 }
                 result.generated += UInt64(found.count)
                 var batch = Batch()
-                batch.transients = fold ? log.add(found, now: now) + log.due(now: now) : found
+                batch.transients = fold ? log.add(found, now: now) + log.due(now: now) : found.map { TransientBinding($0, attribution: Attribution()) }
                 if !batch.transients.isEmpty { try store.apply(batch) }
                 result.records += batch.transients.count
                 result.represented += batch.transients.reduce(0) { $0 + $1.count }

@@ -10,6 +10,11 @@ import PortwatchCore
         #expect(_isPOD(BindingKey.self) && _isPOD(OwnerProcess.self) && _isPOD(PortEvent.self))
     }
 
+    /// Nor does a transient listener as the reconciler finds it (a flood is made of them).
+    @Test func aTransientSocketHoldsNoReference() {
+        #expect(_isPOD(TransientSocket.self))
+    }
+
     @Test func addressesReadBackAsInetNtopWritesThem() {
         let cases: [(String, AddressFamily)] = [
             ("0.0.0.0", .ipv4), ("127.0.0.1", .ipv4), ("10.20.30.40", .ipv4), ("255.255.255.255", .ipv4),

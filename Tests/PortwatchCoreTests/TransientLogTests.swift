@@ -8,19 +8,22 @@ import PortwatchCore
     let t0: UInt64 = 1_700_000_000_000_000_000
 
     func transient(_ port: UInt16, at time: UInt64, comm: String = "unbound", address: String = "0.0.0.0",
-                   transport: TransportProtocol = .udp, lifetime: UInt64 = 2_000_000) -> TransientBinding {
-        TransientBinding(key: key(port, transport, address: address), owner: Owner(pid: 400, comm: comm, uid: 101),
-                         state: transport == .udp ? .bound : .listen, opened: time, lifetime: lifetime)
+                   transport: TransportProtocol = .udp, lifetime: UInt64 = 2_000_000, cgroup: UInt64 = 0) -> TransientSocket {
+        TransientSocket(key: key(port, transport, address: address), process: OwnerProcess(pid: 400, name: ProcessName(comm), uid: 101),
+                        cgroup: cgroup, state: transport == .udp ? .bound : .listen, opened: time, lifetime: lifetime)
     }
+
+    /// The record of one transient alone, with no service, container or pod.
+    func record(_ t: TransientSocket) -> TransientBinding { TransientBinding(t, attribution: Attribution()) }
 
     @Test func theFirstOfAnOwnerIsRecordedAtOnceExactly() {
         var log = TransientLog()
         let first = transient(4444, at: t0, comm: "nc", transport: .tcp, lifetime: 5 * ms)
-        #expect(log.add([first], now: t0) == [first])
+        #expect(log.add([first], now: t0) == [record(first)])
         #expect(log.due(now: t0 + 61 * second).isEmpty, "nothing more to say")
         #expect(log.followed == 0, "a quiet owner is forgotten")
         let again = transient(4445, at: t0 + 62 * second, comm: "nc", transport: .tcp)
-        #expect(log.add([again], now: t0 + 62 * second) == [again], "after a quiet interval, at once again")
+        #expect(log.add([again], now: t0 + 62 * second) == [record(again)], "after a quiet interval, at once again")
     }
 
     /// A batch is taken in runs of one owner: it must come out exactly as if each transient
@@ -34,10 +37,10 @@ import PortwatchCore
             var now = t0
             for _ in 0..<300 {
                 now += UInt64.random(in: 0...(second / 2), using: &g)
-                var batch: [TransientBinding] = []
+                var batch: [TransientSocket] = []
                 for _ in 0..<Int.random(in: 0...12, using: &g) {
                     // Runs of one owner, broken by others now and then.
-                    let comm = batch.last.map { Bool.random(using: &g) ? $0.owner.comm : comms.randomElement(using: &g)! } ?? comms.randomElement(using: &g)!
+                    let comm = batch.last.map { Bool.random(using: &g) ? $0.process.name.description : comms.randomElement(using: &g)! } ?? comms.randomElement(using: &g)!
                     batch.append(transient(UInt16.random(in: 1000...1100, using: &g), at: now - UInt64.random(in: 0...second, using: &g), comm: comm,
                                            lifetime: UInt64.random(in: 1...100, using: &g) * ms))
                 }
@@ -57,13 +60,13 @@ import PortwatchCore
         var log = TransientLog(limits: TransientLog.Limits(interval: 2 * second, recordsPerMinute: 30, maxOwners: 100))
         // Each owner's first transient is written at once (20 of the 30 of this minute)...
         let firsts = owners.enumerated().map { transient(UInt16(2000 + $0.offset), at: t0, comm: $0.element) }
-        #expect(log.add(firsts, now: t0) == firsts)
+        #expect(log.add(firsts, now: t0) == firsts.map(record))
         // ...and its second is folded, opened in an order unrelated to the owners' names.
         let seconds = owners.enumerated().map { transient(UInt16(3000 + $0.offset), at: t0 + UInt64(($0.offset * 7) % 20 + 1) * ms, comm: $0.element) }
         for t in seconds.shuffled() { #expect(log.add([t], now: t0 + ms).isEmpty) }
         // The intervals end together; 10 records are left this minute: the 10 opened first.
         let written = log.due(now: t0 + 3 * second)
-        #expect(written == Array(seconds.sorted { $0.opened < $1.opened }.prefix(10)))
+        #expect(written == Array(seconds.sorted { $0.opened < $1.opened }.prefix(10)).map(record))
         #expect(log.dropped == 10)
     }
 
@@ -72,9 +75,9 @@ import PortwatchCore
     @Test func interleavedOwnersInOneBatchFoldApart() {
         var log = TransientLog()
         let firsts = [transient(5000, at: t0, comm: "dig"), transient(6000, at: t0, comm: "ntpd")]
-        #expect(log.add(firsts, now: t0) == firsts)
+        #expect(log.add(firsts, now: t0) == firsts.map(record))
         let later = t0 + second
-        var batch: [TransientBinding] = []
+        var batch: [TransientSocket] = []
         for i in 0..<30 {
             let port = UInt16(i) + (i % 3 == 0 ? 6001 : 5001)
             batch.append(transient(port, at: later, comm: i % 3 == 0 ? "ntpd" : "dig"))
@@ -110,6 +113,19 @@ import PortwatchCore
         let folded = records.dropFirst()
         #expect(folded.allSatisfy { $0.key.port < $0.portMax && $0.key.port >= 32768 && $0.portMax <= 60999 })
         #expect(folded.allSatisfy { $0.lifetime <= 9 * ms && $0.lifetime >= 1 * ms })
+    }
+
+    /// One program name in two cgroups (two services, two containers) is two owners, each
+    /// record named after its own cgroup.
+    @Test func ownersInOtherCgroupsAreFoldedApartAndNamedAfterTheirs() {
+        var log = TransientLog()
+        let units: [UInt64: Attribution] = [7: Attribution(unit: "a.service"), 8: Attribution(container: "b")]
+        let name = { (cgroup: UInt64) in units[cgroup] ?? Attribution() }
+        let first = log.add([transient(1000, at: t0, cgroup: 7), transient(1001, at: t0, cgroup: 8), transient(1002, at: t0, cgroup: 7),
+                             transient(1003, at: t0, cgroup: 8), transient(1004, at: t0, cgroup: 8)], now: t0, attribute: name)
+        #expect(first.map { "\($0.key.port) \($0.owner.attribution.unit)\($0.owner.attribution.container)" } == ["1000 a.service", "1001 b"])
+        let folded = log.due(now: t0 + 60 * second)
+        #expect(folded.map { "\($0.ports) x\($0.count) \($0.owner.attribution.unit)\($0.owner.attribution.container)" } == ["1002 x1 a.service", "1003-1004 x2 b"])
     }
 
     @Test func ownersAreFoldedApart() {

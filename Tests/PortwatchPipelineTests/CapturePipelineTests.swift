@@ -87,6 +87,24 @@ import PortwatchPipeline
         #expect(rig.ledger.transients.map { "\($0.key.port) \($0.owner.attribution.unit)" } == ["4444 web.service"])
     }
 
+    /// A policy that allows a service allows its transient listeners, and folded records are
+    /// named after their cgroup like the first one.
+    @Test func transientsAreJudgedAndFoldedByTheirService() throws {
+        let rig = try Rig(allowed: { $0.owner.attribution.unit == "web.service" })
+        rig.attributor.byCgroup[5] = Attribution(unit: "web.service")
+        rig.attributor.byCgroup[6] = Attribution(unit: "batch.service")
+        rig.pipeline.step()
+        for (cookie, port, cgroup) in [(UInt64(1), UInt16(4444), UInt64(5)), (2, 4445, 5), (3, 4446, 5), (4, 5555, 6)] {
+            rig.deliver([rig.event(.open, cookie, port, cgroup: cgroup)])
+            rig.clock.advance(0.001)
+            rig.deliver([rig.event(.close, cookie, port, cgroup: cgroup)])
+        }
+        rig.run(for: 61)
+        #expect(rig.ledger.extra(.unexpectedTransientBindings, "tcp/loopback") == 1, "only the other service's")
+        let records = rig.ledger.transients.map { "\($0.ports) x\($0.count) \($0.owner.attribution.unit)" }
+        #expect(records.sorted() == ["4444 x1 web.service", "4445-4446 x2 web.service", "5555 x1 batch.service"].sorted())
+    }
+
     @Test func whatTheRecordCapLeavesOutIsCounted() throws {
         let rig = try Rig(transients: .init(recordsPerMinute: 0))
         rig.pipeline.step()
