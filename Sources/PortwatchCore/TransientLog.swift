@@ -2,7 +2,7 @@
 /// slow capture nor fill the disk.
 ///
 /// The first transient of an owner (network namespace, protocol, family, address, process
-/// name, unit, container, pod) is recorded at once, exactly. Further transients of that
+/// name and cgroup, which has one unit, container and pod) is recorded at once, exactly. Further transients of that
 /// owner within `interval` are folded into one record, written when the interval ends:
 /// their count, the port range when ports vary, the longest lifetime. A resolver binding a
 /// random source port per query therefore writes one record per interval, not one per
