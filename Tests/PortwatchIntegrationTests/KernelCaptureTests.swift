@@ -203,6 +203,31 @@ extension KernelSuite {
             #expect(waitGone(d, ports[1], "udp"))
         }
 
+        /// A port seen by its events and still held when the daemon restarts keeps its row and
+        /// its history: the start-up resync neither closes it nor finds it again, and its close
+        /// after the restart is the one close of its history.
+        @Test func aPortHeldAcrossARestartKeepsItsHistory() throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-restart-\(UUID().uuidString)").path
+            let db = dir + "/pw.db"
+            var held: (fd: Int32, port: UInt16) = (-1, 0)
+            do {
+                let d = try DaemonHarness(dbPath: db)
+                guard d.waitReady() else { return }
+                held = TestSockets.bound("127.0.0.1")
+                #expect(waitShown(d, held.port, "tcp") != nil)
+                #expect(d.stop() == 0)
+            }
+            defer { if held.fd >= 0 { close(held.fd) } }
+            let d = try DaemonHarness(dbPath: db)
+            guard d.waitReady() else { return }
+            #expect(d.portInfo(port: held.port, transport: "tcp") != nil)
+            #expect(d.history(port: held.port, transport: "tcp") == ["insert:"], "the start-up resync changed nothing")
+            close(held.fd)
+            held.fd = -1
+            #expect(waitGone(d, held.port, "tcp"))
+            #expect(d.history(port: held.port, transport: "tcp") == ["insert:", "delete:released"])
+        }
+
         @Test func restartRepairsWhatChangedWhileDown() throws {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-restart-\(UUID().uuidString)").path
             let db = dir + "/pw.db"
