@@ -2,11 +2,11 @@
 /// slow capture nor fill the disk.
 ///
 /// The first transient of an owner (network namespace, protocol, family, address, process
-/// name and cgroup, which has one unit, container and pod) is recorded at once, exactly. Further transients of that
-/// owner within `interval` are folded into one record, written when the interval ends:
-/// their count, the port range when ports vary, the longest lifetime. A resolver binding a
-/// random source port per query therefore writes one record per interval, not one per
-/// query. On top, at most `recordsPerMinute` records are written per minute, and at most
+/// name and cgroup, which has one unit, container and pod) is recorded at once, exactly.
+/// Further transients of that owner within `interval` are folded into one record, written
+/// when the interval ends: their count, the port range when ports vary, the longest
+/// lifetime. A resolver binding a random source port per query therefore writes one record
+/// per interval, not one per query. On top, at most `recordsPerMinute` records are written per minute, and at most
 /// `maxOwners` owners are followed at once; what either limit refuses is counted in
 /// `dropped` (transients, not records). Pure: the caller passes the time.
 public struct TransientLog: Sendable {
