@@ -245,6 +245,12 @@ public final class KernelCapture {
         return bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_EXIST)) == 0
     }
 
+    /// Removes a released socket's entry from the map of bound sockets (none: nothing to do).
+    public func forget(_ cookie: UInt64) {
+        var cookie = cookie
+        _ = bpf_map_delete_elem(bindingsFD, &cookie)
+    }
+
     /// Detaches every program and frees every handle. Idempotent.
     public func close() {
         for link in links { bpf_link__destroy(link) }

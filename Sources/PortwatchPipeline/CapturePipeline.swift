@@ -329,6 +329,14 @@ public final class CapturePipeline: @unchecked Sendable {
         var raced: [PortEvent] = []
         try? kernel.poll(timeoutMs: 0, into: &raced)
         ingest(&raced)
+        // So does a socket whose life ended in them: a transient listener that took its port
+        // before the snapshot and let it go after is listed, but its events are dropped
+        // already. A socket released since was seeded in vain: its entry goes.
+        if !raced.isEmpty {
+            let racedCookies = Set(raced.lazy.map(\.cookie))
+            live.removeAll { racedCookies.contains($0.cookie) }
+            for event in raced where event.kind == .close && event.reason == .released { kernel.forget(event.cookie) }
+        }
         let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), attribute: attribute, sees: lister.sees)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }

@@ -11,6 +11,8 @@ public protocol KernelEvents: AnyObject {
     /// Seeds the kernel's map of bound sockets so that this socket's release is reported.
     /// Returns false when the kernel refused it (map full).
     func remember(_ socket: LiveSocket) -> Bool
+    /// Removes a released socket from that map (one seeded after its release would stay).
+    func forget(_ cookie: UInt64)
     /// Asks the kernel to report when one of these processes (the owners of held ports)
     /// exits or execs; counted in `KernelHealth.ownerChanges`.
     func watchOwners(_ pids: Set<Int32>)

@@ -19,6 +19,23 @@ import PortwatchPipeline
         #expect(rig.ledger.extras.first == [CounterEntry(name: CounterEntry.resyncCorrections, label: "insert", value: 1)])
     }
 
+    /// A transient listener that took its port before the snapshot and let it go before the
+    /// snapshot was applied: the snapshot lists it, its events are gone (dropped as transient),
+    /// and the table must not take it as a port the event path missed.
+    @Test func aTransientThatEndsWhileTheSnapshotIsTakenIsNoCorrection() throws {
+        let rig = try Rig { kernel, lister, _ in
+            lister.live = [LiveSocket(cookie: 5, key: key(7000), owner: Owner(pid: 42, comm: "server", uid: 0), state: .listen)]
+            kernel.queued = [[]]  // the step's own poll: nothing yet
+        }
+        rig.kernel.queued.append([rig.event(.open, 5, 7000), rig.event(.close, 5, 7000)])  // raced with the snapshot
+        rig.pipeline.step()
+        rig.run(for: 1)
+        #expect(rig.ledger.changes.isEmpty, "no row for a socket that is gone")
+        #expect(rig.ledger.extras.flatMap { $0 }.allSatisfy { $0.name != CounterEntry.resyncCorrections })
+        #expect(rig.ledger.applied.map { $0.counters.transientBindings[.tcp] ?? 0 }.reduce(0, +) == 1, "counted as a transient")
+        #expect(rig.kernel.forgotten == [5], "the seeded entry of the released socket goes")
+    }
+
     @Test func aFailedSnapshotIsRetriedAndKeepsItNotReady() throws {
         let rig = try Rig()
         rig.lister.failing = true

@@ -21,6 +21,8 @@ final class FakeKernel: KernelEvents {
         remembered.append(socket)
         return !refuseRemember
     }
+    var forgotten: [UInt64] = []
+    func forget(_ cookie: UInt64) { forgotten.append(cookie) }
     var watched = Set<Int32>()
     func watchOwners(_ pids: Set<Int32>) { watched = pids }
     /// Whether the pipeline last said it is idle (woken by the first event).

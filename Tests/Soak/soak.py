@@ -42,7 +42,10 @@ def value(text, series):
 def wait(cond, seconds=30):
     end = time.time() + seconds
     while time.time() < end:
-        if cond(): return True
+        try:
+            if cond(): return True
+        except OSError:  # not ready yet (503), or not listening yet
+            pass
         time.sleep(0.05)
     return False
 
