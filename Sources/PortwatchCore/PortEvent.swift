@@ -35,8 +35,8 @@ public struct PortEvent: Sendable, Hashable {
     /// For a close: why. For an open: `resync` when a resync found it, else `released` (unused).
     public var reason: Reason
     /// The cgroup v2 id of the task that took the port (0: unknown): the reconciler names its
-    /// service, container and pod from it when it makes a row (the `attribute` function given
-    /// to `Reconciler.ingest` and `flush`).
+    /// service, container and pod from it when it makes a row or a transient record (the
+    /// `attribute` function given to `Reconciler.flush`, or to `TransientLog.add`).
     public var cgroup: UInt64
 
     public init(kind: Kind, cookie: UInt64, time: UInt64, key: BindingKey, process: OwnerProcess, state: SocketState,

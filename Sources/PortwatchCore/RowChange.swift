@@ -24,7 +24,8 @@ public struct RowChange: Sendable, Hashable {
 /// Everything one reconcile step produced; the store applies it in one transaction.
 public struct Batch: Sendable, Hashable {
     public var changes: [RowChange] = []
-    /// Sockets now known to hold a key (cookie -> key), and sockets released.
+    /// Sockets now known to hold a key that their row does not keep (cookie -> key; a row keeps
+    /// its first socket, see `Binding.socket`), and sockets no longer listed.
     public var socketsAdded: [UInt64: BindingKey] = [:]
     public var socketsRemoved: Set<UInt64> = []
     public var counters = Counters()

@@ -140,7 +140,6 @@ public final class CapturePipeline: @unchecked Sendable {
         // What arrived before a failure is kept too.
         let got = arrived.count
         ingest(&arrived)
-        reconciler.drainTransients { collect($0) }
         arrivedSinceWrite += got
         // Keep the room while a burst lasts; give it back once polls are small again.
         arrived.removeAll(keepingCapacity: arrived.capacity <= max(4096, 4 * arrived.count))
@@ -190,9 +189,9 @@ public final class CapturePipeline: @unchecked Sendable {
         return Int32((min(max(wait, 0), 3600) * 1000).rounded(.up))
     }
 
-    /// Reconciles; the service, container and pod of every open are resolved now, while its
-    /// cgroup surely exists, and named from the resolver's cache when a row or a transient
-    /// record is made of it.
+    /// Reconciles, and passes the transient listeners found to the log; the service, container
+    /// and pod of every open are resolved now, while its cgroup surely exists, and named from
+    /// the resolver's cache when a row or a transient record is made of it.
     private func ingest(_ events: inout [PortEvent]) {
         if let attributor {
             for i in events.indices where events[i].kind == .open { _ = attributor.resolve(id: events[i].cgroup) }
@@ -200,6 +199,7 @@ public final class CapturePipeline: @unchecked Sendable {
         // The reconciler is taken once for the whole poll, not once per event (each access to
         // a class's stored property is checked for exclusivity at run time).
         reconciler.ingest(events)
+        reconciler.drainTransients { collect($0) }
     }
 
     /// The service, container and pod of a cgroup.
@@ -241,7 +241,7 @@ public final class CapturePipeline: @unchecked Sendable {
     /// and capped, see `TransientLog`) and the folded ones now due, and counts what the policy
     /// does not allow and what the limits left out since then.
     private func record(_ batch: inout Batch, draining: Bool = false) -> [CounterEntry] {
-        // The reconciler's transients were taken as they came (see `step`), none left in the batch.
+        // The reconciler's transients were taken as they came (see `ingest`), none left in the batch.
         assert(batch.transients.isEmpty)
         let wall = clock.wallNanoseconds()
         batch.transients = admitted + (draining ? transientLog.drain(now: wall) : transientLog.due(now: wall))
@@ -259,7 +259,6 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Applies and writes everything still buffered (at shutdown), then detaches.
     public func finish() {
         enter(.stopping)
-        reconciler.drainTransients { collect($0) }
         var last = reconciler.flushAll(attribute: attribute) ?? Batch()
         let extra = record(&last, draining: true)
         if !last.isEmpty || !extra.isEmpty { write(last, extra) }
