@@ -96,52 +96,83 @@ static __always_inline void count(void *counter)
 		*n += 1;
 }
 
+/* Fixed by user space before load (.rodata, so the verifier sees constants and drops the
+ * branch not taken): see struct pw_load_config. */
+const volatile struct pw_load_config load_config = {};
+
+/* Owner fields are read from the current task. Where the kernel hands these programs the
+ * task as a BTF pointer (load_config.task_btf), a field is a plain load, which the JIT
+ * protects; otherwise each pointer followed is a checked bpf_probe_read_kernel call, about
+ * 30 ns each here, ten of them per bind+listen+close. Each reader below has both forms. */
+
 /* The process's name (its main thread's), as ps shows it, not the calling thread's. */
-static __always_inline void fill_comm(struct pw_binding *b, struct task_struct *task)
+static __always_inline void fill_comm(struct pw_binding *b)
 {
+	if (load_config.task_btf) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		__builtin_memcpy(b->comm, task->group_leader->comm, sizeof(b->comm));
+		return;
+	}
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
 	BPF_CORE_READ_INTO(&b->comm, task, group_leader, comm);
 }
 
+static __always_inline __u32 current_tgid(void)
+{
+	if (load_config.task_btf)
+		return bpf_get_current_task_btf()->tgid;
+	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), tgid);
+}
+
+static __always_inline __u32 current_uid(void)
+{
+	if (load_config.task_btf)
+		return bpf_get_current_task_btf()->cred->uid.val;
+	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), cred, uid.val);
+}
+
+/* The cgroup v2 id, as bpf_get_current_cgroup_id gives it: user space resolves it to unit,
+ * container and pod. */
+static __always_inline __u64 current_cgroup(void)
+{
+	if (load_config.task_btf)
+		return bpf_get_current_task_btf()->cgroups->dfl_cgrp->kn->id;
+	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), cgroups, dfl_cgrp, kn, id);
+}
+
 /* Who holds the socket, read from the task: for sockops, which has no helpers for the
- * current task (it also runs in softirq context, though not for the callbacks we use). */
+ * current task's ids (it also runs in softirq context, though not for the callbacks we use). */
 static __always_inline void fill_owner(struct pw_binding *b)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	b->pid = BPF_CORE_READ(task, tgid);
-	b->uid = BPF_CORE_READ(task, cred, uid.val);
-	/* The cgroup v2 id, as bpf_get_current_cgroup_id gives it: user space resolves it to
-	 * unit, container and pod. */
-	b->cgroup = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	fill_comm(b, task);
+	b->pid = current_tgid();
+	b->uid = current_uid();
+	b->cgroup = current_cgroup();
+	fill_comm(b);
 }
 
 /* Who listens on a socket bound before: the process that bound it usually, maybe with fewer
  * privileges or after an exec (uid and name read again), or another it was handed to (all
- * read again). The same process keeps its cgroup: 5 kernel reads instead of 9. An entry
- * user space seeded from a snapshot has no cgroup (0, never a cgroup's id): all read. */
+ * read again). The same process keeps its cgroup. An entry user space seeded from a
+ * snapshot has no cgroup (0, never a cgroup's id): all read. */
 static __always_inline void refresh_owner(struct pw_binding *b)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 pid = BPF_CORE_READ(task, tgid);
-
-	if (pid != b->pid || !b->cgroup) {
+	if (current_tgid() != b->pid || !b->cgroup) {
 		fill_owner(b);
 		return;
 	}
-	b->uid = BPF_CORE_READ(task, cred, uid.val);
-	fill_comm(b, task);
+	b->uid = current_uid();
+	fill_comm(b);
 }
 
-/* The same values from the helpers the cgroup socket and address programs have (since 5.7):
- * they read the current task directly instead of through a checked kernel read per
- * pointer (about 100 ns less per bind). */
+/* The ids from the helpers the cgroup socket and address programs have (since 5.7). */
 static __always_inline void fill_owner_current(struct pw_binding *b)
 {
 	b->pid = bpf_get_current_pid_tgid() >> 32;
 	b->uid = (__u32)bpf_get_current_uid_gid();
 	b->cgroup = bpf_get_current_cgroup_id();
-	fill_comm(b, (struct task_struct *)bpf_get_current_task());
+	fill_comm(b);
 }
 
 /* The network namespace of the socket itself: a task may create a socket, setns() into

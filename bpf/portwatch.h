@@ -65,4 +65,11 @@ struct pw_settings {
 	__u32 consumer_idle;
 };
 
+/* Fixed before load (the object's .rodata): what the running kernel lets the programs use. */
+struct pw_load_config {
+	/* Nonzero when cgroup socket and sockops programs may call bpf_get_current_task_btf
+	 * (Linux 6.1 and later; not 5.10): owner fields are then plain loads. */
+	__u32 task_btf;
+};
+
 #endif

@@ -22,6 +22,14 @@ public final class KernelCapture {
 
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
+    /// The loaded programs read the current task's fields with plain loads (the kernel hands
+    /// cgroup socket and sockops programs the task as a BTF pointer, Linux 6.1+), not with a
+    /// checked read per pointer (Linux 5.10). Read back from the loaded object.
+    public private(set) var readsTaskBTF = false
+
+    /// Kernel features that change what the programs cost, for the log and the
+    /// `portwatch_kernel_feature` gauge.
+    public var features: [String: Bool] { ["bpf_task_btf": readsTaskBTF] }
     /// Reads the kernel memory of the loaded maps (from any thread).
     public private(set) var mapMemory = MapMemory()
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
@@ -97,8 +105,13 @@ public final class KernelCapture {
         var size = max(Int(getpagesize()), options.ringBufferBytes)
         size = 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
         try check("cannot size the ring buffer to \(size) bytes", bpf_map__set_max_entries(events, UInt32(size)))
+        var config = pw_load_config(task_btf: Self.kernelHandsTaskBTF() ? 1 : 0)
+        try check("cannot configure the BPF programs", pw_set_rodata(object, "load_config", &config, MemoryLayout<pw_load_config>.size))
         try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
 
+        var loaded = pw_load_config()
+        try check("cannot read the BPF programs' configuration", pw_get_rodata(object, "load_config", &loaded, MemoryLayout<pw_load_config>.size))
+        readsTaskBTF = loaded.task_btf != 0
         bindingsFD = bpf_map__fd(try map("bindings"))
         lostFD = bpf_map__fd(try map("lost"))
         mapFullFD = bpf_map__fd(try map("map_full"))
@@ -132,6 +145,14 @@ public final class KernelCapture {
                          }, UnsafeMutableRawPointer(sink), nil))
         waitSet = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
                    pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
+    }
+
+    /// Whether every program type that reads the owner may call bpf_get_current_task_btf
+    /// (libbpf loads a one-call probe program of each type).
+    static func kernelHandsTaskBTF() -> Bool {
+        [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_SOCK_OPS, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
+            libbpf_probe_bpf_helper($0, BPF_FUNC_get_current_task_btf, nil) == 1
+        }
     }
 
     private func map(_ name: String) throws -> OpaquePointer {

@@ -52,7 +52,7 @@ struct Daemon {
         let scrapes = ScrapeSource(
             settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
                             revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
-                            kernelFeatures: lister.features, maxTransientSeries: options.maxTransientSeries),
+                            kernelFeatures: lister.features.merging(capture.features) { $1 }, maxTransientSeries: options.maxTransientSeries),
             policy: policy, health: { pipeline.health }, logger: logger)
         var exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
                                 ready: { pipeline.phase == .ready },

@@ -111,6 +111,50 @@ extension KernelSuite {
             d.waitShown(port, "tcp", ["pid=\"\(pid)\""] + parts) != nil
         }
 
+        /// The owner as the programs read it from the current task, by plain loads from the
+        /// task's BTF pointer (Linux 6.1+) or by checked reads (5.10): a worker thread with a
+        /// name of its own binds, the process drops to nobody, its main thread listens.
+        @Test func theOwnerIsTheProcessNotTheThreadAndListenReadsItAgain() throws {
+            let cgroup = try Cgroup("pwtest.slice/pwtest-owner.service")
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            #expect(d.sample("portwatch_kernel_feature{feature=\"bpf_task_btf\"}") == (KernelRelease.isBefore(6, 1) ? 0 : 1),
+                    "kernel \(KernelRelease.text)")
+            let child = try ChildProcess("""
+            import ctypes, threading
+            open("\(cgroup.path)/cgroup.procs", "w").write(str(os.getpid()))
+            box = {}
+            def work():
+                ctypes.CDLL(None).prctl(15, b"pwbinder", 0, 0, 0)
+                box["s"] = tcp(listen=False)
+                box["tid"] = threading.get_native_id()
+            t = threading.Thread(target=work); t.start(); t.join()
+            say(box["s"].getsockname()[1], box["tid"])
+            wait()
+            os.setresuid(65534, 65534, 65534)
+            box["s"].listen()
+            say("listening")
+            wait()
+            """)
+            let said = (child.line() ?? "").split(separator: " ")
+            let port = try #require(said.first.flatMap { UInt16($0) })
+            #expect(said.last != "\(child.pid)", "the socket was bound on another thread")
+            let holder = ["pid=\"\(child.pid)\"", "comm=\"\(child.comm)\"", "unit=\"pwtest-owner.service\""]
+            #expect(d.waitShown(port, "tcp", ["state=\"bound\""] + holder) != nil, "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            #expect(try owner(d, port)?["uid"] as? Int == 0)
+            child.send("listen")
+            #expect(child.line() == "listening")
+            #expect(d.waitShown(port, "tcp", ["state=\"listen\""] + holder) != nil, "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
+            #expect(try owner(d, port)?["uid"] as? Int == 65534, "the uid is read again at listen")
+            child.kill()
+        }
+
+        /// The ledger's row for a TCP port, from `portwatch ls --output json`.
+        func owner(_ d: DaemonHarness, _ port: UInt16) throws -> [String: Any]? {
+            let out = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--port", "\(port)", "--protocol", "tcp", "--output", "json"]).stdout
+            return (try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])?.first
+        }
+
         /// With the default 5m resync: the owner's exit itself brings the lookup.
         @Test func theBinderExitsAfterAForkAndTheChildIsNamed() throws {
             let d = try DaemonHarness()

@@ -63,6 +63,8 @@ final class PrometheusHarness {
     }
 
     deinit {
+        // Never started (no /usr/bin/prometheus): the throw from init is the failure to report.
+        guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
     }
