@@ -80,7 +80,7 @@ let package = Package(
         .target(name: "PortwatchTestSupport", path: "Tests/Support"),
         .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"]),
         // `make bench`: every figure measured side by side with its baseline in one run.
-        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite"]),
+        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite", "CBPF"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),

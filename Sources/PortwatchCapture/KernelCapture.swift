@@ -14,6 +14,9 @@ public final class KernelCapture {
         public var ringBufferBytes: Int = 1 << 20
         /// Wake the consumer only when this much data waits (0: every event).
         public var wakeupBytes: UInt32 = 64 << 10
+        /// Read the owner with plain loads where the kernel allows it; false loads the programs
+        /// as for Linux 5.10 (checked reads), to compare the two on one kernel.
+        public var taskBTF = true
         public init() {}
     }
 
@@ -105,7 +108,7 @@ public final class KernelCapture {
         var size = max(Int(getpagesize()), options.ringBufferBytes)
         size = 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
         try check("cannot size the ring buffer to \(size) bytes", bpf_map__set_max_entries(events, UInt32(size)))
-        var config = pw_load_config(task_btf: Self.kernelHandsTaskBTF() ? 1 : 0)
+        var config = pw_load_config(task_btf: options.taskBTF && Self.kernelHandsTaskBTF() ? 1 : 0)
         try check("cannot configure the BPF programs", pw_set_rodata(object, "load_config", &config, MemoryLayout<pw_load_config>.size))
         try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
 

@@ -7,7 +7,7 @@ final class BenchDaemon {
     let port: UInt16
     let dbPath: String
 
-    init(arguments: [String] = []) throws {
+    init(arguments: [String] = [], environment: [String: String] = [:]) throws {
         let (fd, port) = Sockets.open()
         close(fd)
         self.port = port
@@ -17,6 +17,7 @@ final class BenchDaemon {
         process.executableURL = binary
         process.arguments = ["--web.listen-address", "127.0.0.1:\(port)", "--db.path", dbPath, "--log.level", "error"] + arguments
         process.standardError = FileHandle.nullDevice
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         try process.run()
         let deadline = Measure.now() + 30
         while Measure.now() < deadline, get("/-/ready")?.status != 200 { usleep(20_000) }

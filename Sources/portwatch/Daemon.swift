@@ -32,6 +32,8 @@ struct Daemon {
         // With a window there is time to gather events into few wakeups (the poll tick picks up
         // the rest); without one, each event wakes the consumer when it is idle.
         if options.window.nanoseconds == 0 { captureOptions.wakeupBytes = 0 }
+        // A diagnostic: load the programs as for Linux 5.10 on a newer kernel (README, Supported kernels).
+        if ProcessInfo.processInfo.environment["PORTWATCH_BPF_TASK_BTF"] == "0" { captureOptions.taskBTF = false }
         // Before the programs attach: the lister's probe socket is portwatch's, not a transient to report.
         let lister = KernelSocketLister()
         let capture = try KernelCapture(options: captureOptions, logger: logger)

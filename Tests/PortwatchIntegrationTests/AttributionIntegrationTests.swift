@@ -112,13 +112,15 @@ extension KernelSuite {
         }
 
         /// The owner as the programs read it from the current task, by plain loads from the
-        /// task's BTF pointer (Linux 6.1+) or by checked reads (5.10): a worker thread with a
-        /// name of its own binds, the process drops to nobody, its main thread listens.
-        @Test func theOwnerIsTheProcessNotTheThreadAndListenReadsItAgain() throws {
-            let cgroup = try Cgroup("pwtest.slice/pwtest-owner.service")
-            let d = try DaemonHarness()
+        /// task's BTF pointer (Linux 6.1+) or by checked reads (5.10, or asked for with
+        /// PORTWATCH_BPF_TASK_BTF=0): a worker thread with a name of its own binds, the process
+        /// drops to nobody, its main thread listens.
+        @Test(arguments: [true, false])
+        func theOwnerIsTheProcessNotTheThreadAndListenReadsItAgain(taskBTF: Bool) throws {
+            let cgroup = try Cgroup("pwtest.slice/pwtest-owner-\(taskBTF).service")
+            let d = try DaemonHarness(environment: taskBTF ? [:] : ["PORTWATCH_BPF_TASK_BTF": "0"])
             guard d.waitReady() else { return }
-            #expect(d.sample("portwatch_kernel_feature{feature=\"bpf_task_btf\"}") == (KernelRelease.isBefore(6, 1) ? 0 : 1),
+            #expect(d.sample("portwatch_kernel_feature{feature=\"bpf_task_btf\"}") == (taskBTF && !KernelRelease.isBefore(6, 1) ? 1 : 0),
                     "kernel \(KernelRelease.text)")
             let child = try ChildProcess("""
             import ctypes, threading
@@ -139,7 +141,7 @@ extension KernelSuite {
             let said = (child.line() ?? "").split(separator: " ")
             let port = try #require(said.first.flatMap { UInt16($0) })
             #expect(said.last != "\(child.pid)", "the socket was bound on another thread")
-            let holder = ["pid=\"\(child.pid)\"", "comm=\"\(child.comm)\"", "unit=\"pwtest-owner.service\""]
+            let holder = ["pid=\"\(child.pid)\"", "comm=\"\(child.comm)\"", "unit=\"pwtest-owner-\(taskBTF).service\""]
             #expect(d.waitShown(port, "tcp", ["state=\"bound\""] + holder) != nil, "\(d.portInfo(port: port, transport: "tcp") ?? "not listed")")
             #expect(try owner(d, port)?["uid"] as? Int == 0)
             child.send("listen")

@@ -29,12 +29,13 @@ final class DaemonHarness {
         ProcessInfo.processInfo.environment["PORTWATCH_BINARY"] ?? TestBinaries.path("portwatch")
     }
 
-    init(arguments: [String] = [], dbPath: String? = nil) throws {
+    init(arguments: [String] = [], dbPath: String? = nil, environment: [String: String] = [:]) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portwatch-it-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.dbPath = dbPath ?? dir + "/portwatch.db"
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["--web.listen-address", "127.0.0.1:0", "--db.path", self.dbPath] + arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
         let box = logBox

@@ -1,0 +1,75 @@
+import CBPF
+import Foundation
+import Glibc
+
+/// The kernel side's own cost: the run time of each of the daemon's BPF programs per
+/// bind+listen+close loop, from the kernel's BPF statistics (`BPF_ENABLE_STATS`, which adds
+/// two clock reads to every run it measures), with the owner read by plain loads from the
+/// task's BTF pointer against the programs loaded as for Linux 5.10 (`PORTWATCH_BPF_TASK_BTF=0`),
+/// alternating daemons in one run.
+enum ProgramBench {
+    struct Counts { var runTime: UInt64 = 0, runs: UInt64 = 0 }
+
+    static func run(report: Report, repeats: Int) throws {
+        let loops = 100_000
+        var perLoop: [Bool: [Double]] = [true: [], false: []]
+        var perProgram: [Bool: [String: [Double]]] = [true: [:], false: [:]]
+        let stats = bpf_enable_stats(BPF_STATS_RUN_TIME)
+        guard stats >= 0 else { throw BenchError("cannot enable the kernel's BPF statistics: \(String(cString: strerror(-stats)))") }
+        defer { close(stats) }
+        var loaded: [Bool: Bool] = [:]
+        for run in 0..<repeats {
+            Progress.step("programs", run: run, of: repeats)
+            for taskBTF in run % 2 == 0 ? [true, false] : [false, true] {
+                let daemon = try BenchDaemon(environment: taskBTF ? [:] : ["PORTWATCH_BPF_TASK_BTF": "0"])
+                loaded[taskBTF] = daemon.value("portwatch_kernel_feature{feature=\"bpf_task_btf\"}") == 1
+                let before = try programs(of: daemon.pid)
+                _ = Sockets.churn(threads: 1, iterations: loops)
+                let after = try programs(of: daemon.pid)
+                daemon.stop()
+                var total = 0.0
+                for (name, end) in after {
+                    let start = before[name] ?? Counts()
+                    let ns = Double(end.runTime - start.runTime)
+                    total += ns
+                    if end.runs > start.runs { perProgram[taskBTF]![name, default: []].append(ns / Double(end.runs - start.runs)) }
+                }
+                perLoop[taskBTF]!.append(total / Double(loops))
+            }
+        }
+        guard loaded[true] == true, loaded[false] == false else {
+            throw BenchError("programs: the daemon did not load what was asked (plain loads: \(loaded[true] ?? false), checked reads: \(loaded[false] ?? false))")
+        }
+        let plain = Figure(name: "BPF run time per bind+listen+close loop, owner read by plain loads (bpf_task_btf)", unit: "ns", runs: perLoop[true]!)
+        let checked = Figure(name: "the same with the programs loaded as for Linux 5.10 (checked reads)", unit: "ns", runs: perLoop[false]!)
+        func perRun(_ taskBTF: Bool) -> String {
+            perProgram[taskBTF]!.keys.sorted().map { "\($0) \(Report.format(Measure.percentile(perProgram[taskBTF]![$0]!, 0.5)))" }.joined(separator: ", ")
+        }
+        report.add("The kernel programs' own time (kernel.bpf_stats, 1 thread, alternating daemons)", [plain, checked], notes: [
+            "plain loads / checked reads: \(Report.format(plain.median / checked.median))",
+            "ns per run, plain loads: \(perRun(true))",
+            "ns per run, checked reads: \(perRun(false))",
+        ])
+    }
+
+    /// Run time and run count of each BPF program the process holds, by name.
+    static func programs(of pid: Int32) throws -> [String: Counts] {
+        var out: [String: Counts] = [:]
+        let dir = "/proc/\(pid)/fdinfo"
+        for fd in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            guard let text = try? String(contentsOfFile: "\(dir)/\(fd)", encoding: .utf8),
+                  let line = text.split(separator: "\n").first(where: { $0.hasPrefix("prog_id:") }),
+                  let id = UInt32(line.split(separator: "\t").last ?? "") else { continue }
+            let progFD = bpf_prog_get_fd_by_id(id)
+            guard progFD >= 0 else { continue }
+            defer { close(progFD) }
+            var info = bpf_prog_info()
+            var size = UInt32(MemoryLayout<bpf_prog_info>.size)
+            guard bpf_obj_get_info_by_fd(progFD, &info, &size) == 0 else { continue }
+            let name = withUnsafeBytes(of: &info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            out[name] = Counts(runTime: info.run_time_ns, runs: info.run_cnt)
+        }
+        guard !out.isEmpty else { throw BenchError("programs: no BPF program found in /proc/\(pid)/fdinfo") }
+        return out
+    }
+}
