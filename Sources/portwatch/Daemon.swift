@@ -41,6 +41,10 @@ struct Daemon {
             logger.warning("this kernel's sock_diag cannot list TCP sockets that are bound but not listening (Linux < 6.7): resyncs leave such rows to the kernel's events",
                            metadata: ["feature": "sock_diag_bound_tcp"])
         }
+        if !capture.readsTaskBTF {
+            logger.info("socket programs read the owner with checked kernel reads (no BTF task pointer for them before Linux 6.1, or PORTWATCH_BPF_TASK_BTF=0)",
+                        metadata: ["feature": "bpf_task_btf"])
+        }
         let attributor = AttributionResolver(cgroupMount: try KernelChecks.cgroup2Root(), rootfs: options.rootfs)
         let allowed: (@Sendable (Binding) -> Bool)? = policy.map { watcher in { @Sendable binding in watcher.current.policy.allows(binding) } }
         let pipeline = try CapturePipeline(
