@@ -14,10 +14,19 @@ public final class KernelCapture {
         public var ringBufferBytes: Int = 1 << 20
         /// Wake the consumer only when this much data waits (0: every event).
         public var wakeupBytes: UInt32 = 64 << 10
-        /// Read the owner with plain loads where the kernel allows it; false loads the programs
-        /// as for Linux 5.10 (checked reads), to compare the two on one kernel.
-        public var taskBTF = true
+        /// How the programs read the owner from the current task.
+        public var taskBTF = TaskBTF.whereAllowed
         public init() {}
+    }
+
+    public enum TaskBTF: Sendable {
+        /// Plain loads where the kernel lets socket programs call bpf_get_current_task_btf.
+        case whereAllowed
+        /// Checked reads, as on Linux 5.10 (to compare the two on one kernel).
+        case never
+        /// Plain loads without asking the kernel first (to test the fallback on a kernel
+        /// without them: if the kernel refuses the programs, they are loaded with checked reads).
+        case always
     }
 
     /// The libbpf this process runs with, e.g. "1.1".
@@ -100,18 +109,28 @@ public final class KernelCapture {
     }
 
     private func load(_ options: Options) throws {
-        let bytes = Data(base64Encoded: "\(portwatchBPFObjectBase64)")!
-        object = try bytes.withUnsafeBytes { raw in
-            try check("cannot open the embedded BPF object", pw_open_object(raw.baseAddress, raw.count, "portwatch"))
+        let plainLoads: Bool
+        switch options.taskBTF {
+        case .whereAllowed: plainLoads = Self.kernelHandsTaskBTF()
+        case .never: plainLoads = false
+        case .always: plainLoads = true
         }
-        let events = try map("events")
-        var size = max(Int(getpagesize()), options.ringBufferBytes)
-        size = 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
-        try check("cannot size the ring buffer to \(size) bytes", bpf_map__set_max_entries(events, UInt32(size)))
-        var config = pw_load_config(task_btf: options.taskBTF && Self.kernelHandsTaskBTF() ? 1 : 0)
-        try check("cannot configure the BPF programs", pw_set_rodata(object, "load_config", &config, MemoryLayout<pw_load_config>.size))
-        try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
+        do {
+            try open(options, taskBTF: plainLoads)
+            try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
+        } catch let error where plainLoads {
+            // A kernel whose verifier takes the helper but not our loads through its pointer:
+            // the programs still work with checked reads.
+            logger.warning("the kernel refused the BPF programs that read the owner with plain loads; loading them with checked reads",
+                           metadata: ["error": "\(error)", "feature": "bpf_task_btf"])
+            bpf_object__close(object)
+            object = nil
+            try open(options, taskBTF: false)
+            try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
+        }
 
+        let events = try map("events")
+        let size = Int(bpf_map__max_entries(events))
         var loaded = pw_load_config()
         try check("cannot read the BPF programs' configuration", pw_get_rodata(object, "load_config", &loaded, MemoryLayout<pw_load_config>.size))
         readsTaskBTF = loaded.task_btf != 0
@@ -148,6 +167,20 @@ public final class KernelCapture {
                          }, UnsafeMutableRawPointer(sink), nil))
         waitSet = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
                    pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
+    }
+
+    /// Opens the embedded object and sets what must be set before load.
+    private func open(_ options: Options, taskBTF: Bool) throws {
+        let bytes = Data(base64Encoded: "\(portwatchBPFObjectBase64)")!
+        object = try bytes.withUnsafeBytes { raw in
+            try check("cannot open the embedded BPF object", pw_open_object(raw.baseAddress, raw.count, "portwatch"))
+        }
+        let events = try map("events")
+        var size = max(Int(getpagesize()), options.ringBufferBytes)
+        size = 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
+        try check("cannot size the ring buffer to \(size) bytes", bpf_map__set_max_entries(events, UInt32(size)))
+        var config = pw_load_config(task_btf: taskBTF ? 1 : 0)
+        try check("cannot configure the BPF programs", pw_set_rodata(object, "load_config", &config, MemoryLayout<pw_load_config>.size))
     }
 
     /// Whether every program type that reads the owner may call bpf_get_current_task_btf

@@ -33,7 +33,11 @@ struct Daemon {
         // the rest); without one, each event wakes the consumer when it is idle.
         if options.window.nanoseconds == 0 { captureOptions.wakeupBytes = 0 }
         // A diagnostic: load the programs as for Linux 5.10 on a newer kernel (README, Supported kernels).
-        if ProcessInfo.processInfo.environment["PORTWATCH_BPF_TASK_BTF"] == "0" { captureOptions.taskBTF = false }
+        switch ProcessInfo.processInfo.environment["PORTWATCH_BPF_TASK_BTF"] {
+        case "0": captureOptions.taskBTF = .never
+        case "1": captureOptions.taskBTF = .always
+        default: break
+        }
         // Before the programs attach: the lister's probe socket is portwatch's, not a transient to report.
         let lister = KernelSocketLister()
         let capture = try KernelCapture(options: captureOptions, logger: logger)
@@ -42,7 +46,7 @@ struct Daemon {
                            metadata: ["feature": "sock_diag_bound_tcp"])
         }
         if !capture.readsTaskBTF {
-            logger.info("socket programs read the owner with checked kernel reads (no BTF task pointer for them before Linux 6.1, or PORTWATCH_BPF_TASK_BTF=0)",
+            logger.info("socket programs read the owner with checked kernel reads (no BTF task pointer for them before Linux 6.1, a kernel that refused them, or PORTWATCH_BPF_TASK_BTF=0)",
                         metadata: ["feature": "bpf_task_btf"])
         }
         let attributor = AttributionResolver(cgroupMount: try KernelChecks.cgroup2Root(), rootfs: options.rootfs)
