@@ -120,13 +120,14 @@ public final class KernelCapture {
             try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
         } catch let error where plainLoads {
             // A kernel whose verifier takes the helper but not our loads through its pointer:
-            // the programs still work with checked reads.
-            logger.warning("the kernel refused the BPF programs that read the owner with plain loads; loading them with checked reads",
-                           metadata: ["error": "\(error)", "feature": "bpf_task_btf"])
+            // the programs still work with checked reads. (Any other failure fails again, and
+            // that is the one error reported.)
             bpf_object__close(object)
             object = nil
             try open(options, taskBTF: false)
             try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
+            logger.warning("the kernel refused the BPF programs that read the owner with plain loads; loaded them with checked reads",
+                           metadata: ["error": "\(error)", "feature": "bpf_task_btf"])
         }
 
         let events = try map("events")
