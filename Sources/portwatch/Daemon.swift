@@ -32,7 +32,8 @@ struct Daemon {
         // With a window there is time to gather events into few wakeups (the poll tick picks up
         // the rest); without one, each event wakes the consumer when it is idle.
         if options.window.nanoseconds == 0 { captureOptions.wakeupBytes = 0 }
-        // A diagnostic: load the programs as for Linux 5.10 on a newer kernel (README, Supported kernels).
+        // Diagnostics (README, Supported kernels): 0 loads the programs as for Linux 5.10 on a
+        // newer kernel; 1 skips the kernel probe, so a kernel that refuses them shows the fallback.
         switch ProcessInfo.processInfo.environment["PORTWATCH_BPF_TASK_BTF"] {
         case "0": captureOptions.taskBTF = .never
         case "1": captureOptions.taskBTF = .always
