@@ -73,9 +73,13 @@ public struct Reconciler: Sendable {
 
     /// Buffer positions of one young socket's events: usually one or two, so no array unless needed.
     private struct Young: Sendable {
-        var first: Int
+        var first = -1
         var second = -1
         var more: [Int] = []
+
+        mutating func add(_ position: Int) {
+            if first < 0 { first = position } else if second < 0 { second = position } else { more.append(position) }
+        }
 
         var last: Int { more.last ?? (second >= 0 ? second : first) }
 
@@ -126,12 +130,8 @@ public struct Reconciler: Sendable {
         case .open:
             tally.open += 1
             if held[Cookie(event.cookie)] == nil || closing[Cookie(event.cookie)] != nil {
-                if var entry = young[Cookie(event.cookie)] {
-                    if entry.second < 0 { entry.second = position } else { entry.more.append(position) }
-                    young[Cookie(event.cookie)] = entry
-                } else {
-                    young[Cookie(event.cookie)] = Young(first: position)
-                }
+                // One lookup, and the entry changed in place.
+                young[Cookie(event.cookie), default: Young()].add(position)
             }
         case .close:
             tally.close += 1
