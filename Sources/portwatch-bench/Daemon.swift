@@ -7,14 +7,17 @@ final class BenchDaemon {
     let port: UInt16
     let dbPath: String
 
-    init(arguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// The portwatch binary next to this benchmark's (the build being measured).
+    static let builtBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("portwatch").path
+
+    /// `binary`: another build to measure against this one (see `PORTWATCH_BENCH_BASELINE`).
+    init(arguments: [String] = [], environment: [String: String] = [:], binary: String = BenchDaemon.builtBinary) throws {
         let (fd, port) = Sockets.open()
         close(fd)
         self.port = port
         let dir = NSTemporaryDirectory() + "pw-bench-daemon-\(UUID().uuidString)"
         dbPath = dir + "/pw.db"
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("portwatch")
-        process.executableURL = binary
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["--web.listen-address", "127.0.0.1:\(port)", "--db.path", dbPath, "--log.level", "error"] + arguments
         process.standardError = FileHandle.nullDevice
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }

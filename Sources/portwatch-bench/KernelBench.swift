@@ -50,8 +50,24 @@ enum KernelBench {
         var rate: [Double] = [], received: [Double] = [], lostShare: [Double] = [], cpuPerMillion: [Double] = [], growth: [Double] = []
         var rss: [Double] = [], fds: [Double] = [], eventsPerRun = 0.0
         var notes: [String] = []
+        // PORTWATCH_BENCH_BASELINE=/path/to/an/older/portwatch: its flood runs alternate with
+        // this build's (each first in every other run), so the two CPU figures share the machine's state.
+        let baseline = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_BASELINE"].flatMap { $0.isEmpty ? nil : $0 }
+        if let baseline, !FileManager.default.isExecutableFile(atPath: baseline) {
+            throw BenchError("PORTWATCH_BENCH_BASELINE=\(baseline) is not an executable portwatch binary")
+        }
+        var baselineCPU: [Double] = []
+        func baselineRun(_ run: Int) throws {
+            guard let baseline else { return }
+            let daemon = try BenchDaemon(binary: baseline)
+            defer { daemon.stop() }
+            let cpuBefore = Measure.cpuSeconds(pid: daemon.pid)
+            let (_, _, got, _) = try flood(daemon, what: "capacity run \(run + 1) of the baseline build")
+            baselineCPU.append((Measure.cpuSeconds(pid: daemon.pid) - cpuBefore) / got * 1e6)
+        }
         for run in 0..<repeats {
             Progress.step("capacity", run: run, of: repeats)
+            if run % 2 == 1 { try baselineRun(run) }
             let daemon = try BenchDaemon()
             let cpuBefore = Measure.cpuSeconds(pid: daemon.pid)
             let (seconds, generated, got, lost) = try flood(daemon, what: "capacity run \(run + 1)")
@@ -64,6 +80,7 @@ enum KernelBench {
             fds.append(Double(Measure.openFDs(pid: daemon.pid)))
             eventsPerRun = generated
             daemon.stop()
+            if run % 2 == 0 { try baselineRun(run) }
 
             // Ledger growth: with --reconcile.window=0 every binding is written with its history.
             let writer = try BenchDaemon(arguments: ["--reconcile.window", "0"])
@@ -84,13 +101,19 @@ enum KernelBench {
             writer.stop() // checkpoints the WAL into the database file
             growth.append(writer.databaseBytes / events * 1e6)
         }
-        report.add("Capacity (2 threads, UDP socket+bind+close as fast as possible)", [
+        var figures = [
             Figure(name: "events generated per second", unit: "events/s", runs: rate),
             Figure(name: "events received by the daemon per run", unit: "events", runs: received),
             Figure(name: "share lost (ring buffer full)", unit: "fraction", runs: lostShare),
             Figure(name: "daemon CPU per million events received", unit: "s", runs: cpuPerMillion),
             Figure(name: "database size per million events written (window 0, history on)", unit: "MiB", runs: growth.map { $0 / 1_048_576 }),
-        ], notes: notes)
+        ]
+        if let baseline {
+            let before = Figure(name: "daemon CPU per million events received, baseline build \(baseline) (alternating runs)", unit: "s", runs: baselineCPU)
+            figures.append(before)
+            notes.append("daemon CPU, this build / the baseline build: \(Report.format(figures[3].median / before.median))")
+        }
+        report.add("Capacity (2 threads, UDP socket+bind+close as fast as possible)", figures, notes: notes)
         return (eventsPerRun, Measure.percentile(growth, 0.5), rss, fds)
     }
 
