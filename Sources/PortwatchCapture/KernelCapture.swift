@@ -309,6 +309,41 @@ public final class KernelCapture {
         _ = bpf_map_delete_elem(bindingsFD, &cookie)
     }
 
+    /// Every entry of the map of bound sockets, read in batches of buckets (walking it key by
+    /// key restarts from the first bucket whenever the key in hand is deleted meanwhile, which
+    /// a busy host does all the time). Entries that change while it reads may be missed or seen
+    /// twice; nil when the kernel refuses the read.
+    public func rememberedSockets() -> [UInt64: RememberedSocket]? {
+        var out: [UInt64: RememberedSocket] = [:]
+        var capacity: UInt32 = 1024
+        var keys = [UInt64](repeating: 0, count: Int(capacity))
+        var values = [pw_binding](repeating: pw_binding(), count: Int(capacity))
+        var token: UInt64 = 0
+        var first = true
+        while true {
+            var count = capacity
+            let rc = withUnsafeMutableBytes(of: &token) { tokenBytes in
+                bpf_map_lookup_batch(bindingsFD, first ? nil : tokenBytes.baseAddress, tokenBytes.baseAddress, &keys, &values, &count, nil)
+            }
+            let error = rc == 0 ? 0 : errno
+            // A bucket longer than the buffer: a larger one, and the same batch again.
+            if rc != 0 && error == ENOSPC && capacity < 1 << 20 {
+                capacity *= 4
+                keys = [UInt64](repeating: 0, count: Int(capacity))
+                values = [pw_binding](repeating: pw_binding(), count: Int(capacity))
+                continue
+            }
+            guard rc == 0 || error == ENOENT else { return nil }
+            for (cookie, b) in zip(keys, values).prefix(Int(min(count, capacity))) {
+                guard let transport = TransportProtocol(rawValue: b.protocol) else { continue }
+                out[cookie] = RememberedSocket(transport: transport, state: b.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound,
+                                               client: b.flags & UInt8(PW_FLAG_CONNECTED) != 0)
+            }
+            if rc != 0 { return out } // ENOENT: that was the last batch
+            first = false
+        }
+    }
+
     /// Detaches every program and frees every handle. Idempotent.
     public func close() {
         for link in links { bpf_link__destroy(link) }

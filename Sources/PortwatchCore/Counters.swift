@@ -54,6 +54,9 @@ public enum CounterName: String, Sendable, Hashable, CaseIterable {
     case decodeErrors = "decode_errors"
     /// Kept in memory by the daemon, not stored: bound sockets the kernel's map could not hold.
     case bindingsMapFull = "bindings_map_full"
+    /// Kept in memory by the daemon, not stored: entries of that map whose socket was gone
+    /// without its release reported, removed by resyncs.
+    case bindingsMapStale = "bindings_map_stale"
 }
 
 /// One counter value with its single label, the storage form of `Counters` and of the
@@ -72,6 +75,7 @@ public struct CounterEntry: Sendable, Hashable {
     public static let resyncs = CounterName.resyncs
     public static let decodeErrors = CounterName.decodeErrors
     public static let bindingsMapFull = CounterName.bindingsMapFull
+    public static let bindingsMapStale = CounterName.bindingsMapStale
 
     public var name: CounterName
     public var label: String

@@ -14,3 +14,17 @@ public struct LiveSocket: Sendable, Hashable {
         self.state = state
     }
 }
+
+/// What the kernel's map of bound sockets says about one socket.
+public struct RememberedSocket: Sendable, Equatable {
+    public var transport: TransportProtocol
+    public var state: SocketState
+    /// A client now (it connected): a snapshot does not list it, and its release reports nothing.
+    public var client: Bool
+
+    public init(transport: TransportProtocol, state: SocketState, client: Bool = false) {
+        self.transport = transport
+        self.state = state
+        self.client = client
+    }
+}

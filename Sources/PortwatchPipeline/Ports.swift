@@ -13,6 +13,9 @@ public protocol KernelEvents: AnyObject {
     func remember(_ socket: LiveSocket) -> Bool
     /// Removes a released socket from that map (one seeded after its release would stay).
     func forget(_ cookie: UInt64)
+    /// The sockets that map holds now, by cookie (nil when it cannot be read): a resync removes
+    /// the entries of sockets that are gone although no release was reported for them.
+    func rememberedSockets() -> [UInt64: RememberedSocket]?
     /// Asks the kernel to report when one of these processes (the owners of held ports)
     /// exits or execs; counted in `KernelHealth.ownerChanges`.
     func watchOwners(_ pids: Set<Int32>)

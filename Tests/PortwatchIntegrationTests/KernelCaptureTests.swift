@@ -1,3 +1,4 @@
+import CBPF
 import Foundation
 import Glibc
 import Testing
@@ -312,6 +313,74 @@ extension KernelSuite {
                 child.kill()
                 #expect(TestHTTP.waitUntil(10) { bytes("bindings") < grown }, "\(idle) -> \(bytes("bindings")) after the sockets closed")
             }
+        }
+
+        /// The daemon's map of bound sockets, found through its descriptors (the map IDs in
+        /// their fdinfo): a descriptor of this process's own, or nil.
+        static func bindingsMap(of pid: Int32) -> Int32? {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo")) ?? []
+            for fd in fds {
+                guard let info = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8),
+                      let line = info.split(separator: "\n").first(where: { $0.hasPrefix("map_id:") }),
+                      let id = UInt32(line.dropFirst("map_id:".count).trimmingCharacters(in: .whitespaces)) else { continue }
+                let mapFD = bpf_map_get_fd_by_id(id)
+                guard mapFD >= 0 else { continue }
+                var mapInfo = bpf_map_info()
+                var length = UInt32(MemoryLayout<bpf_map_info>.size)
+                let name = bpf_obj_get_info_by_fd(mapFD, &mapInfo, &length) == 0
+                    ? withUnsafeBytes(of: &mapInfo.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } : ""
+                if name == "bindings" { return mapFD }
+                close(mapFD)
+            }
+            return nil
+        }
+
+        /// The kernel sometimes does not run the release program (about one socket in ten
+        /// million in a flood), and the socket's entry would stay in the map for good: a resync
+        /// removes the entry of a socket that is gone, and leaves those of live ones, clients too.
+        @Test func anEntryOfASocketGoneUnreportedIsRemovedByAResync() throws {
+            let d = try DaemonHarness(arguments: ["--resync.interval", "1s"])
+            guard d.waitReady() else { return }
+            let map = try #require(Self.bindingsMap(of: d.process.processIdentifier), "the daemon's bindings map")
+            defer { close(map) }
+            func has(_ cookie: UInt64) -> Bool {
+                var key = cookie
+                var value = pw_binding()
+                return bpf_map_lookup_elem(map, &key, &value) == 0
+            }
+            func cookie(_ fd: Int32) -> UInt64 {
+                var value: UInt64 = 0
+                var length = socklen_t(MemoryLayout<UInt64>.size)
+                getsockopt(fd, SOL_SOCKET, SO_COOKIE, &value, &length)
+                return value
+            }
+            let (server, serverPort) = TestSockets.bound("127.0.0.1", udp: true)
+            defer { close(server) }
+            // A UDP client: bound, then connected (a client now; no snapshot lists it).
+            let (client, _) = TestSockets.bound("127.0.0.1", udp: true)
+            defer { close(client) }
+            var peer = sockaddr_in()
+            peer.sin_family = sa_family_t(AF_INET)
+            peer.sin_port = serverPort.bigEndian
+            peer.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            let connected = withUnsafePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            #expect(connected == 0)
+            #expect(d.waitShown(serverPort, "udp") != nil)
+            // An entry for a socket that does not exist, as one whose release went unreported leaves.
+            var gone: UInt64 = 1 << 62
+            var entry = pw_binding()
+            entry.protocol = UInt8(IPPROTO_UDP)
+            entry.family = UInt8(AF_INET)
+            entry.port = 9
+            entry.state = UInt8(PW_STATE_BOUND.rawValue)
+            #expect(bpf_map_update_elem(map, &gone, &entry, UInt64(BPF_NOEXIST)) == 0)
+            #expect(d.waitResyncs(2), "resyncs every second")
+            #expect(TestHTTP.waitUntil(5) { !has(gone) }, "the entry of the socket that is gone was removed")
+            #expect(d.sample("portwatch_bindings_map_stale_total") == 1)
+            #expect(has(cookie(server)), "a live listener's entry stays")
+            #expect(has(cookie(client)), "a client's entry stays until its release")
+            #expect(d.waitShown(serverPort, "udp") != nil)
+            #expect(d.sample("portwatch_resync_corrections_total{action=\"delete\"}") ?? 0 == 0, "no row was taken for the planted entry")
         }
 
         @Test func runAsSwitchesUserAndKeepsWorking() throws {

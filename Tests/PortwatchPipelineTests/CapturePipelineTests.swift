@@ -308,6 +308,54 @@ import PortwatchPipeline
         #expect(rig.pipeline.health.kernel.mapFull >= 3, "2 from the kernel side, 1 refused seed")
     }
 
+    /// The kernel does not always run the release program (about one socket in ten million in
+    /// a flood): the socket's entry would stay in its map for good. A resync removes exactly the
+    /// entries whose socket it finds gone, and none it cannot be sure of.
+    @Test func theKernelsEntriesOfSocketsGoneUnreportedAreRemovedByAResync() throws {
+        let owner = Owner(pid: 9, comm: "server", uid: 0)
+        let rig = try Rig { kernel, lister, _ in
+            lister.seesBoundTCP = false
+            lister.live = [LiveSocket(cookie: 101, key: key(53, .udp), owner: owner, state: .bound)]
+            kernel.map = [
+                100: RememberedSocket(transport: .udp, state: .bound),                // gone, release never reported
+                101: RememberedSocket(transport: .udp, state: .bound),                // listed: alive
+                102: RememberedSocket(transport: .udp, state: .bound, client: true),  // a client: never listed
+                103: RememberedSocket(transport: .tcp, state: .bound),                // a snapshot cannot see it here
+                104: RememberedSocket(transport: .tcp, state: .bound),                // listens after the snapshot
+                105: RememberedSocket(transport: .tcp, state: .listen),               // bound while listed, listening again after
+            ]
+            // The second read (after the snapshot): 104 listens now, 106 is new.
+            kernel.mapChanges = [[:], [104: RememberedSocket(transport: .tcp, state: .listen), 106: RememberedSocket(transport: .udp, state: .bound)]]
+            kernel.queued = [[]]  // the step's own poll
+        }
+        // Raced with the snapshot: 105 was shut down (a bound socket again, which this kernel's
+        // snapshot cannot list) and listened again.
+        var bound = rig.event(.open, 105, 9000)
+        bound.state = .bound
+        rig.kernel.queued.append([bound, rig.event(.open, 105, 9000)])
+        rig.pipeline.step()
+        #expect(rig.kernel.mapReads == 2, "read before and after the snapshot")
+        #expect(rig.kernel.forgotten == [100])
+        #expect(Set(rig.kernel.map.keys) == [101, 102, 103, 104, 105, 106])
+        #expect(rig.pipeline.health.staleEntries == 1)
+        rig.run(for: 1)
+        #expect(rig.pipeline.health.staleEntries == 1, "counted once")
+    }
+
+    @Test func aHeldRowWhoseReleaseWentUnreportedIsClosedAndItsEntryRemoved() throws {
+        let rig = try Rig(resync: 10)
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 7, 8080)])
+        rig.run(for: 1)
+        #expect(rig.ledger.changes == ["insert 8080"])
+        // The socket is gone; the kernel reported nothing and its entry stayed.
+        rig.kernel.map = [7: RememberedSocket(transport: .tcp, state: .listen)]
+        rig.run(for: 10)
+        #expect(rig.ledger.changes == ["insert 8080", "delete 8080"])
+        #expect(rig.kernel.forgotten == [7])
+        #expect(rig.pipeline.health.staleEntries == 1)
+    }
+
     @Test func historyIsPrunedToTheRetention() throws {
         let rig = try Rig()
         rig.pipeline.step()

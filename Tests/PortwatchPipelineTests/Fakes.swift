@@ -22,7 +22,20 @@ final class FakeKernel: KernelEvents {
         return !refuseRemember
     }
     var forgotten: [UInt64] = []
-    func forget(_ cookie: UInt64) { forgotten.append(cookie) }
+    /// The kernel's map of bound sockets; `forget` removes from it. Each read first takes the
+    /// next of `mapChanges`, if any (what changed in the kernel between two reads).
+    var map: [UInt64: RememberedSocket] = [:]
+    var mapChanges: [[UInt64: RememberedSocket?]] = []
+    var mapReads = 0
+    func forget(_ cookie: UInt64) {
+        forgotten.append(cookie)
+        map[cookie] = nil
+    }
+    func rememberedSockets() -> [UInt64: RememberedSocket]? {
+        mapReads += 1
+        if !mapChanges.isEmpty { for (cookie, entry) in mapChanges.removeFirst() { map[cookie] = entry } }
+        return map
+    }
     var watched = Set<Int32>()
     func watchOwners(_ pids: Set<Int32>) { watched = pids }
     /// Whether the pipeline last said it is idle (woken by the first event).
@@ -38,8 +51,11 @@ final class FakeLister: SocketLister {
     var failing = false
     private(set) var calls = 0
 
+    /// False for a kernel whose sock_diag cannot dump bound, not listening TCP sockets.
+    var seesBoundTCP = true
+
     struct Failed: Error {}
-    func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool { true }
+    func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool { seesBoundTCP || !(transport == .tcp && state == .bound) }
     func snapshot() throws -> [LiveSocket] {
         calls += 1
         if failing { throw Failed() }
