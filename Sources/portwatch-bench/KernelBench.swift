@@ -11,17 +11,22 @@ enum KernelBench {
         let threads = 2, iterations = 160_000, connections = 60_000
         var loopWithout: [Double] = [], loopWith: [Double] = [], churnWithout: [Double] = [], churnWith: [Double] = []
         var soloWithout: [Double] = [], soloWith: [Double] = []
+        // CPU time per loop of the loop's own threads (µs): what the kernel does in their system
+        // calls, portwatch's programs included, without the waits for a core that make the
+        // wall-clock figures vary by more than the effect on this machine.
+        var cpuWithout: [Double] = [], cpuWith: [Double] = []
         func measure(with daemon: Bool) throws {
             let running = daemon ? try BenchDaemon() : nil
             let loops = Double(threads * iterations) / Sockets.churn(threads: threads, iterations: iterations)
             // One thread: a core is left to the daemon, so this is mostly the kernel programs' cost.
-            let solo = Double(iterations) / Sockets.churn(threads: 1, iterations: iterations)
+            let (soloWall, soloCPU) = Sockets.timedChurn(threads: 1, iterations: iterations)
+            let solo = Double(iterations) / soloWall
             let conns = Double(threads * connections) / (try Sockets.connectionChurn(threads: threads, iterations: connections))
             running?.stop()
             if daemon {
-                loopWith.append(loops); soloWith.append(solo); churnWith.append(conns)
+                loopWith.append(loops); soloWith.append(solo); churnWith.append(conns); cpuWith.append(soloCPU / Double(iterations) * 1e6)
             } else {
-                loopWithout.append(loops); soloWithout.append(solo); churnWithout.append(conns)
+                loopWithout.append(loops); soloWithout.append(solo); churnWithout.append(conns); cpuWithout.append(soloCPU / Double(iterations) * 1e6)
             }
         }
         for run in 0..<repeats {
@@ -36,11 +41,14 @@ enum KernelBench {
             Figure(name: "TCP connect+accept+close on loopback with portwatch attached", unit: "connections/s", runs: churnWith),
             Figure(name: "bind+listen+close loop on 1 thread without portwatch", unit: "loops/s", runs: soloWithout),
             Figure(name: "bind+listen+close loop on 1 thread with portwatch attached (a core left to the daemon)", unit: "loops/s", runs: soloWith),
+            Figure(name: "the same 1-thread loop: the thread's CPU time per loop without portwatch", unit: "µs", runs: cpuWithout),
+            Figure(name: "the same 1-thread loop: the thread's CPU time per loop with portwatch attached", unit: "µs", runs: cpuWith),
         ]
         report.add("Overhead on the monitored system (\(threads) threads unless said, runs in ABBA order)", figures, notes: [
             "bind+listen+close, time per loop with / without: \(Report.format(figures[0].median / figures[1].median)) (goal <= 1.05)",
             "connection churn, time per connection with / without: \(Report.format(figures[2].median / figures[3].median)) (goal <= 1.02)",
             "bind+listen+close on 1 thread, time per loop with / without: \(Report.format(figures[4].median / figures[5].median))",
+            "bind+listen+close on 1 thread, the thread's CPU time per loop with / without: \(Report.format(figures[7].median / figures[6].median))",
         ])
     }
 

@@ -24,17 +24,35 @@ enum Sockets {
     /// `threads` threads each doing socket + bind(port 0) + listen + close `iterations` times.
     /// Returns the wall time.
     static func churn(threads: Int, iterations: Int, udp: Bool = false) -> Double {
+        timedChurn(threads: threads, iterations: iterations, udp: udp).wall
+    }
+
+    /// `churn`, with the CPU time its threads took in all (their CLOCK_THREAD_CPUTIME_ID): the
+    /// kernel's work in their system calls, portwatch's programs included, without the time
+    /// they waited for a core or the hypervisor.
+    static func timedChurn(threads: Int, iterations: Int, udp: Bool = false) -> (wall: Double, cpu: Double) {
         let group = DispatchGroup()
+        let cpu = Mutex(0.0)
         let start = Measure.now()
         for _ in 0..<threads {
             group.enter()
             Thread {
+                let before = threadCPU()
                 for _ in 0..<iterations { close(open(udp: udp).fd) }
+                let used = threadCPU() - before
+                cpu.withLock { $0 += used }
                 group.leave()
             }.start()
         }
         group.wait()
-        return Measure.now() - start
+        return (Measure.now() - start, cpu.withLock { $0 })
+    }
+
+    /// Seconds of CPU the calling thread has used.
+    static func threadCPU() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
     }
 
     /// TCP connection churn on loopback: `threads` clients each connect, and close, `iterations`
