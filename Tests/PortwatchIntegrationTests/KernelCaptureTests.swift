@@ -250,70 +250,6 @@ extension KernelSuite {
             let deletions = Sqlite.query(db, "SELECT count(*) FROM history WHERE port = \(port) AND protocol = 'tcp' AND action = 'delete' AND reason = 'resync'")
             #expect(deletions == "1", "history of port \(port): \(deletions ?? "unreadable")")
         }
-    }
-}
-
-/// Attribution and the errors a user meets first.
-extension KernelSuite {
-    @Suite struct AttributionAndErrorTests {
-        /// A TCP listener (named again at listen) and a bound UDP socket (named at bind only).
-        @Test(arguments: ["tcp", "udp"])
-        func uidOfTheBindingTaskIsRecorded(transport: String) throws {
-            let d = try DaemonHarness()
-            guard d.waitReady() else { return }
-            let child = try ChildProcess("s = \(transport)()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-            let port = try #require(UInt16(child.line() ?? ""))
-            var uid: String?
-            _ = TestHTTP.waitUntil(5) {
-                uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port) AND protocol = '\(transport)'")
-                return uid != nil && !uid!.isEmpty
-            }
-            #expect(uid == "65534")
-            #expect(d.portInfo(port: port, transport: transport)?.contains("pid=\"\(child.pid)\"") == true)
-        }
-
-        @Test func runningDaemonKeepsOnlyTheCapabilitiesItNeeds() throws {
-            let d = try DaemonHarness()
-            guard d.waitReady() else { return }
-            let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
-            func mask(_ field: String) -> UInt64? {
-                status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
-                    .flatMap { UInt64($0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) }
-            }
-            // CAP_SYS_ADMIN (21), CAP_SYS_PTRACE (19), CAP_DAC_READ_SEARCH (2).
-            let kept: UInt64 = 1 << 21 | 1 << 19 | 1 << 2
-            #expect(mask("CapEff") == kept)
-            #expect(mask("CapPrm") == kept)
-            #expect(mask("CapBnd") == kept)
-            // And it still does its job: a new listener, and a resync that enters namespaces.
-            let (fd, port) = TestSockets.bound("127.0.0.1")
-            defer { close(fd) }
-            #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil })
-        }
-
-        /// The kernel memory of the maps: the ring buffer as sized, and (Linux 6.4+, which counts
-        /// the entries in use) the map of bound sockets growing with them and shrinking after.
-        @Test func mapMemoryFollowsTheBoundSockets() throws {
-            let d = try DaemonHarness(arguments: ["--bpf.ring-buffer-size", "2097152"])
-            guard d.waitReady() else { return }
-            func bytes(_ map: String) -> Double { d.sample("portwatch_bpf_map_memory_bytes{map=\"\(map)\"}") ?? -1 }
-            #expect(bytes("events") >= 2 * 1024 * 1024, "the ring buffer's pages; metrics:\n\(d.metrics())")
-            let idle = bytes("bindings")
-            #expect(idle > 0)
-            // Within the default limit of 1,024 descriptors.
-            let child = try ChildProcess("s = [udp() for _ in range(800)]\nsay(len(s))\nwait()")
-            #expect(child.line() == "800")
-            // Each entry is more than its 8-byte key and 56-byte value.
-            let grown = idle + 800 * 64
-            if KernelRelease.isBefore(6, 4) {
-                #expect(TestHTTP.waitUntil(10) { (d.sample("portwatch_ports_held{protocol=\"udp\",family=\"ipv4\"}") ?? 0) >= 800 })
-                #expect(bytes("bindings") == idle, "kernel \(KernelRelease.text): an estimate from the map's size")
-            } else {
-                #expect(TestHTTP.waitUntil(10) { bytes("bindings") >= grown }, "\(idle) -> \(bytes("bindings"))")
-                child.kill()
-                #expect(TestHTTP.waitUntil(10) { bytes("bindings") < grown }, "\(idle) -> \(bytes("bindings")) after the sockets closed")
-            }
-        }
 
         /// The daemon's map of bound sockets, found through its descriptors (the map IDs in
         /// their fdinfo): a descriptor of this process's own, or nil.
@@ -381,6 +317,70 @@ extension KernelSuite {
             #expect(has(cookie(client)), "a client's entry stays until its release")
             #expect(d.waitShown(serverPort, "udp") != nil)
             #expect(d.sample("portwatch_resync_corrections_total{action=\"delete\"}") ?? 0 == 0, "no row was taken for the planted entry")
+        }
+    }
+}
+
+/// Attribution and the errors a user meets first.
+extension KernelSuite {
+    @Suite struct AttributionAndErrorTests {
+        /// A TCP listener (named again at listen) and a bound UDP socket (named at bind only).
+        @Test(arguments: ["tcp", "udp"])
+        func uidOfTheBindingTaskIsRecorded(transport: String) throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let child = try ChildProcess("s = \(transport)()\nsay(s.getsockname()[1])\nwait()", wrapper: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            let port = try #require(UInt16(child.line() ?? ""))
+            var uid: String?
+            _ = TestHTTP.waitUntil(5) {
+                uid = Sqlite.query(d.dbPath, "SELECT uid FROM bindings WHERE port = \(port) AND protocol = '\(transport)'")
+                return uid != nil && !uid!.isEmpty
+            }
+            #expect(uid == "65534")
+            #expect(d.portInfo(port: port, transport: transport)?.contains("pid=\"\(child.pid)\"") == true)
+        }
+
+        @Test func runningDaemonKeepsOnlyTheCapabilitiesItNeeds() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
+            func mask(_ field: String) -> UInt64? {
+                status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+                    .flatMap { UInt64($0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) }
+            }
+            // CAP_SYS_ADMIN (21), CAP_SYS_PTRACE (19), CAP_DAC_READ_SEARCH (2).
+            let kept: UInt64 = 1 << 21 | 1 << 19 | 1 << 2
+            #expect(mask("CapEff") == kept)
+            #expect(mask("CapPrm") == kept)
+            #expect(mask("CapBnd") == kept)
+            // And it still does its job: a new listener, and a resync that enters namespaces.
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp") != nil })
+        }
+
+        /// The kernel memory of the maps: the ring buffer as sized, and (Linux 6.4+, which counts
+        /// the entries in use) the map of bound sockets growing with them and shrinking after.
+        @Test func mapMemoryFollowsTheBoundSockets() throws {
+            let d = try DaemonHarness(arguments: ["--bpf.ring-buffer-size", "2097152"])
+            guard d.waitReady() else { return }
+            func bytes(_ map: String) -> Double { d.sample("portwatch_bpf_map_memory_bytes{map=\"\(map)\"}") ?? -1 }
+            #expect(bytes("events") >= 2 * 1024 * 1024, "the ring buffer's pages; metrics:\n\(d.metrics())")
+            let idle = bytes("bindings")
+            #expect(idle > 0)
+            // Within the default limit of 1,024 descriptors.
+            let child = try ChildProcess("s = [udp() for _ in range(800)]\nsay(len(s))\nwait()")
+            #expect(child.line() == "800")
+            // Each entry is more than its 8-byte key and 56-byte value.
+            let grown = idle + 800 * 64
+            if KernelRelease.isBefore(6, 4) {
+                #expect(TestHTTP.waitUntil(10) { (d.sample("portwatch_ports_held{protocol=\"udp\",family=\"ipv4\"}") ?? 0) >= 800 })
+                #expect(bytes("bindings") == idle, "kernel \(KernelRelease.text): an estimate from the map's size")
+            } else {
+                #expect(TestHTTP.waitUntil(10) { bytes("bindings") >= grown }, "\(idle) -> \(bytes("bindings"))")
+                child.kill()
+                #expect(TestHTTP.waitUntil(10) { bytes("bindings") < grown }, "\(idle) -> \(bytes("bindings")) after the sockets closed")
+            }
         }
 
         @Test func runAsSwitchesUserAndKeepsWorking() throws {
