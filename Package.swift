@@ -37,7 +37,7 @@ let package = Package(
         // Which listeners are expected: the policy file and its matching.
         .target(name: "PortwatchPolicy", dependencies: ["PortwatchCore", .product(name: "Yams", package: "Yams")]),
         // The reconciled table and counters in SQLite.
-        .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "CSQLite"]),
+        .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "PortwatchSystem", "CSQLite"]),
         // Who holds a port: cgroup id or path -> systemd unit, container, Kubernetes pod.
         .target(name: "PortwatchAttribution", dependencies: ["PortwatchCore", "PortwatchSystem", "CBPF"]),
         // Kernel capture: load + attach BPF, drain the ring buffer, snapshot sockets.
@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "PortwatchPipeline",
             dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchAttribution", "PortwatchExporter",
-                           "PortwatchPolicy", .product(name: "Logging", package: "swift-log")]
+                           "PortwatchPolicy", "PortwatchSystem", .product(name: "Logging", package: "swift-log")]
         ),
         // The daemon: flags, wiring, and the ledger commands.
         .executableTarget(

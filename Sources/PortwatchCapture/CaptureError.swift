@@ -13,7 +13,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable {
         case EACCES where geteuid() == 0:
             return CaptureError("\(what): the kernel's BPF verifier refused it (\(reason)); run with --log.level=debug for the verifier log")
         case EPERM, EACCES:
-            return CaptureError("\(what): \(reason): run portwatch as root, or with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN (see --log.level=debug for the libbpf log)")
+            return CaptureError("\(what): \(reason): run portwatch as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON besides CAP_NET_ADMIN; see --log.level=debug for the libbpf log)")
         default:
             return CaptureError("\(what): \(reason) (errno \(code)); run with --log.level=debug for the libbpf log")
         }

@@ -24,13 +24,36 @@ public enum KernelChecks {
         }
     }
 
-    /// Capabilities the daemon needs, and why:
-    /// CAP_BPF and CAP_PERFMON load the programs (they read task fields), CAP_NET_ADMIN attaches
-    /// cgroup socket programs, CAP_SYS_ADMIN enters other network namespaces (setns) for the
-    /// snapshot, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH read /proc/PID/fd of other users' processes.
-    public static let required: [(name: String, bit: Int)] = [
-        ("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_NET_ADMIN", 12), ("CAP_SYS_ADMIN", 21),
-        ("CAP_SYS_PTRACE", 19), ("CAP_DAC_READ_SEARCH", 2),
+    /// A capability by its number (capability.h); `alternative` is one the kernel accepts in
+    /// its place.
+    public struct Capability: Sendable {
+        public let name: String
+        public let bit: Int
+        public let why: String
+        public var alternative: (name: String, bit: Int)? = nil
+
+        func held(in effective: UInt64) -> Bool {
+            effective & (1 << UInt64(bit)) != 0 || alternative.map { effective & (1 << UInt64($0.bit)) != 0 } == true
+        }
+    }
+
+    /// Capabilities the daemon needs, and why, as the kernel checks them: loading programs that
+    /// read task fields asks `bpf_capable()` and `perfmon_capable()`, which accept CAP_SYS_ADMIN
+    /// in place of CAP_BPF and CAP_PERFMON (Linux 5.8 split them off it). portwatch holds
+    /// CAP_SYS_ADMIN anyway (setns into other network namespaces), so the two add nothing to it;
+    /// the shipped deployments grant the four below, which container engines that predate
+    /// Linux 5.8's capabilities (Docker 20.10) also know.
+    public static let required: [Capability] = [
+        Capability(name: "CAP_NET_ADMIN", bit: 12, why: "attach cgroup socket programs"),
+        Capability(name: "CAP_SYS_ADMIN", bit: 21, why: "enter network namespaces; load the programs"),
+        Capability(name: "CAP_SYS_PTRACE", bit: 19, why: "read other users' /proc/PID/fd"),
+        Capability(name: "CAP_DAC_READ_SEARCH", bit: 2, why: "read other users' /proc/PID/fd"),
+    ]
+
+    /// What loading the programs asks of the kernel, each met by CAP_SYS_ADMIN too.
+    public static let loading: [Capability] = [
+        Capability(name: "CAP_BPF", bit: 39, why: "load BPF programs and maps", alternative: ("CAP_SYS_ADMIN", 21)),
+        Capability(name: "CAP_PERFMON", bit: 38, why: "programs that read kernel memory", alternative: ("CAP_SYS_ADMIN", 21)),
     ]
 
     /// The effective capability set, from /proc/self/status.
@@ -41,8 +64,11 @@ public enum KernelChecks {
         return 0
     }
 
+    /// The names of what is missing: CAP_BPF (or CAP_SYS_ADMIN) is one requirement.
     public static func missingCapabilities(_ effective: UInt64 = effectiveCapabilities()) -> [String] {
-        required.filter { effective & (1 << UInt64($0.bit)) == 0 }.map(\.name)
+        (loading + required).filter { !$0.held(in: effective) }.map { cap in
+            cap.alternative.map { "\(cap.name) (or \($0.name))" } ?? cap.name
+        }
     }
 
     /// What the running daemon still needs once its programs are attached: entering network
@@ -85,7 +111,7 @@ public enum KernelChecks {
     public static func requirePrivileges() throws {
         let missing = missingCapabilities()
         guard missing.isEmpty else {
-            throw CaptureError("portwatch lacks \(missing.joined(separator: ", ")) to load and attach its BPF programs: run it as root, or grant \(required.map(\.name).joined(separator: ", "))")
+            throw CaptureError("portwatch lacks \(missing.joined(separator: ", ")) to load and attach its BPF programs: run it as root, or grant \(required.map(\.name).joined(separator: ", ")) (CAP_BPF and CAP_PERFMON add nothing to CAP_SYS_ADMIN)")
         }
     }
 }

@@ -3,10 +3,12 @@ import Foundation
 import Logging
 import PortwatchCore
 import PortwatchPolicy
+import PortwatchSystem
 import Synchronization
 
 /// Keeps the expected-listener policy current: loaded at start, reloaded on SIGHUP and when
-/// the file changes. A bad file is refused with a message naming the line, and the policy
+/// the file users see changes (followed through links: a ConfigMap's `..data` swap, an
+/// editor's rename-over and a write in place alike). A bad file is refused with a message naming the line, and the policy
 /// in force stays.
 /// Unchecked: `sources` is written once, in `start()`, before any handler runs.
 public final class PolicyWatcher: @unchecked Sendable {
@@ -14,11 +16,12 @@ public final class PolicyWatcher: @unchecked Sendable {
         public var policy: Policy
         public var lastSuccess: Bool
         public var lastSuccessTime: Double
-        var modification: Date?
     }
 
     public let path: String
     private let status: Mutex<Status>
+    /// The file as users see it (through Kubernetes' `..data` link), as last loaded.
+    private let watch: Mutex<FileWatch>
     private let logger: Logger
     private var sources: [DispatchSourceProtocol] = []
 
@@ -26,34 +29,28 @@ public final class PolicyWatcher: @unchecked Sendable {
     public init(path: String, logger: Logger) throws {
         self.path = path
         self.logger = logger
+        watch = Mutex(FileWatch(paths: [path]))
         let policy = try PolicyFile.load(path: path)
-        status = Mutex(Status(policy: policy, lastSuccess: true, lastSuccessTime: Date().timeIntervalSince1970,
-                              modification: Self.modification(path)))
+        status = Mutex(Status(policy: policy, lastSuccess: true, lastSuccessTime: Date().timeIntervalSince1970))
         logger.info("policy loaded", metadata: ["file": "\(path)", "rules": "\(policy.rules.count)"])
     }
 
     public var current: Status { status.withLock { $0 } }
 
-    static func modification(_ path: String) -> Date? {
-        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
-    }
-
     /// Reloads now. Returns whether the new file was taken.
     @discardableResult
     public func reload() -> Bool {
-        let modification = Self.modification(path)
+        // Noted before reading, so that a write during the read is seen by the next check.
+        _ = watch.withLock { $0.changed() }
         do {
             let policy = try PolicyFile.load(path: path)
             status.withLock {
-                $0 = Status(policy: policy, lastSuccess: true, lastSuccessTime: Date().timeIntervalSince1970, modification: modification)
+                $0 = Status(policy: policy, lastSuccess: true, lastSuccessTime: Date().timeIntervalSince1970)
             }
             logger.info("policy reloaded", metadata: ["file": "\(path)", "rules": "\(policy.rules.count)"])
             return true
         } catch {
-            status.withLock {
-                $0.lastSuccess = false
-                $0.modification = modification
-            }
+            status.withLock { $0.lastSuccess = false }
             logger.error("policy file refused; the previous policy stays in force", metadata: ["error": "\(error)"])
             return false
         }
@@ -65,8 +62,7 @@ public final class PolicyWatcher: @unchecked Sendable {
         let timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + interval, repeating: interval)
         timer.setEventHandler { [self] in
-            let seen = status.withLock { $0.modification }
-            if Self.modification(path) != seen { reload() }
+            if watch.withLock({ $0.changed() }) { reload() }
         }
         timer.resume()
         sources = [timer]

@@ -1,5 +1,6 @@
 import Foundation
 import PortwatchCore
+import PortwatchSystem
 
 /// The reconciled table and counters on disk. One writer (the capture thread); readers open
 /// their own read-only `StoreReader`. Rows, sockets, counters and history of one batch are
@@ -13,12 +14,18 @@ public final class Store {
     /// setup (32 to a statement: 8% more events/s in the core benchmark's (a) and (b)).
     static let historyRowsPerStatement = 32
 
+    /// Held while this store writes: one writer per ledger (see `init(path:exclusive:)`).
+    private let writerLock: FileDescriptor?
+
     /// Opens (creating if needed) and migrates the database at `path`.
     /// Never deletes or overwrites a file it cannot use: it says why and throws.
-    public init(path: String) throws {
+    /// `exclusive` (the daemon) takes the ledger for this store alone, before anything is
+    /// written: while another writer holds it, this throws naming that process.
+    public init(path: String, exclusive: Bool = false) throws {
         self.path = path
         try Self.checkPlace(path)
         let db = try Self.wrap(path, "cannot open") { try Connection(path: path, readOnly: false) }
+        writerLock = exclusive ? try Self.takeWriterLock(path) : nil
         try Self.migrate(db, path: path)
         try Self.wrap(path, "cannot switch to WAL") { try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") }
         self.db = db
@@ -55,6 +62,19 @@ public final class Store {
                                              columns: "cookie, " + RowCodec.keyColumns)
         static let deleteSocket = SQL("DELETE FROM sockets WHERE cookie=?", columns: "cookie")
         public static let appendHistory = SQL("INSERT INTO history (\(RowCodec.historyColumns)) VALUES \(historyValues)", columns: RowCodec.historyColumns)
+    }
+
+    deinit { writerLock?.close() }
+
+    private static func takeWriterLock(_ path: String) throws -> FileDescriptor {
+        do {
+            return try FileLock.exclusive(path)
+        } catch let held as FileLock.Held {
+            let who = held.holder.map { "another portwatch (pid \($0))" } ?? "another process"
+            throw StoreError("database \(path) is already written by \(who): one daemon writes a ledger; stop that one first, or give this one its own --db.path (readers such as `portwatch ls` need no lock)")
+        } catch {
+            throw StoreError("cannot lock database \(path) for writing: \(error)")
+        }
     }
 
     private static func checkPlace(_ path: String) throws {

@@ -16,6 +16,11 @@ import PortwatchTestSupport
         return server
     }
 
+    /// The subject of the certificate the server presents now.
+    static func subject(_ port: UInt16) -> String {
+        TestProcess.sh("echo | openssl s_client -connect 127.0.0.1:\(port) 2>/dev/null | openssl x509 -noout -subject").output
+    }
+
     func curl(_ port: UInt16, _ certs: TestCertificates, _ extra: String = "") -> String {
         TestProcess.sh("curl -s -o /dev/null -w '%{http_code}' --cacert '\(certs.ca)' \(extra) https://127.0.0.1:\(port)/-/healthy").output
     }
@@ -54,11 +59,25 @@ import PortwatchTestSupport
         let s = try Self.server(TLSSettings(certFile: certs.serverCert, keyFile: certs.serverKey))
         defer { s.stop() }
         let port = s.boundPorts[0]
-        func subject() -> String {
-            TestProcess.sh("echo | openssl s_client -connect 127.0.0.1:\(port) 2>/dev/null | openssl x509 -noout -subject").output
-        }
+        func subject() -> String { Self.subject(port) }
         #expect(subject().contains("server-one"))
         certs.reissueServer(commonName: "server-two")
+        #expect(TestHTTP.waitUntil(5) { subject().contains("server-two") }, "still serving the old certificate")
+    }
+
+    /// cert-manager rotates a certificate in a Kubernetes Secret by swapping the volume's
+    /// `..data` link: the `tls.crt` and `tls.key` links never change themselves.
+    @Test func certificateRotatedInAKubernetesSecretIsServed() throws {
+        let certs = try TestCertificates()
+        func read(_ path: String) throws -> String { try String(contentsOfFile: path, encoding: .utf8) }
+        let secret = try KubernetesVolume(["tls.crt": try read(certs.serverCert), "tls.key": try read(certs.serverKey)])
+        let s = try Self.server(TLSSettings(certFile: secret.path("tls.crt"), keyFile: secret.path("tls.key")))
+        defer { s.stop() }
+        let port = s.boundPorts[0]
+        func subject() -> String { Self.subject(port) }
+        #expect(subject().contains("server-one"))
+        certs.reissueServer(commonName: "server-two")
+        try secret.publish(["tls.crt": try read(certs.serverCert), "tls.key": try read(certs.serverKey)])
         #expect(TestHTTP.waitUntil(5) { subject().contains("server-two") }, "still serving the old certificate")
     }
 

@@ -29,12 +29,15 @@ final class DaemonHarness {
         ProcessInfo.processInfo.environment["PORTWATCH_BINARY"] ?? TestBinaries.path("portwatch")
     }
 
-    init(arguments: [String] = [], dbPath: String? = nil, environment: [String: String] = [:]) throws {
+    /// `launcher` runs in front of the binary (e.g. `setpriv` with a smaller capability set) and
+    /// must exec it, so that the process is the daemon.
+    init(arguments: [String] = [], dbPath: String? = nil, environment: [String: String] = [:], launcher: [String] = []) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portwatch-it-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.dbPath = dbPath ?? dir + "/portwatch.db"
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["--web.listen-address", "127.0.0.1:0", "--db.path", self.dbPath] + arguments
+        let command = launcher + [Self.binary, "--web.listen-address", "127.0.0.1:0", "--db.path", self.dbPath] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice

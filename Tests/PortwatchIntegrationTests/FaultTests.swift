@@ -31,6 +31,30 @@ extension KernelSuite {
             #expect(TestHTTP.waitUntil(10) { d.portInfo(port: port, transport: "tcp") != nil }, "did not recover after the disk freed")
         }
 
+        /// `make run` beside the installed service, an upgrade racing the old process, a surged
+        /// pod on the same hostPath: the second daemon on a ledger refuses, naming the first.
+        @Test func aSecondDaemonOnOneLedgerRefusesAndNamesTheFirst() throws {
+            let first = try DaemonHarness()
+            guard first.waitReady() else { return }
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            #expect(first.waitShown(port, "tcp") != nil)
+            let second = TestProcess.run(["timeout", "20", DaemonHarness.binary, "--db.path", first.dbPath, "--web.listen-address", "127.0.0.1:0"])
+            #expect(second.status == 1)
+            #expect(second.output.split(separator: "\n").count == 1, "one line: \(second.output)")
+            #expect(second.output.contains("pid \(first.process.processIdentifier)"), "\(second.output)")
+            // Readers need no lock, and the first daemon goes on recording.
+            let listed = try TestBinaries.run("portwatch", ["ls", "--db.path", first.dbPath])
+            #expect(listed.status == 0 && listed.stdout.contains(":\(port)"), "\(listed)")
+            close(fd)
+            #expect(first.waitGone(port, "tcp"))
+            #expect(Self.counter(first.metrics(), "portwatch_events_total{kind=\"open\"}") >= 1)
+            #expect(first.stop() == 0)
+            // Once it stopped, the ledger is free again.
+            let next = try DaemonHarness(dbPath: first.dbPath)
+            #expect(next.waitReady())
+            #expect(next.stop() == 0)
+        }
+
         @Test func killedMidFloodThenRestartedMatchesTheKernel() throws {
             let db = FileManager.default.temporaryDirectory.appendingPathComponent("pw-kill-\(UUID().uuidString)").path + "/pw.db"
             let held = try ChildProcess("""

@@ -408,6 +408,24 @@ extension KernelSuite {
             #expect(d.stop() == 0)
         }
 
+        /// Container engines that predate Linux 5.8's capabilities (Docker 20.10) cannot grant
+        /// CAP_BPF or CAP_PERFMON; the kernel takes CAP_SYS_ADMIN in their place, and so must the
+        /// daemon's own check.
+        @Test func sysAdminStandsInForBPFAndPerfmon() throws {
+            let d = try DaemonHarness(launcher: ["/usr/bin/setpriv", "--inh-caps=-all",
+                                                 "--bounding-set=-all,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search"])
+            guard d.waitReady() else { return }
+            let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
+            let bounding = status.split(separator: "\n").first { $0.hasPrefix("CapBnd:") }
+                .flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) } ?? 0
+            #expect(bounding & (1 << 39 | 1 << 38) == 0, "no CAP_BPF, no CAP_PERFMON: \(String(bounding, radix: 16))")
+            let child = try ChildProcess("s = tcp()\nsay(s.getsockname()[1])\nwait()")
+            let port = try #require(UInt16(child.line() ?? ""))
+            #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true },
+                    "\(d.log)")
+            #expect(d.stop() == 0)
+        }
+
         @Test func withoutPrivilegesItSaysWhatToDo() throws {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")

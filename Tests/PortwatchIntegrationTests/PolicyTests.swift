@@ -41,8 +41,8 @@ extension KernelSuite {
             #expect(d.process.isRunning, "SIGHUP does not stop the daemon")
         }
 
-        /// SIGHUP alone reloads: the new file keeps the old modification time, so the watcher
-        /// cannot see the change and only the signal can bring it in.
+        /// SIGHUP alone reloads: the new file keeps the old size and modification time, so the
+        /// watcher cannot see the change and only the signal can bring it in.
         @Test func hangupAloneReloads() throws {
             let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
             let (fd, port) = TestSockets.bound("127.0.0.1")
@@ -53,12 +53,47 @@ extension KernelSuite {
             guard d.waitReady() else { return }
             func flagged() -> Bool { d.scrape().samples("portwatch_unexpected_port_info").contains { $0.label("port") == "\(port)" } }
             #expect(TestHTTP.waitUntil(5) { flagged() })
-            try "expected:\n  - { port: \(port) }\n".write(toFile: policy, atomically: false, encoding: .utf8)
+            let allowing = "expected:\n  - { port: \(port) }"
+            try (allowing + String(repeating: " ", count: 31 - allowing.utf8.count) + "\n").write(toFile: policy, atomically: false, encoding: .utf8)
             try FileManager.default.setAttributes([.modificationDate: stamp], ofItemAtPath: policy)
             #expect(flagged(), "nothing reloads an unchanged-looking file by itself")
             kill(d.process.processIdentifier, SIGHUP)
             #expect(TestHTTP.waitUntil(5) { !flagged() }, "\(d.log)")
             #expect(d.log.components(separatedBy: "policy reloaded").count == 2, "one reload, by the signal")
+        }
+
+        /// The file users see changes three ways: Kubernetes swaps a ConfigMap's `..data` link
+        /// (the `policy.yaml` link itself never changes), an editor renames a new file over the
+        /// old, a tool writes in place. Each reloads within 2 s without a signal.
+        @Test func aConfigMapSwapARenameOverAndAnInPlaceWriteEachReload() throws {
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            let denying = "expected:\n  - { port: 1-1023 }\n", allowing = "expected:\n  - { port: \(port) }\n"
+            let volume = try KubernetesVolume(["policy.yaml": denying])
+            let d = try DaemonHarness(arguments: ["--policy.file", volume.path("policy.yaml")])
+            guard d.waitReady() else { return }
+            func flagged() -> Bool { d.scrape().samples("portwatch_unexpected_port_info").contains { $0.label("port") == "\(port)" } }
+            func reloads() -> Int { d.log.components(separatedBy: "policy reloaded").count - 1 }
+            #expect(TestHTTP.waitUntil(5) { flagged() })
+
+            try volume.publish(["policy.yaml": allowing])
+            #expect(TestHTTP.waitUntil(2) { !flagged() }, "a ConfigMap update is not picked up: \(d.log)")
+
+            // An editor's save: a new file renamed over the old one.
+            try volume.publish(["policy.yaml": denying])
+            #expect(TestHTTP.waitUntil(2) { flagged() })
+            let before = reloads()
+            try allowing.write(toFile: volume.dir + "/..data/policy.yaml.swp", atomically: false, encoding: .utf8)
+            #expect(rename(volume.dir + "/..data/policy.yaml.swp", volume.dir + "/..data/policy.yaml") == 0)
+            #expect(TestHTTP.waitUntil(2) { !flagged() }, "a rename over the file is not picked up")
+
+            // In place, same inode.
+            let handle = try #require(FileHandle(forWritingAtPath: volume.dir + "/..data/policy.yaml"))
+            try handle.truncate(atOffset: 0)
+            try handle.write(contentsOf: Data(denying.utf8))
+            try handle.close()
+            #expect(TestHTTP.waitUntil(2) { flagged() }, "a write in place is not picked up")
+            #expect(reloads() == before + 2, "one reload per change")
         }
 
         @Test func badPolicyAtStartIsOneClearLine() throws {

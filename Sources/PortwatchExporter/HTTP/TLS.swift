@@ -49,22 +49,18 @@ final class TLSContext {
     let settings: TLSSettings
     let api: pw_openssl
     private(set) var context: OpaquePointer
-    private var stamps: [Date?]
+    private var watch: FileWatch
     /// When the certificate files are next looked at (each second, from the server's loop).
     private(set) var nextCheck = 0.0
 
     init(_ settings: TLSSettings) throws {
         self.settings = settings
         api = try OpenSSL.load()
+        watch = FileWatch(paths: settings.files)
         context = try Self.make(settings, api: api)
-        stamps = settings.files.map(Self.modification)
     }
 
     deinit { api.SSL_CTX_free(context) }
-
-    static func modification(_ path: String) -> Date? {
-        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
-    }
 
     static func error(_ what: String, api: pw_openssl) -> SystemError {
         var text = [CChar](repeating: 0, count: 256)
@@ -100,9 +96,7 @@ final class TLSContext {
     func reloadIfChanged(now: Double, logger: Logger) {
         guard now >= nextCheck else { return }
         nextCheck = now + 1
-        let current = settings.files.map(Self.modification)
-        guard current != stamps else { return }
-        stamps = current
+        guard watch.changed() else { return }
         do {
             let fresh = try Self.make(settings, api: api)
             api.SSL_CTX_free(context)

@@ -12,7 +12,7 @@ struct Serve: ParsableCommand {
         abstract: "Run the daemon (the default command): watch ports in the kernel, keep the ledger, serve metrics.",
         discussion: """
         Watches bind, listen and close with eBPF, keeps the reconciled table in SQLite and serves \
-        Prometheus/OpenMetrics metrics. Needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN).
+        Prometheus/OpenMetrics metrics. Needs root (or CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH).
         Exit codes: 0 stopped by SIGTERM or SIGINT, 1 a start-up error (the message says what to do), 64 bad flags.
         SIGHUP reloads --policy.file.
         """
