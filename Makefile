@@ -11,7 +11,7 @@ ARGS ?=
 RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN = $$(swift build $(RELEASE_FLAGS) --show-bin-path)/portwatch
 
-.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers test-image test-kernels soak
+.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers test-image test-kernels soak deb test-deploy
 
 all: build
 
@@ -58,6 +58,23 @@ bench: test-deps
 test-image: release
 	$(call apt_install,debootstrap curl python3 util-linux libcap2-bin)
 	Tests/Image/test-image.sh "$(RELEASE_BIN)"
+
+# The Debian package (dpkg-deb): binary, unit, /etc/default/portwatch, the policy; into .build/deb.
+deb: release
+	docker/debian/build-deb.sh "$(RELEASE_BIN)" .build/deb
+
+# The release binary for the Dockerfile's prebuilt stage (an air-gapped image build).
+docker/prebuilt/portwatch: release
+	install -D -m 0755 "$(RELEASE_BIN)" $@
+
+# Every shipped deployment started as users start it, on a real Docker engine (started here if
+# none runs): the image built from docker/Dockerfile and run by docker-compose from compose.yaml;
+# the DaemonSet's pod with the kubelet's semantics; the Debian package under systemd as PID 1.
+test-deploy: test-deps release
+	$(call apt_install,docker.io docker-compose debootstrap curl python3 python3-yaml dpkg-dev binutils)
+	Tests/Deploy/docker.sh "$(RELEASE_BIN)"
+	Tests/Deploy/daemonset.sh "$(RELEASE_BIN)"
+	Tests/Deploy/systemd.sh "$(RELEASE_BIN)"
 
 # The kernel integration suites inside Debian's 5.10, 6.1 and 6.12 kernels (QEMU, software
 # emulation); prints a table kernel x test.

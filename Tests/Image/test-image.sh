@@ -21,7 +21,10 @@ packages=$(printf '%s' "$runtime" | tr '\\' ' ' | tr '\n' ' ' | grep -oE 'apt-ge
 	| tr ' ' '\n' | grep -vE '^(apt-get|install|-y|--no-install-recommends|)$' | sed 's/=.*//' | sort -u | tr '\n' ',' | sed 's/,$//')
 capabilities=$(printf '%s' "$runtime" | grep -oE 'setcap [^ ]+' | awk '{print $2}')
 grants=$(grep -oE 'cap_add: \[[^]]*\]' docker/compose.yaml | sed 's/cap_add: \[//; s/\]//; s/ //g' | tr 'A-Z' 'a-z')
-k8s=$(grep -A1 'drop: \[ALL\]' docker/kubernetes/base/daemonset.yaml | grep -oE 'add: \[[^]]*\]' | sed 's/add: \[//; s/\]//; s/ //g' | tr 'A-Z' 'a-z')
+k8s=$(python3 -c 'import yaml
+d = yaml.safe_load(open("docker/kubernetes/base/daemonset.yaml"))
+c = next(c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "portwatch")
+print(",".join(x.lower() for x in c["securityContext"]["capabilities"]["add"]))')
 [ -n "$packages" ] && [ -n "$capabilities" ] && [ -n "$grants" ] || fail "cannot read the runtime stage from $dockerfile"
 [ "$grants" = "$k8s" ] || fail "compose.yaml grants $grants but the DaemonSet grants $k8s"
 echo "test-image: runtime packages: $packages"
