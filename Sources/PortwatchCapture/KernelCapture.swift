@@ -337,7 +337,7 @@ public final class KernelCapture {
             for (cookie, b) in zip(keys, values).prefix(Int(min(count, capacity))) {
                 guard let transport = TransportProtocol(rawValue: b.protocol) else { continue }
                 out[cookie] = RememberedSocket(transport: transport, state: b.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound,
-                                               client: b.flags & UInt8(PW_FLAG_CONNECTED) != 0)
+                                               client: b.flags & UInt8(PW_FLAG_CONNECTED) != 0, netns: b.netns)
             }
             if rc != 0 { return out } // ENOENT: that was the last batch
             first = false

@@ -30,24 +30,41 @@ public enum SocketSnapshot {
         return listed.contains { UInt16(bigEndian: $0.id.idiag_sport) == port && UInt32($0.idiag_state) != tcpListen }
     }
 
-    public static func take() throws -> [LiveSocket] {
+    /// The sockets holding ports in every network namespace that exists (or in `only`), and
+    /// the namespaces listed. Namespaces are found through processes, descriptors that hold
+    /// one open, and nsfs bind mounts (`ip netns add`, CNI plugins, Docker); each is entered
+    /// through the first of its handles that still names it, so one whose first process just
+    /// exited is still listed. A namespace that cannot be entered, or whose dump fails, is
+    /// left out of `namespaces`, and nothing in it may be taken for closed.
+    public static func take(only: Set<UInt32>? = nil) throws -> SocketListing {
         let owners = SocketOwners.scan()
+        let kernelWhenUnheld = SocketOwners.seesEveryProcess()
         var result: [LiveSocket] = []
-        var seen = Set<UInt32>()
-        for (inode, pid) in owners.namespaces.sorted(by: { $0.key < $1.key }) where seen.insert(inode).inserted {
-            guard let fd = try? NetlinkSocket(namespaceOf: pid) else { continue }
-            defer { fd.socket.close() }
-            for family in [AF_INET, AF_INET6] {
-                result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpListen | 1 << tcpBoundInactive)
-                    .compactMap { live($0, netns: inode, transport: .tcp, owners: owners) }
-                result += try fd.dump(family: UInt8(family), protocol: UInt8(IPPROTO_UDP), states: 1 << tcpClose)
-                    .compactMap { live($0, netns: inode, transport: .udp, owners: owners) }
+        var listed = Set<UInt32>()
+        for (inode, handles) in owners.namespaces.sorted(by: { $0.key < $1.key }) where only?.contains(inode) ?? true {
+            guard let netlink = NetlinkSocket(namespace: inode, handles: handles) else { continue }
+            defer { netlink.socket.close() }
+            var found: [LiveSocket] = []
+            do {
+                for family in [AF_INET, AF_INET6] {
+                    found += try netlink.dump(family: UInt8(family), protocol: UInt8(IPPROTO_TCP), states: 1 << tcpListen | 1 << tcpBoundInactive)
+                        .compactMap { live($0, netns: inode, transport: .tcp, owners: owners, kernelWhenUnheld: kernelWhenUnheld) }
+                    found += try netlink.dump(family: UInt8(family), protocol: UInt8(IPPROTO_UDP), states: 1 << tcpClose)
+                        .compactMap { live($0, netns: inode, transport: .udp, owners: owners, kernelWhenUnheld: kernelWhenUnheld) }
+                }
+            } catch {
+                continue
             }
+            listed.insert(inode)
+            result += found
         }
-        return result
+        return SocketListing(sockets: result, namespaces: listed)
     }
 
-    private static func live(_ m: inet_diag_msg, netns: UInt32, transport: TransportProtocol, owners: SocketOwners) -> LiveSocket? {
+    /// `kernelWhenUnheld`: this process sees every process (the initial pid namespace), so a
+    /// socket no descriptor holds is the kernel's; elsewhere its holder is unknown (pid 0, no name).
+    private static func live(_ m: inet_diag_msg, netns: UInt32, transport: TransportProtocol, owners: SocketOwners,
+                             kernelWhenUnheld: Bool) -> LiveSocket? {
         let port = UInt16(bigEndian: m.id.idiag_sport)
         guard port != 0 else { return nil }
         // A connected UDP socket is a client's implicit port, not a binding.
@@ -56,20 +73,36 @@ public enum SocketSnapshot {
         var src = m.id.idiag_src
         let address = withUnsafeBytes(of: &src) { AddressBytes($0, family: family) }
         let cookie = UInt64(m.id.idiag_cookie.0) | UInt64(m.id.idiag_cookie.1) << 32
-        let pid = owners.pidBySocket[UInt64(m.idiag_inode)] ?? 0
-        let owner = Owner(pid: pid, comm: owners.comm(pid), uid: m.idiag_uid)
+        let owner: Owner
+        if let pid = owners.pidBySocket[UInt64(m.idiag_inode)] {
+            owner = Owner(pid: pid, comm: owners.comm(pid), uid: m.idiag_uid)
+        } else {
+            owner = kernelWhenUnheld ? .kernel(uid: m.idiag_uid) : Owner(pid: 0, comm: "", uid: m.idiag_uid)
+        }
         return LiveSocket(cookie: cookie,
                           key: BindingKey(netns: netns, transport: transport, family: family, addressBytes: address, port: port),
                           owner: owner, state: transport == .tcp && UInt32(m.idiag_state) == tcpListen ? .listen : .bound)
     }
 }
 
-/// Which process holds which socket inode, and one process in each network namespace.
+/// Which process holds which socket inode, and the handles of each network namespace.
 struct SocketOwners {
     var pidBySocket: [UInt64: Int32] = [:]
-    /// netns inode -> a pid living in it.
-    var namespaces: [UInt32: Int32] = [:]
+    /// netns inode -> paths that open it: /proc/PID/ns/net of a few of its processes,
+    /// /proc/PID/fd/N of descriptors that hold it open, and its nsfs bind mounts.
+    var namespaces: [UInt32: [String]] = [:]
     private var comms: [Int32: String] = [:]
+    /// Handles kept per namespace: enough to outlive a few exits between scan and dump.
+    static let handlesPerNamespace = 4
+
+    /// Whether this process is in the initial pid namespace, where /proc shows every process.
+    static func seesEveryProcess() -> Bool {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) == "pid:[4026531836]"
+    }
+
+    private mutating func add(_ inode: UInt32, _ path: String) {
+        if namespaces[inode, default: []].count < Self.handlesPerNamespace { namespaces[inode, default: []].append(path) }
+    }
 
     func comm(_ pid: Int32) -> String { comms[pid] ?? "" }
 
@@ -78,15 +111,20 @@ struct SocketOwners {
         let fm = FileManager.default
         let pids = ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.sorted()
         for pid in pids {
-            if let ns = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net"), let inode = namespaceInode(ns),
-               owners.namespaces[inode] == nil {
-                owners.namespaces[inode] = pid
+            if let ns = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net"), let inode = namespaceInode(ns) {
+                owners.add(inode, "/proc/\(pid)/ns/net")
             }
             guard let fds = try? fm.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
             var holdsSocket = false
             for fd in fds {
-                guard let target = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
-                      target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast()) else { continue }
+                guard let target = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)") else { continue }
+                // A namespace held open by a descriptor (a runtime that made it, before any
+                // process entered it).
+                if let inode = namespaceInode(target) {
+                    owners.add(inode, "/proc/\(pid)/fd/\(fd)")
+                    continue
+                }
+                guard target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast()) else { continue }
                 // The lowest pid that holds a socket is its owner (the parent, after fork), except
                 // init: with systemd socket activation pid 1 keeps its copy, and the service it
                 // handed the socket to is the one that serves it.
@@ -97,7 +135,42 @@ struct SocketOwners {
                 owners.comms[pid] = comm.trimmingCharacters(in: .newlines)
             }
         }
+        // Namespaces kept by bind mounts, in this mount namespace and in init's (the host's,
+        // from a container that shares its pid namespace).
+        for (table, root) in [("/proc/self/mountinfo", ""), ("/proc/1/mountinfo", "/proc/1/root")] {
+            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            for (inode, mountPoint) in nsfsMounts(text) { owners.add(inode, root + mountPoint) }
+        }
         return owners
+    }
+
+    /// The network namespaces bound to paths in a mountinfo table: (inode, mount point).
+    static func nsfsMounts(_ mountinfo: String) -> [(UInt32, String)] {
+        var found: [(UInt32, String)] = []
+        for line in mountinfo.split(separator: "\n") {
+            // "53 27 0:4 net:[4026531833] /run/netns/a rw - nsfs nsfs rw"
+            guard let dash = line.range(of: " - nsfs ") else { continue }
+            let fields = line[..<dash.lowerBound].split(separator: " ")
+            guard fields.count >= 5, let inode = namespaceInode(String(fields[3])) else { continue }
+            found.append((inode, unescape(fields[4])))
+        }
+        return found
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as octal escapes (\040).
+    static func unescape(_ field: Substring) -> String {
+        guard field.contains("\\") else { return String(field) }
+        var bytes: [UInt8] = []
+        var rest = Array(field.utf8)[...]
+        while let byte = rest.popFirst() {
+            if byte == UInt8(ascii: "\\"), rest.count >= 3, let value = UInt8(String(decoding: rest.prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(value)
+                rest = rest.dropFirst(3)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// "net:[4026531840]" -> 4026531840
@@ -112,11 +185,35 @@ struct SocketOwners {
 struct NetlinkSocket {
     let socket: FileDescriptor
 
-    /// Creates the socket inside the namespace of `pid` from a short-lived thread, since
-    /// setns changes only the calling thread and a socket keeps the namespace it was made in.
+    /// Creates the socket inside the namespace of `pid`.
     init(namespaceOf pid: Int32) throws {
-        let namespace = try FileDescriptor.open("/proc/\(pid)/ns/net", O_RDONLY)
+        try self.init(namespacePath: "/proc/\(pid)/ns/net", inode: nil)
+    }
+
+    /// Creates the socket inside namespace `inode` through the first of its handles that still
+    /// opens it (a pid may have exited, or been reused by a process elsewhere); nil if none does.
+    init?(namespace inode: UInt32, handles: [String]) {
+        for path in handles {
+            if let made = try? NetlinkSocket(namespacePath: path, inode: inode) {
+                self = made
+                return
+            }
+        }
+        return nil
+    }
+
+    /// Creates the socket inside the namespace open at `path` from a short-lived thread, since
+    /// setns changes only the calling thread and a socket keeps the namespace it was made in.
+    /// With `inode`, a path that names another namespace now is refused.
+    init(namespacePath path: String, inode: UInt32?) throws {
+        let namespace = try FileDescriptor.open(path, O_RDONLY)
         defer { namespace.close() }
+        if let inode {
+            var info = stat()
+            guard fstat(namespace.rawValue, &info) == 0, info.st_ino == UInt64(inode) else {
+                throw CaptureError("\(path) no longer names network namespace \(inode)")
+            }
+        }
         let box = ResultBox()
         let thread = Thread {
             box.result = Result {
@@ -128,7 +225,7 @@ struct NetlinkSocket {
         thread.start()
         box.done.wait()
         do { socket = try box.result!.get() } catch {
-            throw CaptureError("cannot open a sock_diag socket in the network namespace of pid \(pid): \(error)")
+            throw CaptureError("cannot open a sock_diag socket in the network namespace of \(path): \(error)")
         }
     }
 

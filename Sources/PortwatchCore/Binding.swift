@@ -119,6 +119,16 @@ public struct Owner: Sendable, Hashable {
         self.init(pid: pid, name: ProcessName(comm), uid: uid, attribution: attribution)
     }
 
+    /// The name a socket that no process holds is given: the kernel's own sockets (VXLAN,
+    /// Geneve, WireGuard, nfsd) hold a port with no process and no descriptor in any process.
+    public static let kernelName = "kernel"
+
+    /// The holder of a socket that no process holds: pid 0, named `kernel`.
+    public static func kernel(uid: UInt32 = 0) -> Owner { Owner(pid: 0, comm: kernelName, uid: uid) }
+
+    /// Whether this is the kernel (no process) rather than a process.
+    public var isKernel: Bool { pid == 0 && name == ProcessName(Self.kernelName) }
+
     /// The process name as text (the kernel's comm: at most 15 bytes).
     public var comm: String {
         get { name.text }

@@ -57,6 +57,9 @@ public enum CounterName: String, Sendable, Hashable, CaseIterable {
     /// Kept in memory by the daemon, not stored: entries of that map whose socket was gone
     /// without its release reported, removed by resyncs.
     case bindingsMapStale = "bindings_map_stale"
+    /// Kept in memory by the daemon, not stored: lookups of who holds the ports of owners that
+    /// exited or exec'd.
+    case holderChecks = "holder_checks"
 }
 
 /// One counter value with its single label, the storage form of `Counters` and of the
@@ -76,6 +79,7 @@ public struct CounterEntry: Sendable, Hashable {
     public static let decodeErrors = CounterName.decodeErrors
     public static let bindingsMapFull = CounterName.bindingsMapFull
     public static let bindingsMapStale = CounterName.bindingsMapStale
+    public static let holderChecks = CounterName.holderChecks
 
     public var name: CounterName
     public var label: String

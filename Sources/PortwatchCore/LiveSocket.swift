@@ -21,10 +21,26 @@ public struct RememberedSocket: Sendable, Equatable {
     public var state: SocketState
     /// A client now (it connected): a snapshot does not list it, and its release reports nothing.
     public var client: Bool
+    /// The socket's network namespace (inode): a resync that could not list it leaves it be.
+    public var netns: UInt32
 
-    public init(transport: TransportProtocol, state: SocketState, client: Bool = false) {
+    public init(transport: TransportProtocol, state: SocketState, client: Bool = false, netns: UInt32 = 0) {
         self.transport = transport
         self.state = state
         self.client = client
+        self.netns = netns
+    }
+}
+
+/// What one snapshot of the kernel's sockets saw: the sockets holding ports, and the network
+/// namespaces it listed. A namespace it could not list (gone, or its dump failed) is absent, and
+/// nothing in it may be taken for closed.
+public struct SocketListing: Sendable {
+    public var sockets: [LiveSocket]
+    public var namespaces: Set<UInt32>
+
+    public init(sockets: [LiveSocket], namespaces: Set<UInt32>) {
+        self.sockets = sockets
+        self.namespaces = namespaces
     }
 }

@@ -331,8 +331,11 @@ public struct Reconciler: Sendable {
     ///
     /// `sees` says which rows a snapshot can show at all: a row it cannot see (TCP `bound`
     /// on kernels whose sock_diag does not dump bound sockets) is left to the event path.
+    /// So is every row in a network namespace the snapshot did not list (`namespaces`; nil:
+    /// all of them): a namespace it could not open is not a namespace whose ports closed.
     public mutating func resync(live: [LiveSocket], now: UInt64, attribute: (UInt64) -> Attribution = Reconciler.unattributed,
-                                sees: (TransportProtocol, SocketState) -> Bool = { _, _ in true })
+                                sees: (TransportProtocol, SocketState) -> Bool = { _, _ in true },
+                                namespaces: Set<UInt32>? = nil)
     -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
         var buffered = Set<UInt64>()
         for pending in buffer.elements(buffer.start..<buffer.end) where !pending.dropped { buffered.insert(pending.event.cookie) }
@@ -340,7 +343,10 @@ public struct Reconciler: Sendable {
 
         var synthetic: [PortEvent] = []
         let liveCookies = Set(live.map(\.cookie))
-        func visible(_ key: BindingKey) -> Bool { rows[key].map { sees(key.transport, $0.state) } ?? true }
+        func visible(_ key: BindingKey) -> Bool {
+            guard namespaces?.contains(key.netns) ?? true else { return false }
+            return rows[key].map { sees(key.transport, $0.state) } ?? true
+        }
         for (cookie, key) in held.lazy.map({ ($0.key.value, $0.value) }).sorted(by: { $0.0 < $1.0 })
         where !liveCookies.contains(cookie) && !buffered.contains(cookie) && visible(key) {
             let row = rows[key]
@@ -375,20 +381,39 @@ public struct Reconciler: Sendable {
         return (batch.isEmpty ? nil : batch, corrections)
     }
 
+    /// Names who holds each listed port now, without a resync's inserts and deletes: what an
+    /// owner's exit or exec asks for (the sockets of its rows, from a snapshot of their
+    /// namespaces). Sockets with events still buffered are left to those events.
+    public mutating func refreshHolders(live: [LiveSocket], now: UInt64) -> Batch? {
+        var buffered = Set<UInt64>()
+        for pending in buffer.elements(buffer.start..<buffer.end) where !pending.dropped { buffered.insert(pending.event.cookie) }
+        for cookie in young.keys { buffered.insert(cookie.value) }
+        var batch = Batch()
+        for change in refreshHolders(live, skipping: buffered, now: now) {
+            batch.changes.append(change)
+            batch.counters.actions[.update, default: 0] += 1
+        }
+        return batch.isEmpty ? nil : batch
+    }
+
     /// Names the process that holds each port now. When the recorded owner (pid and name)
     /// holds none of a row's live sockets any more (it exited after a fork, handed the
     /// socket over, or exec'd another program), the row takes the owner of its oldest live
-    /// socket, and the change is an update with reason `holder`.
+    /// socket a process holds, or the kernel when no process holds any (a VXLAN socket once
+    /// the `ip` that made it exited), and the change is an update with reason `holder`.
+    /// Sockets whose holder could not be told (pid 0, not the kernel) change nothing.
     private mutating func refreshHolders(_ live: [LiveSocket], skipping buffered: Set<UInt64>, now: UInt64) -> [RowChange] {
         var holding: [BindingKey: [LiveSocket]] = [:]
-        for socket in live where socket.owner.pid > 0 && held[Cookie(socket.cookie)] == socket.key && !buffered.contains(socket.cookie) {
+        for socket in live where (socket.owner.pid > 0 || socket.owner.isKernel) && held[Cookie(socket.cookie)] == socket.key
+            && !buffered.contains(socket.cookie) {
             holding[socket.key, default: []].append(socket)
         }
         var changes: [RowChange] = []
         for (key, sockets) in holding.sorted(by: { $0.key < $1.key }) {
+            let processes = sockets.filter { $0.owner.pid > 0 }
             guard var row = rows[key],
                   !sockets.contains(where: { $0.owner.pid == row.owner.pid && $0.owner.name == row.owner.name }),
-                  let current = sockets.min(by: { $0.cookie < $1.cookie }) else { continue }
+                  let current = (processes.isEmpty ? sockets : processes).min(by: { $0.cookie < $1.cookie }) else { continue }
             row.owner = current.owner
             row.lastChange = now
             rows[key] = row

@@ -25,11 +25,14 @@ public final class CapturePipeline: @unchecked Sendable {
         /// Entries of the kernel's map of bound sockets removed by resyncs because their socket
         /// was gone and no release had been reported for it.
         public var staleEntries: UInt64 = 0
+        /// Lookups of who holds the ports of owners that exited or exec'd (no resync).
+        public var holderChecks: UInt64 = 0
     }
 
     private let kernel: KernelEvents
     private let lister: SocketLister
     private let attributor: OwnerAttributor?
+    private let processes: ProcessTable
     private let ledger: Ledger
     private let clock: PipelineClock
     public let schedule: Schedule
@@ -48,6 +51,8 @@ public final class CapturePipeline: @unchecked Sendable {
     /// Sockets the kernel refused to remember when seeded from a snapshot.
     private var seedRefused: UInt64 = 0
     private var resyncRequested = true
+    /// An owner exited or exec'd (or was gone before it was watched): name its rows' holders.
+    private var holderCheckRequested = false
     private var watchedOwners = Set<Int32>()
     private var due = Deadlines()
     private var lastFlush = 0.0
@@ -80,12 +85,13 @@ public final class CapturePipeline: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     public init(kernel: KernelEvents, lister: SocketLister, ledger: Ledger, attributor: OwnerAttributor? = nil,
-                clock: PipelineClock = SystemClock(), window: UInt64, schedule: Schedule, historyRetention: UInt64,
+                processes: ProcessTable = ProcFS(), clock: PipelineClock = SystemClock(), window: UInt64, schedule: Schedule, historyRetention: UInt64,
                 transients: TransientLog.Limits = .init(), allowed: (@Sendable (Binding) -> Bool)? = nil,
                 logger: Logger) throws {
         self.kernel = kernel
         self.lister = lister
         self.attributor = attributor
+        self.processes = processes
         self.ledger = ledger
         self.clock = clock
         self.schedule = schedule
@@ -164,7 +170,11 @@ public final class CapturePipeline: @unchecked Sendable {
                 retryUnwritten()
             }
         }
-        if resyncRequested || now >= due.resync { resync(now) }
+        if resyncRequested || now >= due.resync {
+            resync(now)
+        } else if holderCheckRequested {
+            checkHolders()
+        }
         if now >= due.prune { prune(now) }
         noteQuiet(got == 0 && reconciler.nextDue == nil && unwritten.isEmpty && admitted.isEmpty && unexpectedTransients.isEmpty)
     }
@@ -285,9 +295,9 @@ public final class CapturePipeline: @unchecked Sendable {
             resyncRequested = true
         }
         if current.ownerChanges > kernelSeen.ownerChanges {
-            // An owner exited or exec'd: the resync's /proc scan names who holds its ports now.
-            logger.debug("owners changed; resyncing", metadata: ["changes": "\(current.ownerChanges - kernelSeen.ownerChanges)"])
-            resyncRequested = true
+            // An owner exited or exec'd: who holds its ports now is looked up for its rows alone.
+            logger.debug("owners changed; naming the holders of their ports", metadata: ["changes": "\(current.ownerChanges - kernelSeen.ownerChanges)"])
+            holderCheckRequested = true
         }
         if current.mapFull > kernelSeen.mapFull {
             logger.warning("the kernel's map of bound sockets could not hold some (full, or no memory for an entry); their closes are found by resyncs",
@@ -314,8 +324,10 @@ public final class CapturePipeline: @unchecked Sendable {
         due.resync = now + schedule.resync
         // The kernel's map before the snapshot: see `removeStale`.
         let rememberedBefore = kernel.rememberedSockets()
+        holderCheckRequested = false
         var live: [LiveSocket]
-        do { live = try lister.snapshot() } catch {
+        let namespaces: Set<UInt32>
+        do { (live, namespaces) = try lister.snapshot(only: nil).parts } catch {
             logger.error("socket snapshot failed; will retry", metadata: ["error": "\(error)"])
             due.resync = now + schedule.snapshotRetry
             return
@@ -328,7 +340,7 @@ public final class CapturePipeline: @unchecked Sendable {
             publishKernelHealth()
         }
         if let attributor {
-            for i in live.indices { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
+            for i in live.indices where live[i].owner.pid > 0 { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
         }
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
         var raced: [PortEvent] = []
@@ -342,8 +354,9 @@ public final class CapturePipeline: @unchecked Sendable {
             live.removeAll { racedCookies.contains($0.cookie) }
             for event in raced where event.kind == .close && event.reason == .released { kernel.forget(event.cookie) }
         }
-        removeStale(before: rememberedBefore, listed: listed, raced: racedCookies)
-        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), attribute: attribute, sees: lister.sees)
+        removeStale(before: rememberedBefore, listed: listed, namespaces: namespaces, raced: racedCookies)
+        let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), attribute: attribute, sees: lister.sees,
+                                                     namespaces: namespaces)
         if let batch {
             let counted = corrections.sorted { $0.key.rawValue < $1.key.rawValue }
                 .map { CounterEntry(name: CounterEntry.resyncCorrections, label: $0.key.rawValue, value: $0.value) }
@@ -364,10 +377,11 @@ public final class CapturePipeline: @unchecked Sendable {
     /// release program for about one socket in ten million (measured with the daemon stopped,
     /// so with no user space involved); each such entry would stay for good. A row that socket
     /// held is closed by the same resync, as one whose socket it does not list.
-    private func removeStale(before: [UInt64: RememberedSocket]?, listed: Set<UInt64>, raced: Set<UInt64>) {
+    private func removeStale(before: [UInt64: RememberedSocket]?, listed: Set<UInt64>, namespaces: Set<UInt32>, raced: Set<UInt64>) {
         guard let before, !before.isEmpty, let after = kernel.rememberedSockets() else { return }
         var removed: UInt64 = 0
         for (cookie, entry) in after where before[cookie] == entry && !entry.client && !listed.contains(cookie)
+            && namespaces.contains(entry.netns)
             && !raced.contains(cookie) && lister.sees(entry.transport, entry.state) {
             kernel.forget(cookie)
             removed += 1
@@ -395,12 +409,42 @@ public final class CapturePipeline: @unchecked Sendable {
         }
     }
 
-    /// Tells the kernel whose exit or exec to report: the owners the table names now.
+    /// Tells the kernel whose exit or exec to report: the owners the table names now. An owner
+    /// that is gone already (an `ip` that brought a VXLAN device up and exited within the
+    /// window) would never be reported: its rows' holders are looked up at once.
     private func watchOwners() {
         let pids = Set(reconciler.rows.values.map(\.owner.pid).filter { $0 > 0 })
         guard pids != watchedOwners else { return }
+        let added = pids.subtracting(watchedOwners)
         watchedOwners = pids
         kernel.watchOwners(pids)
+        if added.contains(where: { !processes.alive($0) }) { holderCheckRequested = true }
+    }
+
+    /// Names who holds the ports of owners that exited or exec'd: the rows whose owner is gone
+    /// or runs another program now, from a snapshot of their namespaces alone (no resync: the
+    /// event path keeps the rows, this only renames holders).
+    private func checkHolders() {
+        holderCheckRequested = false
+        let changed = reconciler.rows.values.filter { $0.owner.pid > 0 && !processes.runs($0.owner.pid, $0.owner.comm) }
+        guard !changed.isEmpty else { return }
+        let namespaces = Set(changed.map(\.key.netns))
+        var live: [LiveSocket]
+        do { live = try lister.snapshot(only: namespaces).sockets } catch {
+            logger.warning("cannot list the sockets of owners that changed; the next resync names them", metadata: ["error": "\(error)"])
+            return
+        }
+        // Events that raced with the snapshot stay theirs, as in a resync.
+        var raced: [PortEvent] = []
+        try? kernel.poll(timeoutMs: 0, into: &raced)
+        ingest(&raced)
+        let racedCookies = Set(raced.lazy.map(\.cookie))
+        live.removeAll { racedCookies.contains($0.cookie) }
+        if let attributor {
+            for i in live.indices where live[i].owner.pid > 0 { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
+        }
+        healthValue.withLock { $0.holderChecks += 1 }
+        if let batch = reconciler.refreshHolders(live: live, now: clock.wallNanoseconds()) { write(batch, []) }
     }
 
     // MARK: Writing

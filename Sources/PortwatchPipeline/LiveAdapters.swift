@@ -1,3 +1,4 @@
+import Foundation
 import PortwatchAttribution
 import PortwatchCapture
 import PortwatchCore
@@ -21,7 +22,7 @@ public struct KernelSocketLister: SocketLister {
         dumpsBoundTCP = SocketSnapshot.dumpsBoundTCP()
     }
 
-    public func snapshot() throws -> [LiveSocket] { try SocketSnapshot.take() }
+    public func snapshot(only: Set<UInt32>?) throws -> SocketListing { try SocketSnapshot.take(only: only) }
 
     public func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool {
         dumpsBoundTCP || !(transport == .tcp && state == .bound)
@@ -35,3 +36,15 @@ public struct KernelSocketLister: SocketLister {
 extension Store: Ledger {}
 
 extension AttributionResolver: OwnerAttributor {}
+
+/// Processes as /proc shows them.
+public struct ProcFS: ProcessTable {
+    public init() {}
+
+    public func alive(_ pid: Int32) -> Bool { access("/proc/\(pid)", F_OK) == 0 }
+
+    public func runs(_ pid: Int32, _ comm: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return false }
+        return text.trimmingCharacters(in: .newlines) == comm
+    }
+}

@@ -50,7 +50,9 @@ public struct KernelHealth: Sendable, Equatable {
 
 /// Lists the sockets that hold ports now (a snapshot of the kernel's truth).
 public protocol SocketLister {
-    func snapshot() throws -> [LiveSocket]
+    /// The sockets of every network namespace that exists (or of those in `only`), with the
+    /// namespaces it could list.
+    func snapshot(only: Set<UInt32>?) throws -> SocketListing
     /// Whether a snapshot can show sockets of this kind at all (older kernels cannot list
     /// bound, not listening TCP sockets); rows it cannot see are left to the event path.
     func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool
@@ -76,4 +78,16 @@ public protocol PipelineClock: Sendable {
 public protocol OwnerAttributor: AnyObject {
     func resolve(id cgroup: UInt64) -> Attribution
     func resolve(pid: Int32) -> Attribution
+}
+
+/// Whether processes named as owners still run what they ran (/proc, or a fake in tests).
+public protocol ProcessTable: Sendable {
+    /// The process exists.
+    func alive(_ pid: Int32) -> Bool
+    /// The process exists and its name is `comm` (an exec changes it).
+    func runs(_ pid: Int32, _ comm: String) -> Bool
+}
+
+extension SocketListing {
+    var parts: ([LiveSocket], Set<UInt32>) { (sockets, namespaces) }
 }

@@ -109,7 +109,8 @@ public final class ScrapeSource: Sendable {
                 logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
             }
             let inputs = Inputs(dataVersion: c.dataVersion, read: c.snapshot != nil, recent: c.recent?.top, recentDropped: c.recent?.dropped ?? 0,
-                                health: [health.storeErrors, health.resyncs, health.kernel.decodeErrors, health.kernel.mapFull, health.staleEntries],
+                                health: [health.storeErrors, health.resyncs, health.kernel.decodeErrors, health.kernel.mapFull, health.staleEntries,
+                                         health.holderChecks],
                                 policyLoaded: current?.lastSuccess ?? false, policyTime: current?.lastSuccessTime ?? 0)
             if inputs == c.inputs, let state = c.state { return state }
             c.generation += 1
@@ -129,6 +130,7 @@ public final class ScrapeSource: Sendable {
             CounterEntry(name: CounterEntry.decodeErrors, label: "", value: health.kernel.decodeErrors),
             CounterEntry(name: CounterEntry.bindingsMapFull, label: "", value: health.kernel.mapFull),
             CounterEntry(name: CounterEntry.bindingsMapStale, label: "", value: health.staleEntries),
+            CounterEntry(name: CounterEntry.holderChecks, label: "", value: health.holderChecks),
         ]
         var state = ExporterState(rows: snapshot?.rows, counters: counters, programs: settings.programs,
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)

@@ -3,6 +3,12 @@ import PortwatchCore
 
 /// The listeners an operator expects. A held port no rule matches is "unexpected".
 public struct Policy: Sendable, Equatable {
+    /// Who holds a port: a process, or the kernel (its own sockets: VXLAN, Geneve, WireGuard,
+    /// nfsd), which no process holds.
+    public enum Holder: String, Sendable, Equatable, CaseIterable {
+        case kernel, process
+    }
+
     /// One expected listener: every field given must match; absent fields match anything.
     public struct Rule: Sendable, Equatable {
         public var ports: ClosedRange<UInt16>?
@@ -19,6 +25,8 @@ public struct Policy: Sendable, Equatable {
         public var namespace: String?
         /// The exposures allowed (any when nil).
         public var exposure: Set<Exposure>?
+        /// `holder: kernel` allows a port only when no process holds it.
+        public var holder: Holder?
         /// Line of the rule in its file, for messages.
         public var line: Int
 
@@ -48,6 +56,7 @@ public struct Policy: Sendable, Equatable {
             if let pod, !Self.glob(pod, a.pod) { return false }
             if let namespace, !Self.glob(namespace, a.namespace) { return false }
             if let exposure, !exposure.contains(b.key.exposure) { return false }
+            if let holder, (holder == .kernel) != b.owner.isKernel { return false }
             return true
         }
 

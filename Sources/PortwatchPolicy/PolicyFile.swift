@@ -18,12 +18,13 @@ public struct PolicyError: Error, CustomStringConvertible, Sendable, Equatable {
 ///   - { comm: chronyd, uid: 0 }
 ///   - { unit: "nginx*.service", exposure: [wildcard, private] }
 ///   - { namespace: monitoring, pod: "node-exporter-*" }
+///   - { port: 4789, protocol: udp, holder: kernel }
 /// ```
 /// `unit`, `container`, `pod` and `namespace` are shell globs; `exposure` is one value or a
 /// list of loopback, private, public, wildcard.
 public enum PolicyFile {
     static let fields: Set<String> = ["port", "ports", "protocol", "family", "address", "comm", "uid", "netns",
-                                      "unit", "container", "pod", "namespace", "exposure"]
+                                      "unit", "container", "pod", "namespace", "exposure", "holder"]
 
     public static func load(path: String) throws -> Policy {
         let text: String
@@ -90,6 +91,11 @@ public enum PolicyFile {
                 rule.address = value
             case "comm":
                 rule.comm = value
+            case "holder":
+                guard let holder = Policy.Holder(rawValue: value.lowercased()) else {
+                    throw PolicyError("\(at): holder must be kernel or process, not `\(value)`")
+                }
+                rule.holder = holder
             case "unit": rule.unit = value
             case "container": rule.container = value
             case "pod": rule.pod = value

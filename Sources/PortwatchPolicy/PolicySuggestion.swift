@@ -44,6 +44,8 @@ public enum PolicySuggestion {
     /// The parts of a rule that name the owner.
     struct OwnerKey: Hashable, Comparable {
         var transport: TransportProtocol
+        /// No process holds it: the rule says `holder: kernel` instead of a comm.
+        var kernel = false
         var comm: String
         var unit: String
         var container: String
@@ -51,7 +53,8 @@ public enum PolicySuggestion {
         var pod: String
 
         static func < (a: Self, b: Self) -> Bool {
-            (a.comm, a.unit, a.namespace, a.pod, a.container, a.transport) < (b.comm, b.unit, b.namespace, b.pod, b.container, b.transport)
+            if a.kernel != b.kernel { return !a.kernel }
+            return (a.comm, a.unit, a.namespace, a.pod, a.container, a.transport) < (b.comm, b.unit, b.namespace, b.pod, b.container, b.transport)
         }
     }
 
@@ -63,8 +66,8 @@ public enum PolicySuggestion {
             guard end >= start else { continue }
             let held = end &- max(hold.from, start)
             let b = hold.binding, a = b.owner.attribution
-            let owner = OwnerKey(transport: b.key.transport, comm: b.owner.comm, unit: unitPattern(a.unit), container: a.container,
-                                 namespace: a.namespace, pod: podPattern(a.pod))
+            let owner = OwnerKey(transport: b.key.transport, kernel: b.owner.isKernel, comm: b.owner.isKernel ? "" : b.owner.comm,
+                                 unit: unitPattern(a.unit), container: a.container, namespace: a.namespace, pod: podPattern(a.pod))
             var record = owners[owner, default: [:]][b.key.port, default: PortRecord()]
             record.seen += 1
             if held >= minLifetime && held > 0 {
@@ -90,6 +93,7 @@ public enum PolicySuggestion {
                 rule.container = owner.container.isEmpty ? nil : globEscape(owner.container)
                 rule.namespace = owner.namespace.isEmpty ? nil : globEscape(owner.namespace)
                 rule.pod = owner.pod.isEmpty ? nil : owner.pod
+                rule.holder = owner.kernel ? .kernel : nil
                 rule.exposure = ports[i].value.exposures
                 out.append(Suggestion(rule: rule, owner: describe(owner), seen: run.reduce(0) { $0 + $1.seen },
                                       longest: run.map(\.longest).max() ?? 0,
@@ -120,7 +124,7 @@ public enum PolicySuggestion {
     }
 
     static func describe(_ o: OwnerKey) -> String {
-        var parts = [o.comm.isEmpty ? "(unknown process)" : oneLine(o.comm)]
+        var parts = [o.kernel ? "the kernel (no process)" : o.comm.isEmpty ? "(unknown process)" : oneLine(o.comm)]
         if !o.unit.isEmpty { parts.append("unit \(oneLine(o.unit))") }
         if !o.pod.isEmpty { parts.append("pod \(oneLine(o.namespace.isEmpty ? o.pod : "\(o.namespace)/\(o.pod)"))") }
         if !o.container.isEmpty { parts.append("container \(oneLine(o.container))") }
@@ -142,6 +146,7 @@ public enum PolicySuggestion {
         for (name, value) in [("comm", r.comm), ("unit", r.unit), ("namespace", r.namespace), ("pod", r.pod), ("container", r.container)] {
             if let value { fields.append("\(name): \(scalar(value))") }
         }
+        if let holder = r.holder { fields.append("holder: \(holder.rawValue)") }
         if let exposure = r.exposure {
             fields.append("exposure: [\(exposure.map(\.rawValue).sorted().joined(separator: ", "))]")
         }

@@ -275,16 +275,65 @@ import PortwatchPipeline
         #expect(rig.pipeline.phase == .stopping)
     }
 
-    @Test func anOwnerThatExitsIsLookedUpAgainAtOnce() throws {
+    @Test func anOwnerThatExitsHasItsHoldersLookedUpInItsNamespaceWithoutAResync() throws {
         let rig = try Rig()
         rig.pipeline.step()
         rig.deliver([rig.event(.open, 1, 8080)])
         rig.run(for: 0.3)
         #expect(rig.kernel.watched == [42], "the kernel is told whose exit to report")
         let calls = rig.lister.calls
+        // The server exits; its child holds the socket now.
+        rig.processes.everyone = false
+        rig.processes.running = [43: "worker"]
+        rig.lister.live = [LiveSocket(cookie: 1, key: key(8080), owner: Owner(pid: 43, comm: "worker", uid: 0), state: .listen)]
         rig.kernel.kernelHealth.ownerChanges = 1
         rig.run(for: rig.pipeline.schedule.healthCheck + 0.1)
-        #expect(rig.lister.calls == calls + 1, "an owner's exit brings a resync that names the new holder")
+        #expect(rig.lister.calls == calls + 1, "an owner's exit brings a lookup that names the new holder")
+        #expect(rig.lister.asked.last == [ns0], "of the namespace of its rows only")
+        #expect(rig.pipeline.health.resyncs == 1, "not a resync")
+        #expect(rig.pipeline.health.holderChecks == 1)
+        #expect(rig.ledger.rows[key(8080)]?.owner.pid == 43)
+        #expect(rig.ledger.applied.last?.changes.map(\.reason) == [.holder])
+    }
+
+    /// A VXLAN socket: the `ip` that brought the device up bound it and exited at once, and no
+    /// process holds it. The kernel does.
+    @Test func aSocketNoProcessHoldsIsTheKernelsOnceItsCreatorIsGone() throws {
+        let rig = try Rig()
+        rig.pipeline.step()
+        rig.processes.everyone = false   // gone before it could be watched: no exit is reported
+        rig.lister.live = [LiveSocket(cookie: 1, key: key(4789, .udp), owner: .kernel(), state: .bound)]
+        var open = rig.event(.open, 1, 4789)
+        open.key = key(4789, .udp)
+        open.state = .bound
+        rig.deliver([open])
+        rig.run(for: rig.pipeline.schedule.healthCheck + 0.5)
+        let row = try #require(rig.ledger.rows[key(4789, .udp)])
+        #expect(row.owner.isKernel && row.owner.comm == "kernel" && row.owner.pid == 0, "\(row.owner)")
+        #expect(rig.pipeline.health.resyncs == 1)
+        #expect(rig.ledger.extra(CounterEntry.resyncCorrections, "insert") + rig.ledger.extra(CounterEntry.resyncCorrections, "delete") == 0)
+    }
+
+    /// A namespace the snapshot could not enter or dump (its only process just exited, a dump
+    /// failed) is not a namespace whose ports all closed.
+    @Test func aResyncChangesNothingInANamespaceItCouldNotList() throws {
+        let rig = try Rig(resync: 10)
+        rig.pipeline.step()
+        rig.deliver([rig.event(.open, 7, 8080)])
+        rig.run(for: 1)
+        #expect(rig.ledger.changes == ["insert 8080"])
+        rig.lister.live = [LiveSocket(cookie: 7, key: key(8080), owner: Owner(pid: 42, comm: "server", uid: 0), state: .listen)]
+        rig.lister.unlisted = [ns0]
+        rig.kernel.map = [7: RememberedSocket(transport: .tcp, state: .listen, netns: ns0)]
+        rig.run(for: 10)
+        #expect(rig.pipeline.health.resyncs == 2)
+        #expect(rig.ledger.changes == ["insert 8080"], "nothing deleted in a namespace not listed")
+        #expect(rig.kernel.forgotten.isEmpty, "nor its map entries taken for stale")
+        // Listed again, and the socket really gone: now it closes.
+        rig.lister.unlisted = []
+        rig.lister.live = []
+        rig.run(for: 10)
+        #expect(rig.ledger.changes == ["insert 8080", "delete 8080"])
     }
 
     @Test func periodicResyncFollowsTheSchedule() throws {
@@ -317,15 +366,15 @@ import PortwatchPipeline
             lister.seesBoundTCP = false
             lister.live = [LiveSocket(cookie: 101, key: key(53, .udp), owner: owner, state: .bound)]
             kernel.map = [
-                100: RememberedSocket(transport: .udp, state: .bound),                // gone, release never reported
-                101: RememberedSocket(transport: .udp, state: .bound),                // listed: alive
-                102: RememberedSocket(transport: .udp, state: .bound, client: true),  // a client: never listed
-                103: RememberedSocket(transport: .tcp, state: .bound),                // a snapshot cannot see it here
-                104: RememberedSocket(transport: .tcp, state: .bound),                // listens after the snapshot
-                105: RememberedSocket(transport: .tcp, state: .listen),               // bound while listed, listening again after
+                100: RememberedSocket(transport: .udp, state: .bound, netns: ns0),                // gone, release never reported
+                101: RememberedSocket(transport: .udp, state: .bound, netns: ns0),                // listed: alive
+                102: RememberedSocket(transport: .udp, state: .bound, client: true, netns: ns0),  // a client: never listed
+                103: RememberedSocket(transport: .tcp, state: .bound, netns: ns0),                // a snapshot cannot see it here
+                104: RememberedSocket(transport: .tcp, state: .bound, netns: ns0),                // listens after the snapshot
+                105: RememberedSocket(transport: .tcp, state: .listen, netns: ns0),               // bound while listed, listening again after
             ]
             // The second read (after the snapshot): 104 listens now, 106 is new.
-            kernel.mapChanges = [[:], [104: RememberedSocket(transport: .tcp, state: .listen), 106: RememberedSocket(transport: .udp, state: .bound)]]
+            kernel.mapChanges = [[:], [104: RememberedSocket(transport: .tcp, state: .listen, netns: ns0), 106: RememberedSocket(transport: .udp, state: .bound, netns: ns0)]]
             kernel.queued = [[]]  // the step's own poll
         }
         // Raced with the snapshot: 105 was shut down (a bound socket again, which this kernel's
@@ -349,7 +398,7 @@ import PortwatchPipeline
         rig.run(for: 1)
         #expect(rig.ledger.changes == ["insert 8080"])
         // The socket is gone; the kernel reported nothing and its entry stayed.
-        rig.kernel.map = [7: RememberedSocket(transport: .tcp, state: .listen)]
+        rig.kernel.map = [7: RememberedSocket(transport: .tcp, state: .listen, netns: ns0)]
         rig.run(for: 10)
         #expect(rig.ledger.changes == ["insert 8080", "delete 8080"])
         #expect(rig.kernel.forgotten == [7])

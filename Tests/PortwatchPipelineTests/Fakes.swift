@@ -56,10 +56,18 @@ final class FakeLister: SocketLister {
 
     struct Failed: Error {}
     func sees(_ transport: TransportProtocol, _ state: SocketState) -> Bool { seesBoundTCP || !(transport == .tcp && state == .bound) }
-    func snapshot() throws -> [LiveSocket] {
+    /// Namespaces a snapshot cannot list (their sockets are left out, and so are they).
+    var unlisted = Set<UInt32>()
+    /// The `only` of each snapshot, in order (nil: every namespace).
+    private(set) var asked: [Set<UInt32>?] = []
+
+    func snapshot(only: Set<UInt32>?) throws -> SocketListing {
         calls += 1
+        asked.append(only)
         if failing { throw Failed() }
-        return live
+        let shown = live.filter { !unlisted.contains($0.key.netns) && (only?.contains($0.key.netns) ?? true) }
+        let namespaces = Set(live.map(\.key.netns)).union([key(0).netns]).subtracting(unlisted)
+        return SocketListing(sockets: shown, namespaces: only.map { namespaces.intersection($0) } ?? namespaces)
     }
 }
 
@@ -114,6 +122,9 @@ final class FakeClock: PipelineClock, Sendable {
 let ms: UInt64 = 1_000_000
 let window: UInt64 = 200 * ms
 
+/// The namespace of every `key`.
+let ns0: UInt32 = 4026531840
+
 func key(_ port: UInt16, _ transport: TransportProtocol = .tcp) -> BindingKey {
     BindingKey(netns: 4026531840, transport: transport, family: .ipv4, address: "127.0.0.1", port: port)
 }
@@ -133,13 +144,15 @@ struct Rig {
     let ledger = FakeLedger()
     let clock = FakeClock()
     let attributor = FakeAttributor()
+    let processes = FakeProcesses()
     let pipeline: CapturePipeline
 
     init(window: UInt64 = window, resync: Double = 300, transients: TransientLog.Limits = .init(),
          configure: (FakeKernel, FakeLister, FakeLedger) -> Void = { _, _, _ in },
          allowed: (@Sendable (Binding) -> Bool)? = nil) throws {
         configure(kernel, lister, ledger)
-        pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, attributor: attributor, clock: clock, window: window,
+        pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, attributor: attributor, processes: processes,
+                                       clock: clock, window: window,
                                        schedule: Schedule(window: window, resyncInterval: resync),
                                        historyRetention: 7 * 86_400_000_000_000, transients: transients, allowed: allowed,
                                        logger: Logger(label: "test"))
@@ -167,4 +180,13 @@ struct Rig {
             pipeline.step()
         }
     }
+}
+
+/// Processes the tests say are alive, and what they run.
+final class FakeProcesses: ProcessTable, @unchecked Sendable {
+    var running: [Int32: String] = [:]
+    var everyone = true
+
+    func alive(_ pid: Int32) -> Bool { everyone || running[pid] != nil }
+    func runs(_ pid: Int32, _ comm: String) -> Bool { everyone || running[pid] == comm }
 }

@@ -79,3 +79,34 @@ import PortwatchCore
         #expect(PolicySuggestion.scalar("no") == "\"no\"")
     }
 }
+
+/// Ports the kernel holds (a VXLAN socket): a rule allows them by `holder: kernel`, which a
+/// process that calls itself "kernel" cannot meet, and suggest-policy writes such a rule.
+@Suite struct KernelHolderPolicyTests {
+    static func binding(_ owner: Owner) -> Binding {
+        Binding(key: BindingKey(netns: 1, transport: .udp, family: .ipv4, address: "0.0.0.0", port: 4789),
+                owner: owner, state: .bound, holders: 1, firstSeen: 0, lastChange: 0)
+    }
+
+    @Test func holderKernelAllowsTheKernelAndNotAProcessOfThatName() throws {
+        let policy = try PolicyFile.parse("expected:\n  - { port: 4789, protocol: udp, holder: kernel }\n")
+        #expect(policy.allows(Self.binding(.kernel())))
+        #expect(!policy.allows(Self.binding(Owner(pid: 77, comm: "kernel", uid: 0))), "a process named kernel")
+        #expect(!policy.allows(Self.binding(Owner(pid: 77, comm: "ip", uid: 0))))
+        let process = try PolicyFile.parse("expected:\n  - { port: 4789, holder: process }\n")
+        #expect(!process.allows(Self.binding(.kernel())))
+        #expect(throws: PolicyError.self) { try PolicyFile.parse("expected:\n  - { port: 4789, holder: nobody }\n") }
+    }
+
+    @Test func suggestPolicyWritesHolderKernelAndReadsBack() throws {
+        let hour = PolicySuggestionTests.hour
+        let hold = PolicySuggestion.Hold(binding: Self.binding(.kernel()), from: 0, until: nil)
+        let suggestions = PolicySuggestion.suggest([hold], start: 0, now: 10 * hour, minLifetime: hour)
+        let text = PolicySuggestion.yaml(suggestions, header: [])
+        #expect(text.contains("holder: kernel") && !text.contains("comm:"), "\(text)")
+        #expect(text.contains("the kernel (no process)"), "\(text)")
+        let policy = try PolicyFile.parse(text)
+        #expect(policy.allows(Self.binding(.kernel())))
+        #expect(!policy.allows(Self.binding(Owner(pid: 5, comm: "kernel", uid: 0))))
+    }
+}

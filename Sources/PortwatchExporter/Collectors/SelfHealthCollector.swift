@@ -9,6 +9,8 @@ enum SelfHealthCollector: Collector {
         return [
             single("portwatch_resyncs", CounterEntry.resyncs,
                    help: "Comparisons of the table with the kernel's sockets since start (start-up, --resync.interval, after lost events)."),
+            single("portwatch_holder_checks", CounterEntry.holderChecks,
+                   help: "Lookups of who holds the ports of owners that exited or exec'd, in their namespaces alone (no resync) since start."),
             single("portwatch_decode_errors", CounterEntry.decodeErrors,
                    help: "Kernel event records the decoder rejected since start."),
             single("portwatch_bindings_map_full", CounterEntry.bindingsMapFull,
