@@ -41,10 +41,18 @@ extension AttributionResolver: OwnerAttributor {}
 public struct ProcFS: ProcessTable {
     public init() {}
 
-    public func alive(_ pid: Int32) -> Bool { access("/proc/\(pid)", F_OK) == 0 }
+    public func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.range(of: ") ", options: .backwards), let state = stat[close.upperBound...].first else { return false }
+        return state != "Z" && state != "X"
+    }
 
+    /// A zombie (exited, not yet reaped by its parent) runs nothing and holds no descriptor.
     public func runs(_ pid: Int32, _ comm: String) -> Bool {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return false }
-        return text.trimmingCharacters(in: .newlines) == comm
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.range(of: ") ", options: .backwards),
+              let state = stat[close.upperBound...].first, state != "Z" && state != "X",
+              let name = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return false }
+        return name.trimmingCharacters(in: .newlines) == comm
     }
 }
