@@ -71,7 +71,7 @@ docker/prebuilt/portwatch: release
 # none runs): the image built from docker/Dockerfile and run by docker-compose from compose.yaml;
 # the DaemonSet's pod with the kubelet's semantics; the Debian package under systemd as PID 1.
 test-deploy: test-deps release
-	$(call apt_install,docker.io docker-compose debootstrap curl python3 python3-yaml dpkg-dev binutils)
+	$(call apt_install,docker.io docker-compose debootstrap curl python3 python3-yaml dpkg-dev binutils lintian)
 	Tests/Deploy/docker.sh "$(RELEASE_BIN)"
 	Tests/Deploy/daemonset.sh "$(RELEASE_BIN)"
 	Tests/Deploy/systemd.sh "$(RELEASE_BIN)"

@@ -28,6 +28,10 @@ ensure_dockerd
 base_image "$image" "$packages"
 deb=$(docker/debian/build-deb.sh "$binary" "$DEPLOY_WORK/deb")
 say "package $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB)"
+# As Debian checks its own packages: no error and no warning.
+lintian --tag-display-limit 0 --fail-on error,warning "$deb" 2>&1 | grep -v "running with root privileges" || true
+lintian --fail-on error,warning "$deb" > /dev/null 2>&1 || fail "lintian reports errors or warnings"
+say "lintian: clean"
 
 cleanup
 "$DOCKER" run -d --name "$name" --cap-add=ALL --cap-drop=SYS_RESOURCE \

@@ -6,7 +6,7 @@
 #   Tests/Kernels/run-matrix.sh [FILTER]     FILTER: a Swift Testing --filter (default below)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-filter=${1:-${KERNEL_TEST_FILTER:-KernelCaptureTests|ListenerFidelityTests|DetachTests|AttributionAndErrorTests|AttributionIntegrationTests|WalkingSkeletonTests}}
+filter=${1:-${KERNEL_TEST_FILTER:-KernelCaptureTests|ListenerFidelityTests|DetachTests|AttributionAndErrorTests|AttributionIntegrationTests|WalkingSkeletonTests|ProcesslessPortTests}}
 tests=$PWD/.build/debug/portwatchPackageTests.xctest
 [ -x "$tests" ] || { echo "run-matrix: build the tests first (swift build --build-tests)" >&2; exit 2; }
 out=$PWD/.build/kernels/results

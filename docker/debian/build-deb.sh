@@ -16,18 +16,23 @@ chmod 0755 "$root"
 trap 'rm -rf "$root"' EXIT
 
 install -D -m 0755 "$binary" "$root/usr/bin/portwatch"
-# Debian's binaries carry no debug sections (they go to a -dbgsym package).
-strip --strip-debug --remove-section=.comment --remove-section=.note "$root/usr/bin/portwatch"
+# Stripped as Debian strips its binaries (debug symbols would go to a -dbgsym package).
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/portwatch"
 sed 's#/usr/local/bin/portwatch#/usr/bin/portwatch#g' docker/systemd/portwatch.service > "$root/portwatch.service"
 install -D -m 0644 "$root/portwatch.service" "$root/lib/systemd/system/portwatch.service"
 rm "$root/portwatch.service"
 install -D -m 0644 docker/debian/default "$root/etc/default/portwatch"
 install -D -m 0644 docker/policy.yaml "$root/etc/portwatch/policy.yaml"
-install -d -m 0750 "$root/var/lib/portwatch"
+# 0755 here; the unit's StateDirectoryMode= makes it 0750 when the service starts.
+install -d -m 0755 "$root/var/lib/portwatch"
+install -d "$root/usr/share/man/man1"
+gzip -9n < docker/debian/portwatch.1 > "$root/usr/share/man/man1/portwatch.1.gz"
+# The YAML parser (Yams) carries its own copy of libyaml, compiled into the binary.
+install -D -m 0644 docker/debian/lintian-overrides "$root/usr/share/lintian/overrides/portwatch"
 install -D -m 0644 docker/debian/copyright "$root/usr/share/doc/portwatch/copyright"
 printf 'portwatch (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- portwatch developers <portwatch@portwatch.dev>  %s\n' \
 	"$version" "$version" "$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" \
-	| gzip -9n > "$root/usr/share/doc/portwatch/changelog.Debian.gz"
+	| gzip -9n > "$root/usr/share/doc/portwatch/changelog.gz"
 
 install -d "$root/DEBIAN"
 install -m 0755 docker/debian/postinst docker/debian/prerm docker/debian/postrm "$root/DEBIAN/"
