@@ -12,6 +12,9 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable {
         switch code {
         case EACCES where geteuid() == 0:
             return CaptureError("\(what): the kernel's BPF verifier refused it (\(reason)); run with --log.level=debug for the verifier log")
+        case EPERM where KernelChecks.chargesMemlock && !KernelChecks.memlockUnlimited:
+            // Before Linux 5.11 maps are charged to RLIMIT_MEMLOCK, which libbpf could not raise.
+            return CaptureError("\(what): \(reason): this kernel (Linux < 5.11) charges BPF maps to RLIMIT_MEMLOCK, \(KernelChecks.memlockText) here: raise it (docker run --ulimit memlock=-1, compose `ulimits: {memlock: -1}`, systemd LimitMEMLOCK=infinity; under Kubernetes, the container runtime's own LimitMEMLOCK) or run as root with CAP_SYS_RESOURCE")
         case EPERM, EACCES:
             return CaptureError("\(what): \(reason): run portwatch as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON besides CAP_NET_ADMIN; see --log.level=debug for the libbpf log)")
         default:

@@ -84,6 +84,7 @@ public final class KernelCapture {
         sink.initialize(to: Sink())
         try KernelChecks.requirePrivileges()
         try KernelChecks.requireBTF()
+        KernelChecks.raiseMemlockToHardLimit()
         let cgroupRoot = try KernelChecks.cgroup2Root()
         LibbpfLog.install(logger)
 

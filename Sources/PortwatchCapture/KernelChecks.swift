@@ -18,6 +18,38 @@ public enum KernelChecks {
         throw CaptureError("no cgroup v2 hierarchy is mounted (no cgroup2 entry in /proc/mounts): mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup`")
     }
 
+    /// Whether this kernel charges BPF maps to RLIMIT_MEMLOCK (before Linux 5.11; later ones
+    /// charge the memory cgroup, and the limit does not apply).
+    public static let chargesMemlock: Bool = {
+        var u = utsname()
+        guard uname(&u) == 0 else { return false }
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard parts.count == 2 else { return false }
+        return (parts[0], parts[1]) < (5, 11)
+    }()
+
+    static var memlockUnlimited: Bool {
+        var limit = rlimit()
+        return getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 && limit.rlim_cur == rlim_t.max
+    }
+
+    static var memlockText: String {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 else { return "its limit unknown" }
+        return "RLIMIT_MEMLOCK is \(limit.rlim_cur >> 10) KiB"
+    }
+
+    /// Where maps are charged to RLIMIT_MEMLOCK, takes the hard limit as the soft one (no
+    /// privilege needed; libbpf raises it to unlimited only with CAP_SYS_RESOURCE).
+    public static func raiseMemlockToHardLimit() {
+        guard chargesMemlock else { return }
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit)
+    }
+
     public static func requireBTF() throws {
         guard FileManager.default.fileExists(atPath: btfPath) else {
             throw CaptureError("the kernel exposes no BTF (\(btfPath) is missing): portwatch needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")

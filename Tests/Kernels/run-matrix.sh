@@ -4,6 +4,7 @@
 # read-only) and prints a table kernel x test. Fails if any test fails or a kernel's run
 # does not finish. Build the tests first (swift build --build-tests).
 #   Tests/Kernels/run-matrix.sh [FILTER]     FILTER: a Swift Testing --filter (default below)
+#   KERNELS=5.10 Tests/Kernels/run-matrix.sh  only the kernels whose release starts so
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 filter=${1:-${KERNEL_TEST_FILTER:-KernelCaptureTests|ListenerFidelityTests|DetachTests|AttributionAndErrorTests|AttributionIntegrationTests|WalkingSkeletonTests|ProcesslessPortTests}}
@@ -12,6 +13,9 @@ tests=$PWD/.build/debug/portwatchPackageTests.xctest
 out=$PWD/.build/kernels/results
 mkdir -p "$out"
 kernels=$(Tests/Kernels/fetch.sh .build/kernels) || { echo "run-matrix: cannot fetch the kernels" >&2; exit 2; }
+if [ -n "${KERNELS:-}" ]; then
+	kernels=$(for dir in $kernels; do for k in $KERNELS; do case "$(basename "$dir")" in "$k"*) echo "$dir";; esac; done; done)
+fi
 
 status=0
 names=()

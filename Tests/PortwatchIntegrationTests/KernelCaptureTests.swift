@@ -413,8 +413,10 @@ extension KernelSuite {
         /// Container engines that predate Linux 5.8's capabilities (Docker 20.10) cannot grant
         /// CAP_BPF or CAP_PERFMON; the kernel takes CAP_SYS_ADMIN in their place, and so must the
         /// daemon's own check.
+        /// (Before Linux 5.11 maps are charged to RLIMIT_MEMLOCK, which the daemon cannot raise
+        /// without CAP_SYS_RESOURCE: the limit is raised for it, as the deployments do.)
         @Test func sysAdminStandsInForBPFAndPerfmon() throws {
-            let d = try DaemonHarness(launcher: ["/usr/bin/setpriv", "--inh-caps=-all",
+            let d = try DaemonHarness(launcher: ["/usr/bin/prlimit", "--memlock=unlimited:unlimited", "/usr/bin/setpriv", "--inh-caps=-all",
                                                  "--bounding-set=-all,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search"])
             guard d.waitReady() else { return }
             let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
@@ -426,6 +428,25 @@ extension KernelSuite {
             #expect(TestHTTP.waitUntil(5) { d.portInfo(port: port, transport: "tcp")?.contains("pid=\"\(child.pid)\"") == true },
                     "\(d.log)")
             #expect(d.stop() == 0)
+        }
+
+        /// With the four capabilities and a small RLIMIT_MEMLOCK (a container runtime's default):
+        /// Linux 5.11 and later charge maps to the memory cgroup and start; older kernels charge
+        /// the limit, and the daemon says in one line what to raise.
+        @Test func aSmallMemlockLimitStartsOnNewKernelsAndIsExplainedOnOld() throws {
+            let launcher = ["/usr/bin/prlimit", "--memlock=65536:65536", "/usr/bin/setpriv", "--inh-caps=-all",
+                            "--bounding-set=-all,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search"]
+            if KernelRelease.isBefore(5, 11) {
+                let run = TestProcess.run(launcher + [DaemonHarness.binary, "--db.path", "/tmp/pw-memlock-\(getpid()).db",
+                                                      "--web.listen-address", "127.0.0.1:0"])
+                #expect(run.status == 1)
+                #expect(run.output.split(separator: "\n").count == 1 && run.output.contains("RLIMIT_MEMLOCK is 64 KiB")
+                        && run.output.contains("LimitMEMLOCK=infinity"), "\(run.output)")
+            } else {
+                let d = try DaemonHarness(launcher: launcher)
+                #expect(d.waitReady())
+                #expect(d.stop() == 0)
+            }
         }
 
         @Test func withoutPrivilegesItSaysWhatToDo() throws {
