@@ -416,8 +416,9 @@ extension KernelSuite {
         /// (Before Linux 5.11 maps are charged to RLIMIT_MEMLOCK, which the daemon cannot raise
         /// without CAP_SYS_RESOURCE: the limit is raised for it, as the deployments do.)
         @Test func sysAdminStandsInForBPFAndPerfmon() throws {
-            let d = try DaemonHarness(launcher: ["/usr/bin/prlimit", "--memlock=unlimited:unlimited", "/usr/bin/setpriv", "--inh-caps=-all",
-                                                 "--bounding-set=-all,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search"])
+            let memlock = KernelRelease.isBefore(5, 11) ? ["/usr/bin/prlimit", "--memlock=unlimited:unlimited"] : []
+            let d = try DaemonHarness(launcher: memlock + ["/usr/bin/setpriv", "--inh-caps=-all",
+                                                           "--bounding-set=-all,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search"])
             guard d.waitReady() else { return }
             let status = try String(contentsOfFile: "/proc/\(d.process.processIdentifier)/status", encoding: .utf8)
             let bounding = status.split(separator: "\n").first { $0.hasPrefix("CapBnd:") }
