@@ -25,6 +25,12 @@ trap cleanup EXIT
 
 ensure_dockerd
 build_image "$binary" portwatch:latest
+if ! memlock_unlimited_possible; then
+	limit=$(( $(memlock_hard_kib) * 1024 ))
+	say "this machine cannot raise RLIMIT_MEMLOCK (no CAP_SYS_RESOURCE): compose's memlock -1 held to its $limit bytes"
+	printf 'services:\n  portwatch:\n    ulimits:\n      memlock: {soft: %s, hard: %s}\n' "$limit" "$limit" > "$DEPLOY_WORK/compose.memlock.yaml"
+	compose+=(-f "$DEPLOY_WORK/compose.memlock.yaml")
+fi
 cleanup
 # Only portwatch: the Prometheus and Grafana services need their images from a registry.
 "${compose[@]}" up -d --no-build portwatch > "$DEPLOY_WORK/compose.log" 2>&1 || { cat "$DEPLOY_WORK/compose.log"; fail "docker-compose up"; }

@@ -93,3 +93,9 @@ scrape() { curl -sf --max-time 5 "$1" || true; }
 
 # shown URL REGEX: whether a scrape has a line matching REGEX.
 shown() { scrape "$1" | grep -qE "$2"; }
+
+# Whether this machine can give a process an unlimited RLIMIT_MEMLOCK (what the unit and compose
+# ask for Linux < 5.11). A machine whose own bounding set lacks CAP_SYS_RESOURCE (a sandboxed
+# CI runner) cannot: there the tests hold the deployments to the limit it has, and say so.
+memlock_unlimited_possible() { prlimit --memlock=unlimited:unlimited true > /dev/null 2>&1; }
+memlock_hard_kib() { ulimit -H -l; }

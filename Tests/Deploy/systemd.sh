@@ -41,6 +41,12 @@ booted() { state=$(inside systemctl is-system-running 2>/dev/null || true); [ "$
 wait_for 60 booted || fail "systemd did not boot ($(inside systemctl is-system-running 2>&1 || true))"
 say "systemd $(inside systemctl --version | awk 'NR==1 {print $2}') is PID 1"
 
+if ! memlock_unlimited_possible; then
+	limit=$(inside sh -c 'ulimit -H -l')
+	say "this machine cannot raise RLIMIT_MEMLOCK (no CAP_SYS_RESOURCE): the unit's LimitMEMLOCK=infinity held to $limit KiB by a drop-in"
+	inside mkdir -p /etc/systemd/system/portwatch.service.d
+	inside sh -c "printf '[Service]\nLimitMEMLOCK=${limit}K\n' > /etc/systemd/system/portwatch.service.d/memlock.conf"
+fi
 "$DOCKER" cp "$deb" "$name:/tmp/"
 inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/tmp/$(basename "$deb")" > "$DEPLOY_WORK/apt-install.log" 2>&1 \
 	|| { tail -20 "$DEPLOY_WORK/apt-install.log"; fail "apt-get install"; }
