@@ -55,6 +55,13 @@ public enum SocketSnapshot {
             } catch {
                 continue
             }
+            // The kernel's own UDP sockets: the tunnel device that uses the port, where one does.
+            if found.contains(where: { $0.owner.isKernel && $0.key.transport == .udp }),
+               let devices = try? TunnelDevices.byPort(namespacePath: netlink.path, inode: inode) {
+                for i in found.indices where found[i].owner.isKernel && found[i].key.transport == .udp {
+                    if let device = devices[found[i].key.port] { found[i].owner.attribution = Attribution(unit: device) }
+                }
+            }
             listed.insert(inode)
             result += found
         }
@@ -180,10 +187,12 @@ struct SocketOwners {
     }
 }
 
-/// A NETLINK_SOCK_DIAG socket created inside a given network namespace. Its descriptor is
-/// owned by `socket`: the caller closes it.
+/// A netlink socket (NETLINK_SOCK_DIAG unless said) created inside a given network namespace.
+/// Its descriptor is owned by `socket`: the caller closes it.
 struct NetlinkSocket {
     let socket: FileDescriptor
+    /// The handle the namespace was entered through.
+    let path: String
 
     /// Creates the socket inside the namespace of `pid`.
     init(namespaceOf pid: Int32) throws {
@@ -205,7 +214,8 @@ struct NetlinkSocket {
     /// Creates the socket inside the namespace open at `path` from a short-lived thread, since
     /// setns changes only the calling thread and a socket keeps the namespace it was made in.
     /// With `inode`, a path that names another namespace now is refused.
-    init(namespacePath path: String, inode: UInt32?) throws {
+    init(namespacePath path: String, inode: UInt32?, protocol proto: Int32 = NETLINK_SOCK_DIAG) throws {
+        self.path = path
         let namespace = try FileDescriptor.open(path, O_RDONLY)
         defer { namespace.close() }
         if let inode {
@@ -218,7 +228,7 @@ struct NetlinkSocket {
         let thread = Thread {
             box.result = Result {
                 try Syscall.valueOrErrno("setns") { pw_enter_netns(namespace.rawValue) }
-                return try FileDescriptor.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue), NETLINK_SOCK_DIAG)
+                return try FileDescriptor.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue), proto)
             }
             box.done.signal()
         }

@@ -25,7 +25,8 @@ final class NamedNetns {
 
 extension KernelSuite {
     /// Ports no process holds (the kernel's own: VXLAN, Geneve, WireGuard, nfsd) and namespaces
-    /// no process is in: in the table with the kernel as holder, through every resync.
+    /// no process is in: in the table with the kernel as holder, and the tunnel device that uses
+    /// the port as its unit, through every resync.
     @Suite struct ProcesslessPortTests {
         static func corrections(_ d: DaemonHarness) -> Double { d.scrape().sum("portwatch_resync_corrections_total") }
 
@@ -35,7 +36,7 @@ extension KernelSuite {
             #expect(ns.ip(["link", "set", "vx0", "up"]).status == 0)
             let d = try DaemonHarness(arguments: ["--resync.interval", "1s"])
             guard d.waitReady() else { return }
-            let shown = d.waitShown(4789, "udp", ["netns=\"\(ns.inode)\"", "pid=\"0\"", "comm=\"kernel\""])
+            let shown = d.waitShown(4789, "udp", ["netns=\"\(ns.inode)\"", "pid=\"0\"", "comm=\"kernel\"", "unit=\"vxlan vx0\""])
             #expect(shown != nil, "\(d.portInfo(port: 4789, transport: "udp") ?? "not listed")")
             let atStart = Self.corrections(d)   // the start-up resync's inserts count as corrections
             #expect(d.waitResyncs(3))
@@ -56,7 +57,8 @@ extension KernelSuite {
             defer { _ = TestProcess.run(["ip", "link", "del", device]) }
             #expect(TestProcess.run(["ip", "link", "add", device, "type", "vxlan", "id", "43", "dstport", "\(port)"]).status == 0)
             #expect(TestProcess.run(["ip", "link", "set", device, "up"]).status == 0)
-            #expect(d.waitShown(port, "udp", ["pid=\"0\"", "comm=\"kernel\""]) != nil, "\(d.portInfo(port: port, transport: "udp") ?? "not listed")")
+            #expect(d.waitShown(port, "udp", ["pid=\"0\"", "comm=\"kernel\"", "unit=\"vxlan \(device)\""]) != nil,
+                    "\(d.portInfo(port: port, transport: "udp") ?? "not listed")")
             #expect(d.history(port: port, transport: "udp").last == "update:holder", "\(d.history(port: port, transport: "udp"))")
 
             // A namespace with a process in it.
@@ -65,7 +67,7 @@ extension KernelSuite {
             let enter = ["nsenter", "-t", "\(child.pid)", "-n", "ip", "link"]
             #expect(TestProcess.run(enter + ["add", "vx1", "type", "vxlan", "id", "44", "dstport", "4789"]).status == 0)
             #expect(TestProcess.run(enter + ["set", "vx1", "up"]).status == 0)
-            #expect(d.waitShown(4789, "udp", ["netns=\"\(netns)\"", "pid=\"0\"", "comm=\"kernel\""]) != nil)
+            #expect(d.waitShown(4789, "udp", ["netns=\"\(netns)\"", "pid=\"0\"", "comm=\"kernel\"", "unit=\"vxlan vx1\""]) != nil)
             #expect(d.stop() == 0)
         }
 
