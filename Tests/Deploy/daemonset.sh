@@ -53,7 +53,7 @@ second=$(timeout 30 "$DOCKER" run --rm --name pwtest-pod-second --pid host --net
 	--cap-add=NET_ADMIN --cap-add=SYS_ADMIN --cap-add=SYS_PTRACE --cap-add=DAC_READ_SEARCH --read-only --security-opt seccomp=unconfined \
 	-v "$state:/var/lib/portwatch" -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/kernel/btf:/sys/kernel/btf:ro portwatch:latest \
 	--web.listen-address=127.0.0.1:19977 --db.path=/var/lib/portwatch/portwatch.db 2>&1) && fail "a second daemon on the ledger ran: $second"
-echo "$second" | grep -q "already written by another portwatch (pid" || fail "the second daemon did not name the first: $second"
+echo "$second" | grep -c "already written by another portwatch (pid" > /dev/null || fail "the second daemon did not name the first: $second"
 say "a second pod on the same ledger refuses: $(echo "$second" | cut -c1-100)..."
 
 opens() { scrape "$url/metrics" | awk '/^portwatch_events_total\{kind="open"\}/ {print $2}'; }
@@ -66,6 +66,6 @@ say "pod restart: the ledger stayed in the hostPath (opens $before -> $after)"
 
 "$DOCKER" stop pwtest-pod-portwatch > /dev/null
 status=$("$DOCKER" inspect -f '{{.State.ExitCode}}' pwtest-pod-portwatch)
-"$DOCKER" logs pwtest-pod-portwatch 2>&1 | grep -q "BPF programs detached" || fail "no clean stop in the log"
+"$DOCKER" logs pwtest-pod-portwatch 2>&1 | grep -c "BPF programs detached" > /dev/null || fail "no clean stop in the log"
 [ "$status" = 0 ] || fail "exit status $status after SIGTERM"
 say "PASS (kustomize output run with kubelet semantics: init container, ready, container named, ConfigMap policy and its update, one writer, ledger kept, clean stop)"

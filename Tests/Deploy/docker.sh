@@ -42,7 +42,7 @@ listener_container "$listener" "$lport" > /dev/null
 id=$("$DOCKER" inspect -f '{{.Id}}' "$listener")
 line="portwatch_port_info\{[^}]*port=\"$lport\"[^}]*container=\"$listener\""
 wait_for 20 shown "$url/metrics" "$line" || { scrape "$url/metrics" | grep port_info; "$DOCKER" logs "$container" 2>&1 | tail; fail "the listener in $listener is not named with its container"; }
-scrape "$url/metrics" | grep -E "^portwatch_port_info\{[^}]*port=\"$lport\"" | grep -q "container_id=\"$id\"" || fail "no container_id $id"
+scrape "$url/metrics" | grep -E "^portwatch_port_info\{[^}]*port=\"$lport\"" | grep -c "container_id=\"$id\"" > /dev/null || fail "no container_id $id"
 wait_for 10 shown "$url/metrics" "^portwatch_unexpected_port_info\{[^}]*port=\"$lport\"" || fail "the policy does not flag port $lport"
 shown "$url/metrics" "^portwatch_unexpected_port_info\{[^}]*port=\"9976\"" && fail "the policy flags portwatch's own port"
 say "listener $lport in container $listener named (container_id ${id:0:12}) and flagged unexpected"
@@ -55,8 +55,9 @@ after=$(opens)
 awk -v a="$after" -v b="$before" 'BEGIN { exit !(a >= b && b > 0) }' || fail "counters did not survive a restart ($before -> $after): the ledger is not in the volume"
 say "restart: the ledger stayed in the named volume (opens $before -> $after)"
 
-"${compose[@]}" stop portwatch > /dev/null 2>&1
+"${compose[@]}" stop -t 30 portwatch > /dev/null 2>&1
 status=$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$container")
-"$DOCKER" logs "$container" 2>&1 | grep -q "BPF programs detached" || fail "no clean stop in the log"
+"$DOCKER" logs "$container" 2>&1 | grep -c "BPF programs detached" > /dev/null \
+	|| { "$DOCKER" logs "$container" 2>&1 | tail -8; fail "no clean stop in the log (exit status $status)"; }
 [ "$status" = 0 ] || fail "exit status $status after SIGTERM"
 say "PASS (image built by Docker $("$DOCKER" version -f '{{.Server.Version}}'), compose.yaml run by docker-compose, ready, container named, policy flags, ledger kept, clean stop)"

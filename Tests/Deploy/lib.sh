@@ -91,8 +91,9 @@ listener_container() {
 # metrics URL: one scrape's text (empty when not answered).
 scrape() { curl -sf --max-time 5 "$1" || true; }
 
-# shown URL REGEX: whether a scrape has a line matching REGEX.
-shown() { scrape "$1" | grep -qE "$2"; }
+# shown URL REGEX: whether a scrape has a line matching REGEX. (grep -c reads all its input:
+# grep -q would stop at the first match, and the writer's SIGPIPE fail the pipe under pipefail.)
+shown() { scrape "$1" | grep -cE "$2" > /dev/null; }
 
 # Whether this machine can give a process an unlimited RLIMIT_MEMLOCK (what the unit and compose
 # ask for Linux < 5.11). A machine whose own bounding set lacks CAP_SYS_RESOURCE (a sandboxed

@@ -61,14 +61,14 @@ say "apt-get install started portwatch.service (pid $pid, enabled), ready"
 inside systemd-run --unit pwtest-web perl -MIO::Socket::INET -e \
 	"\$\$s = IO::Socket::INET->new(LocalPort => $lport, Listen => 5, ReuseAddr => 1) or die; sleep" > /dev/null 2>&1
 metrics() { inside curl -sf --max-time 5 http://127.0.0.1:9976/metrics || true; }
-has() { metrics | grep -qE "$1"; }
+has() { metrics | grep -cE "$1" > /dev/null; }
 wait_for 20 has "^portwatch_port_info\{[^}]*port=\"$lport\"[^}]*unit=\"pwtest-web.service\"" \
 	|| { metrics | grep port_info; journal; fail "the listener is not named with its unit"; }
 wait_for 10 has "^portwatch_unexpected_port_info\{[^}]*port=\"$lport\"" || fail "the packaged policy does not flag port $lport"
 say "listener $lport named with unit pwtest-web.service and flagged unexpected"
 
 inside systemctl reload portwatch
-wait_for 10 sh -c "$DOCKER exec $name journalctl -u portwatch -o cat | grep -q 'policy reloaded'" || { journal; fail "SIGHUP did not reload the policy"; }
+wait_for 10 sh -c "$DOCKER exec $name journalctl -u portwatch -o cat | grep -c 'policy reloaded' > /dev/null" || { journal; fail "SIGHUP did not reload the policy"; }
 [ "$(inside systemctl is-active portwatch)" = active ] && [ "$(inside systemctl show -p MainPID --value portwatch)" = "$pid" ] \
 	|| { journal; fail "systemctl reload did not keep the daemon running"; }
 say "systemctl reload: policy reloaded, same process"
@@ -80,8 +80,8 @@ say "a crash (SIGSEGV) is restarted by Restart=on-failure: pid $pid -> $(inside 
 
 inside systemctl stop portwatch
 [ "$(inside systemctl show -p Result --value portwatch)" = success ] || { journal; fail "systemctl stop: result $(inside systemctl show -p Result --value portwatch)"; }
-journal 5 | grep -q "BPF programs detached" || { journal; fail "no clean stop in the journal"; }
-inside journalctl -o cat --no-pager | grep -qiE "SIGSYS|code=killed, status=31" && fail "the syscall filter killed the daemon"
+journal 5 | grep -c "BPF programs detached" > /dev/null || { journal; fail "no clean stop in the journal"; }
+inside journalctl -o cat --no-pager | grep -ciE "SIGSYS|code=killed, status=31" > /dev/null && fail "the syscall filter killed the daemon"
 say "systemctl stop: clean (result success)"
 say "systemd-analyze security portwatch: $(inside systemd-analyze security portwatch --no-pager 2>/dev/null | tail -1 | sed 's/.*Overall exposure level for portwatch.service: //')"
 say "PASS (package installed with apt, unit started by systemd as PID 1, ready, unit named, policy flags, reload, crash restart, clean stop)"
