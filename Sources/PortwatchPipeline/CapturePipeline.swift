@@ -339,21 +339,13 @@ public final class CapturePipeline: @unchecked Sendable {
             seedRefused += UInt64(refused)
             publishKernelHealth()
         }
-        if let attributor {
-            for i in live.indices where live[i].owner.pid > 0 { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
-        }
+        attributeProcesses(&live)
         // Events that raced with the snapshot stay buffered; resync leaves their sockets alone.
-        var raced: [PortEvent] = []
-        try? kernel.poll(timeoutMs: 0, into: &raced)
-        ingest(&raced)
         // So does a socket whose life ended in them: a transient listener that took its port
         // before the snapshot and let it go after is listed, but its events are dropped
         // already. A socket released since was seeded in vain: its entry goes.
-        let racedCookies = Set(raced.lazy.map(\.cookie))
-        if !raced.isEmpty {
-            live.removeAll { racedCookies.contains($0.cookie) }
-            for event in raced where event.kind == .close && event.reason == .released { kernel.forget(event.cookie) }
-        }
+        let (raced, racedCookies) = takeRaced(from: &live)
+        for event in raced where event.kind == .close && event.reason == .released { kernel.forget(event.cookie) }
         removeStale(before: rememberedBefore, listed: listed, namespaces: namespaces, raced: racedCookies)
         let (batch, corrections) = reconciler.resync(live: live, now: clock.wallNanoseconds(), attribute: attribute, sees: lister.sees,
                                                      namespaces: namespaces)
@@ -426,25 +418,43 @@ public final class CapturePipeline: @unchecked Sendable {
     /// event path keeps the rows, this only renames holders).
     private func checkHolders() {
         holderCheckRequested = false
-        let changed = reconciler.rows.values.filter { $0.owner.pid > 0 && !processes.runs($0.owner.pid, $0.owner.comm) }
-        guard !changed.isEmpty else { return }
-        let namespaces = Set(changed.map(\.key.netns))
+        // Each owner is looked at once (/proc/PID/stat and comm), however many rows it holds.
+        var owners: [Int32: (comm: String, namespaces: Set<UInt32>)] = [:]
+        for row in reconciler.rows.values where row.owner.pid > 0 {
+            owners[row.owner.pid, default: (row.owner.comm, [])].namespaces.insert(row.key.netns)
+        }
+        let namespaces = owners.reduce(into: Set<UInt32>()) { gone, owner in
+            if !processes.runs(owner.key, owner.value.comm) { gone.formUnion(owner.value.namespaces) }
+        }
+        guard !namespaces.isEmpty else { return }
         var live: [LiveSocket]
         do { live = try lister.snapshot(only: namespaces).sockets } catch {
             logger.warning("cannot list the sockets of owners that changed; the next resync names them", metadata: ["error": "\(error)"])
             return
         }
         // Events that raced with the snapshot stay theirs, as in a resync.
+        _ = takeRaced(from: &live)
+        attributeProcesses(&live)
+        healthValue.withLock { $0.holderChecks += 1 }
+        if let batch = reconciler.refreshHolders(live: live, now: clock.wallNanoseconds()) { write(batch, []) }
+    }
+
+    /// Names the service, container and pod of the processes that hold listed sockets (the
+    /// kernel's own sockets keep what the snapshot named them after).
+    private func attributeProcesses(_ live: inout [LiveSocket]) {
+        guard let attributor else { return }
+        for i in live.indices where live[i].owner.pid > 0 { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
+    }
+
+    /// Takes the events that arrived while a snapshot was taken and leaves their sockets to them:
+    /// they are reconciled now, and removed from `live`.
+    private func takeRaced(from live: inout [LiveSocket]) -> (events: [PortEvent], cookies: Set<UInt64>) {
         var raced: [PortEvent] = []
         try? kernel.poll(timeoutMs: 0, into: &raced)
         ingest(&raced)
-        let racedCookies = Set(raced.lazy.map(\.cookie))
-        live.removeAll { racedCookies.contains($0.cookie) }
-        if let attributor {
-            for i in live.indices where live[i].owner.pid > 0 { live[i].owner.attribution = attributor.resolve(pid: live[i].owner.pid) }
-        }
-        healthValue.withLock { $0.holderChecks += 1 }
-        if let batch = reconciler.refreshHolders(live: live, now: clock.wallNanoseconds()) { write(batch, []) }
+        let cookies = Set(raced.lazy.map(\.cookie))
+        if !cookies.isEmpty { live.removeAll { cookies.contains($0.cookie) } }
+        return (raced, cookies)
     }
 
     // MARK: Writing
