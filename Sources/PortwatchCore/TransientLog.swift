@@ -4,7 +4,7 @@
 /// The first transient of an owner (network namespace, protocol, family, address, process
 /// name and cgroup, which has one unit, container and pod) is recorded at once, exactly.
 /// Further transients of that owner within `interval` are folded into one record, written
-/// when the interval ends: their count, the port range when ports vary, the longest
+/// when the interval ends: their count, their ports (`HeldPorts`), the longest
 /// lifetime. A resolver binding a random source port per query therefore writes one record
 /// per interval, not one per query. On top, at most `recordsPerMinute` records are written per minute, and at most
 /// `maxOwners` owners are followed at once; what either limit refuses is counted in
@@ -179,16 +179,24 @@ public struct TransientLog: Sendable {
         out.append(record)
     }
 
-    /// Sockets of one owner folded as `fold(_:_:)` folds their records: the port range, the
-    /// earliest open, the longest lifetime, the count.
+    /// Sockets of one owner folded as `fold(_:_:)` folds their records: their ports, the
+    /// earliest open, the longest lifetime, the count. The list of ports is made when a
+    /// second port turns up: a run on one port (a retrying client) allocates nothing.
     private struct RunFold {
-        var portMin = UInt16.max, portMax: UInt16 = 0
+        var port: UInt16 = 0
+        var held: HeldPorts?
         var opened = UInt64.max, lifetime: UInt64 = 0
         var count: UInt64 = 0
 
         mutating func add(_ t: TransientSocket) {
-            portMin = min(portMin, t.key.port)
-            portMax = max(portMax, t.key.port)
+            if held != nil {
+                held!.add(t.key.port)
+            } else if count == 0 || t.key.port == port {
+                port = t.key.port
+            } else {
+                held = HeldPorts(port, count: count)
+                held!.add(t.key.port)
+            }
             opened = min(opened, t.opened)
             lifetime = max(lifetime, t.lifetime)
             count += 1
@@ -197,8 +205,8 @@ public struct TransientLog: Sendable {
         /// The record of the folded sockets; `first` is the first of them (its key and state).
         func record(_ first: TransientSocket, attribution: Attribution) -> TransientBinding {
             var record = TransientBinding(first, attribution: attribution)
-            record.key.port = portMin
-            record.portMax = portMax
+            record.key.port = held?.low ?? port
+            record.held = held
             record.opened = opened
             record.lifetime = lifetime
             record.count = count
@@ -206,10 +214,14 @@ public struct TransientLog: Sendable {
         }
     }
 
-    /// Folds `b` into `a`: the port range, the earliest open, the longest lifetime, the count.
+    /// Folds `b` into `a`: their ports, the earliest open, the longest lifetime, the count.
     static func fold(_ a: inout TransientBinding, _ b: TransientBinding) {
-        a.portMax = max(a.portMax, b.portMax, a.key.port, b.key.port)
-        if b.key.port < a.key.port { a.key.port = b.key.port }
+        if a.held != nil || b.held != nil || a.key.port != b.key.port {
+            var held = a.heldPorts
+            held.merge(b.heldPorts)
+            a.held = held
+            a.key.port = held.low
+        }
         a.opened = min(a.opened, b.opened)
         a.lifetime = max(a.lifetime, b.lifetime)
         a.count += b.count

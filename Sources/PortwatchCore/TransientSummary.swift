@@ -8,15 +8,15 @@ public struct TransientSummary: Sendable, Equatable {
     public var namespace: String
     public var pod: String
     public var count: UInt64
-    public var portMin: UInt16
-    public var portMax: UInt16
+    /// Their ports, merged as a folded record's are.
+    public var held: HeldPorts
     /// Nanoseconds: the longest-lived of them.
     public var longestLifetime: UInt64
     /// Wall-clock ns of the latest.
     public var last: UInt64
 
     public init(transport: TransportProtocol, exposure: Exposure, comm: String, unit: String, namespace: String, pod: String,
-                count: UInt64, portMin: UInt16, portMax: UInt16, longestLifetime: UInt64, last: UInt64) {
+                count: UInt64, held: HeldPorts, longestLifetime: UInt64, last: UInt64) {
         self.transport = transport
         self.exposure = exposure
         self.comm = comm
@@ -24,14 +24,13 @@ public struct TransientSummary: Sendable, Equatable {
         self.namespace = namespace
         self.pod = pod
         self.count = count
-        self.portMin = portMin
-        self.portMax = portMax
+        self.held = held
         self.longestLifetime = longestLifetime
         self.last = last
     }
 
-    /// "4444", or "32768-60999" when they used several ports.
-    public var ports: String { PortRange.text(portMin, portMax) }
+    /// "4444", "41001,41500,42000", or "32768-60999" when they used many ports (`HeldPorts.text`).
+    public var ports: String { held.text }
 
     /// Merges the summaries of one owner (same labels), keeps the `limit` with the most
     /// transients (then the most recent), and says how many owners were left out.
@@ -42,14 +41,13 @@ public struct TransientSummary: Sendable, Equatable {
             let owner = Owner(t: p.transport, e: p.exposure, comm: p.comm, unit: p.unit, namespace: p.namespace, pod: p.pod)
             guard var m = merged[owner] else { merged[owner] = p; continue }
             m.count += p.count
-            m.portMin = min(m.portMin, p.portMin)
-            m.portMax = max(m.portMax, p.portMax)
+            m.held.merge(p.held)
             m.longestLifetime = max(m.longestLifetime, p.longestLifetime)
             m.last = max(m.last, p.last)
             merged[owner] = m
         }
         let sorted = merged.values.sorted {
-            ($1.count, $1.last, $0.comm, $0.portMin, $0.unit, $0.pod) < ($0.count, $0.last, $1.comm, $1.portMin, $1.unit, $1.pod)
+            ($1.count, $1.last, $0.comm, $0.held.low, $0.unit, $0.pod) < ($0.count, $0.last, $1.comm, $1.held.low, $1.unit, $1.pod)
         }
         return (Array(sorted.prefix(limit)), max(0, sorted.count - limit))
     }

@@ -69,21 +69,21 @@ enum RowCodec {
 
     // MARK: A history entry
 
-    static let historyColumns = "time, action, \(keyColumns), \(ownerColumns), state, opened, reason, lifetime, count, port_max"
+    static let historyColumns = HistoryColumn.written.map(\.name).joined(separator: ", ")
 
     static func bind(_ change: RowChange, _ b: inout Statement.Binder) {
         bindHistory(time: change.time, action: change.action.rawValue, key: change.row.key, owner: change.row.owner, state: change.row.state,
-                    opened: change.row.firstSeen, reason: change.reason?.rawValue ?? "", lifetime: 0, count: 1, portMax: change.row.key.port, &b)
+                    opened: change.row.firstSeen, reason: change.reason?.rawValue ?? "", lifetime: 0, count: 1, held: nil, &b)
     }
 
     static func bind(_ t: TransientBinding, _ b: inout Statement.Binder) {
         bindHistory(time: t.opened, action: HistoryEntry.Kind.transient.stored, key: t.key, owner: t.owner, state: t.state,
-                    opened: t.opened, reason: "", lifetime: t.lifetime, count: t.count, portMax: t.portMax, &b)
+                    opened: t.opened, reason: "", lifetime: t.lifetime, count: t.count, held: t.held, &b)
     }
 
-    /// The values of `historyColumns`, in its order.
+    /// The values of `historyColumns`, in `HistoryColumn`'s order.
     private static func bindHistory(time: UInt64, action: String, key: BindingKey, owner: Owner, state: SocketState, opened: UInt64,
-                                    reason: String, lifetime: UInt64, count: UInt64, portMax: UInt16, _ b: inout Statement.Binder) {
+                                    reason: String, lifetime: UInt64, count: UInt64, held: HeldPorts?, _ b: inout Statement.Binder) {
         b.add(Int64(bitPattern: time))
         b.add(action)
         bind(key, &b)
@@ -93,28 +93,52 @@ enum RowCodec {
         b.add(reason)
         b.add(Int64(bitPattern: lifetime))
         b.add(Int64(bitPattern: count))
-        b.add(Int64(portMax))
+        b.add(Int64(held?.high ?? key.port))
+        b.add(blob: innerPorts(held))
+        b.add(Int64(bitPattern: held?.unlisted ?? 0))
     }
 
-    /// `id` is read after the history columns.
-    static let historySelectColumns = "\(historyColumns), id"
+    /// The listed ports between a record's two ends, 2 bytes each, big-endian (the `ports` column).
+    static func innerPorts(_ held: HeldPorts?) -> [UInt8] {
+        guard let held, held.ports.count > 2 else { return [] }
+        return held.ports.dropFirst().dropLast().flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
+    }
+
+    /// A record's ports from its columns: `port`, the `ports` blob and `port_max` (the older
+    /// ledgers' 0 stands for `port`), with `ports_unlisted`; nil when it used one port.
+    static func heldPorts(port: Int64, portMax: Int64, inner: UnsafeRawBufferPointer, unlisted: Int64) -> HeldPorts? {
+        let low = UInt16(truncatingIfNeeded: port), high = UInt16(truncatingIfNeeded: max(port, portMax))
+        guard high > low || !inner.isEmpty else { return nil }
+        var ports = [low]
+        var i = 0
+        while i + 1 < inner.count {
+            ports.append(UInt16(inner[i]) << 8 | UInt16(inner[i + 1]))
+            i += 2
+        }
+        if high > low { ports.append(high) }
+        return HeldPorts(stored: ports, unlisted: UInt64(max(0, unlisted)))
+    }
+
+    static func heldPorts(_ r: Statement.Row) -> HeldPorts? {
+        heldPorts(port: r.int(HistoryColumn.port.rawValue), portMax: r.int(HistoryColumn.portMax.rawValue),
+                  inner: r.blob(HistoryColumn.ports.rawValue), unlisted: r.int(HistoryColumn.portsUnlisted.rawValue))
+    }
 
     static func historyEntry(_ r: Statement.Row) -> HistoryEntry? {
-        let rest = 2 + keyCount + ownerCount
-        guard let kind = HistoryEntry.Kind(stored: r.text(1)), let key = key(r, at: 2),
-              let state = SocketState(name: r.text(rest)) else { return nil }
-        let time = UInt64(bitPattern: r.int(0)), opened = UInt64(bitPattern: r.int(rest + 1))
+        func at(_ c: HistoryColumn) -> Int32 { c.rawValue }
+        guard let kind = HistoryEntry.Kind(stored: r.text(at(.action))), let key = key(r, at: at(.netns)),
+              let state = SocketState(name: r.text(at(.state))) else { return nil }
+        let time = UInt64(bitPattern: r.int(at(.time))), opened = UInt64(bitPattern: r.int(at(.opened)))
         let lifetime: UInt64? = switch kind {
         case .close: time &- opened
-        case .transient: UInt64(bitPattern: r.int(rest + 3))
+        case .transient: UInt64(bitPattern: r.int(at(.lifetime)))
         case .open, .holder: nil
         }
-        let portMax = UInt16(truncatingIfNeeded: r.int(rest + 5))
-        return HistoryEntry(id: r.int(rest + 6), time: time, kind: kind,
-                            row: Binding(key: key, owner: owner(r, at: 2 + keyCount), state: state, holders: 1,
+        return HistoryEntry(id: r.int(at(.id)), time: time, kind: kind,
+                            row: Binding(key: key, owner: owner(r, at: at(.pid)), state: state, holders: 1,
                                          firstSeen: opened, lastChange: opened),
-                            opened: opened, reason: r.isEmpty(rest + 2) ? nil : PortEvent.Reason(rawValue: r.text(rest + 2)), lifetime: lifetime,
-                            count: UInt64(max(1, r.int(rest + 4))), portMax: max(portMax, key.port))
+                            opened: opened, reason: r.isEmpty(at(.reason)) ? nil : PortEvent.Reason(rawValue: r.text(at(.reason))), lifetime: lifetime,
+                            count: UInt64(max(1, r.int(at(.count)))), held: kind == .transient ? heldPorts(r) : nil)
     }
 
     /// "?,?,…", one per column of a column list.

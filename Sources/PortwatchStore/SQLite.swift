@@ -149,6 +149,17 @@ final class Statement {
             index += 1
         }
 
+        /// Bytes, copied; NULL when empty.
+        mutating func add(blob: [UInt8]) {
+            if blob.isEmpty {
+                sqlite3_bind_null(stmt, index)
+            } else {
+                let position = index
+                blob.withUnsafeBytes { _ = sqlite3_bind_blob(stmt, position, $0.baseAddress, Int32($0.count), pw_sqlite_transient()) }
+            }
+            index += 1
+        }
+
         /// Text that lives as long as the program: bound without a copy.
         mutating func add(static text: StaticString) {
             guard text.hasPointerRepresentation else { return add(text.description) }
@@ -182,6 +193,11 @@ final class Statement {
         func bytes(_ i: Int32) -> UnsafeBufferPointer<UInt8> {
             guard let p = sqlite3_column_text(stmt, i) else { return UnsafeBufferPointer(start: nil, count: 0) }
             return UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, i)))
+        }
+        /// A blob column's bytes in place (empty for NULL): valid until the next step.
+        func blob(_ i: Int32) -> UnsafeRawBufferPointer {
+            guard let p = sqlite3_column_blob(stmt, i) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+            return UnsafeRawBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, i)))
         }
         func text(_ i: Int32) -> String {
             guard let p = sqlite3_column_text(stmt, i) else { return "" }

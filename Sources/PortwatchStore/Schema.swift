@@ -57,6 +57,14 @@ enum Schema {
         // A row keeps one of its sockets (most have only one): opening and closing a port
         // writes the row alone, and the sockets table lists only a row's other sockets.
         "ALTER TABLE bindings ADD COLUMN cookie INTEGER NOT NULL DEFAULT 0",
+        // The exact ports of a folded transient record: its listed ports between port and
+        // port_max (2 bytes each, big-endian; NULL when there are none), and how many of its
+        // transients used a port not listed. A record written before knew its two ends only.
+        """
+        ALTER TABLE history ADD COLUMN ports BLOB;
+        ALTER TABLE history ADD COLUMN ports_unlisted INTEGER NOT NULL DEFAULT 0;
+        UPDATE history SET ports_unlisted = count - 2 WHERE action = 'transient' AND port_max > port AND count > 2;
+        """,
     ]
 
     static var version: Int { migrations.count }

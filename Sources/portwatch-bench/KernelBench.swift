@@ -1,6 +1,6 @@
-import CSQLite
 import Foundation
 import Glibc
+import PortwatchStore
 
 /// Benchmarks against the real kernel and the real daemon (root).
 enum KernelBench {
@@ -314,7 +314,7 @@ enum KernelBench {
 
     /// 5. Detection of short-lived listeners, scored per listener: portwatch detects one when its
     /// ledger records that port for this process (table, open/close history, or a transient record
-    /// naming the port exactly; a folded record's port range is scored apart), read after the
+    /// listing the port exactly; a folded record's range, for ports it did not keep, is scored apart), read after the
     /// daemon stopped and wrote its last folds. The poller detects one when it saw its port.
     static func detection(report: Report, listeners: Int, runs: Int) throws {
         var exactShare: [Double] = [], rangeShare: [Double] = [], pollerShare: [Double] = []
@@ -348,27 +348,22 @@ enum KernelBench {
             Figure(name: "recorded by portwatch in a folded record's port range only", unit: "fraction", runs: rangeShare),
             Figure(name: "recorded by portwatch, exact or in range", unit: "fraction", runs: zip(exactShare, rangeShare).map { $0 + $1 }),
             Figure(name: "seen by a 1 s /proc/net poller", unit: "fraction", runs: pollerShare),
-        ], notes: ["one process opens them all, so its transients after the first in a minute are folded into one record (count, port range)"])
+        ], notes: ["one process opens them all, so its transients after the first in a minute are folded into one record (count, up to 64 exact ports, the range of the rest)"])
     }
 }
 
-/// What the daemon's ledger recorded, read with SQLite after the daemon stopped.
+/// What the daemon's ledger recorded, read after the daemon stopped.
 enum Ledger {
+    /// The ports recorded for `pid`: exactly (the table, opens and closes, a transient record's
+    /// listed ports), and the ranges of folded records whose other ports were not kept.
     static func ports(_ path: String, pid: Int32) throws -> (exact: Set<UInt16>, ranges: [ClosedRange<UInt16>]) {
-        var db: OpaquePointer?
-        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else { throw BenchError("cannot open \(path)") }
-        defer { sqlite3_close(db) }
+        let reader = try StoreReader(path: path)
         var exact = Set<UInt16>(), ranges: [ClosedRange<UInt16>] = []
-        var stmt: OpaquePointer?
-        let sql = """
-            SELECT port, max(port_max, port) FROM history WHERE pid = \(pid)
-            UNION ALL SELECT port, port FROM bindings WHERE pid = \(pid)
-            """
-        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw BenchError("cannot read \(path)") }
-        defer { sqlite3_finalize(stmt) }
-        while sqlite3_step(stmt) == SQLITE_ROW {
-            let low = UInt16(truncatingIfNeeded: sqlite3_column_int64(stmt, 0)), high = UInt16(truncatingIfNeeded: sqlite3_column_int64(stmt, 1))
-            if low == high { exact.insert(low) } else { ranges.append(low...Swift.max(low, high)) }
+        for row in try reader.snapshot().rows where row.owner.pid == pid { exact.insert(row.key.port) }
+        for entry in try reader.history() where entry.row.owner.pid == pid {
+            let held = entry.heldPorts
+            exact.formUnion(held.ports)
+            if !held.isExact { ranges.append(held.low...held.high) }
         }
         return (exact, ranges)
     }

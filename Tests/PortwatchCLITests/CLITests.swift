@@ -145,6 +145,65 @@ import PortwatchTestSupport
         #expect(try TestBinaries.run("portwatch", ["history", "--db.path", db, "--kind", "listen"]).status == 64, "an unknown kind")
     }
 
+    /// "Who held port N for 5 ms?": `history --port` and `ls --since --port` find a folded
+    /// record by each port it held and say whether the match is exact or the range's; the
+    /// policy judges each port a record is known to have held.
+    @Test func aTransientIsFoundByAnyOfItsFoldedPorts() throws {
+        let path = try Self.newLedgerPath("pw-ports")
+        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        func key(_ port: UInt16) -> BindingKey { BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "127.0.0.1", port: port) }
+        let python = Owner(pid: 4242, comm: "python3", uid: 1000)
+        var folded = HeldPorts(41500)
+        folded.add(42000)
+        var many = HeldPorts(50_000)
+        for p in 50_001...50_100 { many.add(UInt16(p)) }
+        var batch = Batch()
+        batch.transients = [
+            TransientBinding(key: key(41001), owner: python, state: .listen, opened: now - 3_000_000_000, lifetime: 5_000_000),
+            TransientBinding(key: key(41500), owner: python, state: .listen, opened: now - 2_000_000_000, lifetime: 5_000_000, count: 2, held: folded),
+            TransientBinding(key: key(50_000), owner: Owner(pid: 4343, comm: "scan", uid: 0), state: .listen, opened: now - 1_000_000_000,
+                             lifetime: 1_000_000, count: 101, held: many),
+        ]
+        try Store(path: path).apply(batch)
+        func json(_ command: String, _ port: String, _ extra: [String] = []) throws -> [[String: Any]] {
+            let r = try TestBinaries.run("portwatch", [command, "--db.path", path, "--port", port, "--output", "json"] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            if command == "ls" { return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] ?? [] }
+            return try r.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
+        }
+        for port in ["41001", "41500", "42000"] {
+            let found = try json("history", port, ["--kind", "transient"])
+            #expect(found.count == 1 && found.first?["match"] as? String == "exact", "port \(port): \(found)")
+        }
+        let last = try json("history", "42000", ["--kind", "transient"]).first
+        #expect(last?["ports"] as? [Int] == [41500, 42000] && last?["ports_unlisted"] as? Int == 0 && last?["count"] as? Int == 2)
+        #expect(try json("history", "41700", ["--kind", "transient"]).isEmpty, "inside the range, never held")
+        let unlistedPort = (50_001...50_099).first { !many.ports.contains(UInt16($0)) }!
+        let ranged = try json("history", "\(unlistedPort)")
+        #expect(ranged.first?["match"] as? String == "range" && ranged.first?["ports_unlisted"] as? Int == Int(many.unlisted))
+        #expect((ranged.first?["ports"] as? [Int])?.count == HeldPorts.capacity)
+
+        let table = try TestBinaries.run("portwatch", ["history", "--db.path", path, "--port", "41000-50100"]).stdout.split(separator: "\n")
+        #expect(table.first?.hasSuffix("REASON     MATCH") == true, "\(table)")
+        #expect(table.dropFirst().map { $0.split(separator: " ").last.map(String.init) } == ["exact", "exact", "exact"])
+        #expect(table[2].contains("127.0.0.1:41500,42000 "), "the exact ports of the folded record")
+        #expect(table[3].contains("127.0.0.1:50000-50100 "), "a range when they are many")
+
+        let ls = try json("ls", "\(unlistedPort)", ["--since", "1h"])
+        #expect(ls.map { $0["match"] as? String } == ["range"])
+        #expect(try json("ls", "42000", ["--since", "1h"]).map { $0["ports"] as? [Int] } == [[41500, 42000]])
+        let lsTable = try TestBinaries.run("portwatch", ["ls", "--db.path", path, "--since", "1h", "--port", "\(unlistedPort)"]).stdout
+        #expect(lsTable.contains("transient x101, in range"), "\(lsTable)")
+
+        // A policy that allows python3 on 41001 and 41500 only: the folded record also held 42000.
+        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+        try "expected:\n  - { port: 41001, comm: python3 }\n  - { port: 41500, comm: python3 }\n  - { comm: scan }\n"
+            .write(toFile: policy, atomically: true, encoding: .utf8)
+        let unexpected = try TestBinaries.run("portwatch", ["ls", "--db.path", path, "--unexpected", "--policy.file", policy, "--since", "1h"]).stdout
+        let lines = unexpected.split(separator: "\n").dropFirst().map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+        #expect(lines == ["tcp 127.0.0.1:41500,42000"], "\(unexpected)")
+    }
+
     /// `ls --unexpected --since` lists the transients the policy does not allow next to the ports held now.
     @Test func lsListsUnexpectedTransientsOfThePeriod() throws {
         let db = try Self.preparedLedger()

@@ -42,6 +42,60 @@ extension KernelSuite {
             #expect(d.history(port: port, transport: "tcp").isEmpty, "no open or close entry, only the transient one")
         }
 
+        /// "Who held port N for 5 ms?" One process name opens four 5 ms listeners in a row
+        /// (the first is recorded at once, the others folded into one record), then 70 on
+        /// another address (more ports than a record keeps). After the daemon stops and writes
+        /// its folds, `history --port` finds every one of the first run's ports exactly, the
+        /// first, the last and the inner ones of the folded record, and a port of the long run
+        /// either exactly or, beyond the bound, as a match of the record's range.
+        @Test func everyPortOfAFoldedRunIsFound() throws {
+            let d = try DaemonHarness()
+            guard d.waitReady() else { return }
+            let child = try ChildProcess("""
+            import time
+            def run(addr, n):
+                ports = []
+                for i in range(n):
+                    s = tcp(addr, 0)
+                    ports.append(s.getsockname()[1])
+                    time.sleep(0.005)
+                    s.close()
+                return ports
+            say(" ".join(map(str, run("127.0.0.1", 4))))
+            say(" ".join(map(str, run("127.0.0.3", 70))))
+            wait()
+            """)
+            defer { child.send("") }
+            let short = try #require(child.line()).split(separator: " ").compactMap { UInt16($0) }
+            let long = try #require(child.line()).split(separator: " ").compactMap { UInt16($0) }
+            try #require(short.count == 4 && long.count == 70)
+            #expect(d.barrier())
+            #expect(d.stop() == 0, "a clean stop writes the folded records")
+            func found(_ port: UInt16, address: String = "127.0.0.1") throws -> [[String: Any]] {
+                try transients(d, port: port).filter { $0["pid"] as? Int == Int(child.pid) && $0["address"] as? String == address }
+            }
+            for (i, port) in short.enumerated() {
+                let entries = try found(port)
+                #expect(entries.count == 1 && entries.first?["match"] as? String == "exact", "port \(i + 1) of 4 (\(port)): \(entries)")
+            }
+            let folded = try #require(try found(short[3]).first)
+            #expect(folded["count"] as? Int == 3 && Set(folded["ports"] as? [Int] ?? []) == Set(short.dropFirst().map(Int.init)), "\(folded)")
+            let inner = short.dropFirst().sorted()[1]
+            #expect(try found(inner).first?["match"] as? String == "exact", "the inner port of the folded record")
+            // The long run: its first transient alone, the 69 others folded (the kernel may hand
+            // out a port twice); each of the record's transients is on a listed port or counted.
+            let record = try #require(try found(long[1], address: "127.0.0.3").first { $0["count"] as? Int == 69 })
+            let listed = Set((record["ports"] as? [Int] ?? []).map(UInt16.init))
+            #expect(listed.count == 64, "a record keeps 64 ports: \(record)")
+            #expect(record["ports_unlisted"] as? Int == long.dropFirst().filter { !listed.contains($0) }.count, "\(record)")
+            var wrong: [UInt16] = []
+            for port in Set(long.dropFirst()) {
+                let match = try found(port, address: "127.0.0.3").first { $0["count"] as? Int == 69 }?["match"] as? String
+                if match != (listed.contains(port) ? "exact" : "range") { wrong.append(port) }
+            }
+            #expect(wrong.isEmpty, "exact for a listed port, range for the others: \(wrong)")
+        }
+
         /// The policy applies to transients: a disallowed one moves the counter, an allowed one does not.
         @Test func unexpectedTransientsAreCounted() throws {
             let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path

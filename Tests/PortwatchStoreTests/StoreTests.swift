@@ -151,7 +151,11 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
             seen += part.map(\.1)
         }
         #expect(seen.sorted() == expected.sorted(), "every entry once")
-        #expect(HistoryRow.Field.allCases.map(\.column).joined(separator: ", ") == RowCodec.historySelectColumns)
+        // The one column list names every column of the migrated table, and nothing else.
+        var tableColumns: Set<String> = []
+        let db = try Connection(path: path, readOnly: true)
+        try db.prepare("SELECT name FROM pragma_table_info('history')").query { tableColumns.insert($0.text(0)) }
+        #expect(Set(HistoryColumn.allCases.map(\.name)) == tableColumns)
     }
 
     @Test func aVersionOneLedgerMigratesKeepingItsRows() throws {
@@ -176,6 +180,71 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         let history = try StoreReader(path: path).history()
         #expect(history.map(\.kind) == [.open, .close])
         #expect(history.map(\.reason) == [nil, .shutdown], "old entries have no reason, new ones do")
+    }
+
+    /// `history --port` finds a folded transient record by any port it held: its ends and
+    /// its inner ports exactly, a port among the ones not kept by the range, and nothing
+    /// where every port is known and the port asked for is not among them.
+    @Test func aFoldedRecordIsFoundByEveryPortItHeld() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        var exact = HeldPorts(41500)
+        exact.add(42000)
+        exact.add(41700)
+        var overflow = HeldPorts(50_000)
+        for p in 50_001...50_100 { overflow.add(UInt16(p)) }
+        var batch = Batch()
+        batch.transients = [
+            RecentTransientsTests.transient(41001, comm: "python3", at: 100),
+            TransientBinding(key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "127.0.0.1", port: 41500),
+                             owner: Owner(pid: 10, comm: "python3", uid: 0), state: .listen, opened: 200, lifetime: 5_000_000, count: 3, held: exact),
+            TransientBinding(key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "127.0.0.1", port: 50_000),
+                             owner: Owner(pid: 11, comm: "flood", uid: 0), state: .listen, opened: 300, lifetime: 5_000_000, count: 101, held: overflow),
+        ]
+        try store.apply(batch)
+        let reader = try StoreReader(path: path)
+        let stored = try reader.history().compactMap(\.held)
+        #expect(stored == [exact, overflow], "the exact ports and the count of the others come back as written")
+        func found(_ ports: ClosedRange<UInt16>) throws -> [String] {
+            let q = HistoryQuery(ports: ports, kinds: [.transient])
+            var out: [String] = []
+            try reader.history(q) { e in out.append("\(e.row.owner.comm) \(q.match(e.held, port: e.row.key.port)!.rawValue)") }
+            var rows: [String] = []
+            try reader.historyRows(q) { r in rows.append(String(decoding: r.bytes(.comm), as: UTF8.self)) }
+            #expect(rows == out.map { String($0.split(separator: " ")[0]) }, "the row reader finds the same")
+            return out
+        }
+        #expect(try found(41001...41001) == ["python3 exact"])
+        #expect(try found(41500...41500) == ["python3 exact"], "the first port of the run")
+        #expect(try found(42000...42000) == ["python3 exact"], "the last port of the run")
+        #expect(try found(41700...41700) == ["python3 exact"], "a port inside the run")
+        #expect(try found(41800...41800) == [], "inside the range, never held: every port of that record is known")
+        #expect(try found(41000...41600) == ["python3 exact", "python3 exact"])
+        let notKept = try #require((50_000...50_100).first { !overflow.ports.contains(UInt16($0)) })
+        #expect(try found(UInt16(notKept)...UInt16(notKept)) == ["flood range"], "one of the ports beyond the bound")
+        #expect(try found(50_100...50_100) == ["flood exact"])
+    }
+
+    /// A ledger from before the exact ports kept a folded record's two ends: every port
+    /// between them is found as a range match after the migration.
+    @Test func aFoldedRecordOfAnOlderLedgerIsFoundByItsRange() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        do {
+            let db = try Connection(path: path, readOnly: false)
+            for step in 0..<(Schema.version - 1) { try db.execute(Schema.migrations[step]) }
+            try db.execute("""
+                INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened, count, port_max)
+                    VALUES (5, 'transient', 1, 'tcp', 'ipv4', '127.0.0.1', 41500, 7, 'python3', 0, 'listen', 5, 3, 42000);
+                PRAGMA user_version = \(Schema.version - 1);
+                """)
+        }
+        _ = try Store(path: path)
+        let reader = try StoreReader(path: path)
+        let q = HistoryQuery(port: 41700)
+        var matches: [PortMatch?] = []
+        try reader.history(q) { matches.append(q.match($0.held, port: $0.row.key.port)) }
+        #expect(matches == [.range])
+        #expect(try reader.history(port: 42000).first?.heldPorts.unlisted == 1)
     }
 
     /// A row keeps its first socket: a port held by one socket writes no sockets row, and a
@@ -326,7 +395,7 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         let unbound = try #require(all.top.first)
         #expect(unbound.count == 42 && unbound.ports == "33000-61000" && unbound.exposure == .loopback, "one owner across loopback addresses")
         let nc = all.top[1]
-        #expect(nc.count == 2 && nc.ports == "4444-5555" && nc.longestLifetime == 300_000_000 && nc.last == 110 * s)
+        #expect(nc.count == 2 && nc.ports == "4444,5555" && nc.longestLifetime == 300_000_000 && nc.last == 110 * s)
         let capped = try reader.recentTransients(since: 50 * s, limit: 1)
         #expect(capped.top.map(\.comm) == ["unbound"] && capped.dropped == 2)
     }

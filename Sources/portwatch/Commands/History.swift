@@ -12,15 +12,17 @@ struct History: ParsableCommand {
         abstract: "Show when ports were opened and closed, by which process, and for how long; also short-lived (transient) listeners.",
         discussion: """
             Kept for --db.history-retention (default 7d). A transient entry can stand for several short-lived \
-            listeners of one process (COUNT, and a port range when their ports differed). --output json prints one \
-            JSON object per line. Exit codes: 0 shown, 1 the ledger cannot be read, 64 bad flags.
+            listeners of one process (COUNT, and their ports when they differed: up to 64 kept exactly, the rest \
+            as a range). --port finds an entry that held one of its ports; MATCH says whether the port was held \
+            exactly or lies in the range of the ports not kept. --output json prints one JSON object per line. \
+            Exit codes: 0 shown, 1 the ledger cannot be read, 64 bad flags.
             """
     )
 
     @OptionGroup var database: DatabaseOption
 
-    @Option(help: "Only this port.")
-    var port: UInt16?
+    @Option(help: "Only this port or range of ports, e.g. 4444 or 8000-8999.")
+    var port: PortsArgument?
 
     @Option(help: "How far back to look, e.g. 1h, 24h, 7d.")
     var since = PrometheusDuration(argument: "24h")!
@@ -39,6 +41,8 @@ struct History: ParsableCommand {
 
     static let header = ["TIME", "EVENT", "PROTO", "LOCAL", "PID", "COMM", "UID", "UNIT", "POD", "LIFETIME", "COUNT", "REASON"]
     static let widths = [20, 9, 5, 21, 7, 15, 5, 16, 20, 8, 5]
+    /// With --port: REASON gets a width and MATCH follows it.
+    static let reasonWidth = 9
 
     func run() throws {
         let now = UInt64(Date().timeIntervalSince1970 * 1e9)
@@ -46,12 +50,15 @@ struct History: ParsableCommand {
         var out = StreamWriter()
         if output == .table {
             for (i, title) in Self.header.enumerated() {
-                if i < Self.widths.count { out.cell(title, width: Self.widths[i]) } else { out.append(title) }
+                if i < Self.widths.count { out.cell(title, width: Self.widths[i]) } else if port == nil { out.append(title) } else {
+                    out.cell(title, width: Self.reasonWidth)
+                    out.append("MATCH")
+                }
             }
             out.endLine()
         }
-        var query = HistoryQuery(port: port, since: now &- min(now, since.nanoseconds), kinds: kind.isEmpty ? nil : Set(kind))
-        let format = HistoryFormat(output: output)
+        var query = HistoryQuery(ports: port?.range, since: now &- min(now, since.nanoseconds), kinds: kind.isEmpty ? nil : Set(kind))
+        let format = HistoryFormat(output: output, ports: port?.range)
         do {
             // What is written after this id is --follow's to print, so nothing shows twice.
             let last = try reader.lastHistoryID()
@@ -76,11 +83,15 @@ struct History: ParsableCommand {
 /// One history row as a table line or a JSON object, written straight from the row's bytes.
 struct HistoryFormat: Sendable {
     let output: OutputFormat
+    /// The ports asked for: each line says how the entry matched them.
+    var ports: ClosedRange<UInt16>? = nil
 
     /// Writes the row's line; false (nothing written) for an entry this version cannot read.
     func write(_ r: HistoryRow, to out: inout StreamWriter) -> Bool {
         guard let kind = r.kind else { return false }
-        let port = r.int(.port), portMax = max(port, r.int(.portMax))
+        let port = r.int(.port)
+        let held = kind == .transient ? r.held : nil
+        let match = ports.map { HistoryQuery(ports: $0).match(held, port: UInt16(truncatingIfNeeded: port)) ?? .exact }
         let time = r.uint(.time)
         let lifetime: UInt64? = switch kind {
         case .close: time &- r.uint(.opened)
@@ -104,11 +115,7 @@ struct HistoryFormat: Sendable {
             out.append(r.bytes(.address))
             if ipv6 { out.append(byte: UInt8(ascii: "]")) }
             out.append(byte: UInt8(ascii: ":"))
-            out.append(port)
-            if portMax > port {
-                out.append(byte: UInt8(ascii: "-"))
-                out.append(portMax)
-            }
+            if let held { out.append(held.text) } else { out.append(port) }
             out.endCell(at: start, width: widths[3])
             start = out.position
             out.append(r.int(.pid))
@@ -128,7 +135,12 @@ struct HistoryFormat: Sendable {
             if kind == .transient { out.append(max(1, r.int(.count))) } else { out.append(byte: UInt8(ascii: "-")) }
             out.endASCIICell(at: start, width: widths[10])
             let reason = r.bytes(.reason)
+            start = out.position
             if reason.isEmpty { out.append(byte: UInt8(ascii: "-")) } else { out.append(reason) }
+            if let match {
+                out.endASCIICell(at: start, width: History.reasonWidth)
+                out.append(match.rawValue)
+            }
             out.endLine()
         case .json:
             out.beginObject()
@@ -144,7 +156,19 @@ struct HistoryFormat: Sendable {
             let address = r.bytes(.address)
             out.field("address", bytes: address)
             out.field("port", port)
-            out.field("port_max", portMax)
+            out.field("port_max", Int64(held?.high ?? UInt16(truncatingIfNeeded: port)))
+            if kind == .transient {
+                let held = held ?? HeldPorts(UInt16(truncatingIfNeeded: port), count: UInt64(max(1, r.int(.count))))
+                out.field("ports")
+                out.append(byte: UInt8(ascii: "["))
+                for (i, p) in held.ports.enumerated() {
+                    if i > 0 { out.append(byte: UInt8(ascii: ",")) }
+                    out.append(Int64(p))
+                }
+                out.append(byte: UInt8(ascii: "]"))
+                out.field("ports_unlisted", Int64(bitPattern: held.unlisted))
+            }
+            if let match { out.field("match", match.rawValue) }
             out.field("state", bytes: r.bytes(.state))
             out.field("pid", r.int(.pid))
             out.field("comm", bytes: r.bytes(.comm))

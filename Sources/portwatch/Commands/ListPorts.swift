@@ -14,8 +14,8 @@ struct ListPorts: ParsableCommand {
 
     @OptionGroup var database: DatabaseOption
 
-    @Option(help: "Only this port.")
-    var port: UInt16?
+    @Option(help: "Only this port or range of ports, e.g. 4444 or 8000-8999.")
+    var port: PortsArgument?
 
     @Option(name: .customLong("protocol"), help: "Only this protocol: tcp or udp.")
     var transport: String?
@@ -47,31 +47,38 @@ struct ListPorts: ParsableCommand {
         if let since {
             let now = UInt64(Date().timeIntervalSince1970 * 1e9)
             do {
-                try reader.history(HistoryQuery(since: now &- min(now, since.nanoseconds), kinds: [.transient])) { transients.append($0) }
+                let query = HistoryQuery(ports: port?.range, since: now &- min(now, since.nanoseconds), kinds: [.transient])
+                try reader.history(query) { transients.append($0) }
             } catch { throw LedgerOutput.fail("\(error)") }
         }
-        func wanted(_ row: Binding) -> Bool {
-            (port == nil || row.key.port == port) && (transport == nil || row.key.transport.description == transport)
+        // A transient group's ports were matched by the query (exactly or by its range).
+        func wanted(_ row: Binding, anyPort: Bool = false) -> Bool {
+            (anyPort || port.map { $0.range.contains(row.key.port) } ?? true) && (transport == nil || row.key.transport.description == transport)
                 && (comm == nil || row.owner.comm == comm)
         }
-        rows = rows.filter(wanted)
-        transients = transients.filter { wanted($0.row) }
+        rows = rows.filter { wanted($0) }
+        transients = transients.filter { wanted($0.row, anyPort: true) }
         if unexpected, let policyFile {
             do {
                 let policy = try PolicyFile.load(path: policyFile)
                 rows = policy.unexpected(rows)
-                transients = transients.filter { !policy.allows($0.row) }
+                // A group is unexpected when a port it is known to have held is.
+                transients = transients.filter { !$0.bindings.allSatisfy(policy.allows) }
             } catch { throw LedgerOutput.fail("\(error)") }
         }
+        let query = HistoryQuery(ports: port?.range)
         switch output {
         case .json:
             print(LedgerOutput.json(rows.map { row in
                 LedgerOutput.fields(row).merging(["since": LedgerOutput.time(row.firstSeen)]) { a, _ in a }
             } + transients.map { e in
-                LedgerOutput.fields(e.row).merging([
+                var extra: [String: Any] = [
                     "state": "transient", "since": LedgerOutput.time(e.opened), "count": Int(e.count), "port_max": Int(e.portMax),
+                    "ports": e.heldPorts.ports.map(Int.init), "ports_unlisted": Int(e.heldPorts.unlisted),
                     "lifetime_seconds": Double(e.lifetime ?? 0) / 1e9,
-                ]) { _, new in new }
+                ]
+                if port != nil, let match = query.match(e.held, port: e.row.key.port) { extra["match"] = match.rawValue }
+                return LedgerOutput.fields(e.row).merging(extra) { _, new in new }
             }), terminator: "")
         case .table:
             print(LedgerOutput.table(
@@ -82,7 +89,9 @@ struct ListPorts: ParsableCommand {
                      LedgerOutput.time(r.firstSeen)]
                 } + transients.map { e in
                     let r = e.row
-                    return ["\(r.key.transport)", LedgerOutput.hostPort(r.key, ports: e.ports), e.count > 1 ? "transient x\(e.count)" : "transient", "\(r.owner.pid)", r.owner.comm,
+                    let inRange = port != nil && query.match(e.held, port: r.key.port) == .range
+                    let state = (e.count > 1 ? "transient x\(e.count)" : "transient") + (inRange ? ", in range" : "")
+                    return ["\(r.key.transport)", LedgerOutput.hostPort(r.key, ports: e.ports), state, "\(r.owner.pid)", r.owner.comm,
                             "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
                             LedgerOutput.time(e.opened)]
                 }), terminator: "")
