@@ -11,7 +11,7 @@ ARGS ?=
 RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN = $$(swift build $(RELEASE_FLAGS) --show-bin-path)/portwatch
 
-.PHONY: all build release run test deps test-deps bench clean fuzz check-sanitizers test-image test-kernels soak deb test-deploy
+.PHONY: all build release run test deps test-deps bench codemap clean fuzz check-sanitizers test-image test-kernels soak deb test-deploy
 
 all: build
 
@@ -51,6 +51,11 @@ test: test-deps
 bench: test-deps
 	swift build $(RELEASE_FLAGS) $(SWIFT_FLAGS)
 	"$$(swift build $(RELEASE_FLAGS) --show-bin-path)/portwatch-bench"
+	Tests/Tools/splice.py docs/benchmarks.md report < results/report.md
+
+# Lines, imports and largest functions per module, into docs/development.md.
+codemap:
+	Tests/Tools/codemap.py | Tests/Tools/splice.py docs/development.md codemap
 
 # The container image's runtime stage, proven without a Docker engine: a debootstrap root
 # filesystem with the Dockerfile's packages, the release binary with its file capabilities,

@@ -57,7 +57,7 @@ for module in sorted(modules):
     for f in files:
         if f.endswith(".swift"):
             for line in open(f, encoding="utf-8"):
-                m = re.match(r"(?:@preconcurrency\s+|@_implementationOnly\s+)?import\s+(\w+)", line)
+                m = re.match(r"(?:@preconcurrency\s+|@_implementationOnly\s+)?import\s+([A-Z]\w*)", line)
                 if m:
                     imports.add(m.group(1))
             allfuncs += [(n, f"{module}/{where}") for n, where in functions(f)]
