@@ -1,8 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers, in the order data flows (see README "Architecture"):
-// kernel (bpf/) -> PortwatchCapture -> PortwatchCore (reconcile) -> PortwatchStore -> PortwatchExporter
+// Layers, in the order data flows (see docs/design.md, "Architecture"):
+//   kernel (bpf/) -> PortwatchCapture (+ PortwatchAttribution: who holds it)
+//     -> PortwatchPipeline (the capture loop: PortwatchCore's reconciler) -> PortwatchStore (the ledger)
+//     -> PortwatchScrape (+ PortwatchPolicy) -> PortwatchExporter (HTTP, metrics)
+// PortwatchSystem (system calls, descriptors, clocks) is beneath them all; `portwatch` wires
+// the live parts together. Sources/C holds the system libraries' module maps, Sources/Tools the
+// build plugins' tools, the benchmark and a test helper.
 let package = Package(
     name: "portwatch",
     platforms: [.macOS(.v13)],
@@ -16,18 +21,18 @@ let package = Package(
     ],
     targets: [
         // C libraries from the system (libbpf-dev, libsqlite3-dev, zlib1g-dev).
-        .systemLibrary(name: "CBPF", path: "Sources/CBPF", pkgConfig: "libbpf"),
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
-        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt"),
+        .systemLibrary(name: "CBPF", path: "Sources/C/CBPF", pkgConfig: "libbpf"),
+        .systemLibrary(name: "CSQLite", path: "Sources/C/CSQLite", pkgConfig: "sqlite3"),
+        .systemLibrary(name: "CZlib", path: "Sources/C/CZlib", pkgConfig: "zlib"),
+        .systemLibrary(name: "CCrypt", path: "Sources/C/CCrypt"),
         // OpenSSL headers only: the library is loaded when TLS is configured (see its shim.h).
-        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/C/COpenSSL"),
 
         // Compiles bpf/*.bpf.c with the toolchain's clang and emits it as a Swift source.
-        .executableTarget(name: "BPFEmbed", path: "Sources/BPFEmbed"),
+        .executableTarget(name: "BPFEmbed", path: "Sources/Tools/BPFEmbed"),
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbed"]),
         // Stamps the daemon with its git revision and build time (`portwatch --version`).
-        .executableTarget(name: "BuildStamp", path: "Sources/BuildStamp"),
+        .executableTarget(name: "BuildStamp", path: "Sources/Tools/BuildStamp"),
         .plugin(name: "BuildInfoPlugin", capability: .buildTool(), dependencies: ["BuildStamp"]),
 
         // Every raw system call, errno as a typed error, one owner per file descriptor.
@@ -52,19 +57,26 @@ let package = Package(
             dependencies: ["PortwatchCore", "PortwatchSystem", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log"),
                            .product(name: "Yams", package: "Yams")]
         ),
-        // The capture loop (kernel -> reconciler -> ledger, resyncs, readiness) behind small
-        // protocols and an injected clock, and the scrape source (ledger + policy -> exporter state).
+        // The capture loop (kernel -> reconciler -> ledger, resyncs, readiness) on its thread,
+        // and the seams it runs behind (kernel events, socket lister, ledger, owner lookup):
+        // the composition root plugs in the live ones, tests plug in fakes.
         .target(
             name: "PortwatchPipeline",
-            dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchAttribution", "PortwatchExporter",
-                           "PortwatchPolicy", "PortwatchSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PortwatchCore", "PortwatchSystem", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The read side: the policy file, watched and reloaded, and the scrape source (ledger +
+        // policy + the pipeline's health -> the exporter's state).
+        .target(
+            name: "PortwatchScrape",
+            dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "PortwatchPolicy", "PortwatchPipeline",
+                           "PortwatchSystem", .product(name: "Logging", package: "swift-log")]
         ),
         // The daemon: flags, wiring, and the ledger commands.
         .executableTarget(
             name: "portwatch",
             dependencies: [
                 "PortwatchCore", "PortwatchStore", "PortwatchCapture", "PortwatchExporter", "PortwatchPolicy", "PortwatchPipeline",
-                "PortwatchAttribution", "PortwatchSystem",
+                "PortwatchScrape", "PortwatchAttribution", "PortwatchSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -78,13 +90,15 @@ let package = Package(
 
         // Helpers for tests and benchmarks, not shipped.
         .target(name: "PortwatchTestSupport", path: "Tests/Support"),
-        .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"]),
+        .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"], path: "Sources/Tools/StoreCrashWriter"),
         // `make bench`: every figure measured side by side with its baseline in one run.
-        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite", "CBPF"]),
+        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "CSQLite", "CBPF"],
+                         path: "Sources/Tools/portwatch-bench"),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),
-        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchCore", "PortwatchStore", "PortwatchExporter",
+        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchScrape", "PortwatchCore", "PortwatchStore",
+                                                                   "PortwatchExporter", "PortwatchSystem",
                                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchCLITests", dependencies: ["portwatch", "PortwatchStore", "PortwatchCore", "PortwatchTestSupport"]),

@@ -1,6 +1,7 @@
 import CBPF
 import Glibc
 import PortwatchCore
+import PortwatchSystem
 
 /// Turns the kernel's `struct pw_event` into a `PortEvent`.
 /// Keys and owners hold the kernel's bytes (no text is made per event); process names are
@@ -17,11 +18,8 @@ public struct EventDecoder {
         var high: UInt64, low: UInt64
     }
 
-    public init() {
-        var mono = timespec(), wall = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &mono)
-        clock_gettime(CLOCK_REALTIME, &wall)
-        monotonicToWall = Int64(wall.tv_sec - mono.tv_sec) * 1_000_000_000 + Int64(wall.tv_nsec - mono.tv_nsec)
+    public init(clock: TimeSource = SystemClock()) {
+        monotonicToWall = clock.monotonicToWall()
     }
 
     /// Whether a record says a watched owner exited or exec'd (not a port event).

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PortwatchSystem
 
 /// The endpoints portwatch serves: metrics, a landing page, health and readiness.
 public struct Exporter: Sendable {
@@ -17,6 +18,8 @@ public struct Exporter: Sendable {
     public var mapMemory: (@Sendable () -> [(map: String, bytes: UInt64)])?
     /// The ledger's series as last rendered, per format (shared by copies of this exporter).
     let rendered = RenderCache()
+    /// Times each scrape (`portwatch_scrape_duration_seconds`).
+    public var clock: TimeSource = SystemClock()
 
     public init(telemetryPath: String, state: @escaping @Sendable () -> ExporterState, ready: @escaping @Sendable () -> Bool,
                 auth: BasicAuth? = nil, headers: [(String, String)] = []) {
@@ -55,7 +58,7 @@ public struct Exporter: Sendable {
     }
 
     func metrics(_ request: HTTPRequest) -> HTTPResponse {
-        let started = DispatchTime.now().uptimeNanoseconds
+        let started = clock.monotonic()
         let format = ExpositionFormat.negotiate(accept: request.header("accept"))
         let gzip = Gzip.accepted(request.header("accept-encoding"))
         let ledger = rendered.part(state(), format: format, gzip: gzip)
@@ -64,7 +67,7 @@ public struct Exporter: Sendable {
             perScrape.append(MetricFamily("portwatch_bpf_map_memory_bytes", .gauge, help: Self.mapMemoryHelp, unit: "bytes",
                                           samples: mapMemory().map { .init([("map", $0.map)], Double($0.bytes)) }))
         }
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let elapsed = clock.monotonic() - started
         perScrape.append(MetricFamily("portwatch_scrape_duration_seconds", .gauge,
                                       help: "Time portwatch took to gather this scrape's metrics.", unit: "seconds",
                                       samples: [.init([], elapsed)]))

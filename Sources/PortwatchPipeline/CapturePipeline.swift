@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PortwatchCore
+import PortwatchSystem
 import Synchronization
 
 /// The capture loop: drain the kernel's events, reconcile them, write batches to the ledger,
@@ -27,6 +28,8 @@ public final class CapturePipeline: @unchecked Sendable {
         public var staleEntries: UInt64 = 0
         /// Lookups of who holds the ports of owners that exited or exec'd (no resync).
         public var holderChecks: UInt64 = 0
+
+        public init() {}
     }
 
     private let kernel: KernelEvents
@@ -34,7 +37,7 @@ public final class CapturePipeline: @unchecked Sendable {
     private let attributor: OwnerAttributor?
     private let processes: ProcessTable
     private let ledger: Ledger
-    private let clock: PipelineClock
+    private let clock: TimeSource
     public let schedule: Schedule
     private let historyRetention: UInt64
     private let logger: Logger
@@ -85,7 +88,7 @@ public final class CapturePipeline: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     public init(kernel: KernelEvents, lister: SocketLister, ledger: Ledger, attributor: OwnerAttributor? = nil,
-                processes: ProcessTable = ProcFS(), clock: PipelineClock = SystemClock(), window: UInt64, schedule: Schedule, historyRetention: UInt64,
+                processes: ProcessTable, clock: TimeSource = SystemClock(), schedule: Schedule, historyRetention: UInt64,
                 transients: TransientLog.Limits = .init(), allowed: (@Sendable (Binding) -> Bool)? = nil,
                 logger: Logger) throws {
         self.kernel = kernel
@@ -100,7 +103,7 @@ public final class CapturePipeline: @unchecked Sendable {
         self.allowed = allowed
         transientLog = TransientLog(limits: transients)
         let state = try ledger.loadState()
-        reconciler = Reconciler(window: window, rows: state.rows, sockets: state.sockets)
+        reconciler = Reconciler(window: schedule.window, rows: state.rows, sockets: state.sockets)
         // Events dropped before this start belong to no table of ours.
         kernelSeen = kernel.health()
     }

@@ -6,6 +6,7 @@ import PortwatchCapture
 import PortwatchCore
 import PortwatchExporter
 import PortwatchPipeline
+import PortwatchScrape
 import PortwatchStore
 import PortwatchSystem
 
@@ -27,11 +28,10 @@ struct Daemon {
         let store = try Store(path: options.databasePath, exclusive: true)
         let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }
         let web = try options.webConfigFile.map { try WebConfigFile.load(path: $0) }
+        let schedule = Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds)
         var captureOptions = KernelCapture.Options()
         captureOptions.ringBufferBytes = options.ringBufferBytes
-        // With a window there is time to gather events into few wakeups (the poll tick picks up
-        // the rest); without one, each event wakes the consumer when it is idle.
-        if options.window.nanoseconds == 0 { captureOptions.wakeupBytes = 0 }
+        if !schedule.gathersWakeups { captureOptions.wakeupBytes = 0 }
         // Diagnostics (README, Supported kernels): 0 loads the programs as for Linux 5.10 on a
         // newer kernel; 1 skips the kernel probe, so a kernel that refuses them shows the fallback.
         switch ProcessInfo.processInfo.environment["PORTWATCH_BPF_TASK_BTF"] {
@@ -53,9 +53,8 @@ struct Daemon {
         let attributor = AttributionResolver(cgroupMount: try KernelChecks.cgroup2Root(), rootfs: options.rootfs)
         let allowed: (@Sendable (Binding) -> Bool)? = policy.map { watcher in { @Sendable binding in watcher.current.policy.allows(binding) } }
         let pipeline = try CapturePipeline(
-            kernel: capture, lister: lister, ledger: store, attributor: attributor,
-            window: options.window.nanoseconds,
-            schedule: Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds),
+            kernel: capture, lister: lister, ledger: store, attributor: attributor, processes: ProcFS(),
+            schedule: schedule,
             historyRetention: options.historyRetention.nanoseconds,
             transients: TransientLog.Limits(recordsPerMinute: options.transientRecordsPerMinute),
             allowed: allowed,

@@ -1,6 +1,7 @@
 import Logging
 import PortwatchCore
 import PortwatchPipeline
+import PortwatchSystem
 import Synchronization
 
 /// A kernel that hands out queued events, one batch per poll.
@@ -106,7 +107,7 @@ final class FakeLedger: Ledger {
 }
 
 /// A clock the test moves by hand.
-final class FakeClock: PipelineClock, Sendable {
+final class FakeClock: TimeSource, Sendable {
     private let now = Mutex<(mono: Double, wall: UInt64)>((1000, 1_800_000_000_000_000_000))
 
     func monotonic() -> Double { now.withLock { $0.mono } }
@@ -152,7 +153,7 @@ struct Rig {
          allowed: (@Sendable (Binding) -> Bool)? = nil) throws {
         configure(kernel, lister, ledger)
         pipeline = try CapturePipeline(kernel: kernel, lister: lister, ledger: ledger, attributor: attributor, processes: processes,
-                                       clock: clock, window: window,
+                                       clock: clock,
                                        schedule: Schedule(window: window, resyncInterval: resync),
                                        historyRetention: 7 * 86_400_000_000_000, transients: transients, allowed: allowed,
                                        logger: Logger(label: "test"))

@@ -5,7 +5,8 @@ import Testing
 import PortwatchCore
 import PortwatchExporter
 import PortwatchStore
-@testable import PortwatchPipeline
+import PortwatchPipeline
+@testable import PortwatchScrape
 
 /// A scrape reads the ledger again only when the daemon committed to it, and a change is
 /// always in the next scrape.

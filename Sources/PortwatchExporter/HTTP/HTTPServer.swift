@@ -69,6 +69,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     public let addresses: [ListenAddress]
     private let limits: Limits
+    /// Deadlines (request, idle) are kept on its monotonic clock.
+    private let clock: TimeSource
     private let handler: Handler
     private let logger: Logger
     private let parser: HTTPParser
@@ -82,9 +84,10 @@ public final class HTTPServer: @unchecked Sendable {
     private var running = false
 
     /// Opens every listening socket now, so that a taken port fails at start-up.
-    public init(addresses: [ListenAddress], limits: Limits = Limits(), tls: TLSSettings? = nil, logger: Logger,
-                handler: @escaping Handler) throws {
+    public init(addresses: [ListenAddress], limits: Limits = Limits(), tls: TLSSettings? = nil, clock: TimeSource = SystemClock(),
+                logger: Logger, handler: @escaping Handler) throws {
         self.addresses = addresses
+        self.clock = clock
         self.limits = limits
         self.handler = handler
         self.logger = logger
@@ -138,11 +141,7 @@ public final class HTTPServer: @unchecked Sendable {
         stopped.unlock()
     }
 
-    private func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    private func now() -> Double { clock.monotonic() }
 
     private func run() {
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PortwatchCore
 import PortwatchStore
+import PortwatchSystem
 
 extension HistoryEntry.Kind: ExpressibleByArgument {}
 
@@ -45,7 +46,7 @@ struct History: ParsableCommand {
     static let reasonWidth = 9
 
     func run() throws {
-        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        let now = SystemClock().wallNanoseconds()
         let reader = try LedgerOutput.reader(database.path)
         var out = StreamWriter()
         if output == .table {

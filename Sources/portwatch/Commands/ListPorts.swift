@@ -3,6 +3,7 @@ import Foundation
 import PortwatchCore
 import PortwatchPolicy
 import PortwatchStore
+import PortwatchSystem
 
 /// `portwatch ls`: the ports held now, from the ledger.
 struct ListPorts: ParsableCommand {
@@ -45,7 +46,7 @@ struct ListPorts: ParsableCommand {
         var rows = try reader.snapshot().rows
         var transients: [HistoryEntry] = []
         if let since {
-            let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+            let now = SystemClock().wallNanoseconds()
             do {
                 let query = HistoryQuery(ports: port?.range, since: now &- min(now, since.nanoseconds), kinds: [.transient])
                 try reader.history(query) { transients.append($0) }

@@ -3,6 +3,7 @@ import Foundation
 import PortwatchCore
 import PortwatchPolicy
 import PortwatchStore
+import PortwatchSystem
 
 /// `portwatch suggest-policy`: a policy learnt from the ledger, allowing what was held steadily.
 struct SuggestPolicy: ParsableCommand {
@@ -31,7 +32,7 @@ struct SuggestPolicy: ParsableCommand {
     var now: UInt64?
 
     func run() throws {
-        let now = self.now.map { $0 * 1_000_000_000 } ?? UInt64(Date().timeIntervalSince1970 * 1e9)
+        let now = self.now.map { $0 * 1_000_000_000 } ?? SystemClock().wallNanoseconds()
         let start = now &- min(now, since.nanoseconds)
         let reader = try LedgerOutput.reader(database.path)
         var holds: [PolicySuggestion.Hold] = []

@@ -23,15 +23,17 @@ public final class PolicyWatcher: @unchecked Sendable {
     /// The file as users see it (through Kubernetes' `..data` link), as last loaded.
     private let watch: Mutex<FileWatch>
     private let logger: Logger
+    private let clock: TimeSource
     private var sources: [DispatchSourceProtocol] = []
 
     /// Loads the file once; a bad file at start is an error (nothing to fall back to).
-    public init(path: String, logger: Logger) throws {
+    public init(path: String, clock: TimeSource = SystemClock(), logger: Logger) throws {
         self.path = path
+        self.clock = clock
         self.logger = logger
         watch = Mutex(FileWatch(paths: [path]))
         let policy = try PolicyFile.load(path: path)
-        status = Mutex(Status(policy: policy, lastSuccess: true, lastSuccessTime: Date().timeIntervalSince1970))
+        status = Mutex(Status(policy: policy, lastSuccess: true, lastSuccessTime: Double(clock.wallNanoseconds()) / 1e9))
         logger.info("policy loaded", metadata: ["file": "\(path)", "rules": "\(policy.rules.count)"])
     }
 
@@ -45,7 +47,7 @@ public final class PolicyWatcher: @unchecked Sendable {
         do {
             let policy = try PolicyFile.load(path: path)
             status.withLock {
-                $0 = Status(policy: policy, lastSuccess: true, lastSuccessTime: Date().timeIntervalSince1970)
+                $0 = Status(policy: policy, lastSuccess: true, lastSuccessTime: Double(clock.wallNanoseconds()) / 1e9)
             }
             logger.info("policy reloaded", metadata: ["file": "\(path)", "rules": "\(policy.rules.count)"])
             return true

@@ -2,6 +2,7 @@ import Foundation
 import PortwatchAttribution
 import PortwatchCapture
 import PortwatchCore
+import PortwatchPipeline
 import PortwatchStore
 
 /// The real kernel, socket lister and ledger behind the pipeline's ports.

@@ -1,7 +1,9 @@
 import Logging
 import PortwatchCore
 import PortwatchExporter
+import PortwatchPipeline
 import PortwatchStore
+import PortwatchSystem
 import Synchronization
 
 /// What one scrape reports: the ledger read through its own read-only connection (owned
@@ -37,7 +39,7 @@ public final class ScrapeSource: Sendable {
     private let policy: PolicyWatcher?
     private let health: @Sendable () -> CapturePipeline.Health
     private let logger: Logger
-    private let clock = SystemClock()
+    private let clock: TimeSource
     private let cache = Mutex(Cache())
 
     /// What the last scrape read, so the next reads only when the ledger changed.
@@ -70,8 +72,10 @@ public final class ScrapeSource: Sendable {
     /// (their hour slides on).
     static let recentRefresh: UInt64 = 10_000_000_000
 
-    public init(settings: Settings, policy: PolicyWatcher?, health: @escaping @Sendable () -> CapturePipeline.Health, logger: Logger) {
+    public init(settings: Settings, policy: PolicyWatcher?, health: @escaping @Sendable () -> CapturePipeline.Health,
+                clock: TimeSource = SystemClock(), logger: Logger) {
         self.settings = settings
+        self.clock = clock
         self.policy = policy
         self.health = health
         self.logger = logger

@@ -9,7 +9,7 @@
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
 #include <sched.h>
-#include "../../bpf/portwatch.h"
+#include "../../../bpf/portwatch.h"
 
 /* libbpf hands its log lines over as a va_list; Swift receives them formatted. */
 typedef void (*pw_log_sink)(int level, const char *line);
