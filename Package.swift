@@ -22,6 +22,9 @@ let package = Package(
     targets: [
         // C libraries from the system (libbpf-dev, libsqlite3-dev, zlib1g-dev).
         .systemLibrary(name: "CBPF", path: "Sources/C/CBPF", pkgConfig: "libbpf"),
+        // The system calls and kernel headers Swift's Glibc does not reach (capabilities, setns,
+        // file handles, netlink and sock_diag structs); wrapped by PortwatchSystem.
+        .systemLibrary(name: "CSystem", path: "Sources/C/CSystem"),
         .systemLibrary(name: "CSQLite", path: "Sources/C/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CZlib", path: "Sources/C/CZlib", pkgConfig: "zlib"),
         .systemLibrary(name: "CCrypt", path: "Sources/C/CCrypt"),
@@ -36,7 +39,7 @@ let package = Package(
         .plugin(name: "BuildInfoPlugin", capability: .buildTool(), dependencies: ["BuildStamp"]),
 
         // Every raw system call, errno as a typed error, one owner per file descriptor.
-        .target(name: "PortwatchSystem"),
+        .target(name: "PortwatchSystem", dependencies: ["CSystem"]),
         // Pure domain: events, bindings, the truth-table reconciler. No kernel, no SQLite.
         .target(name: "PortwatchCore"),
         // Which listeners are expected: the policy file and its matching.
@@ -44,11 +47,11 @@ let package = Package(
         // The reconciled table and counters in SQLite.
         .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "PortwatchSystem", "CSQLite"]),
         // Who holds a port: cgroup id or path -> systemd unit, container, Kubernetes pod.
-        .target(name: "PortwatchAttribution", dependencies: ["PortwatchCore", "PortwatchSystem", "CBPF"]),
+        .target(name: "PortwatchAttribution", dependencies: ["PortwatchCore", "PortwatchSystem"]),
         // Kernel capture: load + attach BPF, drain the ring buffer, snapshot sockets.
         .target(
             name: "PortwatchCapture",
-            dependencies: ["PortwatchCore", "PortwatchSystem", "CBPF", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PortwatchCore", "PortwatchSystem", "CBPF", "CSystem", .product(name: "Logging", package: "swift-log")],
             plugins: ["BPFObjectPlugin"]
         ),
         // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.

@@ -1,4 +1,3 @@
-import CBPF
 import Glibc
 import PortwatchCore
 import PortwatchSystem
@@ -71,16 +70,9 @@ public final class AttributionResolver {
 
     /// The path of a cgroup by its id, through open_by_handle_at on the mount.
     private func path(of id: UInt64) -> String? {
-        guard let mount else { return nil }
-        let fd = pw_open_cgroup_by_id(mount.rawValue, id)
-        guard fd >= 0 else { return nil }
-        let directory = FileDescriptor(owning: fd)
+        guard let mount, let directory = try? mount.openCgroup(id: id) else { return nil }
         defer { directory.close() }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-        let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        let full = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard full.hasPrefix(mountPath) else { return nil }
+        guard let full = try? directory.path(), full.hasPrefix(mountPath) else { return nil }
         let relative = String(full.dropFirst(mountPath.count))
         return relative.isEmpty ? "/" : relative
     }

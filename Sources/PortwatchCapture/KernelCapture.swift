@@ -168,7 +168,7 @@ public final class KernelCapture {
                              return 0
                          }, UnsafeMutableRawPointer(sink), nil))
         waitSet = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
+                   wake.read.pollRequest(Int32(POLLIN))]
     }
 
     /// Opens the embedded object and sets what must be set before load.
@@ -202,7 +202,7 @@ public final class KernelCapture {
             let program = try check("the BPF object has no program \(name)", bpf_object__find_program_by_name(object, name))
             let link = Self.tracingPrograms.contains(name)
                 ? try check("cannot attach \(name) to its tracepoint", bpf_program__attach(program))
-                : try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)", bpf_program__attach_cgroup(program, cgroup.rawValue))
+                : try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)", cgroup.withUnsafeDescriptor { bpf_program__attach_cgroup(program, $0) })
             links.append(link)
             attached[name] = true
             logger.debug("attached BPF program", metadata: ["program": "\(name)", "cgroup": "\(cgroupRoot)"])

@@ -1,4 +1,3 @@
-import CBPF
 import Foundation
 import PortwatchSystem
 
@@ -29,25 +28,18 @@ public enum KernelChecks {
         return (parts[0], parts[1]) < (5, 11)
     }()
 
-    static var memlockUnlimited: Bool {
-        var limit = rlimit()
-        return getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 && limit.rlim_cur == rlim_t.max
-    }
+    static var memlockUnlimited: Bool { (try? ResourceLimit.lockedMemory.current().soft) == rlim_t.max }
 
     static var memlockText: String {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 else { return "its limit unknown" }
-        return "RLIMIT_MEMLOCK is \(limit.rlim_cur >> 10) KiB"
+        guard let soft = try? ResourceLimit.lockedMemory.current().soft else { return "its limit unknown" }
+        return "RLIMIT_MEMLOCK is \(soft >> 10) KiB"
     }
 
     /// Where maps are charged to RLIMIT_MEMLOCK, takes the hard limit as the soft one (no
     /// privilege needed; libbpf raises it to unlimited only with CAP_SYS_RESOURCE).
     public static func raiseMemlockToHardLimit() {
         guard chargesMemlock else { return }
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit)
+        _ = try? ResourceLimit.lockedMemory.raiseToHardLimit()
     }
 
     public static func requireBTF() throws {
@@ -115,8 +107,9 @@ public enum KernelChecks {
     /// nothing it runs can gain a capability outside its permitted set.
     public static func dropCapabilitiesAfterAttach() throws {
         let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
-        let rc = pw_keep_capabilities(keep)
-        guard rc == 0 else { throw CaptureError("cannot drop capabilities: \(SystemError.text(-rc))") }
+        do { try Privileges.keepOnly(keep) } catch let error as SystemError {
+            throw CaptureError("cannot drop capabilities: \(SystemError.text(error.errno))")
+        }
     }
 
     /// Switches to `user` (a name or a number), keeping the capabilities resyncs need; the
@@ -131,13 +124,14 @@ public enum KernelChecks {
             throw CaptureError("--run-as \(user): no such user (see /etc/passwd)")
         }
         for path in ownedPaths where FileManager.default.fileExists(atPath: path) {
-            guard chown(path, uid, gid) == 0 else {
-                throw CaptureError("--run-as \(user): cannot give \(path) to that user: \(SystemError.text(errno))")
+            do { try Privileges.chown(path, uid: uid, gid: gid) } catch let error as SystemError {
+                throw CaptureError("--run-as \(user): cannot give \(path) to that user: \(SystemError.text(error.errno))")
             }
         }
         let keep = keptAfterAttach.reduce(UInt64(0)) { $0 | 1 << UInt64($1.bit) }
-        let rc = pw_switch_user(uid, gid, keep)
-        guard rc == 0 else { throw CaptureError("--run-as \(user): cannot switch user: \(SystemError.text(-rc))") }
+        do { try Privileges.switchUser(uid: uid, gid: gid, keeping: keep) } catch let error as SystemError {
+            throw CaptureError("--run-as \(user): cannot switch user: \(SystemError.text(error.errno))")
+        }
     }
 
     public static func requirePrivileges() throws {

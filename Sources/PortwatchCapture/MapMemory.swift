@@ -1,4 +1,5 @@
 import Glibc
+import PortwatchSystem
 
 /// The kernel memory of the loaded BPF maps, as the kernel charges it to the daemon's memory
 /// cgroup: the `memlock:` line of each map descriptor in /proc/self/fdinfo. Linux 6.4 and
@@ -40,13 +41,10 @@ public struct MapMemory: Sendable {
     /// What a descriptor's fdinfo says of its map (nil: unreadable). Read at every scrape:
     /// the lines are matched as bytes, no text is made.
     private static func fields(_ fd: Int32) -> (id: UInt64?, type: UInt64?, maxEntries: UInt64?, memlock: UInt64?)? {
-        let file = open("/proc/self/fdinfo/\(fd)", O_RDONLY | O_CLOEXEC)
-        guard file >= 0 else { return nil }
-        defer { Glibc.close(file) }
         // A map's fdinfo is a few hundred bytes.
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer in
-            let count = Glibc.read(file, buffer.baseAddress, buffer.count)
-            guard count > 0 else { return nil }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer in
+            guard let count = FileDescriptor.read(path: "/proc/self/fdinfo/\(fd)", into: UnsafeMutableRawBufferPointer(buffer)),
+                  count > 0 else { return nil }
             var id: UInt64?, type: UInt64?, maxEntries: UInt64?, memlock: UInt64?
             var start = 0
             while start < count {

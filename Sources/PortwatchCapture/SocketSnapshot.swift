@@ -1,4 +1,4 @@
-import CBPF
+import CSystem
 import Foundation
 import Glibc
 import PortwatchCore
@@ -220,14 +220,14 @@ struct NetlinkSocket {
         defer { namespace.close() }
         if let inode {
             var info = stat()
-            guard fstat(namespace.rawValue, &info) == 0, info.st_ino == UInt64(inode) else {
+            guard namespace.withUnsafeDescriptor { fstat($0, &info) } == 0, info.st_ino == UInt64(inode) else {
                 throw CaptureError("\(path) no longer names network namespace \(inode)")
             }
         }
         let box = ResultBox()
         let thread = Thread {
             box.result = Result {
-                try Syscall.valueOrErrno("setns") { pw_enter_netns(namespace.rawValue) }
+                try namespace.enterNetworkNamespace()
                 return try FileDescriptor.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue), proto)
             }
             box.done.signal()

@@ -1,4 +1,4 @@
-import CBPF
+import CSystem
 import Glibc
 import PortwatchSystem
 

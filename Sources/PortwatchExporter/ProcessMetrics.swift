@@ -1,4 +1,5 @@
 import Foundation
+import PortwatchSystem
 
 /// The standard `process_*` metrics, read from /proc/self.
 public enum ProcessMetrics {
@@ -25,10 +26,10 @@ public enum ProcessMetrics {
         }
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
         out.append(MetricFamily("process_open_fds", .gauge, help: "Number of open file descriptors.", samples: [.init([], Double(fds))]))
-        var limit = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        out.append(MetricFamily("process_max_fds", .gauge, help: "Maximum number of open file descriptors.",
-                                samples: [.init([], Double(limit.rlim_cur))]))
+        if let files = try? ResourceLimit.openFiles.current() {
+            out.append(MetricFamily("process_max_fds", .gauge, help: "Maximum number of open file descriptors.",
+                                    samples: [.init([], Double(files.soft))]))
+        }
         return out
     }
 

@@ -2,9 +2,10 @@ import Glibc
 
 /// The one owner of an open file descriptor: whoever holds it closes it, once, with
 /// `close()`. Dropping one that is still open is a bug, caught in debug builds (as
-/// swift-nio's BaseSocket does). Raw values are lent out for poll(2) and C libraries only.
+/// swift-nio's BaseSocket does). The number is lent out only inside `withUnsafeDescriptor`,
+/// for poll(2) and C libraries, as swift-nio's `withUnsafeHandle` lends its handle.
 public final class FileDescriptor: @unchecked Sendable, Hashable {
-    public let rawValue: Int32
+    let rawValue: Int32
     private var isOpen = true
 
     /// Takes ownership of `rawValue`.
@@ -22,6 +23,16 @@ public final class FileDescriptor: @unchecked Sendable, Hashable {
         isOpen = false
         _ = Glibc.close(rawValue)
     }
+
+    /// Lends the descriptor's number to `body` (a C library's call, a pollfd); it must not be
+    /// kept beyond the descriptor's `close()`.
+    public func withUnsafeDescriptor<T>(_ body: (Int32) throws -> T) rethrows -> T { try body(rawValue) }
+
+    /// A poll(2) entry asking for `events` on this descriptor.
+    public func pollRequest(_ events: Int32) -> pollfd { pollfd(fd: rawValue, events: Int16(events), revents: 0) }
+
+    /// Whether a poll(2) result is this descriptor's.
+    public func answers(_ entry: pollfd) -> Bool { entry.fd == rawValue }
 
     public static func == (a: FileDescriptor, b: FileDescriptor) -> Bool { a === b }
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
@@ -128,6 +139,23 @@ public final class FileDescriptor: @unchecked Sendable, Hashable {
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) throws -> Int? {
         try Syscall.valueOrWouldBlock("write") { Glibc.write(rawValue, bytes.baseAddress, bytes.count) }
+    }
+
+    /// Writes all of `bytes` to a blocking descriptor (standard output), retrying partial
+    /// writes; throws when the reader went away (EPIPE) or the write fails.
+    public static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32) throws {
+        var offset = 0
+        while offset < bytes.count {
+            offset += try Syscall.valueOrErrno("write") { Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
+        }
+    }
+
+    /// Reads up to `buffer.count` bytes of a small file at once (a /proc entry), opening and
+    /// closing it; nil when it cannot be opened.
+    public static func read(path: String, into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let file = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
+        defer { file.close() }
+        return try? Syscall.valueOrErrno("read \(path)") { Glibc.read(file.rawValue, buffer.baseAddress, buffer.count) }
     }
 
     /// Bytes received (blocking).

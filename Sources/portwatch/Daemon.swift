@@ -97,10 +97,9 @@ struct Daemon {
 
     /// Room for the HTTP connection cap, ring buffer, maps and the snapshot's netlink sockets.
     private func raiseFileLimit() {
-        var files = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
-        files.rlim_cur = files.rlim_max
-        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        do { try ResourceLimit.openFiles.raiseToHardLimit() } catch {
+            logger.warning("cannot raise the open-file limit to its hard limit", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Blocks until SIGTERM or SIGINT; SIGHUP runs `onHangup` and keeps waiting.

@@ -151,11 +151,11 @@ public final class HTTPServer: @unchecked Sendable {
             stopped.unlock()
             guard keepGoing else { break }
 
-            var fds = [pollfd(fd: wake.read.rawValue, events: Int16(POLLIN), revents: 0)]
-            fds += listeners.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+            var fds = [wake.read.pollRequest(Int32(POLLIN))]
+            fds += listeners.map { $0.pollRequest(Int32(POLLIN)) }
             for c in connections.values {
                 let wantsWrite = !c.output.isEmpty || c.tls?.wantsWrite == true
-                fds.append(pollfd(fd: c.socket.rawValue, events: Int16(wantsWrite ? POLLOUT : POLLIN), revents: 0))
+                fds.append(c.socket.pollRequest(Int32(wantsWrite ? POLLOUT : POLLIN)))
             }
             do { _ = try Syscall.poll(&fds, timeoutMs: pollTimeout(now: now())) } catch {
                 logger.error("HTTP poll failed", metadata: ["error": "\(error)"])
@@ -163,8 +163,8 @@ public final class HTTPServer: @unchecked Sendable {
             }
             let t = now()
             for p in fds where p.revents != 0 {
-                if p.fd == wake.read.rawValue { continue }
-                if let listener = listeners.first(where: { $0.rawValue == p.fd }) { acceptAll(listener, now: t); continue }
+                if wake.read.answers(p) { continue }
+                if let listener = listeners.first(where: { $0.answers(p) }) { acceptAll(listener, now: t); continue }
                 guard let c = connections[p.fd] else { continue }
                 if p.revents & Int16(POLLOUT) != 0 {
                     if !c.output.isEmpty { flush(c, now: t) } else { read(c, buffer: &buffer, now: t) }
@@ -214,10 +214,10 @@ public final class HTTPServer: @unchecked Sendable {
             }
             let connection = Connection(socket: socket, now: now)
             if let tls {
-                guard let stream = TLSStream(context: tls, fd: socket.rawValue) else { socket.close(); continue }
+                guard let stream = socket.withUnsafeDescriptor({ TLSStream(context: tls, fd: $0) }) else { socket.close(); continue }
                 connection.tls = stream
             }
-            connections[socket.rawValue] = connection
+            connections[socket.withUnsafeDescriptor { $0 }] = connection
         }
     }
 
@@ -341,7 +341,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func close(_ c: Connection) {
-        guard connections.removeValue(forKey: c.socket.rawValue) != nil else { return }
+        guard connections.removeValue(forKey: c.socket.withUnsafeDescriptor { $0 }) != nil else { return }
         c.socket.close()
     }
 }

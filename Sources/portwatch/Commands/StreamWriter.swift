@@ -1,4 +1,5 @@
 import Glibc
+import PortwatchSystem
 import PortwatchCore
 
 /// Buffered output to stdout for commands that print many lines: cells, numbers and JSON
@@ -190,13 +191,9 @@ struct StreamWriter {
     }
 
     mutating func flush() {
-        var offset = 0
-        while offset < buffer.count {
-            let n = Glibc.write(1, buffer.start + offset, buffer.count - offset)
-            if n < 0 && errno == EINTR { continue }
+        do { try FileDescriptor.writeAll(UnsafeRawBufferPointer(start: buffer.start, count: buffer.count), to: STDOUT_FILENO) } catch {
             // The reader went away (`| head`): nothing more to say.
-            if n <= 0 { exit(0) }
-            offset += n
+            exit(0)
         }
         buffer.count = 0
     }
