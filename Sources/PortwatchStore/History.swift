@@ -71,24 +71,16 @@ public struct HistoryEntry: Sendable, Equatable {
 /// one list the inserts, the selects and the positional reads are made from.
 public enum HistoryColumn: Int32, CaseIterable, Sendable {
     case time, action
-    // The key (`RowCodec.keyColumns`'s order).
+    // The key (`BindingColumn.key`'s order).
     case netns, transport, family, address, port
-    // The owner (`RowCodec.ownerColumns`'s order).
+    // The owner (`BindingColumn.owner`'s order).
     case pid, comm, uid, unit, containerID, pod, namespace, container
     case state, opened, reason, lifetime, count, portMax, ports, portsUnlisted
     /// Read, never written (SQLite assigns it).
     case id
 
     /// Its name in the table.
-    public var name: String {
-        switch self {
-        case .transport: "protocol"
-        case .containerID: "container_id"
-        case .portMax: "port_max"
-        case .portsUnlisted: "ports_unlisted"
-        default: "\(self)"
-        }
-    }
+    public var name: String { ColumnName.of("\(self)") }
 
     /// The columns an insert writes, in order.
     static let written = allCases.filter { $0 != .id }

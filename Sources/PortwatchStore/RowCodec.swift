@@ -1,12 +1,48 @@
 import PortwatchCore
 
+/// The bindings table's columns, in the order every statement writes and reads them: the
+/// one list the insert, the select and the positional reads are made from. A row's key and
+/// owner come first, in the order `HistoryColumn` has them too.
+enum BindingColumn: Int32, CaseIterable {
+    // The key.
+    case netns, transport, family, address, port
+    // The owner.
+    case pid, comm, uid, unit, containerID, pod, namespace, container
+    case state, holders, firstSeen, lastChange, cookie
+
+    var name: String { ColumnName.of("\(self)") }
+
+    static let key: [BindingColumn] = [.netns, .transport, .family, .address, .port]
+    static let owner: [BindingColumn] = [.pid, .comm, .uid, .unit, .containerID, .pod, .namespace, .container]
+}
+
+/// A column's name in SQLite from its case's name: snake case, and `transport` is `protocol`
+/// (a Swift keyword-like word kept out of the code).
+enum ColumnName {
+    static func of(_ swiftName: String) -> String {
+        if swiftName == "transport" { return "protocol" }
+        var out = ""
+        var previousUpper = false
+        for c in swiftName {
+            if c.isUppercase {
+                if !previousUpper { out += "_" }
+                out += c.lowercased()
+                previousUpper = true
+            } else {
+                out.append(c)
+                previousUpper = false
+            }
+        }
+        return out
+    }
+}
+
 /// How the domain's values map to columns: each column list and its encoding and decoding
 /// side by side, so that no query reads a column by a number written elsewhere.
 enum RowCodec {
-    // MARK: Key (5 columns)
+    // MARK: Key
 
-    static let keyColumns = "netns, protocol, family, address, port"
-    static let keyCount: Int32 = 5
+    static let keyColumns = BindingColumn.key.map(\.name).joined(separator: ", ")
 
     static func bind(_ k: BindingKey, _ b: inout Statement.Binder) {
         b.add(Int64(k.netns))
@@ -16,16 +52,15 @@ enum RowCodec {
         b.add(Int64(k.port))
     }
 
+    /// The key whose first column is at `i` (the key's columns in `BindingColumn.key`'s order).
     static func key(_ r: Statement.Row, at i: Int32) -> BindingKey? {
-        guard let transport = TransportProtocol(name: r.text(i + 1)), let family = AddressFamily(name: r.text(i + 2)) else { return nil }
-        return BindingKey(netns: UInt32(truncatingIfNeeded: r.int(i)), transport: transport, family: family,
-                          address: r.text(i + 3), port: UInt16(truncatingIfNeeded: r.int(i + 4)))
+        func at(_ c: BindingColumn) -> Int32 { i + c.rawValue - BindingColumn.netns.rawValue }
+        guard let transport = TransportProtocol(name: r.text(at(.transport))), let family = AddressFamily(name: r.text(at(.family))) else { return nil }
+        return BindingKey(netns: UInt32(truncatingIfNeeded: r.int(at(.netns))), transport: transport, family: family,
+                          address: r.text(at(.address)), port: UInt16(truncatingIfNeeded: r.int(at(.port))))
     }
 
-    // MARK: Owner (8 columns)
-
-    static let ownerColumns = "pid, comm, uid, unit, container_id, pod, namespace, container"
-    static let ownerCount: Int32 = 8
+    // MARK: Owner
 
     static func bind(_ o: Owner, _ b: inout Statement.Binder) {
         let a = o.attribution
@@ -39,16 +74,19 @@ enum RowCodec {
         b.add(a.container)
     }
 
+    /// The owner whose first column is at `i` (`BindingColumn.owner`'s order).
     static func owner(_ r: Statement.Row, at i: Int32) -> Owner {
-        Owner(pid: Int32(truncatingIfNeeded: r.int(i)), comm: r.text(i + 1), uid: UInt32(truncatingIfNeeded: r.int(i + 2)),
-              attribution: Attribution(unit: r.text(i + 3), containerID: r.text(i + 4), pod: r.text(i + 5),
-                                       namespace: r.text(i + 6), container: r.text(i + 7)))
+        func at(_ c: BindingColumn) -> Int32 { i + c.rawValue - BindingColumn.pid.rawValue }
+        return Owner(pid: Int32(truncatingIfNeeded: r.int(at(.pid))), comm: r.text(at(.comm)), uid: UInt32(truncatingIfNeeded: r.int(at(.uid))),
+                     attribution: Attribution(unit: r.text(at(.unit)), containerID: r.text(at(.containerID)), pod: r.text(at(.pod)),
+                                              namespace: r.text(at(.namespace)), container: r.text(at(.container))))
     }
 
     // MARK: A table row
 
-    static let bindingColumns = "\(keyColumns), \(ownerColumns), state, holders, first_seen, last_change, cookie"
+    static let bindingColumns = BindingColumn.allCases.map(\.name).joined(separator: ", ")
 
+    /// The values of `bindingColumns`, in `BindingColumn`'s order.
     static func bind(_ row: Binding, _ b: inout Statement.Binder) {
         bind(row.key, &b)
         bind(row.owner, &b)
@@ -59,12 +97,12 @@ enum RowCodec {
         b.add(Int64(bitPattern: row.socket))
     }
 
-    static func binding(_ r: Statement.Row, at i: Int32 = 0) -> Binding? {
-        let rest = i + keyCount + ownerCount
-        guard let key = key(r, at: i), let state = SocketState(name: r.text(rest)) else { return nil }
-        return Binding(key: key, owner: owner(r, at: i + keyCount), state: state, holders: Int(r.int(rest + 1)),
-                       firstSeen: UInt64(bitPattern: r.int(rest + 2)), lastChange: UInt64(bitPattern: r.int(rest + 3)),
-                       socket: UInt64(bitPattern: r.int(rest + 4)))
+    static func binding(_ r: Statement.Row) -> Binding? {
+        func at(_ c: BindingColumn) -> Int32 { c.rawValue }
+        guard let key = key(r, at: at(.netns)), let state = SocketState(name: r.text(at(.state))) else { return nil }
+        return Binding(key: key, owner: owner(r, at: at(.pid)), state: state, holders: Int(r.int(at(.holders))),
+                       firstSeen: UInt64(bitPattern: r.int(at(.firstSeen))), lastChange: UInt64(bitPattern: r.int(at(.lastChange))),
+                       socket: UInt64(bitPattern: r.int(at(.cookie))))
     }
 
     // MARK: A history entry

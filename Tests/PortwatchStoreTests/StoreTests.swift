@@ -156,6 +156,12 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         let db = try Connection(path: path, readOnly: true)
         try db.prepare("SELECT name FROM pragma_table_info('history')").query { tableColumns.insert($0.text(0)) }
         #expect(Set(HistoryColumn.allCases.map(\.name)) == tableColumns)
+        var bindingColumns: Set<String> = []
+        try db.prepare("SELECT name FROM pragma_table_info('bindings')").query { bindingColumns.insert($0.text(0)) }
+        #expect(Set(BindingColumn.allCases.map(\.name)) == bindingColumns)
+        // Keys and owners are read by the same code from both tables: their columns run in one order.
+        let historyRun = HistoryColumn.allCases.filter { $0.rawValue >= HistoryColumn.netns.rawValue && $0.rawValue <= HistoryColumn.container.rawValue }
+        #expect(historyRun.map(\.name) == (BindingColumn.key + BindingColumn.owner).map(\.name))
     }
 
     @Test func aVersionOneLedgerMigratesKeepingItsRows() throws {

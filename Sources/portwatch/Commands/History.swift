@@ -87,12 +87,24 @@ struct HistoryFormat: Sendable {
     /// The ports asked for: each line says how the entry matched them.
     var ports: ClosedRange<UInt16>? = nil
 
+    /// What a line is made of beyond the row's own columns, worked out once per row.
+    private struct Line {
+        let kind: HistoryEntry.Kind
+        let port: Int64
+        /// The ports of a transient group that used several.
+        let held: HeldPorts?
+        /// How the entry met --port (nil without it).
+        let match: PortMatch?
+        let time: UInt64
+        let lifetime: UInt64?
+        let ipv6: Bool
+    }
+
     /// Writes the row's line; false (nothing written) for an entry this version cannot read.
     func write(_ r: HistoryRow, to out: inout StreamWriter) -> Bool {
         guard let kind = r.kind else { return false }
         let port = r.int(.port)
         let held = kind == .transient ? r.held : nil
-        let match = ports.map { HistoryQuery(ports: $0).match(held, port: UInt16(truncatingIfNeeded: port)) ?? .exact }
         let time = r.uint(.time)
         let lifetime: UInt64? = switch kind {
         case .close: time &- r.uint(.opened)
@@ -100,94 +112,104 @@ struct HistoryFormat: Sendable {
         case .open, .holder: nil
         }
         let family = r.bytes(.family)
-        let ipv6 = family.count == 4 && family[3] == UInt8(ascii: "6")  // "ipv6"; "ipv4" otherwise
+        let line = Line(kind: kind, port: port, held: held,
+                        match: ports.map { HistoryQuery(ports: $0).match(held, port: UInt16(truncatingIfNeeded: port)) ?? .exact },
+                        time: time, lifetime: lifetime, ipv6: family.count == 4 && family[3] == UInt8(ascii: "6"))  // "ipv6"; "ipv4" otherwise
         switch output {
-        case .table:
-            let widths = History.widths
-            var start = out.position
-            out.append(time: time)
-            out.endASCIICell(at: start, width: widths[0])
-            start = out.position
-            out.append(kind.rawValue)
-            out.endASCIICell(at: start, width: widths[1])
-            out.cell(r.bytes(.transport), width: widths[2])
-            start = out.position
-            if ipv6 { out.append(byte: UInt8(ascii: "[")) }
-            out.append(r.bytes(.address))
-            if ipv6 { out.append(byte: UInt8(ascii: "]")) }
-            out.append(byte: UInt8(ascii: ":"))
-            if let held { out.append(held.text) } else { out.append(port) }
-            out.endCell(at: start, width: widths[3])
-            start = out.position
-            out.append(r.int(.pid))
-            out.endASCIICell(at: start, width: widths[4])
-            out.cell(r.bytes(.comm), width: widths[5])
-            start = out.position
-            out.append(r.int(.uid))
-            out.endASCIICell(at: start, width: widths[6])
-            out.cell(r.bytes(.unit), width: widths[7])
-            start = out.position
-            writePod(r, to: &out)
-            out.endCell(at: start, width: widths[8])
-            start = out.position
-            if let lifetime { out.append(duration: lifetime) } else { out.append(byte: UInt8(ascii: "-")) }
-            out.endASCIICell(at: start, width: widths[9])
-            start = out.position
-            if kind == .transient { out.append(max(1, r.int(.count))) } else { out.append(byte: UInt8(ascii: "-")) }
-            out.endASCIICell(at: start, width: widths[10])
-            let reason = r.bytes(.reason)
-            start = out.position
-            if reason.isEmpty { out.append(byte: UInt8(ascii: "-")) } else { out.append(reason) }
-            if let match {
-                out.endASCIICell(at: start, width: History.reasonWidth)
-                out.append(match.rawValue)
-            }
-            out.endLine()
-        case .json:
-            out.beginObject()
-            out.field("id", r.int(.id))
-            out.field("time")
-            out.append(byte: UInt8(ascii: "\""))
-            out.append(time: time)
-            out.append(byte: UInt8(ascii: "\""))
-            out.field("event", kind.rawValue)
-            out.field("netns", r.int(.netns))
-            out.field("protocol", bytes: r.bytes(.transport))
-            out.field("family", bytes: r.bytes(.family))
-            let address = r.bytes(.address)
-            out.field("address", bytes: address)
-            out.field("port", port)
-            out.field("port_max", Int64(held?.high ?? UInt16(truncatingIfNeeded: port)))
-            if kind == .transient {
-                let held = held ?? HeldPorts(UInt16(truncatingIfNeeded: port), count: UInt64(max(1, r.int(.count))))
-                out.field("ports")
-                out.append(byte: UInt8(ascii: "["))
-                for (i, p) in held.ports.enumerated() {
-                    if i > 0 { out.append(byte: UInt8(ascii: ",")) }
-                    out.append(Int64(p))
-                }
-                out.append(byte: UInt8(ascii: "]"))
-                out.field("ports_unlisted", Int64(bitPattern: held.unlisted))
-            }
-            if let match { out.field("match", match.rawValue) }
-            out.field("state", bytes: r.bytes(.state))
-            out.field("pid", r.int(.pid))
-            out.field("comm", bytes: r.bytes(.comm))
-            out.field("uid", r.int(.uid))
-            out.field("unit", bytes: r.bytes(.unit))
-            out.field("container_id", bytes: r.bytes(.containerID))
-            out.field("pod", bytes: r.bytes(.pod))
-            out.field("namespace", bytes: r.bytes(.namespace))
-            out.field("container", bytes: r.bytes(.container))
-            let exposure = Exposure(address: String(decoding: address, as: UTF8.self), family: ipv6 ? .ipv6 : .ipv4)
-            out.field("exposure", exposure.rawValue)
-            out.field("lifetime_seconds", seconds: lifetime)
-            out.field("count", max(1, r.int(.count)))
-            let reason = r.bytes(.reason)
-            out.field("reason", bytes: reason.isEmpty ? nil : reason)
-            out.endObject()
+        case .table: writeTable(r, line, to: &out)
+        case .json: writeJSON(r, line, to: &out)
         }
         return true
+    }
+
+    private func writeTable(_ r: HistoryRow, _ line: Line, to out: inout StreamWriter) {
+        let (kind, port, held, match, time, lifetime, ipv6) = (line.kind, line.port, line.held, line.match, line.time, line.lifetime, line.ipv6)
+        let widths = History.widths
+        var start = out.position
+        out.append(time: time)
+        out.endASCIICell(at: start, width: widths[0])
+        start = out.position
+        out.append(kind.rawValue)
+        out.endASCIICell(at: start, width: widths[1])
+        out.cell(r.bytes(.transport), width: widths[2])
+        start = out.position
+        if ipv6 { out.append(byte: UInt8(ascii: "[")) }
+        out.append(r.bytes(.address))
+        if ipv6 { out.append(byte: UInt8(ascii: "]")) }
+        out.append(byte: UInt8(ascii: ":"))
+        if let held { out.append(held.text) } else { out.append(port) }
+        out.endCell(at: start, width: widths[3])
+        start = out.position
+        out.append(r.int(.pid))
+        out.endASCIICell(at: start, width: widths[4])
+        out.cell(r.bytes(.comm), width: widths[5])
+        start = out.position
+        out.append(r.int(.uid))
+        out.endASCIICell(at: start, width: widths[6])
+        out.cell(r.bytes(.unit), width: widths[7])
+        start = out.position
+        writePod(r, to: &out)
+        out.endCell(at: start, width: widths[8])
+        start = out.position
+        if let lifetime { out.append(duration: lifetime) } else { out.append(byte: UInt8(ascii: "-")) }
+        out.endASCIICell(at: start, width: widths[9])
+        start = out.position
+        if kind == .transient { out.append(max(1, r.int(.count))) } else { out.append(byte: UInt8(ascii: "-")) }
+        out.endASCIICell(at: start, width: widths[10])
+        let reason = r.bytes(.reason)
+        start = out.position
+        if reason.isEmpty { out.append(byte: UInt8(ascii: "-")) } else { out.append(reason) }
+        if let match {
+            out.endASCIICell(at: start, width: History.reasonWidth)
+            out.append(match.rawValue)
+        }
+        out.endLine()
+    }
+
+    private func writeJSON(_ r: HistoryRow, _ line: Line, to out: inout StreamWriter) {
+        let (kind, port, held, match, time, lifetime, ipv6) = (line.kind, line.port, line.held, line.match, line.time, line.lifetime, line.ipv6)
+        out.beginObject()
+        out.field("id", r.int(.id))
+        out.field("time")
+        out.append(byte: UInt8(ascii: "\""))
+        out.append(time: time)
+        out.append(byte: UInt8(ascii: "\""))
+        out.field("event", kind.rawValue)
+        out.field("netns", r.int(.netns))
+        out.field("protocol", bytes: r.bytes(.transport))
+        out.field("family", bytes: r.bytes(.family))
+        let address = r.bytes(.address)
+        out.field("address", bytes: address)
+        out.field("port", port)
+        out.field("port_max", Int64(held?.high ?? UInt16(truncatingIfNeeded: port)))
+        if kind == .transient {
+            let held = held ?? HeldPorts(UInt16(truncatingIfNeeded: port), count: UInt64(max(1, r.int(.count))))
+            out.field("ports")
+            out.append(byte: UInt8(ascii: "["))
+            for (i, p) in held.ports.enumerated() {
+                if i > 0 { out.append(byte: UInt8(ascii: ",")) }
+                out.append(Int64(p))
+            }
+            out.append(byte: UInt8(ascii: "]"))
+            out.field("ports_unlisted", Int64(bitPattern: held.unlisted))
+        }
+        if let match { out.field("match", match.rawValue) }
+        out.field("state", bytes: r.bytes(.state))
+        out.field("pid", r.int(.pid))
+        out.field("comm", bytes: r.bytes(.comm))
+        out.field("uid", r.int(.uid))
+        out.field("unit", bytes: r.bytes(.unit))
+        out.field("container_id", bytes: r.bytes(.containerID))
+        out.field("pod", bytes: r.bytes(.pod))
+        out.field("namespace", bytes: r.bytes(.namespace))
+        out.field("container", bytes: r.bytes(.container))
+        let exposure = Exposure(address: String(decoding: address, as: UTF8.self), family: ipv6 ? .ipv6 : .ipv4)
+        out.field("exposure", exposure.rawValue)
+        out.field("lifetime_seconds", seconds: lifetime)
+        out.field("count", max(1, r.int(.count)))
+        let reason = r.bytes(.reason)
+        out.field("reason", bytes: reason.isEmpty ? nil : reason)
+        out.endObject()
     }
 
     /// The POD column, by `LedgerOutput.podCell`'s rule.
