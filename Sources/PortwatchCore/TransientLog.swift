@@ -24,7 +24,7 @@ public struct TransientLog: Sendable {
         }
     }
 
-    struct OwnerKey: Hashable, Sendable {
+    struct TransientOwner: Hashable, Sendable {
         var netns: UInt32
         var transport: TransportProtocol
         var family: AddressFamily
@@ -33,7 +33,7 @@ public struct TransientLog: Sendable {
         /// Stands for the service, container and pod: one cgroup has one of each.
         var cgroup: UInt64
 
-        /// Whether `t` has this owner (as `OwnerKey(t) == self`, without making the key).
+        /// Whether `t` has this owner (as `TransientOwner(t) == self`, without making the key).
         func matches(_ t: TransientSocket) -> Bool {
             netns == t.key.netns && transport == t.key.transport && family == t.key.family && address == t.key.addressBytes
                 && name == t.process.name && cgroup == t.cgroup
@@ -55,7 +55,7 @@ public struct TransientLog: Sendable {
     }
 
     public let limits: Limits
-    private var owners: [OwnerKey: Folding] = [:]
+    private var owners: [TransientOwner: Folding] = [:]
     private var minuteStart: UInt64 = 0
     private var writtenThisMinute = 0
     /// Transients no record stands for (refused by the per-minute cap or the owner limit).
@@ -83,7 +83,7 @@ public struct TransientLog: Sendable {
         while i < transients.count {
             // A flood is long runs of one owner: the rest of a run is folded here, compared
             // field by field, and goes to the owner's slot in one lookup.
-            let key = OwnerKey(transients[i])
+            let key = TransientOwner(transients[i])
             let first = TransientBinding(transients[i], attribution: attribute(transients[i].cgroup))
             var j = i + 1
             // The rest of the run, folded in plain fields: one record is made of them at the end
@@ -102,7 +102,7 @@ public struct TransientLog: Sendable {
 
     /// One owner's transient `first`, then `rest` (the others of its run, folded), as if
     /// each were taken in turn.
-    private mutating func add(_ first: TransientBinding, then rest: TransientBinding?, of key: OwnerKey, now: UInt64,
+    private mutating func add(_ first: TransientBinding, then rest: TransientBinding?, of key: TransientOwner, now: UInt64,
                               into out: inout [TransientBinding]) {
         var run = first
         if let rest { Self.fold(&run, rest) }

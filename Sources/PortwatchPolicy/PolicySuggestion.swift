@@ -42,7 +42,7 @@ public enum PolicySuggestion {
     }
 
     /// The parts of a rule that name the owner.
-    struct OwnerKey: Hashable, Comparable {
+    struct RuleOwner: Hashable, Comparable {
         var transport: TransportProtocol
         /// No process holds it: the rule says `holder: kernel` instead of a comm.
         var kernel = false
@@ -60,13 +60,13 @@ public enum PolicySuggestion {
 
     /// Rules for the holds of a period [start, now], ordered by owner then port.
     public static func suggest(_ holds: [Hold], start: UInt64, now: UInt64, minLifetime: UInt64) -> [Suggestion] {
-        var owners: [OwnerKey: [UInt16: PortRecord]] = [:]
+        var owners: [RuleOwner: [UInt16: PortRecord]] = [:]
         for hold in holds {
             let end = hold.until ?? now
             guard end >= start else { continue }
             let held = end &- max(hold.from, start)
             let b = hold.binding, a = b.owner.attribution
-            let owner = OwnerKey(transport: b.key.transport, kernel: b.owner.isKernel, comm: b.owner.isKernel ? "" : b.owner.comm,
+            let owner = RuleOwner(transport: b.key.transport, kernel: b.owner.isKernel, comm: b.owner.isKernel ? "" : b.owner.comm,
                                  unit: unitPattern(a.unit), container: a.container, namespace: a.namespace, pod: podPattern(a.pod))
             var record = owners[owner, default: [:]][b.key.port, default: PortRecord()]
             record.seen += 1
@@ -123,7 +123,7 @@ public enum PolicySuggestion {
             + "pid\(s.pids.count == 1 ? "" : "s") \(pids)\(s.heldNow ? ", held now" : "")"
     }
 
-    static func describe(_ o: OwnerKey) -> String {
+    static func describe(_ o: RuleOwner) -> String {
         var parts = [o.kernel ? "the kernel (no process)" : o.comm.isEmpty ? "(unknown process)" : oneLine(o.comm)]
         if !o.unit.isEmpty { parts.append("unit \(oneLine(o.unit))") }
         if !o.pod.isEmpty { parts.append("pod \(oneLine(o.namespace.isEmpty ? o.pod : "\(o.namespace)/\(o.pod)"))") }

@@ -63,30 +63,16 @@ import PortwatchTestSupport
         let db = try Self.preparedLedger()
         let (status, out, _) = try TestBinaries.run("portwatch", ["ls", "--db.path", db, "--comm", "nc", "--output", "json"])
         #expect(status == 0)
+        // One array, an object per line, the fields named as `history` names them.
         #expect(out == """
-        [
-          {
-            "address" : "::",
-            "comm" : "nc",
-            "container" : "shell",
-            "container_id" : "abababababababababababababababababababababababababababababababab",
-            "exposure" : "wildcard",
-            "family" : "ipv6",
-            "holders" : 1,
-            "namespace" : "default",
-            "netns" : 4026531840,
-            "pid" : 7001,
-            "pod" : "debug-7f9c",
-            "port" : 4444,
-            "protocol" : "tcp",
-            "since" : "2026-01-01T01:00:00Z",
-            "state" : "listen",
-            "uid" : 1000,
-            "unit" : ""
-          }
-        ]
+        [{"netns":4026531840,"protocol":"tcp","family":"ipv6","address":"::","port":4444,"pid":7001,"comm":"nc","uid":1000,\
+        "holders":1,"unit":"","container_id":"abababababababababababababababababababababababababababababababab","pod":"debug-7f9c",\
+        "namespace":"default","container":"shell","exposure":"wildcard","state":"listen","since":"2026-01-01T01:00:00Z"}]
 
         """)
+        let two = try TestBinaries.run("portwatch", ["ls", "--db.path", db, "--output", "json"]).stdout
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(two.utf8)) as? [[String: Any]])
+        #expect(parsed.map { $0["port"] as? Int } == [22, 4444] && two.split(separator: "\n").count == 2)
         #expect(try TestBinaries.run("portwatch", ["ls", "--db.path", db, "--port", "22", "--protocol", "udp"]).stdout
             .split(separator: "\n").count == 1, "header only")
     }

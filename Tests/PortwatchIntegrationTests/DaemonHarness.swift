@@ -10,20 +10,15 @@ enum BPFAvailability {
     static var enabled: Bool { required || geteuid() == 0 }
 }
 
-/// The real `portwatch` binary, on a temporary DB and a free loopback port.
+/// The real `portwatch` binary, on a temporary DB and a loopback port (`DaemonProcess`),
+/// with the tests' expectations: a daemon that dies or a scrape that fails is recorded as an
+/// issue with the daemon's log.
 final class DaemonHarness {
-    /// The port the daemon's HTTP listener took: it binds port 0 and logs what it got, so
-    /// that no other test can take a port picked for it in between.
-    private(set) lazy var port: UInt16 = boundPort()
-    let dbPath: String
-    let process = Process()
-    let stderr = Pipe()
-    private let logBox = LogBox()
-
-    final class LogBox: @unchecked Sendable {
-        let lock = NSLock()
-        var text = ""
-    }
+    let daemon: DaemonProcess
+    var port: UInt16 { daemon.port }
+    var dbPath: String { daemon.dbPath }
+    var process: Process { daemon.process }
+    var log: String { daemon.log }
 
     static var binary: String {
         ProcessInfo.processInfo.environment["PORTWATCH_BINARY"] ?? TestBinaries.path("portwatch")
@@ -32,50 +27,12 @@ final class DaemonHarness {
     /// `launcher` runs in front of the binary (e.g. `setpriv` with a smaller capability set) and
     /// must exec it, so that the process is the daemon.
     init(arguments: [String] = [], dbPath: String? = nil, environment: [String: String] = [:], launcher: [String] = []) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("portwatch-it-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        self.dbPath = dbPath ?? dir + "/portwatch.db"
-        let command = launcher + [Self.binary, "--web.listen-address", "127.0.0.1:0", "--db.path", self.dbPath] + arguments
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        let box = logBox
-        stderr.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = String(decoding: handle.availableData, as: UTF8.self)
-            box.lock.lock()
-            box.text += chunk
-            box.lock.unlock()
-        }
-        try process.run()
-    }
-
-    /// The port from the daemon's "listening" log line (0 if it never got that far).
-    private func boundPort() -> UInt16 {
-        var found: UInt16 = 0
-        _ = TestHTTP.waitUntil(30) {
-            if let range = log.range(of: " ports=") {
-                found = UInt16(log[range.upperBound...].prefix { $0.isNumber }) ?? 0
-            }
-            return found != 0 || !process.isRunning
-        }
-        return found
-    }
-
-    var log: String {
-        logBox.lock.lock()
-        defer { logBox.lock.unlock() }
-        return logBox.text
+        daemon = try DaemonProcess(binary: Self.binary, arguments: arguments, dbPath: dbPath, environment: environment, launcher: launcher)
     }
 
     /// Waits for /-/ready; records a failure with the daemon's log if it never comes.
     func waitReady(seconds: Double = 30) -> Bool {
-        var exited = false
-        let ok = TestHTTP.waitUntil(seconds) {
-            guard process.isRunning else { exited = true; return true } // no point waiting longer
-            return (try? TestHTTP.get(port: port, path: "/-/ready").status) == 200
-        } && !exited
+        let ok = daemon.waitReady(seconds: seconds)
         if !ok { Issue.record("portwatch did not become ready; log:\n\(log)") }
         return ok
     }
@@ -90,7 +47,7 @@ final class DaemonHarness {
             return ""
         }
         do {
-            let response = try TestHTTP.get(port: port, path: "/metrics", headers: headers)
+            let response = try daemon.get("/metrics", headers: headers)
             if response.status != 200 { Issue.record("GET /metrics answered \(response.status): \(response.text)") }
             return response.text
         } catch {
@@ -125,17 +82,14 @@ final class DaemonHarness {
     var expectedSignals: Set<Int32> = []
 
     func stop() -> Int32 {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        } else if process.terminationReason == .uncaughtSignal && !expectedSignals.contains(process.terminationStatus) {
+        if !process.isRunning, process.terminationReason == .uncaughtSignal, !expectedSignals.contains(process.terminationStatus) {
             Issue.record("portwatch died of signal \(process.terminationStatus) before the test stopped it; log:\n\(log)")
         }
-        stderr.fileHandleForReading.readabilityHandler = nil
+        let status = daemon.stop()
         for report in ["AddressSanitizer", "ThreadSanitizer", "LeakSanitizer", "Fatal error:"] where log.contains(report) {
             Issue.record("portwatch's log has a \(report) report:\n\(log)")
         }
-        return process.terminationStatus
+        return status
     }
 
     deinit { _ = stop() }

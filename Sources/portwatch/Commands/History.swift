@@ -184,13 +184,7 @@ struct HistoryFormat: Sendable {
         out.field("port_max", Int64(held?.high ?? UInt16(truncatingIfNeeded: port)))
         if kind == .transient {
             let held = held ?? HeldPorts(UInt16(truncatingIfNeeded: port), count: UInt64(max(1, r.int(.count))))
-            out.field("ports")
-            out.append(byte: UInt8(ascii: "["))
-            for (i, p) in held.ports.enumerated() {
-                if i > 0 { out.append(byte: UInt8(ascii: ",")) }
-                out.append(Int64(p))
-            }
-            out.append(byte: UInt8(ascii: "]"))
+            out.field("ports", numbers: held.ports.map(Int64.init))
             out.field("ports_unlisted", Int64(bitPattern: held.unlisted))
         }
         if let match { out.field("match", match.rawValue) }

@@ -32,17 +32,24 @@ enum LedgerOutput {
         }.joined(separator: "\n") + "\n"
     }
 
-    static func json(_ objects: [[String: Any]]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
-    }
-
-    static func fields(_ b: Binding) -> [String: Any] {
+    /// A row's fields as JSON (inside an object `out` has begun), the same names as `history` uses.
+    static func writeFields(_ b: Binding, to out: inout StreamWriter) {
         let a = b.owner.attribution
-        return ["netns": Int(b.key.netns), "protocol": "\(b.key.transport)", "family": "\(b.key.family)", "address": b.key.address,
-                "port": Int(b.key.port), "state": "\(b.state)", "pid": Int(b.owner.pid), "comm": b.owner.comm,
-                "uid": Int(b.owner.uid), "holders": b.holders, "unit": a.unit, "container_id": a.containerID, "pod": a.pod,
-                "namespace": a.namespace, "container": a.container, "exposure": "\(b.key.exposure)"]
+        out.field("netns", Int64(b.key.netns))
+        out.field("protocol", "\(b.key.transport)")
+        out.field("family", "\(b.key.family)")
+        out.field("address", b.key.address)
+        out.field("port", Int64(b.key.port))
+        out.field("pid", Int64(b.owner.pid))
+        out.field("comm", b.owner.comm)
+        out.field("uid", Int64(b.owner.uid))
+        out.field("holders", Int64(b.holders))
+        out.field("unit", a.unit)
+        out.field("container_id", a.containerID)
+        out.field("pod", a.pod)
+        out.field("namespace", a.namespace)
+        out.field("container", a.container)
+        out.field("exposure", "\(b.key.exposure)")
     }
 
     /// The UNIT column: the systemd unit, or "-".

@@ -70,17 +70,31 @@ struct ListPorts: ParsableCommand {
         let query = HistoryQuery(ports: port?.range)
         switch output {
         case .json:
-            print(LedgerOutput.json(rows.map { row in
-                LedgerOutput.fields(row).merging(["since": LedgerOutput.time(row.firstSeen)]) { a, _ in a }
-            } + transients.map { e in
-                var extra: [String: Any] = [
-                    "state": "transient", "since": LedgerOutput.time(e.opened), "count": Int(e.count), "port_max": Int(e.portMax),
-                    "ports": e.heldPorts.ports.map(Int.init), "ports_unlisted": Int(e.heldPorts.unlisted),
-                    "lifetime_seconds": Double(e.lifetime ?? 0) / 1e9,
-                ]
-                if port != nil, let match = query.match(e.held, port: e.row.key.port) { extra["match"] = match.rawValue }
-                return LedgerOutput.fields(e.row).merging(extra) { _, new in new }
-            }), terminator: "")
+            // One array: `ls` is a snapshot, read whole (`history` streams JSON Lines).
+            var out = StreamWriter()
+            out.beginArray()
+            for row in rows {
+                out.beginObject()
+                LedgerOutput.writeFields(row, to: &out)
+                out.field("state", "\(row.state)")
+                out.field("since", LedgerOutput.time(row.firstSeen))
+                out.endObject()
+            }
+            for e in transients {
+                out.beginObject()
+                LedgerOutput.writeFields(e.row, to: &out)
+                out.field("state", "transient")
+                out.field("since", LedgerOutput.time(e.opened))
+                out.field("count", Int64(e.count))
+                out.field("port_max", Int64(e.portMax))
+                out.field("ports", numbers: e.heldPorts.ports.map(Int64.init))
+                out.field("ports_unlisted", Int64(e.heldPorts.unlisted))
+                out.field("lifetime_seconds", seconds: e.lifetime ?? 0)
+                if port != nil, let match = query.match(e.held, port: e.row.key.port) { out.field("match", match.rawValue) }
+                out.endObject()
+            }
+            out.endArray()
+            out.flush()
         case .table:
             print(LedgerOutput.table(
                 ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "UNIT", "POD", "NETNS", "SINCE"],

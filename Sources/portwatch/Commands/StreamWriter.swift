@@ -12,6 +12,7 @@ struct StreamWriter {
     private let flushes: Bool
     /// Whether the current JSON object has a field yet.
     private var firstField = true
+    private var inArray = false, firstElement = true
     /// The last second formatted as RFC 3339, and its text: rows come in time order, so most reuse it.
     private var cachedSecond: UInt64 = .max
     private var cachedTime: [UInt8] = []
@@ -118,16 +119,45 @@ struct StreamWriter {
         if flushes && buffer.count >= 1 << 16 { flush() }
     }
 
-    // MARK: JSON Lines
+    // MARK: JSON: one object per line, or one array of them
+
+    /// Starts an array: the objects until `endArray` are its elements, one per line.
+    mutating func beginArray() {
+        buffer.append(UInt8(ascii: "["))
+        inArray = true
+        firstElement = true
+    }
+
+    mutating func endArray() {
+        buffer.append(UInt8(ascii: "]"))
+        inArray = false
+        endLine()
+    }
 
     mutating func beginObject() {
+        if inArray {
+            if !firstElement { buffer.append(",\n") }
+            firstElement = false
+        }
         buffer.append(UInt8(ascii: "{"))
         firstField = true
     }
 
+    /// Ends the object, and its line outside an array (JSON Lines).
     mutating func endObject() {
         buffer.append(UInt8(ascii: "}"))
-        endLine()
+        if !inArray { endLine() }
+    }
+
+    /// An array of numbers.
+    mutating func field(_ key: StaticString, numbers: [Int64]) {
+        field(key)
+        buffer.append(UInt8(ascii: "["))
+        for (i, n) in numbers.enumerated() {
+            if i > 0 { buffer.append(UInt8(ascii: ",")) }
+            append(n)
+        }
+        buffer.append(UInt8(ascii: "]"))
     }
 
     mutating func field(_ key: StaticString) {
