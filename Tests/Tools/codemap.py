@@ -5,6 +5,11 @@ import os, re, sys
 
 root = sys.argv[1] if len(sys.argv) > 1 else "."
 modules = {}  # name -> list of files
+support = os.path.join(root, "Tests", "Support")
+for dirpath, _, files in os.walk(support):
+    for f in files:
+        if f.endswith(".swift"):
+            modules.setdefault("PortwatchTestSupport", []).append(os.path.join(dirpath, f))
 for dirpath, _, files in os.walk(os.path.join(root, "Sources")):
     for f in files:
         if f.endswith((".swift", ".h", ".c")):

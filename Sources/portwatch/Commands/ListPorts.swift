@@ -67,49 +67,59 @@ struct ListPorts: ParsableCommand {
                 transients = transients.filter { !$0.bindings.allSatisfy(policy.allows) }
             } catch { throw LedgerOutput.fail("\(error)") }
         }
-        let query = HistoryQuery(ports: port?.range)
         switch output {
-        case .json:
-            // One array: `ls` is a snapshot, read whole (`history` streams JSON Lines).
-            var out = StreamWriter()
-            out.beginArray()
-            for row in rows {
-                out.beginObject()
-                LedgerOutput.writeFields(row, to: &out)
-                out.field("state", "\(row.state)")
-                out.field("since", LedgerOutput.time(row.firstSeen))
-                out.endObject()
-            }
-            for e in transients {
-                out.beginObject()
-                LedgerOutput.writeFields(e.row, to: &out)
-                out.field("state", "transient")
-                out.field("since", LedgerOutput.time(e.opened))
-                out.field("count", Int64(e.count))
-                out.field("port_max", Int64(e.portMax))
-                out.field("ports", numbers: e.heldPorts.ports.map(Int64.init))
-                out.field("ports_unlisted", Int64(e.heldPorts.unlisted))
-                out.field("lifetime_seconds", seconds: e.lifetime ?? 0)
-                if port != nil, let match = query.match(e.held, port: e.row.key.port) { out.field("match", match.rawValue) }
-                out.endObject()
-            }
-            out.endArray()
-            out.flush()
-        case .table:
-            print(LedgerOutput.table(
-                ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "UNIT", "POD", "NETNS", "SINCE"],
-                rows.map { r in
-                    ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.state)", "\(r.owner.pid)", r.owner.comm,
-                     "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
-                     LedgerOutput.time(r.firstSeen)]
-                } + transients.map { e in
-                    let r = e.row
-                    let inRange = port != nil && query.match(e.held, port: r.key.port) == .range
-                    let state = (e.count > 1 ? "transient x\(e.count)" : "transient") + (inRange ? ", in range" : "")
-                    return ["\(r.key.transport)", LedgerOutput.hostPort(r.key, ports: e.ports), state, "\(r.owner.pid)", r.owner.comm,
-                            "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
-                            LedgerOutput.time(e.opened)]
-                }), terminator: "")
+        case .json: writeJSON(rows, transients)
+        case .table: print(tableText(rows, transients), terminator: "")
         }
+    }
+
+    /// How a transient group met --port (nil without it).
+    private func match(_ e: HistoryEntry) -> PortMatch? {
+        port.flatMap { HistoryQuery(ports: $0.range).match(e.held, port: e.row.key.port) }
+    }
+
+    private func writeJSON(_ rows: [Binding], _ transients: [HistoryEntry]) {
+        // One array: `ls` is a snapshot, read whole (`history` streams JSON Lines).
+        var out = StreamWriter()
+        out.beginArray()
+        for row in rows {
+            out.beginObject()
+            LedgerOutput.writeFields(row, to: &out)
+            out.field("state", "\(row.state)")
+            out.field("since", LedgerOutput.time(row.firstSeen))
+            out.endObject()
+        }
+        for e in transients {
+            out.beginObject()
+            LedgerOutput.writeFields(e.row, to: &out)
+            out.field("state", "transient")
+            out.field("since", LedgerOutput.time(e.opened))
+            out.field("count", Int64(e.count))
+            out.field("port_max", Int64(e.portMax))
+            out.field("ports", numbers: e.heldPorts.ports.map(Int64.init))
+            out.field("ports_unlisted", Int64(e.heldPorts.unlisted))
+            out.field("lifetime_seconds", seconds: e.lifetime ?? 0)
+            if let match = match(e) { out.field("match", match.rawValue) }
+            out.endObject()
+        }
+        out.endArray()
+        out.flush()
+    }
+
+    private func tableText(_ rows: [Binding], _ transients: [HistoryEntry]) -> String {
+        LedgerOutput.table(
+            ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "UNIT", "POD", "NETNS", "SINCE"],
+            rows.map { r in
+                ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.state)", "\(r.owner.pid)", r.owner.comm,
+                 "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
+                 LedgerOutput.time(r.firstSeen)]
+            } + transients.map { e in
+                let r = e.row
+                let inRange = match(e) == .range
+                let state = (e.count > 1 ? "transient x\(e.count)" : "transient") + (inRange ? ", in range" : "")
+                return ["\(r.key.transport)", LedgerOutput.hostPort(r.key, ports: e.ports), state, "\(r.owner.pid)", r.owner.comm,
+                        "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
+                        LedgerOutput.time(e.opened)]
+            })
     }
 }
