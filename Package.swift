@@ -95,7 +95,9 @@ let package = Package(
         .target(name: "PortwatchTestSupport", path: "Tests/Support"),
         .executableTarget(name: "StoreCrashWriter", dependencies: ["PortwatchStore", "PortwatchCore"], path: "Sources/Tools/StoreCrashWriter"),
         // `make bench`: every figure measured side by side with its baseline in one run.
-        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "PortwatchTestSupport", "CSQLite", "CBPF"],
+        .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "PortwatchCapture",
+                                                            "PortwatchScrape", "PortwatchTestSupport", "CSQLite", "CBPF",
+                                                            .product(name: "Logging", package: "swift-log")],
                          path: "Sources/Tools/portwatch-bench"),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),

@@ -7,10 +7,10 @@ import PortwatchSystem
 /// Lists the sockets that hold ports now in every network namespace: TCP listeners and
 /// bound UDP sockets, over NETLINK_SOCK_DIAG, owners found through /proc/PID/fd.
 public enum SocketSnapshot {
-    private static let tcpListen: UInt32 = 10 // TCP_LISTEN
+    static let tcpListen: UInt32 = 10 // TCP_LISTEN
     /// TCP_BOUND_INACTIVE: bound, not listening (dumped by kernels >= 6.7; older ones ignore the bit).
     private static let tcpBoundInactive: UInt32 = 13
-    private static let tcpClose: UInt32 = 7   // TCP_CLOSE, the state of unconnected UDP sockets
+    static let tcpClose: UInt32 = 7   // TCP_CLOSE, the state of unconnected UDP sockets
 
     /// Whether this kernel's sock_diag dumps TCP sockets that are bound but neither
     /// listening nor connected (TCP_BOUND_INACTIVE, Linux 6.7+). Probed with a real socket.
@@ -65,7 +65,7 @@ public enum SocketSnapshot {
             listed.insert(inode)
             result += found
         }
-        return SocketListing(sockets: result, namespaces: listed)
+        return SocketListing(sockets: result, namespaces: listed, handles: owners.namespaces.filter { listed.contains($0.key) })
     }
 
     /// `kernelWhenUnheld`: this process sees every process (the initial pid namespace), so a
@@ -246,6 +246,15 @@ struct NetlinkSocket {
 
     /// One SOCK_DIAG_BY_FAMILY dump.
     func dump(family: UInt8, protocol proto: UInt8, states: UInt32) throws -> [inet_diag_msg] {
+        var out: [inet_diag_msg] = []
+        try dump(family: family, protocol: proto, states: states, extensions: 0) { message, _ in out.append(message) }
+        return out
+    }
+
+    /// One SOCK_DIAG_BY_FAMILY dump asking for `extensions` (a mask of 1 << (INET_DIAG_x - 1));
+    /// each socket's message is handed over with its attributes' bytes, valid during the call.
+    func dump(family: UInt8, protocol proto: UInt8, states: UInt32, extensions: UInt8,
+              _ each: (inet_diag_msg, UnsafeRawBufferPointer) -> Void) throws {
         struct Request {
             var header: nlmsghdr
             var body: inet_diag_req_v2
@@ -257,12 +266,13 @@ struct NetlinkSocket {
         request.body.sdiag_family = family
         request.body.sdiag_protocol = proto
         request.body.idiag_states = states
+        request.body.idiag_ext = extensions
         do { _ = try withUnsafeBytes(of: &request) { try socket.send($0) } } catch {
             throw CaptureError("sock_diag request failed: \(error)")
         }
 
-        var out: [inet_diag_msg] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let messageSize = MemoryLayout<inet_diag_msg>.size
         while true {
             let n: Int
             do { n = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) } } catch {
@@ -276,15 +286,19 @@ struct NetlinkSocket {
                 let length = Int(header.nlmsg_len)
                 guard length >= headerSize, offset + length <= n else { break }
                 switch Int32(header.nlmsg_type) {
-                case NLMSG_DONE: return out
+                case NLMSG_DONE: return
                 case NLMSG_ERROR:
                     let code = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + headerSize, as: Int32.self) }
                     // A protocol the kernel has no diag module for lists nothing.
-                    if code == -ENOENT { return out }
+                    if code == -ENOENT { return }
                     throw CaptureError("sock_diag dump failed: \(SystemError.text(-code))")
                 default:
-                    if length - headerSize >= MemoryLayout<inet_diag_msg>.size {
-                        out.append(buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + headerSize, as: inet_diag_msg.self) })
+                    if length - headerSize >= messageSize {
+                        buffer.withUnsafeBytes { bytes in
+                            let message = bytes.loadUnaligned(fromByteOffset: offset + headerSize, as: inet_diag_msg.self)
+                            let attributes = (offset + headerSize + messageSize + 3) & ~3
+                            each(message, UnsafeRawBufferPointer(rebasing: bytes[min(attributes, offset + length)..<(offset + length)]))
+                        }
                     }
                 }
                 offset += (length + 3) & ~3

@@ -38,9 +38,13 @@ public struct RememberedSocket: Sendable, Equatable {
 public struct SocketListing: Sendable {
     public var sockets: [LiveSocket]
     public var namespaces: Set<UInt32>
+    /// The handles each listed namespace can be entered by (/proc/PID/ns/net, a bind mount),
+    /// so that later dumps (the listener health) need no /proc scan of their own.
+    public var handles: [UInt32: [String]]
 
-    public init(sockets: [LiveSocket], namespaces: Set<UInt32>) {
+    public init(sockets: [LiveSocket], namespaces: Set<UInt32>, handles: [UInt32: [String]] = [:]) {
         self.sockets = sockets
         self.namespaces = namespaces
+        self.handles = handles
     }
 }

@@ -20,6 +20,9 @@ public struct ExporterState: Sendable {
     /// The transient listeners of the last hour by owner, the most first, and how many owners
     /// were left out; nil when --metrics.max-transient-series is 0 (or the ledger could not be read).
     public var recentTransients: (top: [TransientSummary], dropped: Int)?
+    /// The accept queue and drops of each held port's sockets, as last read; nil when not read
+    /// (--listen-stats.interval 0).
+    public var listenerHealth: [BindingKey: SocketHealth]?
     /// Equal for two states with the same series: the exporter renders a generation once and
     /// serves the bytes until it changes. Nil: render every scrape.
     public var generation: UInt64?
@@ -53,7 +56,7 @@ public struct ExporterState: Sendable {
 public enum PortwatchMetrics {
     static let collectors: [any Collector.Type] = [
         LedgerTableCollector.self, LedgerCountersCollector.self, RecentTransientsCollector.self, PolicyCollector.self,
-        SelfHealthCollector.self,
+        ListenerHealthCollector.self, SelfHealthCollector.self,
     ]
 
     public static func families(_ state: ExporterState) -> [MetricFamily] {

@@ -84,6 +84,7 @@ public final class CapturePipeline: @unchecked Sendable {
 
     private let phaseValue = Atomic<Int>(Phase.starting.rawValue)
     private let healthValue = Mutex(Health())
+    private let namespaceHandlesValue = Mutex<[UInt32: [String]]>([:])
     private let stopRequested = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
@@ -110,6 +111,8 @@ public final class CapturePipeline: @unchecked Sendable {
 
     public var phase: Phase { Phase(rawValue: phaseValue.load(ordering: .acquiring))! }
     public var health: Health { healthValue.withLock { $0 } }
+    /// How to enter each network namespace the last snapshots listed (any thread).
+    public var namespaceHandles: [UInt32: [String]] { namespaceHandlesValue.withLock { $0 } }
     /// Rows the reconciler holds (written or about to be).
     public var rowCount: Int { reconciler.rows.count }
 
@@ -330,7 +333,11 @@ public final class CapturePipeline: @unchecked Sendable {
         holderCheckRequested = false
         var live: [LiveSocket]
         let namespaces: Set<UInt32>
-        do { (live, namespaces) = try lister.snapshot(only: nil).parts } catch {
+        do {
+            let listing = try lister.snapshot(only: nil)
+            (live, namespaces) = listing.parts
+            namespaceHandlesValue.withLock { $0 = listing.handles }
+        } catch {
             logger.error("socket snapshot failed; will retry", metadata: ["error": "\(error)"])
             due.resync = now + schedule.snapshotRetry
             return
@@ -431,7 +438,11 @@ public final class CapturePipeline: @unchecked Sendable {
         }
         guard !namespaces.isEmpty else { return }
         var live: [LiveSocket]
-        do { live = try lister.snapshot(only: namespaces).sockets } catch {
+        do {
+            let listing = try lister.snapshot(only: namespaces)
+            live = listing.sockets
+            namespaceHandlesValue.withLock { $0.merge(listing.handles) { $1 } }
+        } catch {
             logger.warning("cannot list the sockets of owners that changed; the next resync names them", metadata: ["error": "\(error)"])
             return
         }

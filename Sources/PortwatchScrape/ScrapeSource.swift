@@ -38,6 +38,7 @@ public final class ScrapeSource: Sendable {
     private let settings: Settings
     private let policy: PolicyWatcher?
     private let health: @Sendable () -> CapturePipeline.Health
+    private let listeners: ListenerHealthMonitor?
     private let logger: Logger
     private let clock: TimeSource
     private let cache = Mutex(Cache())
@@ -66,6 +67,7 @@ public final class ScrapeSource: Sendable {
         var health: [UInt64]
         var policyLoaded: Bool
         var policyTime: Double
+        var listenerHealth: UInt64
     }
 
     /// How often the recent-transient series are read again while the ledger does not change
@@ -73,8 +75,9 @@ public final class ScrapeSource: Sendable {
     static let recentRefresh: UInt64 = 10_000_000_000
 
     public init(settings: Settings, policy: PolicyWatcher?, health: @escaping @Sendable () -> CapturePipeline.Health,
-                clock: TimeSource = SystemClock(), logger: Logger) {
+                listeners: ListenerHealthMonitor? = nil, clock: TimeSource = SystemClock(), logger: Logger) {
         self.settings = settings
+        self.listeners = listeners
         self.clock = clock
         self.policy = policy
         self.health = health
@@ -88,6 +91,7 @@ public final class ScrapeSource: Sendable {
         let now = clock.wallNanoseconds()
         let health = health()
         let current = policy?.current
+        let listenerHealth = listeners?.latest
         return cache.withLock { c in
             do {
                 if c.reader == nil {
@@ -115,10 +119,12 @@ public final class ScrapeSource: Sendable {
             let inputs = Inputs(dataVersion: c.dataVersion, read: c.snapshot != nil, recent: c.recent?.top, recentDropped: c.recent?.dropped ?? 0,
                                 health: [health.storeErrors, health.resyncs, health.kernel.decodeErrors, health.kernel.mapFull, health.staleEntries,
                                          health.holderChecks],
-                                policyLoaded: current?.lastSuccess ?? false, policyTime: current?.lastSuccessTime ?? 0)
+                                policyLoaded: current?.lastSuccess ?? false, policyTime: current?.lastSuccessTime ?? 0,
+                                listenerHealth: listenerHealth?.generation ?? 0)
             if inputs == c.inputs, let state = c.state { return state }
             c.generation += 1
             var state = makeState(snapshot: c.snapshot, recent: c.recent, health: health, policy: current)
+            state.listenerHealth = listenerHealth?.ports
             state.generation = c.generation
             c.inputs = inputs
             c.state = state

@@ -59,11 +59,15 @@ struct Daemon {
             transients: TransientLog.Limits(recordsPerMinute: options.transientRecordsPerMinute),
             allowed: allowed,
             logger: logger)
+        let listeners = options.listenStatsInterval.nanoseconds == 0 ? nil : ListenerHealthMonitor(
+            interval: options.listenStatsInterval.seconds, databasePath: options.databasePath,
+            handles: { pipeline.namespaceHandles }, take: { ListenerHealthDump.take($0).sockets },
+            ready: { pipeline.phase == .ready }, logger: logger)
         let scrapes = ScrapeSource(
             settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
                             revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
                             kernelFeatures: lister.features.merging(capture.features) { $1 }, maxTransientSeries: options.maxTransientSeries),
-            policy: policy, health: { pipeline.health }, logger: logger)
+            policy: policy, health: { pipeline.health }, listeners: listeners, logger: logger)
         var exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
                                 ready: { pipeline.phase == .ready },
                                 auth: web.flatMap { $0.users.isEmpty ? nil : BasicAuth(users: $0.users) },
@@ -82,6 +86,7 @@ struct Daemon {
         pipeline.start()
         server.start()
         policy?.start()
+        listeners?.start()
         logger.info("listening", metadata: ["address": "\(addresses.map(\.description).joined(separator: ","))",
                                             "ports": "\(server.boundPorts.map(String.init).joined(separator: ","))",
                                             "db": "\(options.databasePath)", "window": "\(options.window)"])
@@ -91,6 +96,7 @@ struct Daemon {
         })
         logger.info("stopping")
         server.stop()
+        listeners?.stop()
         pipeline.stop()
         logger.info("stopped; BPF programs detached")
     }

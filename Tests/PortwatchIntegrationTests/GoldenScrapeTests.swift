@@ -11,7 +11,8 @@ extension KernelSuite {
         static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/e2e-output.txt")
         /// Families with one series per held port or per owner of transients: only their label names are kept.
         static let perPort: Set<String> = ["portwatch_port_info", "portwatch_unexpected_port_info", "portwatch_recent_transient_listeners",
-                                           "portwatch_recent_transient_listener_lifetime_max_seconds"]
+                                           "portwatch_recent_transient_listener_lifetime_max_seconds", "portwatch_listen_queue_length",
+                                           "portwatch_listen_queue_limit", "portwatch_socket_drops_total"]
         /// Labels whose values depend on the build or the host.
         static let masked: Set<String> = ["version", "revision"]
 
@@ -47,6 +48,8 @@ extension KernelSuite {
             let (transient, transientPort) = TestSockets.bound("127.0.0.1")
             close(transient)
             #expect(TestHTTP.waitUntil(DaemonHarness.deadline) { d.metrics().contains("port=\"\(transientPort)\"") })
+            // The listener health is read once the table is the kernel's, on its own thread.
+            #expect(TestHTTP.waitUntil(DaemonHarness.deadline) { d.metrics().contains("portwatch_socket_drops_total{") })
             let actual = Self.normalize(d.metrics())
             if ProcessInfo.processInfo.environment["PORTWATCH_UPDATE_GOLDEN"] == "1" {
                 try actual.write(to: Self.golden, atomically: true, encoding: .utf8)

@@ -70,7 +70,7 @@ extension KernelSuite {
             // Every panel query runs; the core panels return data.
             let core: Set<String> = ["Ports held", "Ports held by protocol and family", "Current holders", "Up",
                                      "BPF programs attached", "Unexpected listeners (policy)", "Kernel events per second",
-                                     "Short-lived listeners (last hour)"]
+                                     "Short-lived listeners (last hour)", "Top listeners by drops", "Top listeners by accept queue fill"]
             for (title, expr) in try Self.panelQueries() {
                 var result: [[String: Any]]?
                 _ = TestHTTP.waitUntil(core.contains(title) ? 10 : 0) {

@@ -50,6 +50,10 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("resync.interval"), help: "How often to compare the table with the kernel's sockets and repair drift.")
     var resyncInterval = PrometheusDuration(argument: "5m")!
 
+    @Option(name: .customLong("listen-stats.interval"),
+            help: "How often to read each held port's accept queue, its limit and its drops (one sock_diag dump per namespace); 0: never.")
+    var listenStatsInterval = PrometheusDuration(argument: "15s")!
+
     @Option(name: .customLong("bpf.ring-buffer-size"), help: "Kernel ring buffer size in bytes (a power of two; e.g. 4194304 for a host whose floods lose events).")
     var ringBufferBytes = 1 << 20
 
@@ -82,6 +86,9 @@ struct Serve: ParsableCommand {
             throw ValidationError("--reconcile.window \(window) is longer than 1m; ports would appear that late. Use e.g. 200ms")
         }
         guard resyncInterval.nanoseconds >= 1_000_000_000 else { throw ValidationError("--resync.interval must be at least 1s") }
+        guard listenStatsInterval.nanoseconds == 0 || listenStatsInterval.nanoseconds >= 1_000_000_000 else {
+            throw ValidationError("--listen-stats.interval must be 0 (off) or at least 1s")
+        }
         guard ringBufferBytes >= 4096, ringBufferBytes <= 1 << 30, ringBufferBytes & (ringBufferBytes - 1) == 0 else {
             throw ValidationError("--bpf.ring-buffer-size must be a power of two between 4096 and 1073741824 bytes")
         }

@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import PortwatchCore
+import PortwatchStore
+import PortwatchSystem
+import Synchronization
+
+/// Reads the health of every held port's socket (accept queue, its limit, drops) on its own
+/// thread, every `interval`: one sock_diag dump per protocol and family in each namespace that
+/// holds a port, entered by the handles the pipeline's snapshots found or by /proc/PID/ns/net
+/// of a row's holder (no /proc scan). Scrapes read the latest reading; it is never older than
+/// one interval, and a scrape never waits for a dump.
+public final class ListenerHealthMonitor: @unchecked Sendable {
+    public struct Reading: Sendable {
+        /// Per held port (an SO_REUSEPORT group's sockets summed).
+        public var ports: [BindingKey: SocketHealth]
+        /// Changes with every reading.
+        public var generation: UInt64
+    }
+
+    public let interval: Double
+    private let databasePath: String
+    private let handles: @Sendable () -> [UInt32: [String]]
+    private let take: @Sendable ([UInt32: [String]]) -> [SocketHealth]
+    private let ready: @Sendable () -> Bool
+    private let logger: Logger
+    private let latestValue = Mutex<Reading?>(nil)
+    private let wake = NSCondition()
+    private var running = false
+    private var thread: Thread?
+    private var reader: StoreReader?
+
+    /// `handles`: how to enter the namespaces the pipeline listed; `take`: the dump itself
+    /// (the kernel's, or a fake in tests).
+    /// `ready`: the table is the kernel's (the first reading waits for it, so that it covers
+    /// every held port at once).
+    public init(interval: Double, databasePath: String, handles: @escaping @Sendable () -> [UInt32: [String]],
+                take: @escaping @Sendable ([UInt32: [String]]) -> [SocketHealth], ready: @escaping @Sendable () -> Bool = { true },
+                logger: Logger) {
+        self.ready = ready
+        self.interval = interval
+        self.databasePath = databasePath
+        self.handles = handles
+        self.take = take
+        self.logger = logger
+    }
+
+    /// The latest reading (nil before the first).
+    public var latest: Reading? { latestValue.withLock { $0 } }
+
+    /// Reads once now, on the calling thread.
+    public func collect() {
+        do {
+            if reader == nil { reader = try StoreReader(path: databasePath) }
+            let rows = try reader!.snapshot().rows
+            let ports = SocketHealth.perPort(take(Self.namespaces(of: rows, known: handles())))
+            latestValue.withLock { latest in
+                latest = Reading(ports: ports, generation: (latest?.generation ?? 0) &+ 1)
+            }
+        } catch {
+            reader = nil
+            logger.warning("listener health not read", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The namespaces that hold a port, each with its handles: the known ones first, then
+    /// those of its rows' holders.
+    static func namespaces(of rows: [Binding], known: [UInt32: [String]]) -> [UInt32: [String]] {
+        var out: [UInt32: [String]] = [:]
+        for row in rows {
+            let netns = row.key.netns
+            if out[netns] == nil { out[netns] = known[netns] ?? [] }
+            let path = "/proc/\(row.owner.pid)/ns/net"
+            if row.owner.pid > 0, !out[netns]!.contains(path) { out[netns]!.append(path) }
+        }
+        return out
+    }
+
+    public func start() {
+        wake.lock()
+        running = true
+        wake.unlock()
+        let thread = Thread { [self] in
+            while true {
+                let isReady = ready()
+                if isReady { collect() }
+                wake.lock()
+                if running { _ = wake.wait(until: Date().addingTimeInterval(isReady ? interval : 0.05)) }
+                let stop = !running
+                wake.unlock()
+                if stop { return }
+            }
+        }
+        thread.name = "listener-health"
+        self.thread = thread
+        thread.start()
+    }
+
+    public func stop() {
+        wake.lock()
+        running = false
+        wake.signal()
+        wake.unlock()
+    }
+}
