@@ -107,6 +107,28 @@ public struct Owner: Sendable, Hashable {
     public var name: ProcessName
     public var uid: UInt32
     public var attribution: Attribution
+    /// The holder's executable as /proc/PID/exe names it when the row was written ("" when
+    /// not known: the kernel, a process gone before it was read). A deleted or replaced one
+    /// ends in " (deleted)", as the kernel says. Not part of the owner's identity: the table
+    /// is compared with the kernel by pid, name, uid and attribution, which events carry.
+    public var exe: String = ""
+
+    /// The kernel's mark on the path of an executable deleted (or replaced) since it started.
+    public static let deletedSuffix = " (deleted)"
+
+    /// Whether the holder runs an executable deleted or replaced since it started.
+    public var exeDeleted: Bool { exe.hasSuffix(Self.deletedSuffix) }
+
+    public static func == (a: Owner, b: Owner) -> Bool {
+        a.pid == b.pid && a.name == b.name && a.uid == b.uid && a.attribution == b.attribution
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(pid)
+        h.combine(name)
+        h.combine(uid)
+        h.combine(attribution)
+    }
 
     public init(pid: Int32, name: ProcessName, uid: UInt32, attribution: Attribution = Attribution()) {
         self.pid = pid

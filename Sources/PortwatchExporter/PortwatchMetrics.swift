@@ -11,6 +11,8 @@ public struct ExporterState: Sendable {
     public var revision: String
     /// Caps `portwatch_port_info` series; nil means no cap.
     public var maxPortSeries: Int?
+    /// `portwatch_port_info` names the holder's executable too (--metrics.port-info-exe).
+    public var portInfoExe = false
     /// Held ports the expected-listener policy does not allow; nil when no policy is set.
     public var unexpected: [Binding]?
     /// The last policy (re)load: whether it worked, and when (Unix seconds).

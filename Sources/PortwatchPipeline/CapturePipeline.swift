@@ -473,10 +473,22 @@ public final class CapturePipeline: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Writes a batch; on failure keeps it (and those after it) to retry in order.
+    /// Writes a batch; on failure keeps it (and those after it) to retry in order. The rows it
+    /// writes and its transient records name their holder's executable, read now (the process
+    /// may be gone by the next step).
     private func write(_ batch: Batch, _ extra: [CounterEntry]) {
+        var batch = batch
+        for i in batch.changes.indices where batch.changes[i].action != .delete {
+            nameExecutable(&batch.changes[i].row.owner)
+        }
+        for i in batch.transients.indices { nameExecutable(&batch.transients[i].owner) }
         unwritten.append((batch, extra))
         retryUnwritten()
+    }
+
+    private func nameExecutable(_ owner: inout Owner) {
+        guard owner.pid > 0, owner.exe.isEmpty else { return }
+        owner.exe = processes.executable(owner.pid)
     }
 
     private func retryUnwritten() {

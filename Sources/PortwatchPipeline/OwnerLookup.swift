@@ -12,4 +12,7 @@ public protocol ProcessTable: Sendable {
     func alive(_ pid: Int32) -> Bool
     /// The process exists and its name is `comm` (an exec changes it).
     func runs(_ pid: Int32, _ comm: String) -> Bool
+    /// The process's executable as /proc/PID/exe names it (" (deleted)" at the end when it
+    /// was deleted or replaced since the process started); "" when it cannot be read.
+    func executable(_ pid: Int32) -> String
 }

@@ -23,6 +23,10 @@ public struct Policy: Sendable, Equatable {
         public var container: String?
         public var pod: String?
         public var namespace: String?
+        /// A shell glob on the holder's executable (/proc/PID/exe): harder to fake than a
+        /// name a process gives itself. A deleted or replaced executable (its path ends in
+        /// " (deleted)") matches only a pattern that ends so too.
+        public var exe: String?
         /// The exposures allowed (any when nil).
         public var exposure: Set<Exposure>?
         /// `holder: kernel` allows a port only when no process holds it.
@@ -55,6 +59,11 @@ public struct Policy: Sendable, Equatable {
             if let container, !Self.glob(container, a.container) { return false }
             if let pod, !Self.glob(pod, a.pod) { return false }
             if let namespace, !Self.glob(namespace, a.namespace) { return false }
+            if let exe {
+                // A deleted or replaced executable matches only a pattern that says so.
+                if b.owner.exeDeleted && !exe.hasSuffix(Owner.deletedSuffix) { return false }
+                if !Self.glob(exe, b.owner.exe) { return false }
+            }
             if let exposure, !exposure.contains(b.key.exposure) { return false }
             if let holder, (holder == .kernel) != b.owner.isKernel { return false }
             return true

@@ -20,11 +20,11 @@ public struct PolicyError: Error, CustomStringConvertible, Sendable, Equatable {
 ///   - { namespace: monitoring, pod: "node-exporter-*" }
 ///   - { port: 4789, protocol: udp, holder: kernel }
 /// ```
-/// `unit`, `container`, `pod` and `namespace` are shell globs; `exposure` is one value or a
+/// `unit`, `container`, `pod`, `namespace` and `exe` (the holder's executable) are shell globs; `exposure` is one value or a
 /// list of loopback, private, public, wildcard.
 public enum PolicyFile {
     static let fields: Set<String> = ["port", "ports", "protocol", "family", "address", "comm", "uid", "netns",
-                                      "unit", "container", "pod", "namespace", "exposure", "holder"]
+                                      "unit", "container", "pod", "namespace", "exe", "exposure", "holder"]
 
     public static func load(path: String) throws -> Policy {
         let text: String
@@ -100,6 +100,7 @@ public enum PolicyFile {
             case "container": rule.container = value
             case "pod": rule.pod = value
             case "namespace": rule.namespace = value
+            case "exe": rule.exe = value
             case "uid":
                 guard let uid = UInt32(value) else { throw PolicyError("\(at): uid must be a number, not `\(value)`") }
                 rule.uid = uid

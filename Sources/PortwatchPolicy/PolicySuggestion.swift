@@ -51,10 +51,15 @@ public enum PolicySuggestion {
         var container: String
         var namespace: String
         var pod: String
+        /// The executable, when known and not deleted ("" otherwise).
+        var exe = ""
 
         static func < (a: Self, b: Self) -> Bool {
             if a.kernel != b.kernel { return !a.kernel }
-            return (a.comm, a.unit, a.namespace, a.pod, a.container, a.transport) < (b.comm, b.unit, b.namespace, b.pod, b.container, b.transport)
+            if (a.comm, a.unit, a.namespace, a.pod, a.container, a.transport) != (b.comm, b.unit, b.namespace, b.pod, b.container, b.transport) {
+                return (a.comm, a.unit, a.namespace, a.pod, a.container, a.transport) < (b.comm, b.unit, b.namespace, b.pod, b.container, b.transport)
+            }
+            return a.exe < b.exe
         }
     }
 
@@ -67,7 +72,8 @@ public enum PolicySuggestion {
             let held = end &- max(hold.from, start)
             let b = hold.binding, a = b.owner.attribution
             let owner = RuleOwner(transport: b.key.transport, kernel: b.owner.isKernel, comm: b.owner.isKernel ? "" : b.owner.comm,
-                                 unit: unitPattern(a.unit), container: a.container, namespace: a.namespace, pod: podPattern(a.pod))
+                                 unit: unitPattern(a.unit), container: a.container, namespace: a.namespace, pod: podPattern(a.pod),
+                                 exe: b.owner.exeDeleted ? "" : b.owner.exe)
             var record = owners[owner, default: [:]][b.key.port, default: PortRecord()]
             record.seen += 1
             if held >= minLifetime && held > 0 {
@@ -93,6 +99,7 @@ public enum PolicySuggestion {
                 rule.container = owner.container.isEmpty ? nil : globEscape(owner.container)
                 rule.namespace = owner.namespace.isEmpty ? nil : globEscape(owner.namespace)
                 rule.pod = owner.pod.isEmpty ? nil : owner.pod
+                rule.exe = owner.exe.isEmpty ? nil : globEscape(owner.exe)
                 rule.holder = owner.kernel ? .kernel : nil
                 rule.exposure = ports[i].value.exposures
                 out.append(Suggestion(rule: rule, owner: describe(owner), seen: run.reduce(0) { $0 + $1.seen },
@@ -143,7 +150,7 @@ public enum PolicySuggestion {
             fields.append(ports.count == 1 ? "port: \(ports.lowerBound)" : "ports: \(ports.lowerBound)-\(ports.upperBound)")
         }
         if let t = r.transport { fields.append("protocol: \(t)") }
-        for (name, value) in [("comm", r.comm), ("unit", r.unit), ("namespace", r.namespace), ("pod", r.pod), ("container", r.container)] {
+        for (name, value) in [("comm", r.comm), ("exe", r.exe), ("unit", r.unit), ("namespace", r.namespace), ("pod", r.pod), ("container", r.container)] {
             if let value { fields.append("\(name): \(scalar(value))") }
         }
         if let holder = r.holder { fields.append("holder: \(holder.rawValue)") }

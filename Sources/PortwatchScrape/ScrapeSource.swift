@@ -18,6 +18,8 @@ public final class ScrapeSource: Sendable {
         /// Caps `portwatch_port_info` series; nil means no cap.
         public var maxPortSeries: Int?
         public var kernelFeatures: [String: Bool]
+        /// `portwatch_port_info` carries the `exe` label.
+        public var portInfoExe = false
         /// Owners in the recent-transients series; 0 leaves those series out.
         public var maxTransientSeries: Int
         /// How far back the recent-transients series look.
@@ -145,6 +147,7 @@ public final class ScrapeSource: Sendable {
         var state = ExporterState(rows: snapshot?.rows, counters: counters, programs: settings.programs,
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)
         state.kernelFeatures = settings.kernelFeatures
+        state.portInfoExe = settings.portInfoExe
         state.recentTransients = recent
         guard let current else { return state }
         return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },

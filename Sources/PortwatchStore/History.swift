@@ -74,7 +74,7 @@ public enum HistoryColumn: Int32, CaseIterable, Sendable {
     // The key (`BindingColumn.key`'s order).
     case netns, transport, family, address, port
     // The owner (`BindingColumn.owner`'s order).
-    case pid, comm, uid, unit, containerID, pod, namespace, container
+    case pid, comm, uid, unit, containerID, pod, namespace, container, exe
     case state, opened, reason, lifetime, count, portMax, ports, portsUnlisted
     /// Read, never written (SQLite assigns it).
     case id

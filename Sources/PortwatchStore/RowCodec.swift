@@ -7,13 +7,13 @@ enum BindingColumn: Int32, CaseIterable {
     // The key.
     case netns, transport, family, address, port
     // The owner.
-    case pid, comm, uid, unit, containerID, pod, namespace, container
+    case pid, comm, uid, unit, containerID, pod, namespace, container, exe
     case state, holders, firstSeen, lastChange, cookie
 
     var name: String { ColumnName.of("\(self)") }
 
     static let key: [BindingColumn] = [.netns, .transport, .family, .address, .port]
-    static let owner: [BindingColumn] = [.pid, .comm, .uid, .unit, .containerID, .pod, .namespace, .container]
+    static let owner: [BindingColumn] = [.pid, .comm, .uid, .unit, .containerID, .pod, .namespace, .container, .exe]
 }
 
 /// A column's name in SQLite from its case's name: snake case, and `transport` is `protocol`
@@ -72,14 +72,17 @@ enum RowCodec {
         b.add(a.pod)
         b.add(a.namespace)
         b.add(a.container)
+        b.add(o.exe)
     }
 
     /// The owner whose first column is at `i` (`BindingColumn.owner`'s order).
     static func owner(_ r: Statement.Row, at i: Int32) -> Owner {
         func at(_ c: BindingColumn) -> Int32 { i + c.rawValue - BindingColumn.pid.rawValue }
-        return Owner(pid: Int32(truncatingIfNeeded: r.int(at(.pid))), comm: r.text(at(.comm)), uid: UInt32(truncatingIfNeeded: r.int(at(.uid))),
-                     attribution: Attribution(unit: r.text(at(.unit)), containerID: r.text(at(.containerID)), pod: r.text(at(.pod)),
-                                              namespace: r.text(at(.namespace)), container: r.text(at(.container))))
+        var owner = Owner(pid: Int32(truncatingIfNeeded: r.int(at(.pid))), comm: r.text(at(.comm)), uid: UInt32(truncatingIfNeeded: r.int(at(.uid))),
+                          attribution: Attribution(unit: r.text(at(.unit)), containerID: r.text(at(.containerID)), pod: r.text(at(.pod)),
+                                                   namespace: r.text(at(.namespace)), container: r.text(at(.container))))
+        owner.exe = r.text(at(.exe))
+        return owner
     }
 
     // MARK: A table row

@@ -65,6 +65,11 @@ enum Schema {
         ALTER TABLE history ADD COLUMN ports_unlisted INTEGER NOT NULL DEFAULT 0;
         UPDATE history SET ports_unlisted = count - 2 WHERE action = 'transient' AND port_max > port AND count > 2;
         """,
+        // The holder's executable (/proc/PID/exe; '' when not known).
+        """
+        ALTER TABLE bindings ADD COLUMN exe TEXT NOT NULL DEFAULT '';
+        ALTER TABLE history ADD COLUMN exe TEXT NOT NULL DEFAULT '';
+        """,
     ]
 
     static var version: Int { migrations.count }

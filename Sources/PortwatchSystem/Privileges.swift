@@ -66,9 +66,12 @@ extension FileDescriptor {
     }
 
     /// The path this descriptor was opened at, as /proc/self/fd shows it (readlink).
-    public func path() throws -> String {
+    public func path() throws -> String { try Self.readLink("/proc/self/fd/\(rawValue)") }
+
+    /// Where a symbolic link points (readlink(2)).
+    public static func readLink(_ path: String) throws -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-        let n = try Syscall.valueOrErrno("readlink") { readlink("/proc/self/fd/\(rawValue)", &buffer, buffer.count - 1) }
+        let n = try Syscall.valueOrErrno("readlink \(path)") { readlink(path, &buffer, buffer.count - 1) }
         return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -63,10 +63,13 @@ struct Daemon {
             interval: options.listenStatsInterval.seconds, databasePath: options.databasePath,
             handles: { pipeline.namespaceHandles }, take: { ListenerHealthDump.take($0).sockets },
             ready: { pipeline.phase == .ready }, logger: logger)
+        var settings = ScrapeSource.Settings(
+            databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
+            revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
+            kernelFeatures: lister.features.merging(capture.features) { $1 }, maxTransientSeries: options.maxTransientSeries)
+        settings.portInfoExe = options.portInfoExe
         let scrapes = ScrapeSource(
-            settings: .init(databasePath: options.databasePath, programs: capture.attached, version: BuildInfo.version,
-                            revision: BuildInfo.revision, maxPortSeries: options.maxPortSeries == 0 ? nil : options.maxPortSeries,
-                            kernelFeatures: lister.features.merging(capture.features) { $1 }, maxTransientSeries: options.maxTransientSeries),
+            settings: settings,
             policy: policy, health: { pipeline.health }, listeners: listeners, logger: logger)
         var exporter = Exporter(telemetryPath: options.telemetryPath, state: { scrapes.state() },
                                 ready: { pipeline.phase == .ready },

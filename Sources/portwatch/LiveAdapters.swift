@@ -4,6 +4,7 @@ import PortwatchCapture
 import PortwatchCore
 import PortwatchPipeline
 import PortwatchStore
+import PortwatchSystem
 
 /// The real kernel, socket lister and ledger behind the pipeline's ports.
 extension KernelCapture: KernelEvents {
@@ -46,6 +47,10 @@ public struct ProcFS: ProcessTable {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.range(of: ") ", options: .backwards), let state = stat[close.upperBound...].first else { return false }
         return state != "Z" && state != "X"
+    }
+
+    public func executable(_ pid: Int32) -> String {
+        (try? FileDescriptor.readLink("/proc/\(pid)/exe")) ?? ""
     }
 
     /// A zombie (exited, not yet reaped by its parent) runs nothing and holds no descriptor.

@@ -7,7 +7,7 @@
 #   KERNELS=5.10 Tests/Kernels/run-matrix.sh  only the kernels whose release starts so
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-filter=${1:-${KERNEL_TEST_FILTER:-KernelCaptureTests|ListenerFidelityTests|DetachTests|AttributionAndErrorTests|AttributionIntegrationTests|WalkingSkeletonTests|ProcesslessPortTests|ListenerHealthTests}}
+filter=${1:-${KERNEL_TEST_FILTER:-KernelCaptureTests|ListenerFidelityTests|DetachTests|AttributionAndErrorTests|AttributionIntegrationTests|WalkingSkeletonTests|ProcesslessPortTests|ListenerHealthTests|ExecutableTests}}
 tests=$PWD/.build/debug/portwatchPackageTests.xctest
 [ -x "$tests" ] || { echo "run-matrix: build the tests first (swift build --build-tests)" >&2; exit 2; }
 out=$PWD/.build/kernels/results

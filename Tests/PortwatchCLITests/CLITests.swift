@@ -52,9 +52,9 @@ import PortwatchTestSupport
         let (status, out, _) = try TestBinaries.run("portwatch", ["ls", "--db.path", db])
         #expect(status == 0)
         #expect(out == """
-        PROTO  LOCAL       STATE   PID   COMM  UID   UNIT         POD                 NETNS       SINCE
-        tcp    0.0.0.0:22  listen  612   sshd  0     ssh.service  -                   4026531840  2026-01-01T00:00:00Z
-        tcp    [::]:4444   listen  7001  nc    1000  -            default/debug-7f9c  4026531840  2026-01-01T01:00:00Z
+        PROTO  LOCAL       STATE   PID   COMM  UID   UNIT         POD                 NETNS       SINCE                 EXE
+        tcp    0.0.0.0:22  listen  612   sshd  0     ssh.service  -                   4026531840  2026-01-01T00:00:00Z  -
+        tcp    [::]:4444   listen  7001  nc    1000  -            default/debug-7f9c  4026531840  2026-01-01T01:00:00Z  -
 
         """)
     }
@@ -67,7 +67,7 @@ import PortwatchTestSupport
         #expect(out == """
         [{"netns":4026531840,"protocol":"tcp","family":"ipv6","address":"::","port":4444,"pid":7001,"comm":"nc","uid":1000,\
         "holders":1,"unit":"","container_id":"abababababababababababababababababababababababababababababababab","pod":"debug-7f9c",\
-        "namespace":"default","container":"shell","exposure":"wildcard","state":"listen","since":"2026-01-01T01:00:00Z"}]
+        "namespace":"default","container":"shell","exe":"","exe_deleted":0,"exposure":"wildcard","state":"listen","since":"2026-01-01T01:00:00Z"}]
 
         """)
         let two = try TestBinaries.run("portwatch", ["ls", "--db.path", db, "--output", "json"]).stdout

@@ -39,9 +39,11 @@ final class ChildProcess {
     wait()
     """
 
-    init(_ script: String, wrapper: [String] = []) throws {
-        // The system interpreter, so that other users (setpriv) can run it too.
-        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+    /// The system interpreter, so that other users (setpriv) can run it too.
+    static let systemPython = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+
+    init(_ script: String, wrapper: [String] = [], interpreter: String = ChildProcess.systemPython) throws {
+        let python = interpreter
         let command = wrapper + [python, "-c", Self.prelude + script]
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command

@@ -12,7 +12,8 @@ extension KernelSuite {
         /// Families with one series per held port or per owner of transients: only their label names are kept.
         static let perPort: Set<String> = ["portwatch_port_info", "portwatch_unexpected_port_info", "portwatch_recent_transient_listeners",
                                            "portwatch_recent_transient_listener_lifetime_max_seconds", "portwatch_listen_queue_length",
-                                           "portwatch_listen_queue_limit", "portwatch_socket_drops_total"]
+                                           "portwatch_listen_queue_limit", "portwatch_socket_drops_total",
+                                           "portwatch_deleted_executable_port_info"]
         /// Labels whose values depend on the build or the host.
         static let masked: Set<String> = ["version", "revision"]
 

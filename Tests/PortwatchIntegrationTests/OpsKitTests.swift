@@ -97,7 +97,10 @@ extension KernelSuite {
             #expect(firing, "PortwatchUnexpectedListener did not fire for port \(port)")
 
             // Every metric the dashboard and rules name is one portwatch exports.
-            let exported = Self.metricNames(d.metrics().split(separator: "\n").filter { !$0.hasPrefix("#") }.joined(separator: "\n"))
+            // A family with no series now (no deleted executable here) is exported all the same: its TYPE line names it.
+            let scraped = d.metrics().split(separator: "\n")
+            let exported = Self.metricNames(scraped.filter { !$0.hasPrefix("#") }.joined(separator: "\n"))
+                .union(scraped.filter { $0.hasPrefix("# TYPE ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
             let used = Self.metricNames(try String(contentsOfFile: Self.dashboard, encoding: .utf8))
                 .union(Self.metricNames(try String(contentsOfFile: Self.rules, encoding: .utf8)))
             #expect(used.subtracting(exported).isEmpty, "named but not exported: \(used.subtracting(exported).sorted())")

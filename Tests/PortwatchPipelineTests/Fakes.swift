@@ -190,4 +190,6 @@ final class FakeProcesses: ProcessTable, @unchecked Sendable {
 
     func alive(_ pid: Int32) -> Bool { everyone || running[pid] != nil }
     func runs(_ pid: Int32, _ comm: String) -> Bool { everyone || running[pid] == comm }
+    /// Every process runs /usr/bin/<its pid>.
+    func executable(_ pid: Int32) -> String { "/usr/bin/\(pid)" }
 }

@@ -98,6 +98,22 @@ import PortwatchCore
         #expect(throws: PolicyError.self) { try PolicyFile.parse("expected:\n  - { port: 4789, holder: nobody }\n") }
     }
 
+    /// suggest-policy writes the executable it saw, and the rule reads back allowing that
+    /// executable only; a deleted one is not written (it would expect the stale path).
+    @Test func suggestPolicyWritesTheExecutable() throws {
+        var hold = PolicySuggestionTests.hold(22, comm: "sshd", from: PolicySuggestionTests.start, until: nil)
+        hold.binding.owner.exe = "/usr/sbin/sshd"
+        var stale = PolicySuggestionTests.hold(8080, comm: "app", from: PolicySuggestionTests.start, until: nil)
+        stale.binding.owner.exe = "/opt/app/bin/app (deleted)"
+        let text = PolicySuggestion.yaml(PolicySuggestion.suggest([hold, stale], start: PolicySuggestionTests.start, now: PolicySuggestionTests.now, minLifetime: PolicySuggestionTests.hour), header: [])
+        #expect(text.contains("exe: \"/usr/sbin/sshd\"") && !text.contains("deleted"), "\(text)")
+        let policy = try PolicyFile.parse(text)
+        #expect(policy.allows(hold.binding))
+        var impostor = hold.binding
+        impostor.owner.exe = "/tmp/sshd"
+        #expect(!policy.allows(impostor), "another executable calling itself sshd")
+    }
+
     @Test func suggestPolicyWritesHolderKernelAndReadsBack() throws {
         let hour = PolicySuggestionTests.hour
         let hold = PolicySuggestion.Hold(binding: Self.binding(.kernel()), from: 0, until: nil)

@@ -86,6 +86,26 @@ func binding(_ port: UInt16, _ transport: TransportProtocol = .tcp, address: Str
         #expect(!policy.allows(binding(attribution: Attribution(pod: "node-exporter-x7k", namespace: "monitoring", container: "sidecar"))))
     }
 
+    /// A process can call itself sshd; its executable is harder to fake, and a deleted one does
+    /// not match the path it was installed at.
+    @Test func exeIsAGlobOnTheHoldersExecutable() throws {
+        let policy = try PolicyFile.parse("""
+            expected:
+              - { comm: sshd, exe: "/usr/sbin/*" }
+            """)
+        func held(_ comm: String, _ exe: String) -> Binding {
+            var b = binding(attribution: Attribution())
+            b.owner.comm = comm
+            b.owner.exe = exe
+            return b
+        }
+        #expect(policy.allows(held("sshd", "/usr/sbin/sshd")))
+        #expect(!policy.allows(held("sshd", "/tmp/.x/sshd")), "a process that only calls itself sshd")
+        #expect(!policy.allows(held("sshd", "/usr/sbin/sshd (deleted)")), "replaced since it started")
+        #expect(held("sshd", "/usr/sbin/sshd (deleted)").owner.exeDeleted)
+        #expect(held("sshd", "/usr/sbin/sshd (deleted)") == held("sshd", "/usr/sbin/sshd"), "not part of the owner's identity")
+    }
+
     @Test func exposureAsOneValueOrAList() throws {
         let policy = try PolicyFile.parse("""
             expected:

@@ -160,7 +160,7 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         try db.prepare("SELECT name FROM pragma_table_info('bindings')").query { bindingColumns.insert($0.text(0)) }
         #expect(Set(BindingColumn.allCases.map(\.name)) == bindingColumns)
         // Keys and owners are read by the same code from both tables: their columns run in one order.
-        let historyRun = HistoryColumn.allCases.filter { $0.rawValue >= HistoryColumn.netns.rawValue && $0.rawValue <= HistoryColumn.container.rawValue }
+        let historyRun = HistoryColumn.allCases.filter { $0.rawValue >= HistoryColumn.netns.rawValue && $0.rawValue <= HistoryColumn.exe.rawValue }
         #expect(historyRun.map(\.name) == (BindingColumn.key + BindingColumn.owner).map(\.name))
     }
 
@@ -237,11 +237,13 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         let path = try temporaryDirectory() + "/pw.db"
         do {
             let db = try Connection(path: path, readOnly: false)
-            for step in 0..<(Schema.version - 1) { try db.execute(Schema.migrations[step]) }
+            // The ledger as it was before the exact ports.
+            let before = try #require(Schema.migrations.firstIndex { $0.contains("ports_unlisted") })
+            for step in 0..<before { try db.execute(Schema.migrations[step]) }
             try db.execute("""
                 INSERT INTO history (time, action, netns, protocol, family, address, port, pid, comm, uid, state, opened, count, port_max)
                     VALUES (5, 'transient', 1, 'tcp', 'ipv4', '127.0.0.1', 41500, 7, 'python3', 0, 'listen', 5, 3, 42000);
-                PRAGMA user_version = \(Schema.version - 1);
+                PRAGMA user_version = \(before);
                 """)
         }
         _ = try Store(path: path)

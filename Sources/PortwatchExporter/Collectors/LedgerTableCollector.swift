@@ -18,20 +18,26 @@ enum LedgerTableCollector: Collector {
                          samples: heldSamples),
             MetricFamily("portwatch_port_info", .gauge,
                          help: "A port held now, with the process, service, container and pod that hold it, and its exposure. Always 1.",
-                         samples: rows.prefix(limit).map(portInfo)),
+                         samples: rows.prefix(limit).map { portInfo($0, exe: state.portInfoExe) }),
             MetricFamily("portwatch_port_info_series_dropped", .gauge,
                          help: "portwatch_port_info series left out by --metrics.max-port-series.",
                          samples: [.init([], Double(max(0, rows.count - limit)))]),
+            MetricFamily("portwatch_deleted_executable_port_info", .gauge,
+                         help: "A port held now by a process whose executable was deleted or replaced since it started (exe ends in \" (deleted)\": an upgrade not yet restarted, or a binary run from memory). Always 1.",
+                         samples: rows.filter(\.owner.exeDeleted).prefix(limit).map { portInfo($0, exe: true) }),
         ]
     }
 
-    /// The labels of one held port (shared with the policy's unexpected ports).
-    static func portInfo(_ row: Binding) -> MetricFamily.Sample {
+    /// The labels of one held port (shared with the policy's unexpected ports), with the
+    /// holder's executable when `exe`.
+    static func portInfo(_ row: Binding, exe: Bool = false) -> MetricFamily.Sample {
         let k = row.key, a = row.owner.attribution
-        return .init([("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"),
+        var labels = [("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"),
                       ("address", k.address), ("port", String(k.port)), ("state", "\(row.state)"),
                       ("pid", String(row.owner.pid)), ("comm", row.owner.comm),
                       ("unit", a.unit), ("container_id", a.containerID), ("pod", a.pod), ("namespace", a.namespace),
-                      ("container", a.container), ("exposure", "\(k.exposure)")], 1)
+                      ("container", a.container), ("exposure", "\(k.exposure)")]
+        if exe { labels.append(("exe", row.owner.exe)) }
+        return .init(labels, 1)
     }
 }

@@ -8,7 +8,7 @@ enum PolicyCollector: Collector {
             let limit = state.maxPortSeries ?? Int.max
             out.append(MetricFamily("portwatch_unexpected_port_info", .gauge,
                                     help: "A port held now that the expected-listener policy does not allow. Always 1.",
-                                    samples: unexpected.prefix(limit).map(LedgerTableCollector.portInfo)))
+                                    samples: unexpected.prefix(limit).map { LedgerTableCollector.portInfo($0, exe: true) }))
             out.append(MetricFamily("portwatch_unexpected_ports", .gauge,
                                     help: "Ports held now that the expected-listener policy does not allow.",
                                     samples: [.init([], Double(unexpected.count))]))

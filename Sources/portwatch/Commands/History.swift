@@ -197,6 +197,7 @@ struct HistoryFormat: Sendable {
         out.field("pod", bytes: r.bytes(.pod))
         out.field("namespace", bytes: r.bytes(.namespace))
         out.field("container", bytes: r.bytes(.container))
+        out.field("exe", bytes: r.bytes(.exe))
         let exposure = Exposure(address: String(decoding: address, as: UTF8.self), family: ipv6 ? .ipv6 : .ipv4)
         out.field("exposure", exposure.rawValue)
         out.field("lifetime_seconds", seconds: lifetime)

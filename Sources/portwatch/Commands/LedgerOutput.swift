@@ -49,8 +49,13 @@ enum LedgerOutput {
         out.field("pod", a.pod)
         out.field("namespace", a.namespace)
         out.field("container", a.container)
+        out.field("exe", b.owner.exe)
+        out.field("exe_deleted", b.owner.exeDeleted ? 1 : 0)
         out.field("exposure", "\(b.key.exposure)")
     }
+
+    /// The EXE column: the executable, or "-".
+    static func exe(_ owner: Owner) -> String { owner.exe.isEmpty ? "-" : owner.exe }
 
     /// The UNIT column: the systemd unit, or "-".
     static func unit(_ owner: Owner) -> String { owner.attribution.unit.isEmpty ? "-" : owner.attribution.unit }

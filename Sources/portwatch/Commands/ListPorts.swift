@@ -108,18 +108,18 @@ struct ListPorts: ParsableCommand {
 
     private func tableText(_ rows: [Binding], _ transients: [HistoryEntry]) -> String {
         LedgerOutput.table(
-            ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "UNIT", "POD", "NETNS", "SINCE"],
+            ["PROTO", "LOCAL", "STATE", "PID", "COMM", "UID", "UNIT", "POD", "NETNS", "SINCE", "EXE"],
             rows.map { r in
                 ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.state)", "\(r.owner.pid)", r.owner.comm,
                  "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
-                 LedgerOutput.time(r.firstSeen)]
+                 LedgerOutput.time(r.firstSeen), LedgerOutput.exe(r.owner)]
             } + transients.map { e in
                 let r = e.row
                 let inRange = match(e) == .range
                 let state = (e.count > 1 ? "transient x\(e.count)" : "transient") + (inRange ? ", in range" : "")
                 return ["\(r.key.transport)", LedgerOutput.hostPort(r.key, ports: e.ports), state, "\(r.owner.pid)", r.owner.comm,
                         "\(r.owner.uid)", LedgerOutput.unit(r.owner), LedgerOutput.pod(r.owner), "\(r.key.netns)",
-                        LedgerOutput.time(e.opened)]
+                        LedgerOutput.time(e.opened), LedgerOutput.exe(r.owner)]
             })
     }
 }

@@ -60,6 +60,10 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("metrics.max-port-series"), help: "At most this many portwatch_port_info series (0: no limit).")
     var maxPortSeries = 10_000
 
+    @Flag(name: .customLong("metrics.port-info-exe"),
+          help: "Add the holder's executable (exe label) to portwatch_port_info; portwatch_unexpected_port_info always has it.")
+    var portInfoExe = false
+
     @Option(name: .customLong("metrics.max-transient-series"),
             help: "At most this many owners in the recent transient-listener series, those with the most in the last hour (0: none of those series).")
     var maxTransientSeries = 20
