@@ -85,6 +85,8 @@ public final class CapturePipeline: @unchecked Sendable {
     private let phaseValue = Atomic<Int>(Phase.starting.rawValue)
     private let healthValue = Mutex(Health())
     private let namespaceHandlesValue = Mutex<[UInt32: [String]]>([:])
+    /// The executable last written for each holder's pid (see `refreshExecutables`).
+    private var executables: [Int32: String] = [:]
     private let stopRequested = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
@@ -104,6 +106,7 @@ public final class CapturePipeline: @unchecked Sendable {
         self.allowed = allowed
         transientLog = TransientLog(limits: transients)
         let state = try ledger.loadState()
+        for row in state.rows.values where row.owner.pid > 0 && !row.owner.exe.isEmpty { executables[row.owner.pid] = row.owner.exe }
         reconciler = Reconciler(window: schedule.window, rows: state.rows, sockets: state.sockets)
         // Events dropped before this start belong to no table of ours.
         kernelSeen = kernel.health()
@@ -365,6 +368,7 @@ public final class CapturePipeline: @unchecked Sendable {
             write(batch, counted)
             logger.info("resync corrected the table", metadata: ["insert": "\(corrections[.insert] ?? 0)", "delete": "\(corrections[.delete] ?? 0)"])
         }
+        refreshExecutables()
         healthValue.withLock { $0.resyncs += 1 }
         if phase == .starting {
             enter(.snapshotApplied)
@@ -487,8 +491,33 @@ public final class CapturePipeline: @unchecked Sendable {
     }
 
     private func nameExecutable(_ owner: inout Owner) {
-        guard owner.pid > 0, owner.exe.isEmpty else { return }
-        owner.exe = processes.executable(owner.pid)
+        guard owner.pid > 0 else { return }
+        if owner.exe.isEmpty { owner.exe = processes.executable(owner.pid) }
+        if !owner.exe.isEmpty { executables[owner.pid] = owner.exe }
+    }
+
+    /// A holder's executable can be deleted or replaced while it runs (an upgrade waiting for
+    /// a restart): at each resync the executables of the rows' holders are read again, and
+    /// the rows of a holder whose executable changed are written again (a `holder` entry in
+    /// the history), with no event to say so.
+    private func refreshExecutables() {
+        let holders = Set(reconciler.rows.values.lazy.map(\.owner.pid))
+        executables = executables.filter { holders.contains($0.key) }
+        var changed: [Int32: String] = [:]
+        for (pid, exe) in executables {
+            let now = processes.executable(pid)
+            if !now.isEmpty, now != exe { changed[pid] = now }
+        }
+        guard !changed.isEmpty else { return }
+        var batch = Batch()
+        let time = clock.wallNanoseconds()
+        for row in reconciler.rows.values.sorted(by: { $0.key < $1.key }) {
+            guard let exe = changed[row.owner.pid] else { continue }
+            var updated = row
+            updated.owner.exe = exe
+            batch.changes.append(RowChange(action: .update, row: updated, time: time, reason: .holder))
+        }
+        write(batch, [])
     }
 
     private func retryUnwritten() {

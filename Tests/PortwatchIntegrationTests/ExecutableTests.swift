@@ -67,5 +67,36 @@ extension KernelSuite {
             let normalRow = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--port", "\(port)"]).stdout
             #expect(normalRow.contains(python), "\(normalRow)")
         }
+    
+        /// An upgrade: the executable is replaced while its process keeps listening. The next
+        /// resync reads it again and the row says " (deleted)", with no event to tell.
+        @Test func anExecutableReplacedWhileItListensIsSeenAtTheNextResync() throws {
+            let d = try DaemonHarness(arguments: ["--resync.interval", "1s"])
+            guard d.waitReady() else { return }
+            let python = URL(fileURLWithPath: ChildProcess.systemPython).resolvingSymlinksInPath().path
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-exe-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let copy = dir + "/python3-app"
+            try FileManager.default.copyItem(atPath: python, toPath: copy)
+            let app = try ChildProcess("""
+            s = tcp("127.0.0.1", 0)
+            say(s.getsockname()[1])
+            wait()
+            """, interpreter: copy)
+            defer { app.send("") }
+            let port = try #require(app.line().flatMap(UInt16.init))
+            func exe() -> String? {
+                let ls = try? TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--port", "\(port)", "--output", "json"])
+                let rows = (try? JSONSerialization.jsonObject(with: Data((ls?.stdout ?? "").utf8))) as? [[String: Any]]
+                return rows?.first?["exe"] as? String
+            }
+            #expect(TestHTTP.waitUntil(10) { exe() == copy }, "\(String(describing: exe()))")
+            try FileManager.default.removeItem(atPath: copy)
+            #expect(TestHTTP.waitUntil(10) { exe() == copy + " (deleted)" }, "\(String(describing: exe()))")
+            #expect(TestHTTP.waitUntil(5) {
+                d.scrape().samples("portwatch_deleted_executable_port_info").contains { $0.label("port") == "\(port)" }
+            })
+            #expect(d.history(port: port, transport: "tcp").contains("update:holder"), "a holder entry says when")
+        }
     }
 }
