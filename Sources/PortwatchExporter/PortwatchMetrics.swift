@@ -15,6 +15,9 @@ public struct ExporterState: Sendable {
     public var portInfoExe = false
     /// Held ports the expected-listener policy does not allow; nil when no policy is set.
     public var unexpected: [Binding]?
+    /// Held ports the policy's `ignore:` rules leave out of every per-port series (`rows` does
+    /// not have them); counted in `portwatch_ports_held` and `portwatch_ignored_ports`.
+    public var ignored: [Binding] = []
     /// The last policy (re)load: whether it worked, and when (Unix seconds).
     public var policyReload: (success: Bool, time: Double)?
     /// Kernel features that change what portwatch can do -> present.

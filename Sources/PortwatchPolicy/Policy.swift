@@ -73,10 +73,22 @@ public struct Policy: Sendable, Equatable {
     }
 
     public var rules: [Rule]
+    /// Ports to leave out of the metrics (`ignore:`, the same fields as `expected:`): kube-proxy's
+    /// NodePort sockets, the ephemeral range. They stay in the ledger, `ls --all` and `history`.
+    public var ignore: [Rule]
 
-    public init(rules: [Rule]) { self.rules = rules }
+    public init(rules: [Rule], ignore: [Rule] = []) {
+        self.rules = rules
+        self.ignore = ignore
+    }
 
     public func allows(_ binding: Binding) -> Bool { rules.contains { $0.matches(binding) } }
+
+    /// Whether an `ignore:` rule matches: the port is left out of the metrics.
+    public func ignores(_ binding: Binding) -> Bool { ignore.contains { $0.matches(binding) } }
+
+    /// The rows not ignored, in the order given.
+    public func shown(_ rows: [Binding]) -> [Binding] { ignore.isEmpty ? rows : rows.filter { !ignores($0) } }
 
     /// The rows no rule allows, in the order given.
     public func unexpected(_ rows: [Binding]) -> [Binding] { rows.filter { !allows($0) } }

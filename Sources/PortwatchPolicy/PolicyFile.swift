@@ -43,13 +43,19 @@ public enum PolicyFile {
         }
         guard let root else { return Policy(rules: []) }
         guard let mapping = root.mapping else { throw PolicyError("\(name):\(line(root)): the file must be a mapping with an `expected:` list") }
-        for (key, _) in mapping where key.string != "expected" {
-            throw PolicyError("\(name):\(line(key)): unknown key `\(key.string ?? "?")`; the file has one key, `expected`")
+        for (key, _) in mapping where key.string != "expected" && key.string != "ignore" {
+            throw PolicyError("\(name):\(line(key)): unknown key `\(key.string ?? "?")`; the file has two keys, `expected` and `ignore`")
         }
-        guard let list = mapping["expected"] else { return Policy(rules: []) }
-        if case .scalar(let s) = list, s.string.isEmpty || s.string == "null" || s.string == "~" { return Policy(rules: []) }
-        guard let sequence = list.sequence else { throw PolicyError("\(name):\(line(list)): `expected` must be a list of rules") }
-        return Policy(rules: try sequence.map { try rule($0, name: name) })
+        return Policy(rules: try rules(mapping["expected"], key: "expected", name: name),
+                      ignore: try rules(mapping["ignore"], key: "ignore", name: name))
+    }
+
+    /// The rules of one list (`expected` or `ignore`); an absent or empty list has none.
+    static func rules(_ list: Node?, key: String, name: String) throws -> [Policy.Rule] {
+        guard let list else { return [] }
+        if case .scalar(let s) = list, s.string.isEmpty || s.string == "null" || s.string == "~" { return [] }
+        guard let sequence = list.sequence else { throw PolicyError("\(name):\(line(list)): `\(key)` must be a list of rules") }
+        return try sequence.map { try rule($0, name: name) }
     }
 
     static func line(_ node: Node) -> Int { (node.mark?.line ?? 0) }

@@ -150,6 +150,10 @@ public final class ScrapeSource: Sendable {
         state.portInfoExe = settings.portInfoExe
         state.recentTransients = recent
         guard let current else { return state }
+        if let rows = state.rows, !current.policy.ignore.isEmpty {
+            state.rows = current.policy.shown(rows)
+            state.ignored = rows.filter(current.policy.ignores)
+        }
         return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },
                                 reload: (current.lastSuccess, current.lastSuccessTime))
     }

@@ -41,6 +41,36 @@ extension KernelSuite {
             #expect(d.process.isRunning, "SIGHUP does not stop the daemon")
         }
 
+        /// `ignore:` rules take a port out of every per-port series, on a file change and on
+        /// SIGHUP, and give it back when removed; the ledger and `ls --all` keep it.
+        @Test func ignoredPortsLeaveTheMetricsAndStayInTheLedger() throws {
+            let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).yaml").path
+            let (fd, port) = TestSockets.bound("127.0.0.1")
+            defer { close(fd) }
+            try "expected:\n  - { port: 1-1023 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            let d = try DaemonHarness(arguments: ["--policy.file", policy, "--listen-stats.interval", "1s"])
+            guard d.waitReady() else { return }
+            func shown(_ name: String) -> Bool { d.scrape().samples(name).contains { $0.label("port") == "\(port)" } }
+            #expect(TestHTTP.waitUntil(5) { shown("portwatch_port_info") && shown("portwatch_unexpected_port_info") && shown("portwatch_socket_drops_total") })
+
+            // Ignored by a file change (the watcher): out of port_info, unexpected and health series.
+            try "expected:\n  - { port: 1-1023 }\nignore:\n  - { port: \(port), address: 127.0.0.1 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            #expect(TestHTTP.waitUntil(5) {
+                !shown("portwatch_port_info") && !shown("portwatch_unexpected_port_info") && !shown("portwatch_socket_drops_total")
+            }, "\(d.metrics())")
+            #expect((d.sample("portwatch_ignored_ports") ?? 0) >= 1)
+            let ls = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--policy.file", policy, "--port", "\(port)"]).stdout
+            let all = try TestBinaries.run("portwatch", ["ls", "--db.path", d.dbPath, "--policy.file", policy, "--port", "\(port)", "--all"]).stdout
+            #expect(!ls.contains("127.0.0.1:\(port)") && all.contains("127.0.0.1:\(port)"), "\(ls)\n\(all)")
+            let check = try TestBinaries.run("portwatch", ["check-policy", policy, "--db.path", d.dbPath]).stdout
+            #expect(check.contains("1 ignore rule") && check.contains("ignored (left out of the metrics)"), "\(check)")
+
+            // Given back by SIGHUP alone (the same size, so only the signal reloads it at once).
+            try "expected:\n  - { port: 1-1023 }\nignore:\n  - { port: \(port), address: 127.0.0.9 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            kill(d.process.processIdentifier, SIGHUP)
+            #expect(TestHTTP.waitUntil(5) { shown("portwatch_port_info") && shown("portwatch_unexpected_port_info") })
+        }
+
         /// SIGHUP alone reloads: the new file keeps the old size and modification time, so the
         /// watcher cannot see the change and only the signal can bring it in.
         @Test func hangupAloneReloads() throws {

@@ -25,6 +25,24 @@ import PortwatchPipeline
         return r.flush(now: .max)!
     }
 
+    /// `ignore:` rules take ports out of the per-port series; the aggregates still count them.
+    @Test func ignoredPortsAreCountedButHaveNoSeries() throws {
+        let (path, store) = try Self.ledger()
+        try store.apply(Self.batch(22, cookie: 1))
+        try store.apply(Self.batch(31000, cookie: 2))
+        let file = path + ".policy.yaml"
+        try "expected:\n  - { port: 22 }\nignore:\n  - { ports: 30000-32767 }\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let watcher = try PolicyWatcher(path: file, logger: Logger(label: "test"))
+        let source = ScrapeSource(settings: .init(databasePath: path, programs: [:], version: "t", revision: "t", maxPortSeries: nil),
+                                  policy: watcher, health: { CapturePipeline.Health() }, logger: Logger(label: "test"))
+        let text = String(decoding: ExpositionFormat.text.render(PortwatchMetrics.families(source.state())), as: UTF8.self)
+        #expect(!text.contains("port=\"31000\""), "no per-port series for an ignored port")
+        #expect(text.contains("port=\"22\""))
+        #expect(text.contains("portwatch_ignored_ports 1"))
+        #expect(text.contains("portwatch_ports_held{protocol=\"tcp\",family=\"ipv4\"} 2"), "held ports are counted all the same")
+        #expect(text.contains("portwatch_unexpected_ports 0"), "an ignored port is not unexpected either")
+    }
+
     @Test func theGenerationHoldsUntilTheLedgerOrTheHealthChanges() throws {
         let (path, store) = try Self.ledger()
         try store.apply(Self.batch(22, cookie: 1))

@@ -86,6 +86,29 @@ func binding(_ port: UInt16, _ transport: TransportProtocol = .tcp, address: Str
         #expect(!policy.allows(binding(attribution: Attribution(pod: "node-exporter-x7k", namespace: "monitoring", container: "sidecar"))))
     }
 
+    /// `ignore:` beside `expected:`, with the same fields: what it matches leaves the metrics,
+    /// and is never unexpected there (see ScrapeSourceTests); an empty list ignores nothing.
+    @Test func ignoreRulesUseTheSameMatcher() throws {
+        let policy = try PolicyFile.parse("""
+            expected:
+              - { port: 22 }
+            ignore:
+              - { ports: 30000-32767, protocol: tcp, comm: kube-proxy }
+              - { ports: 32768-60999 }
+            """)
+        #expect(policy.rules.count == 1 && policy.ignore.count == 2)
+        var nodePort = binding(attribution: Attribution())
+        nodePort.key.port = 31080
+        nodePort.owner.comm = "kube-proxy"
+        #expect(policy.ignores(nodePort))
+        nodePort.owner.comm = "nc"
+        #expect(!policy.ignores(nodePort), "every field of the rule must match")
+        nodePort.key.port = 45000
+        #expect(policy.ignores(nodePort) && policy.shown([nodePort]).isEmpty)
+        #expect(try PolicyFile.parse("expected:\n  - { port: 22 }\nignore: []\n").ignore.isEmpty)
+        #expect(throws: PolicyError.self) { try PolicyFile.parse("ignore: 5\n") }
+    }
+
     /// A process can call itself sshd; its executable is harder to fake, and a deleted one does
     /// not match the path it was installed at.
     @Test func exeIsAGlobOnTheHoldersExecutable() throws {

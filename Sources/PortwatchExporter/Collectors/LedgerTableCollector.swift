@@ -5,7 +5,7 @@ enum LedgerTableCollector: Collector {
     static func collect(_ state: ExporterState) -> [MetricFamily] {
         let rows = state.rows ?? []
         var held: [TransportProtocol: [AddressFamily: Int]] = [:]
-        for row in rows { held[row.key.transport, default: [:]][row.key.family, default: 0] += 1 }
+        for row in rows + state.ignored { held[row.key.transport, default: [:]][row.key.family, default: 0] += 1 }
         let heldSamples = TransportProtocol.allCases.flatMap { transport in
             AddressFamily.allCases.map { family in
                 MetricFamily.Sample([("protocol", "\(transport)"), ("family", "\(family)")], Double(held[transport]?[family] ?? 0))
@@ -19,6 +19,9 @@ enum LedgerTableCollector: Collector {
             MetricFamily("portwatch_port_info", .gauge,
                          help: "A port held now, with the process, service, container and pod that hold it, and its exposure. Always 1.",
                          samples: rows.prefix(limit).map { portInfo($0, exe: state.portInfoExe) }),
+            MetricFamily("portwatch_ignored_ports", .gauge,
+                         help: "Held ports the policy's ignore: rules leave out of the per-port series (still in the ledger and `portwatch ls --all`).",
+                         samples: [.init([], Double(state.ignored.count))]),
             MetricFamily("portwatch_port_info_series_dropped", .gauge,
                          help: "portwatch_port_info series left out by --metrics.max-port-series.",
                          samples: [.init([], Double(max(0, rows.count - limit)))]),

@@ -19,12 +19,17 @@ struct CheckPolicy: ParsableCommand {
     func run() throws {
         let policy: Policy
         do { policy = try PolicyFile.load(path: file) } catch { throw LedgerOutput.fail("\(error)") }
-        print("\(file): valid, \(policy.rules.count) rule\(policy.rules.count == 1 ? "" : "s")")
+        let ignoring = policy.ignore.isEmpty ? "" : ", \(policy.ignore.count) ignore rule\(policy.ignore.count == 1 ? "" : "s")"
+        print("\(file): valid, \(policy.rules.count) rule\(policy.rules.count == 1 ? "" : "s")\(ignoring)")
         guard let rows = try? StoreReader(path: database.path).snapshot().rows else {
             print("(no ledger at \(database.path) to check current listeners against)")
             return
         }
-        let flagged = policy.unexpected(rows)
+        if !policy.ignore.isEmpty {
+            let ignored = rows.count - policy.shown(rows).count
+            print("\(ignored) of \(rows.count) current listener\(rows.count == 1 ? "" : "s") ignored (left out of the metrics)")
+        }
+        let flagged = policy.unexpected(policy.shown(rows))
         print("\(flagged.count) of \(rows.count) current listener\(rows.count == 1 ? "" : "s") would be unexpected\(flagged.isEmpty ? "" : ":")")
         print(LedgerOutput.table(["PROTO", "LOCAL", "PID", "COMM", "UID", "NETNS"], flagged.map { r in
             ["\(r.key.transport)", LedgerOutput.hostPort(r.key), "\(r.owner.pid)", r.owner.comm, "\(r.owner.uid)", "\(r.key.netns)"]

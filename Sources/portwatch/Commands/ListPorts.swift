@@ -27,8 +27,11 @@ struct ListPorts: ParsableCommand {
     @Flag(help: "Only ports the policy (--policy.file) does not allow.")
     var unexpected = false
 
-    @Option(name: .customLong("policy.file"), help: "Expected-listener policy, for --unexpected.")
+    @Option(name: .customLong("policy.file"), help: "Expected-listener policy, for --unexpected; its ignore: rules hide ports unless --all.")
     var policyFile: String?
+
+    @Flag(help: "Also the ports the policy's ignore: rules leave out (with --policy.file).")
+    var all = false
 
     @Option(help: "Also list the transient (short-lived) listeners recorded in this period, e.g. 1h.")
     var since: PrometheusDuration?
@@ -59,12 +62,18 @@ struct ListPorts: ParsableCommand {
         }
         rows = rows.filter { wanted($0) }
         transients = transients.filter { wanted($0.row, anyPort: true) }
-        if unexpected, let policyFile {
+        if let policyFile {
             do {
                 let policy = try PolicyFile.load(path: policyFile)
-                rows = policy.unexpected(rows)
-                // A group is unexpected when a port it is known to have held is.
-                transients = transients.filter { !$0.bindings.allSatisfy(policy.allows) }
+                if !all {
+                    rows = policy.shown(rows)
+                    transients = transients.filter { !$0.bindings.allSatisfy(policy.ignores) }
+                }
+                if unexpected {
+                    rows = policy.unexpected(rows)
+                    // A group is unexpected when a port it is known to have held is.
+                    transients = transients.filter { !$0.bindings.allSatisfy(policy.allows) }
+                }
             } catch { throw LedgerOutput.fail("\(error)") }
         }
         switch output {
