@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),
-        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchScrape", "PortwatchCore", "PortwatchStore",
+        .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchScrape", "PortwatchPolicy", "PortwatchCore", "PortwatchStore",
                                                                    "PortwatchExporter", "PortwatchSystem",
                                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),

@@ -13,6 +13,11 @@ public struct ExporterState: Sendable {
     public var maxPortSeries: Int?
     /// `portwatch_port_info` names the holder's executable too (--metrics.port-info-exe).
     public var portInfoExe = false
+    /// Which held ports get a `portwatch_port_info` series: every one (nil), only the
+    /// unexpected ones, or none (the policy's `metrics.port_info`).
+    public var portInfoOnly: PortInfoScope = .all
+    /// Labels left out of `portwatch_port_info`; series equal without them are merged.
+    public var portInfoDropLabels: Set<String> = []
     /// Held ports the expected-listener policy does not allow; nil when no policy is set.
     public var unexpected: [Binding]?
     /// Held ports the policy's `ignore:` rules leave out of every per-port series (`rows` does
@@ -54,6 +59,11 @@ public struct ExporterState: Sendable {
         copy.policyReload = reload
         return copy
     }
+}
+
+/// Which held ports `portwatch_port_info` has a series for.
+public enum PortInfoScope: Sendable, Equatable {
+    case all, unexpected, none
 }
 
 /// The metric contract: names and labels users build dashboards and alerts on. Each

@@ -72,6 +72,36 @@ public struct Policy: Sendable, Equatable {
         static func glob(_ pattern: String, _ text: String) -> Bool { fnmatch(pattern, text, 0) == 0 }
     }
 
+    /// How much of the inventory `portwatch_port_info` carries, for fleets where its series
+    /// multiply by thousands of nodes (the `metrics:` section; reloaded with the file).
+    public struct Metrics: Sendable, Equatable {
+        public enum PortInfo: String, Sendable, Equatable, CaseIterable {
+            /// Every held port (the default).
+            case all
+            /// Only the ports the policy does not expect: the aggregates stay, the full
+            /// inventory is answered per node by the ledger (`portwatch ls`).
+            case unexpected
+            /// None.
+            case none
+        }
+
+        public var portInfo: PortInfo = .all
+        /// Labels left out of `portwatch_port_info` (e.g. `pid`, which changes with every
+        /// restart of a service); series that then differ in nothing else become one.
+        public var dropLabels: Set<String> = []
+
+        public init(portInfo: PortInfo = .all, dropLabels: Set<String> = []) {
+            self.portInfo = portInfo
+            self.dropLabels = dropLabels
+        }
+
+        /// The labels that can be dropped (a port's protocol and number stay).
+        public static let droppable: Set<String> = ["netns", "family", "address", "state", "pid", "comm", "unit", "container_id",
+                                                    "pod", "namespace", "container", "exposure", "exe"]
+    }
+
+    public var metrics = Metrics()
+
     public var rules: [Rule]
     /// Ports to leave out of the metrics (`ignore:`, the same fields as `expected:`): kube-proxy's
     /// NodePort sockets, the ephemeral range. They stay in the ledger, `ls --all` and `history`.

@@ -43,11 +43,37 @@ public enum PolicyFile {
         }
         guard let root else { return Policy(rules: []) }
         guard let mapping = root.mapping else { throw PolicyError("\(name):\(line(root)): the file must be a mapping with an `expected:` list") }
-        for (key, _) in mapping where key.string != "expected" && key.string != "ignore" {
-            throw PolicyError("\(name):\(line(key)): unknown key `\(key.string ?? "?")`; the file has two keys, `expected` and `ignore`")
+        for (key, _) in mapping where !["expected", "ignore", "metrics"].contains(key.string ?? "") {
+            throw PolicyError("\(name):\(line(key)): unknown key `\(key.string ?? "?")`; the file's keys are `expected`, `ignore` and `metrics`")
         }
-        return Policy(rules: try rules(mapping["expected"], key: "expected", name: name),
-                      ignore: try rules(mapping["ignore"], key: "ignore", name: name))
+        var policy = Policy(rules: try rules(mapping["expected"], key: "expected", name: name),
+                            ignore: try rules(mapping["ignore"], key: "ignore", name: name))
+        if let metrics = mapping["metrics"] { policy.metrics = try self.metrics(metrics, name: name) }
+        return policy
+    }
+
+    /// `metrics: { port_info: all|unexpected|none, drop_labels: [pid, ...] }`.
+    static func metrics(_ node: Node, name: String) throws -> Policy.Metrics {
+        guard let mapping = node.mapping else { throw PolicyError("\(name):\(line(node)): `metrics` is a mapping (port_info, drop_labels)") }
+        var out = Policy.Metrics()
+        for (key, value) in mapping {
+            switch key.string {
+            case "port_info":
+                guard let mode = Policy.Metrics.PortInfo(rawValue: value.string ?? "") else {
+                    throw PolicyError("\(name):\(line(value)): port_info must be all, unexpected or none, not `\(value.string ?? "?")`")
+                }
+                out.portInfo = mode
+            case "drop_labels":
+                let labels = value.sequence.map { $0.compactMap(\.string) } ?? (value.string.map { [$0] } ?? [])
+                for label in labels where !Policy.Metrics.droppable.contains(label) {
+                    throw PolicyError("\(name):\(line(value)): drop_labels cannot drop `\(label)`; it can drop \(Policy.Metrics.droppable.sorted().joined(separator: ", "))")
+                }
+                out.dropLabels = Set(labels)
+            default:
+                throw PolicyError("\(name):\(line(key)): unknown key `\(key.string ?? "?")` in metrics; it has port_info and drop_labels")
+            }
+        }
+        return out
     }
 
     /// The rules of one list (`expected` or `ignore`); an absent or empty list has none.

@@ -150,6 +150,12 @@ public final class ScrapeSource: Sendable {
         state.portInfoExe = settings.portInfoExe
         state.recentTransients = recent
         guard let current else { return state }
+        state.portInfoOnly = switch current.policy.metrics.portInfo {
+        case .all: .all
+        case .unexpected: .unexpected
+        case .none: .none
+        }
+        state.portInfoDropLabels = current.policy.metrics.dropLabels
         if let rows = state.rows, !current.policy.ignore.isEmpty {
             state.rows = current.policy.shown(rows)
             state.ignored = rows.filter(current.policy.ignores)

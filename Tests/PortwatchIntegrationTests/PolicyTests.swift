@@ -69,6 +69,12 @@ extension KernelSuite {
             try "expected:\n  - { port: 1-1023 }\nignore:\n  - { port: \(port), address: 127.0.0.9 }\n".write(toFile: policy, atomically: true, encoding: .utf8)
             kill(d.process.processIdentifier, SIGHUP)
             #expect(TestHTTP.waitUntil(5) { shown("portwatch_port_info") && shown("portwatch_unexpected_port_info") })
+
+            // The low-cardinality mode, switched by a file change: port_info for unexpected ports only.
+            try "expected:\n  - { port: 1-1023 }\nmetrics: { port_info: none }\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            #expect(TestHTTP.waitUntil(5) {
+                d.scrape().samples("portwatch_port_info").isEmpty && shown("portwatch_unexpected_port_info")
+            }, "\(d.metrics())")
         }
 
         /// SIGHUP alone reloads: the new file keeps the old size and modification time, so the

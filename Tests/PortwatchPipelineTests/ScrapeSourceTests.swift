@@ -6,6 +6,7 @@ import PortwatchCore
 import PortwatchExporter
 import PortwatchStore
 import PortwatchPipeline
+import PortwatchPolicy
 @testable import PortwatchScrape
 
 /// A scrape reads the ledger again only when the daemon committed to it, and a change is
@@ -41,6 +42,38 @@ import PortwatchPipeline
         #expect(text.contains("portwatch_ignored_ports 1"))
         #expect(text.contains("portwatch_ports_held{protocol=\"tcp\",family=\"ipv4\"} 2"), "held ports are counted all the same")
         #expect(text.contains("portwatch_unexpected_ports 0"), "an ignored port is not unexpected either")
+    }
+
+    /// The policy's `metrics:` section: port_info for the unexpected ports only, or none, the
+    /// aggregates kept; dropped labels merge the series that differ in nothing else.
+    @Test func portInfoScopeAndDroppedLabels() throws {
+        let (path, store) = try Self.ledger()
+        var r = Reconciler(window: 0)
+        for (cookie, address) in [(UInt64(1), "0.0.0.0"), (2, "127.0.0.1")] {
+            r.ingest(PortEvent(kind: .open, cookie: cookie, time: 1, key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: address, port: 80),
+                               owner: Owner(pid: Int32(cookie) + 100, comm: "web", uid: 0), state: .listen))
+        }
+        try store.apply(r.flush(now: .max)!)
+        try store.apply(Self.batch(22, cookie: 3))
+        let file = path + ".policy.yaml"
+        func scrape(_ policy: String) throws -> String {
+            try policy.write(toFile: file, atomically: true, encoding: .utf8)
+            let watcher = try PolicyWatcher(path: file, logger: Logger(label: "test"))
+            let source = ScrapeSource(settings: .init(databasePath: path, programs: [:], version: "t", revision: "t", maxPortSeries: nil),
+                                      policy: watcher, health: { CapturePipeline.Health() }, logger: Logger(label: "test"))
+            return String(decoding: ExpositionFormat.text.render(PortwatchMetrics.families(source.state())), as: UTF8.self)
+        }
+        func series(_ text: String) -> [Substring] { text.split(separator: "\n").filter { $0.hasPrefix("portwatch_port_info{") } }
+        #expect(series(try scrape("expected:\n  - { port: 22 }\n")).count == 3, "all by default")
+        let unexpected = try scrape("expected:\n  - { port: 22 }\nmetrics: { port_info: unexpected }\n")
+        #expect(series(unexpected).count == 2 && !series(unexpected).contains { $0.contains("port=\"22\"") })
+        #expect(unexpected.contains("portwatch_ports_held{protocol=\"tcp\",family=\"ipv4\"} 3"), "the aggregates stay")
+        #expect(series(try scrape("expected: []\nmetrics: { port_info: none }\n")).isEmpty)
+        let merged = series(try scrape("expected: []\nmetrics: { drop_labels: [pid, address, exposure] }\n"))
+        #expect(merged.count == 2, "the two web sockets on port 80 are one series: \(merged)")
+        #expect(!merged.contains { $0.contains("pid=") })
+        #expect(throws: PolicyError.self) { try PolicyFile.parse("metrics: { port_info: some }\n") }
+        #expect(throws: PolicyError.self) { try PolicyFile.parse("metrics: { drop_labels: [port] }\n") }
     }
 
     @Test func theGenerationHoldsUntilTheLedgerOrTheHealthChanges() throws {

@@ -18,7 +18,7 @@ enum LedgerTableCollector: Collector {
                          samples: heldSamples),
             MetricFamily("portwatch_port_info", .gauge,
                          help: "A port held now, with the process, service, container and pod that hold it, and its exposure. Always 1.",
-                         samples: rows.prefix(limit).map { portInfo($0, exe: state.portInfoExe) }),
+                         samples: portInfoSamples(state, limit: limit)),
             MetricFamily("portwatch_ignored_ports", .gauge,
                          help: "Held ports the policy's ignore: rules leave out of the per-port series (still in the ledger and `portwatch ls --all`).",
                          samples: [.init([], Double(state.ignored.count))]),
@@ -29,6 +29,25 @@ enum LedgerTableCollector: Collector {
                          help: "A port held now by a process whose executable was deleted or replaced since it started (exe ends in \" (deleted)\": an upgrade not yet restarted, or a binary run from memory). Always 1.",
                          samples: rows.filter(\.owner.exeDeleted).prefix(limit).map { portInfo($0, exe: true) }),
         ]
+    }
+
+    /// `portwatch_port_info`'s series: the held ports in scope, without the dropped labels, and
+    /// one series (value 1) for ports that are then alike.
+    static func portInfoSamples(_ state: ExporterState, limit: Int) -> [MetricFamily.Sample] {
+        let rows: [Binding] = switch state.portInfoOnly {
+        case .all: state.rows ?? []
+        case .unexpected: state.unexpected ?? []
+        case .none: []
+        }
+        let samples = rows.prefix(limit).map { portInfo($0, exe: state.portInfoExe) }
+        guard !state.portInfoDropLabels.isEmpty else { return samples }
+        var seen = Set<[String]>()
+        var out: [MetricFamily.Sample] = []
+        for sample in samples {
+            let labels = sample.labels.filter { !state.portInfoDropLabels.contains($0.0) }
+            if seen.insert(labels.flatMap { [$0.0, $0.1] }).inserted { out.append(.init(labels, 1)) }
+        }
+        return out
     }
 
     /// The labels of one held port (shared with the policy's unexpected ports), with the
