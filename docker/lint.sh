@@ -82,9 +82,9 @@ if systemd-analyze verify "$tmp/portwatch.service" 2>"$tmp/err"; then ok; else c
 rm -rf "$tmp"
 
 step "promtool check rules"
-promtool check rules prometheus/portwatch-rules.yml >/dev/null && ok || fail=1
+promtool check rules prometheus/portwatch-rules.yml prometheus/portwatch-fleet-rules.yml >/dev/null && ok || fail=1
 step "promtool test rules"
-(cd prometheus && promtool test rules portwatch-rules.test.yml >/dev/null) && ok || fail=1
+(cd prometheus && promtool test rules portwatch-rules.test.yml portwatch-fleet-rules.test.yml >/dev/null) && ok || fail=1
 step "promtool check config"
 promtool check config --syntax-only prometheus/prometheus.yml >/dev/null 2>&1 && ok || { promtool check config --syntax-only prometheus/prometheus.yml; fail=1; }
 

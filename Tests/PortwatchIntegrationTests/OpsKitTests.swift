@@ -8,6 +8,7 @@ extension KernelSuite {
     @Suite struct OpsKitTests {
         static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         static let rules = root.appendingPathComponent("docker/prometheus/portwatch-rules.yml").path
+        static let fleetRules = root.appendingPathComponent("docker/prometheus/portwatch-fleet-rules.yml").path
         static let dashboard = root.appendingPathComponent("grafana/portwatch.json").path
 
         /// (panel title, expression) for every query of the dashboard, with Grafana's variables filled in.
@@ -25,8 +26,8 @@ extension KernelSuite {
         }
 
         /// Every `expr:` of the rules file (block scalars included).
-        static func ruleExpressions() throws -> [String] {
-            let lines = try String(contentsOfFile: rules, encoding: .utf8).components(separatedBy: "\n")
+        static func ruleExpressions(_ file: String = rules) throws -> [String] {
+            let lines = try String(contentsOfFile: file, encoding: .utf8).components(separatedBy: "\n")
             var out: [String] = []
             var i = 0
             while i < lines.count {
@@ -49,7 +50,8 @@ extension KernelSuite {
         }
 
         static func metricNames(_ text: String) -> Set<String> {
-            let regex = try! NSRegularExpression(pattern: "\\b(portwatch_[a-z_]+|process_[a-z_]+)\\b")
+            // Not the middle of a recording rule's name (level:metric:operations).
+            let regex = try! NSRegularExpression(pattern: "(?<![:\\w])(portwatch_[a-z_]+|process_[a-z_]+)\\b(?!:)")
             return Set(regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { String(text[Range($0.range, in: text)!]) })
         }
 
@@ -62,7 +64,7 @@ extension KernelSuite {
             defer { close(fd) }
             let (transient, _) = TestSockets.bound("127.0.0.1")
             close(transient) // for the short-lived listeners table
-            let prometheus = try PrometheusHarness(target: d.port, ruleFiles: [Self.rules])
+            let prometheus = try PrometheusHarness(target: d.port, ruleFiles: [Self.rules, Self.fleetRules])
             #expect(TestHTTP.waitUntil(30) {
                 (prometheus.query("portwatch_port_info{port=\"\(port)\"}")?.count ?? 0) == 1
             }, "Prometheus never saw the listener")
@@ -70,7 +72,8 @@ extension KernelSuite {
             // Every panel query runs; the core panels return data.
             let core: Set<String> = ["Ports held", "Ports held by protocol and family", "Current holders", "Up",
                                      "BPF programs attached", "Unexpected listeners (policy)", "Kernel events per second",
-                                     "Short-lived listeners (last hour)", "Top listeners by drops", "Top listeners by accept queue fill"]
+                                     "Short-lived listeners (last hour)", "Top listeners by drops", "Top listeners by accept queue fill",
+                                     "Unexpected listeners per cluster and namespace", "Nodes with a port open"]
             for (title, expr) in try Self.panelQueries() {
                 var result: [[String: Any]]?
                 _ = TestHTTP.waitUntil(core.contains(title) ? 10 : 0) {
@@ -82,8 +85,19 @@ extension KernelSuite {
             }
 
             // Every rule expression evaluates; the unexpected-listener alert fires for our port.
-            for expr in try Self.ruleExpressions() {
+            for expr in try Self.ruleExpressions() + Self.ruleExpressions(Self.fleetRules) {
                 #expect(prometheus.query(expr) != nil, "rule expression fails: \(expr)")
+            }
+            // Every fleet recording rule records an answer from this one node.
+            for line in try String(contentsOfFile: Self.fleetRules, encoding: .utf8).split(separator: "\n") {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                guard trimmed.hasPrefix("- record: ") else { continue }
+                let record = String(trimmed.dropFirst("- record: ".count))
+                var result: [[String: Any]]?
+                #expect(TestHTTP.waitUntil(10) {
+                    result = prometheus.query(record)
+                    return (result?.count ?? 0) > 0
+                }, "recording rule \(record) records nothing")
             }
             var firing = false
             _ = TestHTTP.waitUntil(20) {
