@@ -28,6 +28,7 @@ enum Bench {
             if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300, runs: repeats) }
             let footprint = wanted("scrape") ? try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100, runs: repeats) : nil
             if wanted("detection") { try KernelBench.detection(report: report, listeners: quick ? 40 : 200, runs: repeats) }
+            if wanted("series") { try SeriesChurnBench.run(report: report, seconds: quick ? 20 : 60) }
             if wanted("health") { try ListenerHealthBench.run(report: report, runs: repeats) }
             if wanted("owners") { try OwnerChurnBench.run(report: report, runs: quick ? 1 : 3, seconds: quick ? 20 : 60) }
             if let footprint, let capacity {

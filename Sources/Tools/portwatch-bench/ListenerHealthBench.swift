@@ -41,18 +41,9 @@ for pid in pids: os.kill(pid, 9)
 """#
 
     static func run(report: Report, runs: Int) throws {
-        let workload = Process()
-        workload.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        workload.arguments = ["python3", "-c", script, "\(namespaces)", "\(perNamespace)"]
-        let input = Pipe(), output = Pipe()
-        workload.standardInput = input
-        workload.standardOutput = output
-        try workload.run()
-        defer {
-            input.fileHandleForWriting.write(Data("\n".utf8))
-            workload.waitUntilExit()
-        }
-        let pids = (LineReader(output.fileHandleForReading).next() ?? "").split(separator: " ").compactMap { Int32($0) }
+        let workload = try Workload(script: script, arguments: ["\(namespaces)", "\(perNamespace)"])
+        defer { workload.stop() }
+        let pids = (workload.line() ?? "").split(separator: " ").compactMap { Int32($0) }
         guard pids.count == namespaces else { throw BenchError("listener health: the holders did not start") }
         var handles: [UInt32: [String]] = [:]
         for pid in pids {
