@@ -63,6 +63,16 @@ public struct HeldPorts: Sendable, Hashable {
         unlisted += other.unlisted
     }
 
+    /// `row` once per listed port, for policy checks: a group is allowed when each port it is
+    /// known to have held is.
+    public func bindings(of row: Binding) -> [Binding] {
+        ports.map { port in
+            var b = row
+            b.key.port = port
+            return b
+        }
+    }
+
     /// How these ports meet `range`: a listed port inside it (held exactly), only the range of
     /// unlisted ones (held somewhere in it, perhaps), or not at all.
     public func match(_ range: ClosedRange<UInt16>) -> PortMatch? {

@@ -82,11 +82,5 @@ public struct TransientBinding: Sendable, Hashable {
 
     /// One row per listed port, for policy checks: a group is allowed when each port it is
     /// known to have held is.
-    public var bindings: [Binding] {
-        heldPorts.ports.map { port in
-            var b = binding
-            b.key.port = port
-            return b
-        }
-    }
+    public var bindings: [Binding] { heldPorts.bindings(of: binding) }
 }

@@ -64,17 +64,23 @@ public final class ListenerHealthMonitor: @unchecked Sendable {
     }
 
     /// The namespaces that hold a port, each with its handles: the known ones first, then
-    /// those of its rows' holders.
+    /// those of a few of its rows' holders (fallbacks for a namespace the snapshots have not
+    /// listed yet; a few are enough, and a namespace of thousands of holders costs no more).
     static func namespaces(of rows: [Binding], known: [UInt32: [String]]) -> [UInt32: [String]] {
         var out: [UInt32: [String]] = [:]
+        var holders: [UInt32: Set<Int32>] = [:]
         for row in rows {
             let netns = row.key.netns
             if out[netns] == nil { out[netns] = known[netns] ?? [] }
-            let path = "/proc/\(row.owner.pid)/ns/net"
-            if row.owner.pid > 0, !out[netns]!.contains(path) { out[netns]!.append(path) }
+            guard row.owner.pid > 0, holders[netns, default: []].count < holderHandles,
+                  holders[netns, default: []].insert(row.owner.pid).inserted else { continue }
+            out[netns]!.append("/proc/\(row.owner.pid)/ns/net")
         }
         return out
     }
+
+    /// Holders' /proc/PID/ns/net handles tried per namespace at most.
+    static let holderHandles = 4
 
     public func start() {
         wake.lock()

@@ -58,13 +58,7 @@ public struct HistoryEntry: Sendable, Equatable {
     public var ports: String { heldPorts.text }
 
     /// One row per port the entry is known to have held, for policy checks.
-    public var bindings: [Binding] {
-        heldPorts.ports.map { port in
-            var b = row
-            b.key.port = port
-            return b
-        }
-    }
+    public var bindings: [Binding] { heldPorts.bindings(of: row) }
 }
 
 /// The history table's columns, in the order every statement writes and reads them: the

@@ -76,6 +76,20 @@ import PortwatchPolicy
         #expect(throws: PolicyError.self) { try PolicyFile.parse("metrics: { drop_labels: [port] }\n") }
     }
 
+    /// The listener health enters each namespace by the snapshots' handles first, then by a
+    /// few holders' /proc/PID/ns/net: a namespace of thousands of holders gets no more.
+    @Test func listenerHealthTriesAFewHandlesPerNamespace() {
+        func row(_ i: Int) -> Binding {
+            let key = BindingKey(netns: i < 999 ? 7 : 8, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: UInt16(1000 + i))
+            return Binding(key: key, owner: Owner(pid: Int32(100 + i), comm: "app", uid: 0), state: .listen, holders: 1, firstSeen: 0, lastChange: 0)
+        }
+        let rows = (0..<1000).map(row)
+        let expected: [String] = ["/run/netns/seven", "/proc/100/ns/net", "/proc/101/ns/net", "/proc/102/ns/net", "/proc/103/ns/net"]
+        let handles = ListenerHealthMonitor.namespaces(of: rows, known: [7: ["/run/netns/seven"]])
+        #expect(handles[7] == expected)
+        #expect(handles[8] == ["/proc/1099/ns/net"], "a namespace no snapshot listed yet")
+    }
+
     @Test func theGenerationHoldsUntilTheLedgerOrTheHealthChanges() throws {
         let (path, store) = try Self.ledger()
         try store.apply(Self.batch(22, cookie: 1))
