@@ -102,24 +102,68 @@ public struct Policy: Sendable, Equatable {
 
     public var metrics = Metrics()
 
-    public var rules: [Rule]
+    public var rules: [Rule] {
+        didSet { ruleIndex = RuleIndex(rules) }
+    }
+
     /// Ports to leave out of the metrics (`ignore:`, the same fields as `expected:`): kube-proxy's
     /// NodePort sockets, the ephemeral range. They stay in the ledger, `ls --all` and `history`.
-    public var ignore: [Rule]
+    public var ignore: [Rule] {
+        didSet { ignoreIndex = RuleIndex(ignore) }
+    }
+
+    private var ruleIndex: RuleIndex
+    private var ignoreIndex: RuleIndex
 
     public init(rules: [Rule], ignore: [Rule] = []) {
         self.rules = rules
         self.ignore = ignore
+        ruleIndex = RuleIndex(rules)
+        ignoreIndex = RuleIndex(ignore)
     }
 
-    public func allows(_ binding: Binding) -> Bool { rules.contains { $0.matches(binding) } }
+    public static func == (a: Policy, b: Policy) -> Bool {
+        a.rules == b.rules && a.ignore == b.ignore && a.metrics == b.metrics
+    }
+
+    /// Whether an `expected:` rule matches. Only the rules that can apply to the port are tried.
+    public func allows(_ binding: Binding) -> Bool { ruleIndex.anyMatches(binding, in: rules) }
 
     /// Whether an `ignore:` rule matches: the port is left out of the metrics.
-    public func ignores(_ binding: Binding) -> Bool { ignore.contains { $0.matches(binding) } }
+    public func ignores(_ binding: Binding) -> Bool { ignoreIndex.anyMatches(binding, in: ignore) }
 
     /// The rows not ignored, in the order given.
     public func shown(_ rows: [Binding]) -> [Binding] { ignore.isEmpty ? rows : rows.filter { !ignores($0) } }
 
     /// The rows no rule allows, in the order given.
     public func unexpected(_ rows: [Binding]) -> [Binding] { rows.filter { !allows($0) } }
+}
+
+/// The rules that can match a port: those naming it (ranges of up to `expandLimit` ports are
+/// listed under each of their ports), then those whose range is wider or that name no port.
+/// A policy of thousands of per-port rules tries one or two of them per port, not all.
+struct RuleIndex: Sendable {
+    static let expandLimit = 1_024
+
+    /// Port -> the indices of the rules naming it, in file order.
+    private var byPort: [UInt16: [Int32]] = [:]
+    /// Rules with no port or a range wider than `expandLimit`, in file order.
+    private var wide: [Int32] = []
+
+    init(_ rules: [Policy.Rule]) {
+        for (i, rule) in rules.enumerated() {
+            if let ports = rule.ports, ports.count <= Self.expandLimit {
+                for port in ports { byPort[port, default: []].append(Int32(i)) }
+            } else {
+                wide.append(Int32(i))
+            }
+        }
+    }
+
+    func anyMatches(_ binding: Binding, in rules: [Policy.Rule]) -> Bool {
+        rules.withUnsafeBufferPointer { rules in
+            if let named = byPort[binding.key.port], named.contains(where: { rules[Int($0)].matches(binding) }) { return true }
+            return wide.contains { rules[Int($0)].matches(binding) }
+        }
+    }
 }

@@ -39,6 +39,35 @@ func binding(_ port: UInt16, _ transport: TransportProtocol = .tcp, address: Str
         #expect(policy.allows(row) == allowed)
     }
 
+    /// The index tries only the rules that can apply to a port: every verdict must be the one
+    /// trying every rule in turn gives, for rules naming a port, a narrow range, a wide range
+    /// (wider than the index lists port by port) and no port, and for bindings on every port
+    /// near those edges.
+    @Test func indexedVerdictsAreEveryRulesVerdicts() throws {
+        var text = "expected:\n"
+        for i in 0..<300 { text += "  - { port: \(1000 + i * 3), comm: c\(i % 7) }\n" }
+        text += "  - { ports: 5000-5010, comm: c1 }\n  - { ports: 6000-\(6000 + RuleIndex.expandLimit), comm: c2 }\n"
+        text += "  - { ports: 7000-\(7000 + RuleIndex.expandLimit - 1), comm: c3 }\n  - { comm: c4, protocol: udp }\n"
+        text += "ignore:\n  - { ports: 1003-1005 }\n  - { comm: c5, protocol: udp }\n"
+        let policy = try PolicyFile.parse(text)
+        var checked = 0, allowed = 0
+        let ports: [UInt16] = Array(990...1910) + Array(4990...5020) + Array(5990...6010) + [7024, 7025, 8023, 8024, 8025] + [9000, 65535, 0]
+        for port in ports {
+            for comm in (0..<7).map({ "c\($0)" }) {
+                for transport in [TransportProtocol.tcp, .udp] {
+                    let row = binding(port, transport, comm: comm)
+                    let expected = policy.rules.contains { $0.matches(row) }
+                    #expect(policy.allows(row) == expected, "port \(port) \(comm) \(transport)")
+                    #expect(policy.ignores(row) == policy.ignore.contains { $0.matches(row) }, "port \(port) \(comm) \(transport)")
+                    checked += 1
+                    if expected { allowed += 1 }
+                }
+            }
+        }
+        // Both verdicts occur often: the comparison is not of two constant answers.
+        #expect(allowed > 500 && checked - allowed > 500)
+    }
+
     @Test func unexpectedKeepsOrder() {
         let rows = [binding(22), binding(4444, comm: "nc"), binding(31337, comm: "evil")]
         #expect(policy.unexpected(rows).map(\.key.port) == [4444, 31337])

@@ -5,7 +5,7 @@ enum Bench {
     static func main() async {
         _ = Progress.start
         let quick = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_QUICK"] == "1"
-        // PORTWATCH_BENCH_ONLY=core,history,growth,latency,scrape,... runs those benchmarks alone.
+        // PORTWATCH_BENCH_ONLY=core,history,growth,latency,scrape,change,... runs those benchmarks alone.
         let only = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
         func wanted(_ name: String) -> Bool { only?.contains(name) ?? true }
         let repeats = quick ? 1 : 5
@@ -27,6 +27,7 @@ enum Bench {
             if wanted("ring") { try KernelBench.ringSizes(report: report, repeats: quick ? 1 : 5) }
             if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300, runs: repeats) }
             let footprint = wanted("scrape") ? try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100, runs: repeats) : nil
+            if wanted("change") { try ScrapeChangeBench.run(report: report, ports: 10_000, scrapes: quick ? 20 : 60, runs: quick ? 2 : 3) }
             if wanted("detection") { try KernelBench.detection(report: report, listeners: quick ? 40 : 200, runs: repeats) }
             if wanted("series") { try SeriesChurnBench.run(report: report, seconds: quick ? 20 : 60) }
             if wanted("health") { try ListenerHealthBench.run(report: report, runs: repeats) }
