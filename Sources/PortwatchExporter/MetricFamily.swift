@@ -11,6 +11,8 @@ public struct MetricFamily: Sendable, Equatable {
     /// OpenMetrics unit (the name must end with it), e.g. "seconds", "bytes".
     public var unit: String?
     public var samples: [Sample]
+    /// A per-port family: its samples come from the state's entries, after `samples` (none).
+    var rows: RowSeries?
 
     public init(_ name: String, _ kind: Kind, help: String, unit: String? = nil, samples: [Sample]) {
         self.name = name
@@ -18,6 +20,21 @@ public struct MetricFamily: Sendable, Equatable {
         self.kind = kind
         self.unit = unit
         self.samples = samples
+    }
+
+    /// A per-port family, rendered from the entries.
+    init(_ name: String, _ kind: Kind, help: String, rows: RowSeries) {
+        self.init(name, kind, help: help, samples: [])
+        self.rows = rows
+    }
+
+    /// The family with the samples of its entries.
+    func expanded(_ state: ExporterState) -> MetricFamily {
+        guard let rows else { return self }
+        var copy = self
+        copy.samples = rows.samples(state)
+        copy.rows = nil
+        return copy
     }
 
     public struct Sample: Sendable, Equatable {

@@ -2,8 +2,9 @@ import PortwatchCore
 
 /// Everything one scrape reports, gathered by the daemon.
 public struct ExporterState: Sendable {
-    /// The reconciled table, sorted by key; nil when the database could not be read.
-    public var rows: [Binding]?
+    /// The reconciled table with the policy's verdicts, sorted by key; nil when the database
+    /// could not be read.
+    public var entries: [LedgerEntry]?
     public var counters: [CounterEntry]
     /// BPF program name -> attached.
     public var programs: [String: Bool]
@@ -18,11 +19,8 @@ public struct ExporterState: Sendable {
     public var portInfoOnly: PortInfoScope = .all
     /// Labels left out of `portwatch_port_info`; series equal without them are merged.
     public var portInfoDropLabels: Set<String> = []
-    /// Held ports the expected-listener policy does not allow; nil when no policy is set.
-    public var unexpected: [Binding]?
-    /// Held ports the policy's `ignore:` rules leave out of every per-port series (`rows` does
-    /// not have them); counted in `portwatch_ports_held` and `portwatch_ignored_ports`.
-    public var ignored: [Binding] = []
+    /// An expected-listener policy judged the entries (`LedgerEntry.unexpected`).
+    public var policyApplied = false
     /// The last policy (re)load: whether it worked, and when (Unix seconds).
     public var policyReload: (success: Bool, time: Double)?
     /// Kernel features that change what portwatch can do -> present.
@@ -30,16 +28,16 @@ public struct ExporterState: Sendable {
     /// The transient listeners of the last hour by owner, the most first, and how many owners
     /// were left out; nil when --metrics.max-transient-series is 0 (or the ledger could not be read).
     public var recentTransients: (top: [TransientSummary], dropped: Int)?
-    /// The accept queue and drops of each held port's sockets, as last read; nil when not read
-    /// (--listen-stats.interval 0).
-    public var listenerHealth: [BindingKey: SocketHealth]?
+    /// The accept queues and drops were read (`LedgerEntry.health`); false with
+    /// --listen-stats.interval 0: no such series.
+    public var listenerHealthRead = false
     /// Equal for two states with the same series: the exporter renders a generation once and
     /// serves the bytes until it changes. Nil: render every scrape.
     public var generation: UInt64?
 
-    public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
+    public init(entries: [LedgerEntry]?, counters: [CounterEntry], programs: [String: Bool],
                 version: String, revision: String, maxPortSeries: Int? = nil) {
-        self.rows = rows
+        self.entries = entries
         self.counters = counters
         self.programs = programs
         self.version = version
@@ -47,17 +45,29 @@ public struct ExporterState: Sendable {
         self.maxPortSeries = maxPortSeries
     }
 
+    /// A state of rows no policy judged.
+    public init(rows: [Binding]?, counters: [CounterEntry], programs: [String: Bool],
+                version: String, revision: String, maxPortSeries: Int? = nil) {
+        self.init(entries: rows?.map { LedgerEntry($0) }, counters: counters, programs: programs, version: version,
+                  revision: revision, maxPortSeries: maxPortSeries)
+    }
+
+    /// The held ports shown in the per-port series (not ignored), in order; nil when unread.
+    public var rows: [Binding]? { entries.map { $0.filter { !$0.ignored }.map(\.row) } }
+
+    /// Held ports the policy does not allow; nil when no policy is set.
+    public var unexpected: [Binding]? {
+        guard policyApplied else { return nil }
+        return (entries ?? []).filter { !$0.ignored && $0.unexpected }.map(\.row)
+    }
+
+    /// Held ports the policy's `ignore:` rules leave out of every per-port series; counted in
+    /// `portwatch_ports_held` and `portwatch_ignored_ports`.
+    public var ignored: [Binding] { (entries ?? []).filter(\.ignored).map(\.row) }
+
     /// The value of a stored or in-memory counter (0 when absent).
     func counter(_ name: CounterName, _ label: String = "") -> UInt64 {
         counters.first { $0.name == name && $0.label == label }?.value ?? 0
-    }
-
-    /// Which rows the policy flags (none is set when `policy` is nil).
-    public func withPolicy(unexpected: [Binding]?, reload: (success: Bool, time: Double)?) -> ExporterState {
-        var copy = self
-        copy.unexpected = unexpected
-        copy.policyReload = reload
-        return copy
     }
 }
 
@@ -74,8 +84,15 @@ public enum PortwatchMetrics {
         ListenerHealthCollector.self, SelfHealthCollector.self,
     ]
 
+    /// Every family with every sample, in collector order.
     public static func families(_ state: ExporterState) -> [MetricFamily] {
-        collectors.flatMap { $0.collect(state) }
+        collectors.flatMap { $0.collect(state) }.map { $0.expanded(state) }
+    }
+
+    /// The families sorted by name, the per-port ones without samples (`RowSeries` renders
+    /// them from the entries' cached labels).
+    static func sortedFamilies(_ state: ExporterState) -> [MetricFamily] {
+        collectors.flatMap { $0.collect(state) }.sorted { $0.name < $1.name }
     }
 }
 

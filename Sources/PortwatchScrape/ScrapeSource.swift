@@ -45,12 +45,15 @@ public final class ScrapeSource: Sendable {
     private let clock: TimeSource
     private let cache = Mutex(Cache())
 
-    /// What the last scrape read, so the next reads only when the ledger changed.
+    /// What the last scrape read, so the next reads only when the ledger changed, and only
+    /// the rows that changed.
     private struct Cache {
         var reader: StoreReader?
-        /// The reader's `PRAGMA data_version` when `snapshot` was read.
+        /// The reader's `PRAGMA data_version` when the table was read.
         var dataVersion: Int64 = -1
-        var snapshot: StoreSnapshot?
+        /// The table as last read, judged by the policy, with listener health; nil when unread.
+        var table: LedgerTable?
+        var counters: [CounterEntry] = []
         var recent: Recent?
         var recentAt: UInt64 = 0
         var inputs: Inputs?
@@ -87,8 +90,9 @@ public final class ScrapeSource: Sendable {
     }
 
     /// The state for one scrape. The ledger is read again only when its data version moved
-    /// (the daemon committed); the state keeps its generation while nothing it is made from
-    /// changed, so the exporter serves the series it rendered for it.
+    /// (the daemon committed), and then only the rows changed since; the state keeps its
+    /// generation while nothing it is made from changed, so the exporter serves the series it
+    /// rendered for it.
     public func state() -> ExporterState {
         let now = clock.wallNanoseconds()
         let health = health()
@@ -99,11 +103,16 @@ public final class ScrapeSource: Sendable {
                 if c.reader == nil {
                     c.reader = try StoreReader(path: settings.databasePath)
                     c.dataVersion = -1
+                    c.table = nil
                 }
                 let version = try c.reader!.dataVersion()
                 var changed = false
-                if version != c.dataVersion || c.snapshot == nil {
-                    c.snapshot = try c.reader!.snapshot()
+                if version != c.dataVersion || c.table == nil {
+                    let read = try c.reader!.read(since: c.table?.position)
+                    var table = c.table ?? LedgerTable()
+                    table.apply(read)
+                    c.table = table
+                    c.counters = read.counters
                     c.dataVersion = version
                     changed = true
                 }
@@ -113,20 +122,22 @@ public final class ScrapeSource: Sendable {
                 }
             } catch {
                 c.reader = nil
-                c.snapshot = nil
+                c.table = nil
                 c.recent = nil
                 c.dataVersion = -1
                 logger.warning("scrape cannot read the database", metadata: ["error": "\(error)"])
             }
-            let inputs = Inputs(dataVersion: c.dataVersion, read: c.snapshot != nil, recent: c.recent?.top, recentDropped: c.recent?.dropped ?? 0,
+            c.table?.judge(policy: current.map { ($0.policy, $0.lastSuccessTime) }, health: listenerHealth)
+            let inputs = Inputs(dataVersion: c.dataVersion, read: c.table != nil, recent: c.recent?.top, recentDropped: c.recent?.dropped ?? 0,
                                 health: [health.storeErrors, health.resyncs, health.kernel.decodeErrors, health.kernel.mapFull, health.staleEntries,
                                          health.holderChecks],
                                 policyLoaded: current?.lastSuccess ?? false, policyTime: current?.lastSuccessTime ?? 0,
                                 listenerHealth: listenerHealth?.generation ?? 0)
             if inputs == c.inputs, let state = c.state { return state }
             c.generation += 1
-            var state = makeState(snapshot: c.snapshot, recent: c.recent, health: health, policy: current)
-            state.listenerHealth = listenerHealth?.ports
+            var state = makeState(entries: c.table?.entries, counters: c.table == nil ? [] : c.counters, recent: c.recent, health: health,
+                                  policy: current)
+            state.listenerHealthRead = listenerHealth != nil
             state.generation = c.generation
             c.inputs = inputs
             c.state = state
@@ -134,8 +145,9 @@ public final class ScrapeSource: Sendable {
         }
     }
 
-    private func makeState(snapshot: StoreSnapshot?, recent: Recent?, health: CapturePipeline.Health, policy current: PolicyWatcher.Status?) -> ExporterState {
-        var counters = snapshot?.counters ?? []
+    private func makeState(entries: [LedgerEntry]?, counters: [CounterEntry], recent: Recent?, health: CapturePipeline.Health,
+                           policy current: PolicyWatcher.Status?) -> ExporterState {
+        var counters = counters
         counters += [
             CounterEntry(name: CounterEntry.storeErrors, label: "", value: health.storeErrors),
             CounterEntry(name: CounterEntry.resyncs, label: "", value: health.resyncs),
@@ -144,7 +156,7 @@ public final class ScrapeSource: Sendable {
             CounterEntry(name: CounterEntry.bindingsMapStale, label: "", value: health.staleEntries),
             CounterEntry(name: CounterEntry.holderChecks, label: "", value: health.holderChecks),
         ]
-        var state = ExporterState(rows: snapshot?.rows, counters: counters, programs: settings.programs,
+        var state = ExporterState(entries: entries, counters: counters, programs: settings.programs,
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)
         state.kernelFeatures = settings.kernelFeatures
         state.portInfoExe = settings.portInfoExe
@@ -156,11 +168,8 @@ public final class ScrapeSource: Sendable {
         case .none: .none
         }
         state.portInfoDropLabels = current.policy.metrics.dropLabels
-        if let rows = state.rows, !current.policy.ignore.isEmpty {
-            state.rows = current.policy.shown(rows)
-            state.ignored = rows.filter(current.policy.ignores)
-        }
-        return state.withPolicy(unexpected: state.rows.map { current.policy.unexpected($0) },
-                                reload: (current.lastSuccess, current.lastSuccessTime))
+        state.policyApplied = true
+        state.policyReload = (current.lastSuccess, current.lastSuccessTime)
+        return state
     }
 }

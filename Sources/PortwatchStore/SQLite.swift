@@ -176,6 +176,18 @@ final class Statement {
 
     func query(_ values: [Value], body: (Row) throws -> Void) throws {
         bind(values)
+        try rows(body)
+    }
+
+    /// Runs a query, its parameters bound in order by `fill`, and hands each row to `body`.
+    func query(fill: (inout Binder) -> Void, body: (Row) throws -> Void) throws {
+        sqlite3_reset(stmt)
+        var binder = Binder(stmt: stmt)
+        fill(&binder)
+        try rows(body)
+    }
+
+    private func rows(_ body: (Row) throws -> Void) throws {
         defer { sqlite3_reset(stmt) }
         while true {
             let rc = sqlite3_step(stmt)

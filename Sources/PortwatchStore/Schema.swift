@@ -70,6 +70,16 @@ enum Schema {
         ALTER TABLE bindings ADD COLUMN exe TEXT NOT NULL DEFAULT '';
         ALTER TABLE history ADD COLUMN exe TEXT NOT NULL DEFAULT '';
         """,
+        // The keys of the rows each commit wrote or deleted, in order: a scrape reads the rows
+        // changed since it last looked instead of the whole table. The newest entries are kept
+        // (see `Store.rowLogKept`); a reader that fell further behind reads the whole table.
+        """
+        CREATE TABLE row_log (
+            seq INTEGER PRIMARY KEY,
+            netns INTEGER NOT NULL, protocol TEXT NOT NULL, family TEXT NOT NULL,
+            address TEXT NOT NULL, port INTEGER NOT NULL
+        );
+        """,
     ]
 
     static var version: Int { migrations.count }

@@ -8,7 +8,13 @@ import PortwatchSystem
 public final class Store {
     public let path: String
     let db: Connection
-    private let insertRow, deleteRow, insertSocket, deleteSocket, addCounter, appendHistory, appendHistoryRows: Statement
+    private let insertRow, deleteRow, insertSocket, deleteSocket, addCounter, appendHistory, appendHistoryRows, logRow, pruneRowLog: Statement
+    /// Row changes logged since the row log was last pruned.
+    private var loggedSincePrune = 0
+
+    /// Entries of the row log kept: a scrape that last looked more row changes ago than this
+    /// reads the whole table again.
+    public static let rowLogKept: Int64 = 16_384
 
     /// History entries per INSERT when a batch has many: each statement run has its own
     /// setup (32 to a statement: 8% more events/s in the core benchmark's (a) and (b)).
@@ -39,6 +45,9 @@ public final class Store {
             """)
         appendHistory = try db.prepare(SQL.appendHistory.text)
         appendHistoryRows = try db.prepare(SQL.appendHistory.text + String(repeating: ",\(SQL.historyValues)", count: Self.historyRowsPerStatement - 1))
+        logRow = try db.prepare(SQL.logRow.text)
+        // Never the newest entry: the next seq goes on from it (rowids restart only in an empty table).
+        pruneRowLog = try db.prepare("DELETE FROM row_log WHERE seq <= (SELECT max(seq) FROM row_log) - \(Self.rowLogKept)")
     }
 
     /// A statement of the write path and the columns it binds, in order.
@@ -61,6 +70,8 @@ public final class Store {
         static let insertSocket = SQL("INSERT OR REPLACE INTO sockets (cookie, \(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders("cookie, " + RowCodec.keyColumns)))",
                                              columns: "cookie, " + RowCodec.keyColumns)
         static let deleteSocket = SQL("DELETE FROM sockets WHERE cookie=?", columns: "cookie")
+        public static let logRow = SQL("INSERT INTO row_log (\(RowCodec.keyColumns)) VALUES (\(RowCodec.placeholders(RowCodec.keyColumns)))",
+                                       columns: RowCodec.keyColumns)
         public static let appendHistory = SQL("INSERT INTO history (\(RowCodec.historyColumns)) VALUES \(historyValues)", columns: RowCodec.historyColumns)
     }
 
@@ -161,6 +172,10 @@ public final class Store {
                 for entry in batch.counters.entries + extra where entry.value > 0 {
                     try addCounter.run(.text(entry.name.rawValue), .text(entry.label), .int(Int64(bitPattern: entry.value)))
                 }
+                if loggedSincePrune >= Int(Self.rowLogKept / 4) {
+                    try pruneRowLog.run()
+                    loggedSincePrune = 0
+                }
             }
         }
     }
@@ -170,6 +185,8 @@ public final class Store {
         case .insert, .update: try insertRow.run { RowCodec.bind(change.row, &$0) }
         case .delete: try deleteRow.run { RowCodec.bind(change.row.key, &$0) }
         }
+        try logRow.run { RowCodec.bind(change.row.key, &$0) }
+        loggedSincePrune += 1
     }
 
     /// Appends entries in order, `historyRowsPerStatement` per statement, the rest one by one.

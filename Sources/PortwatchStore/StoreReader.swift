@@ -43,6 +43,58 @@ public final class StoreReader {
     }
 }
 
+/// What changed in the table since a reader last looked (see `StoreReader.read(since:)`).
+public struct TableRead: Sendable {
+    public enum Rows: Sendable {
+        /// The whole table, sorted by key: the first read, or the reader fell behind the row log.
+        case whole([Binding])
+        /// The rows written since, by key, in no order: the row as it is now, nil when deleted.
+        case changed([(key: BindingKey, row: Binding?)])
+    }
+
+    public var rows: Rows
+    public var counters: [CounterEntry]
+    /// The row log's position these rows are at: pass it to the next `read(since:)`.
+    public var position: Int64
+}
+
+extension StoreReader {
+    /// The table's rows written since `position` (nil: the whole table) and all counters, from
+    /// one read transaction. The whole table comes back when the row log no longer reaches
+    /// back to `position` (more than `Store.rowLogKept` changes ago) or was never at it.
+    public func read(since position: Int64?) throws -> TableRead {
+        do {
+            try db.execute("BEGIN")
+            defer { try? db.execute("COMMIT") }
+            var first: Int64 = 0, last: Int64 = 0
+            try db.prepare("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM row_log").query {
+                first = $0.int(0)
+                last = $0.int(1)
+            }
+            let counters = try StoreQueries.counters(db)
+            guard let position, position <= last, position >= first - 1 || position == last else {
+                return TableRead(rows: .whole(try StoreQueries.rows(db)), counters: counters, position: last)
+            }
+            var keys = Set<BindingKey>()
+            if position < last {
+                try db.prepare("SELECT \(RowCodec.keyColumns) FROM row_log WHERE seq > ?").query(.int(position)) { r in
+                    if let key = RowCodec.key(r, at: 0) { keys.insert(key) }
+                }
+            }
+            let lookup = try db.prepare("SELECT \(RowCodec.bindingColumns) FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))")
+            var changed: [(key: BindingKey, row: Binding?)] = []
+            for key in keys {
+                var row: Binding?
+                try lookup.query(fill: { RowCodec.bind(key, &$0) }) { row = RowCodec.binding($0) }
+                changed.append((key, row))
+            }
+            return TableRead(rows: .changed(changed), counters: counters, position: last)
+        } catch let error as StoreError {
+            throw StoreError(Store.explain(error.description, path: path, what: "cannot read"))
+        }
+    }
+}
+
 extension StoreReader {
     /// Entries since `since` (wall-clock ns), oldest first, optionally for one port.
     public func history(port: UInt16? = nil, since: UInt64 = 0) throws -> [HistoryEntry] {

@@ -3,7 +3,7 @@ import Logging
 import Synchronization
 import Testing
 import PortwatchCore
-import PortwatchExporter
+@testable import PortwatchExporter
 import PortwatchStore
 import PortwatchPipeline
 import PortwatchPolicy
@@ -24,6 +24,64 @@ import PortwatchPolicy
                            key: BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: port),
                            owner: Owner(pid: 1, comm: "app", uid: 0), state: .listen))
         return r.flush(now: .max)!
+    }
+
+    /// A source that lives through the ledger's changes (a few rows, then more than it puts in
+    /// place one by one, owners that change, policy reloads) serves what a fresh source reading
+    /// the whole ledger renders, at every step.
+    @Test func aLongLivedSourceServesWhatAFreshReadRenders() throws {
+        let (path, store) = try Self.ledger()
+        let file = path + ".policy.yaml"
+        func policy(_ step: Int) throws {
+            try "expected:\n  - { ports: \(1000 + step * 7)-\(1400 + step * 5) }\n  - { comm: db }\nignore:\n  - { ports: \(1500 + step)-\(1550 + step) }\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+        }
+        try policy(0)
+        let watcher = try PolicyWatcher(path: file, logger: Logger(label: "test"))
+        func source() -> ScrapeSource {
+            ScrapeSource(settings: .init(databasePath: path, programs: [:], version: "t", revision: "t", maxPortSeries: nil),
+                         policy: watcher, health: { CapturePipeline.Health() }, logger: Logger(label: "test"))
+        }
+        let kept = source()
+        let exporter = Exporter(telemetryPath: "/metrics", state: { kept.state() }, ready: { true })
+        func ledgerPart(_ text: String) -> String {
+            text.split(separator: "\n").filter { !$0.contains("process_") && !$0.contains("portwatch_scrape_duration") }.joined(separator: "\n")
+        }
+        var held: [UInt16: Binding] = [:]
+        var generator = SystemRandomNumberGenerator()
+        for step in 0..<40 {
+            var batch = Batch()
+            // Most steps change a few rows; every fifth more than are put in place one by one.
+            let changes = step % 5 == 4 ? LedgerTable.inPlaceChanges + 40 : Int.random(in: 1...6, using: &generator)
+            for _ in 0..<changes {
+                let port = UInt16.random(in: 1000...1700, using: &generator)
+                let key = BindingKey(netns: 1, transport: port % 3 == 0 ? .udp : .tcp, family: .ipv4, address: "0.0.0.0", port: port)
+                if let row = held[key.port], Bool.random(using: &generator) {
+                    batch.changes.append(RowChange(action: .delete, row: row, time: 1))
+                    held[key.port] = nil
+                } else {
+                    let row = Binding(key: key, owner: Owner(pid: Int32.random(in: 2...90, using: &generator), comm: port % 4 == 0 ? "db" : "web", uid: 0),
+                                      state: .listen, holders: 1, firstSeen: 1, lastChange: 1)
+                    batch.changes.append(RowChange(action: held[key.port] == nil ? .insert : .update, row: row, time: 1))
+                    held[key.port] = row
+                }
+            }
+            try store.apply(batch)
+            if step % 7 == 6 {
+                try policy(step)
+                #expect(watcher.reload())
+            }
+            let served = String(decoding: exporter.handle(HTTPRequest(method: "GET", path: "/metrics", query: "", version: "HTTP/1.1", headers: [])).body,
+                                as: UTF8.self)
+            let fresh = String(decoding: ExpositionFormat.text.render(PortwatchMetrics.families(source().state()).sorted { $0.name < $1.name }),
+                               as: UTF8.self)
+            #expect(ledgerPart(served) == ledgerPart(fresh), "step \(step)")
+            // And it is this ledger: every held port is a series or ignored.
+            let series = served.split(separator: "\n").filter { $0.hasPrefix("portwatch_port_info{") }.count
+            let line = served.split(separator: "\n").first { $0.hasPrefix("portwatch_ignored_ports ") }
+            let ignored = line.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) } ?? -1
+            #expect(series + ignored == held.count, "step \(step)")
+        }
     }
 
     /// `ignore:` rules take ports out of the per-port series; the aggregates still count them.

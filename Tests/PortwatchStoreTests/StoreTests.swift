@@ -334,6 +334,71 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(rows.map { "\($0.key.transport)/\($0.key.port)" } == ["tcp/22", "udp/22", "udp/53", "tcp/443", "tcp/8080"])
     }
 
+    /// A scrape reads the rows changed since it last looked: inserts, owner updates and deletes
+    /// each come back once, by key; nothing when nothing changed; the whole table on the first
+    /// read and when the row log no longer reaches back that far. Whatever it reads, the table
+    /// it keeps equals the ledger's.
+    @Test func aReaderReadsTheRowsChangedSinceItsLastLook() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        let reader = try StoreReader(path: path)
+        var kept: [BindingKey: Binding] = [:]
+        func apply(_ read: TableRead) {
+            switch read.rows {
+            case .whole(let rows): kept = Dictionary(uniqueKeysWithValues: rows.map { ($0.key, $0) })
+            case .changed(let changes): for (key, row) in changes { kept[key] = row }
+            }
+        }
+        func key(_ port: UInt16) -> BindingKey { BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "0.0.0.0", port: port) }
+        func row(_ port: UInt16, pid: Int32 = 1) -> Binding {
+            Binding(key: key(port), owner: Owner(pid: pid, comm: "x", uid: 0), state: .listen, holders: 1, firstSeen: 1, lastChange: 1)
+        }
+        func write(_ changes: [RowChange]) throws {
+            var batch = Batch()
+            batch.changes = changes
+            try store.apply(batch)
+        }
+        var first = try reader.read(since: nil)
+        guard case .whole(let empty) = first.rows, empty.isEmpty else { Issue.record("first read: \(first.rows)"); return }
+        try write((1...5).map { RowChange(action: .insert, row: row($0), time: 1) })
+        first = try reader.read(since: first.position)
+        guard case .changed(let inserted) = first.rows else { Issue.record("not a change read"); return }
+        #expect(Set(inserted.map(\.key.port)) == [1, 2, 3, 4, 5])
+        apply(first)
+
+        try write([RowChange(action: .update, row: row(2, pid: 7), time: 2), RowChange(action: .delete, row: row(4), time: 2),
+                   RowChange(action: .insert, row: row(9), time: 2)])
+        let second = try reader.read(since: first.position)
+        guard case .changed(let changes) = second.rows else { Issue.record("not a change read"); return }
+        #expect(changes.count == 3)
+        #expect(changes.first { $0.key.port == 4 }.map { $0.row == nil } == true)
+        #expect(changes.first { $0.key.port == 2 }?.row?.owner.pid == 7)
+        apply(second)
+        #expect(kept == Dictionary(uniqueKeysWithValues: try reader.snapshot().rows.map { ($0.key, $0) }))
+
+        let quiet = try reader.read(since: second.position)
+        guard case .changed(let none) = quiet.rows else { Issue.record("not a change read"); return }
+        #expect(none.isEmpty && quiet.position == second.position)
+
+        // Far behind: more row changes than the log keeps, then one more batch.
+        let churn = Int(Store.rowLogKept) + 4_000
+        for start in stride(from: 0, to: churn, by: 1_000) {
+            try write((start..<start + 1_000).map { RowChange(action: $0 % 2 == 0 ? .insert : .delete, row: row(UInt16(100 + $0 % 500)), time: 3) })
+        }
+        let behind = try reader.read(since: second.position)
+        guard case .whole = behind.rows else { Issue.record("a reader behind the log must read the whole table"); return }
+        apply(behind)
+        #expect(kept == Dictionary(uniqueKeysWithValues: try reader.snapshot().rows.map { ($0.key, $0) }))
+        // The log was pruned, not emptied: positions go on, and a reader that kept up still reads changes.
+        try write([RowChange(action: .delete, row: row(1), time: 4)])
+        let after = try reader.read(since: behind.position)
+        guard case .changed(let last) = after.rows else { Issue.record("not a change read"); return }
+        #expect(last.map(\.key) == [key(1)] && after.position == behind.position + 1)
+        var logged: Int64 = 0
+        try store.db.prepare("SELECT count(*) FROM row_log").query { logged = $0.int(0) }
+        #expect(logged <= Store.rowLogKept + Store.rowLogKept / 4 + 1_000)
+    }
+
     @Test func directoryIsRefusedWithAClearMessage() throws {
         let dir = try temporaryDirectory()
         #expect { try Store(path: dir) } throws: { "\($0)".contains("is a directory") && "\($0)".contains(dir) }

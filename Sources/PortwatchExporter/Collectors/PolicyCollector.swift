@@ -4,14 +4,14 @@ import PortwatchCore
 enum PolicyCollector: Collector {
     static func collect(_ state: ExporterState) -> [MetricFamily] {
         var out: [MetricFamily] = []
-        if let unexpected = state.unexpected {
-            let limit = state.maxPortSeries ?? Int.max
+        if state.policyApplied {
+            let unexpected = (state.entries ?? []).reduce(0) { $0 + ($1.unexpected && !$1.ignored ? 1 : 0) }
             out.append(MetricFamily("portwatch_unexpected_port_info", .gauge,
                                     help: "A port held now that the expected-listener policy does not allow. Always 1.",
-                                    samples: unexpected.prefix(limit).map { LedgerTableCollector.portInfo($0, exe: true) }))
+                                    rows: .unexpected))
             out.append(MetricFamily("portwatch_unexpected_ports", .gauge,
                                     help: "Ports held now that the expected-listener policy does not allow.",
-                                    samples: [.init([], Double(unexpected.count))]))
+                                    samples: [.init([], Double(unexpected))]))
             let samples = TransportProtocol.allCases.flatMap { transport in
                 Exposure.allCases.map { exposure in
                     MetricFamily.Sample([("exposure", exposure.rawValue), ("protocol", transport.description)],

@@ -20,7 +20,7 @@ enum SelfHealthCollector: Collector {
             single("portwatch_store_errors", CounterEntry.storeErrors,
                    help: "Failed writes to the database since start (changes are kept in memory and retried)."),
             MetricFamily("portwatch_up", .gauge, help: "1 when the ledger could be read for this scrape, else 0.",
-                         samples: [.init([], state.rows == nil ? 0 : 1)]),
+                         samples: [.init([], state.entries == nil ? 0 : 1)]),
             MetricFamily("portwatch_bpf_program_attached", .gauge, help: "1 when the BPF program is attached.",
                          samples: state.programs.keys.sorted().map { .init([("program", $0)], state.programs[$0]! ? 1 : 0) }),
             MetricFamily("portwatch_kernel_feature", .gauge,

@@ -1,0 +1,137 @@
+import PortwatchCore
+
+/// One held port as a scrape shows it: the ledger's row, the policy's verdict on it, its
+/// listener health as last read, and its labels as rendered (kept for as long as the entry is:
+/// the scrape source makes a new entry only for a row that changed, so a scrape after one change
+/// renders the labels of one row).
+public final class LedgerEntry: Sendable {
+    public let row: Binding
+    /// An `ignore:` rule matches: left out of every per-port series.
+    public let ignored: Bool
+    /// No `expected:` rule allows it (false when no policy is set).
+    public let unexpected: Bool
+    /// Accept queue and drops, as last read (nil: not read, or the port had no socket then).
+    public let health: SocketHealth?
+    let labels: RowLabels
+    /// What every render looks at, kept apart from the row (reading the row would copy it).
+    let exeDeleted: Bool
+    let transport: TransportProtocol
+    let listening: Bool
+    let queue: UInt32?, queueLimit: UInt32?, drops: UInt64?
+
+    public convenience init(_ row: Binding, ignored: Bool = false, unexpected: Bool = false, health: SocketHealth? = nil) {
+        self.init(row, ignored: ignored, unexpected: unexpected, health: health, labels: RowLabels())
+    }
+
+    private init(_ row: Binding, ignored: Bool, unexpected: Bool, health: SocketHealth?, labels: RowLabels) {
+        self.row = row
+        self.ignored = ignored
+        self.unexpected = unexpected
+        self.health = health
+        self.labels = labels
+        exeDeleted = row.owner.exeDeleted
+        transport = row.key.transport
+        listening = row.state == .listen
+        (queue, queueLimit, drops) = (health?.queue, health?.queueLimit, health?.drops)
+    }
+
+    /// The same row with another verdict or health: its rendered labels are kept.
+    public func with(ignored: Bool, unexpected: Bool, health: SocketHealth?) -> LedgerEntry {
+        if ignored == self.ignored && unexpected == self.unexpected && health == self.health { return self }
+        return LedgerEntry(row, ignored: ignored, unexpected: unexpected, health: health, labels: labels)
+    }
+}
+
+/// A row's label sets, rendered on first use (`{name="value",...}`, escaped; the same bytes in
+/// both exposition formats). Unchecked: filled only by the exporter's renderer, under its lock.
+final class RowLabels: @unchecked Sendable {
+    /// `portwatch_port_info`'s labels with `exe` last, and where `,exe=` starts.
+    private var portInfo: (bytes: [UInt8], exeStart: Int)?
+    private var health: [UInt8]?
+    /// `portwatch_port_info`'s labels without the dropped ones, for that set of dropped labels.
+    private var dropped: (labels: Set<String>, exe: Bool, bytes: [UInt8])?
+
+    /// Appends the port's identity and holder labels, with `exe` or without. `rendered` counts
+    /// the label sets this had to render (not kept yet).
+    func appendPortInfo(_ entry: LedgerEntry, exe: Bool, to out: inout [UInt8], rendered: inout Int) {
+        if portInfo == nil {
+            let row = entry.row
+            rendered += 1
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(256)
+            let labels = PortInfoLabels.labels(row, exe: true)
+            Self.render(labels.dropLast(), into: &bytes)
+            let exeStart = bytes.count
+            Self.render(labels.suffix(1), into: &bytes, first: false)
+            portInfo = (bytes, exeStart)
+        }
+        let (bytes, exeStart) = portInfo!
+        if exe {
+            out.append(contentsOf: bytes)
+        } else {
+            out.append(contentsOf: bytes[..<exeStart])
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    func appendPortInfo(_ entry: LedgerEntry, exe: Bool, dropping: Set<String>, to out: inout [UInt8], rendered: inout Int) {
+        guard !dropping.isEmpty else { return appendPortInfo(entry, exe: exe, to: &out, rendered: &rendered) }
+        if dropped?.labels != dropping || dropped?.exe != exe {
+            let row = entry.row
+            rendered += 1
+            var bytes: [UInt8] = []
+            Self.render(PortInfoLabels.labels(row, exe: exe).filter { !dropping.contains($0.0) }[...], into: &bytes)
+            dropped = (dropping, exe, bytes)
+        }
+        out.append(contentsOf: dropped!.bytes)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    func appendHealth(_ entry: LedgerEntry, to out: inout [UInt8], rendered: inout Int) {
+        if health == nil {
+            let row = entry.row
+            rendered += 1
+            var bytes: [UInt8] = []
+            Self.render(PortInfoLabels.health(row)[...], into: &bytes)
+            health = bytes
+        }
+        out.append(contentsOf: health!)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// `{a="x",b="y"` (no closing brace), or `,a="x"` when not `first`.
+    private static func render(_ labels: ArraySlice<(String, String)>, into out: inout [UInt8], first: Bool = true) {
+        for (i, (name, value)) in labels.enumerated() {
+            out.append(i == 0 && first ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: "=\"".utf8)
+            ExpositionFormat.escapeLabelValue(value, into: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+    }
+}
+
+/// The labels of the per-port series, shared by both renderings (the families' samples and
+/// the entries' cached bytes).
+enum PortInfoLabels {
+    /// The labels of one held port (shared with the policy's unexpected ports), with the
+    /// holder's executable last when `exe`.
+    static func labels(_ row: Binding, exe: Bool) -> [(String, String)] {
+        let k = row.key, a = row.owner.attribution
+        var labels = [("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"),
+                      ("address", k.address), ("port", String(k.port)), ("state", "\(row.state)"),
+                      ("pid", String(row.owner.pid)), ("comm", row.owner.comm),
+                      ("unit", a.unit), ("container_id", a.containerID), ("pod", a.pod), ("namespace", a.namespace),
+                      ("container", a.container), ("exposure", "\(k.exposure)")]
+        if exe { labels.append(("exe", row.owner.exe)) }
+        return labels
+    }
+
+    /// The port's identity and its holder's, without the pid (listener health).
+    static func health(_ row: Binding) -> [(String, String)] {
+        let k = row.key, a = row.owner.attribution
+        return [("netns", String(k.netns)), ("protocol", "\(k.transport)"), ("family", "\(k.family)"), ("address", k.address),
+                ("port", String(k.port)), ("comm", row.owner.comm), ("unit", a.unit), ("container", a.container),
+                ("pod", a.pod), ("namespace", a.namespace)]
+    }
+}

@@ -1,0 +1,94 @@
+import Synchronization
+import Testing
+import PortwatchCore
+@testable import PortwatchExporter
+
+/// A scrape serves the per-port series from the labels each entry keeps; they must be the
+/// bytes the families' samples render to, whatever the policy's scope, dropped labels, the
+/// series cap and the health, and a scrape after one changed entry renders that entry alone.
+@Suite struct RowSeriesTests {
+    static func entries(_ count: Int) -> [LedgerEntry] {
+        (0..<count).map { i in
+            let port = UInt16(1000 + i)
+            let attribution = i % 3 == 0 ? Attribution(unit: "svc\(i % 5).service") : Attribution(containerID: "c\(i)", pod: "p\"\(i % 4)", namespace: "ns")
+            var owner = Owner(pid: Int32(100 + i % 7), comm: i % 2 == 0 ? "web" : "db\\x", uid: 0, attribution: attribution)
+            owner.exe = i % 9 == 0 ? "/usr/bin/web" + Owner.deletedSuffix : "/usr/bin/web"
+            let row = Binding(key: BindingKey(netns: UInt32(1 + i % 2), transport: i % 4 == 0 ? .udp : .tcp, family: i % 5 == 0 ? .ipv6 : .ipv4,
+                                              address: i % 5 == 0 ? "::" : "0.0.0.0", port: port),
+                              owner: owner, state: i % 4 == 0 ? .bound : .listen, holders: 1, firstSeen: 0, lastChange: 0)
+            let health = i % 3 == 1 ? nil : SocketHealth(key: row.key, cookie: 1, queue: UInt32(i % 4), queueLimit: 128, drops: UInt64(i % 6))
+            return LedgerEntry(row, ignored: i % 11 == 0, unexpected: i % 3 == 2, health: health)
+        }.sorted { $0.row.key < $1.row.key }
+    }
+
+    /// The ledger's part of a served body: the per-scrape series left out.
+    static func ledgerPart(_ body: [UInt8]) -> String {
+        String(decoding: body, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.contains("process_") && !$0.contains("portwatch_scrape_duration") && $0 != "# EOF" }.joined(separator: "\n")
+    }
+
+    static func reference(_ state: ExporterState, _ format: ExpositionFormat) -> String {
+        let families = PortwatchMetrics.families(state).sorted { $0.name < $1.name }
+        return ledgerPart(format.render(families))
+    }
+
+    @Test func servedPerPortSeriesAreTheSamplesBytes() {
+        let entries = Self.entries(120)
+        var generation: UInt64 = 0
+        let current = Mutex(ExporterState(entries: [], counters: [], programs: [:], version: "t", revision: "t"))
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        for scope in [PortInfoScope.all, .unexpected, .none] {
+            for dropping in [Set<String>(), ["pid", "address", "exposure"], ["exe"]] {
+                for (limit, exe, policy, health) in [(nil as Int?, false, true, true), (40, true, false, true), (nil, true, true, false)] {
+                    var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t", maxPortSeries: limit)
+                    state.portInfoOnly = scope
+                    state.portInfoDropLabels = dropping
+                    state.portInfoExe = exe
+                    state.policyApplied = policy
+                    state.listenerHealthRead = health
+                    generation += 1
+                    state.generation = generation
+                    current.withLock { $0 = state }
+                    for format in [ExpositionFormat.text, .openMetrics] {
+                        let accept = format == .text ? "text/plain" : "application/openmetrics-text; version=1.0.0"
+                        let served = Self.ledgerPart(RenderCacheTests.get(exporter, [("accept", accept)]).body)
+                        #expect(served == Self.reference(state, format), "scope \(scope) dropping \(dropping) limit \(String(describing: limit)) exe \(exe)")
+                    }
+                }
+            }
+        }
+        // Not empty comparisons: the families have their samples.
+        var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")
+        state.policyApplied = true
+        state.listenerHealthRead = true
+        let text = Self.reference(state, .text)
+        for family in ["portwatch_port_info{", "portwatch_unexpected_port_info{", "portwatch_deleted_executable_port_info{",
+                       "portwatch_listen_queue_length{", "portwatch_socket_drops_total{"] {
+            #expect(text.contains(family), "\(family)")
+        }
+    }
+
+    @Test func aScrapeAfterOneChangedEntryRendersThatEntryAlone() {
+        var entries = Self.entries(500)
+        var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")
+        state.listenerHealthRead = true
+        state.generation = 1
+        let current = Mutex(state)
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        _ = RenderCacheTests.get(exporter)
+        #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) >= 500, "the first scrape renders every entry's labels")
+        // One row changed: a new entry for it, the others kept.
+        var owner = entries[250].row.owner
+        owner.pid = 4242
+        entries[250] = LedgerEntry(Binding(key: entries[250].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1),
+                                   health: entries[250].health)
+        state.entries = entries
+        state.generation = 2
+        current.withLock { $0 = state }
+        let body = String(decoding: RenderCacheTests.get(exporter).body, as: UTF8.self)
+        #expect(body.contains("pid=\"4242\""))
+        // Its port_info labels and (when it has a health series) its health labels, no other entry's.
+        let hasHealth = [RowSeries.queueLength, .drops].contains { $0.value(entries[250], state) != nil }
+        #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) == (hasHealth ? 2 : 1))
+    }
+}
