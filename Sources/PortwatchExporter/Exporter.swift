@@ -74,11 +74,11 @@ public struct Exporter: Sendable {
         perScrape.sort { $0.name < $1.name }
         let tail = format.render(perScrape)
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept-Encoding")]
-        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(ledger.body + tail).map({ [$0] }) {
+        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(Array((ledger.body + [tail[...]]).joined())).map({ [$0] }) {
             headers.append(("Content-Encoding", "gzip"))
             return HTTPResponse(status: 200, headers: headers, bodyParts: parts)
         }
-        return HTTPResponse(status: 200, headers: headers, bodyParts: [ledger.body, tail])
+        return HTTPResponse(status: 200, headers: headers, bodyParts: ledger.body + [tail[...]])
     }
 
     static let mapMemoryHelp = "Kernel memory of each of portwatch's BPF maps, charged to the daemon's memory cgroup (memlock in /proc/self/fdinfo): in use on Linux 6.4 and later, estimated from the map's size before (a ring buffer at least its data size)."

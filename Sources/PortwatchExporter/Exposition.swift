@@ -17,22 +17,39 @@ public enum ExpositionFormat: Sendable, Equatable {
     /// `sizeHint` is the size a previous rendering of similar families came to: the buffer
     /// starts there instead of doubling its way up (each doubling a copy of the body).
     public func render(_ families: [MetricFamily], last: Bool = true, sizeHint: Int = 0) -> [UInt8] {
-        var rendered = 0
-        return render(families, state: nil, last: last, sizeHint: sizeHint, rendered: &rendered)
-    }
-
-    /// Renders families whose per-port samples (`MetricFamily.rows`) come from `state`'s entries;
-    /// `rendered` counts the entries' label sets that were not cached yet.
-    func render(_ families: [MetricFamily], state: ExporterState?, last: Bool = true, sizeHint: Int = 0, rendered: inout Int) -> [UInt8] {
         var out: [UInt8] = []
-        let rows = families.contains { $0.rows != nil } ? (state?.entries?.count ?? 0) * 320 : 0
-        out.reserveCapacity(max(sizeHint + sizeHint / 16, 4096 + rows + families.reduce(0) { $0 + $1.samples.count * 96 }))
-        for family in families { render(family, state: state, into: &out, rendered: &rendered) }
+        out.reserveCapacity(max(sizeHint + sizeHint / 16, 4096 + families.reduce(0) { $0 + $1.samples.count * 96 }))
+        var rendered = 0
+        for family in families { render(family, state: nil, into: &out, rendered: &rendered) }
         if self == .openMetrics && last { out.append(contentsOf: "# EOF\n".utf8) }
         return out
     }
 
-    private func render(_ family: MetricFamily, state: ExporterState?, into out: inout [UInt8], rendered: inout Int) {
+    /// Renders families whose per-port samples (`MetricFamily.rows`) come from `state`'s entries,
+    /// in pieces: the lines of a family in `segments` are served as they are (see
+    /// `RowSeries.update`), the others rendered here; no `# EOF`. `rendered` counts the entries'
+    /// label sets that were not cached yet.
+    func render(_ families: [MetricFamily], state: ExporterState, segments: [RowSeries: RowSegment], rendered: inout Int) -> [ArraySlice<UInt8>] {
+        var pieces: [ArraySlice<UInt8>] = []
+        var out: [UInt8] = []
+        out.reserveCapacity(16_384)
+        for family in families {
+            render(family, state: state, segment: family.rows.flatMap { segments[$0] }, into: &out, rendered: &rendered)
+            if let rows = family.rows, let segment = segments[rows] {
+                pieces.append(out[...])
+                out = []
+                out.reserveCapacity(16_384)
+                pieces.append(segment.lines(limit: rows.limit(state)))
+            }
+        }
+        pieces.append(out[...])
+        return pieces.filter { !$0.isEmpty }
+    }
+
+    /// One family's header and samples; a per-port family's lines from the entries unless they
+    /// come from `segment` (then the caller adds them).
+    private func render(_ family: MetricFamily, state: ExporterState?, segment: RowSegment? = nil, into out: inout [UInt8],
+                        rendered: inout Int) {
         // Text 0.0.4 names a counter family by its sample name; OpenMetrics by its base name.
         let familyName = self == .text ? family.sampleName : family.name
         out.append(contentsOf: "# HELP \(familyName) ".utf8)
@@ -59,7 +76,7 @@ public enum ExpositionFormat: Sendable, Equatable {
             out.append(contentsOf: Self.format(sample.value).utf8)
             out.append(UInt8(ascii: "\n"))
         }
-        if let rows = family.rows, let state { rows.render(state, name: sampleName, into: &out, rendered: &rendered) }
+        if let rows = family.rows, let state, segment == nil { rows.render(state, name: sampleName, into: &out, rendered: &rendered) }
     }
 
     /// A label value's escapes (the same in both formats): backslash, newline, double quote.

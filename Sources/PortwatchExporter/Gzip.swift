@@ -6,7 +6,7 @@ enum Gzip {
         guard let stream = Stream(level: level) else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(input.count / 4 + 64)
-        return stream.deflate(input, flush: Z_FINISH, into: &out) ? out : nil
+        return stream.deflate(input[...], flush: Z_FINISH, into: &out) ? out : nil
     }
 
     /// Whether an Accept-Encoding header allows gzip (q > 0).
@@ -51,7 +51,7 @@ enum Gzip {
 
         /// Compresses `input` and appends what comes out: with Z_SYNC_FLUSH up to a byte
         /// boundary, with Z_FINISH to the end of the gzip member.
-        func deflate(_ input: [UInt8], flush: Int32, into out: inout [UInt8]) -> Bool {
+        func deflate(_ input: ArraySlice<UInt8>, flush: Int32, into out: inout [UInt8]) -> Bool {
             var chunk = [UInt8](repeating: 0, count: 1 << 16)
             return input.withUnsafeBufferPointer { inBuf in
                 z.pointee.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)
@@ -67,7 +67,8 @@ enum Gzip {
                     guard rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR else { return false }
                     out += chunk[0..<produced]
                     if flush == Z_FINISH ? rc == Z_STREAM_END : (z.pointee.avail_in == 0 && z.pointee.avail_out != 0) { return true }
-                    if rc == Z_BUF_ERROR && produced == 0 { return false }
+                    // No progress: done when all input is in (a flush that ended on a full chunk), else stuck.
+                    if rc == Z_BUF_ERROR && produced == 0 { return flush != Z_FINISH && z.pointee.avail_in == 0 }
                 }
             }
         }
@@ -79,11 +80,14 @@ enum Gzip {
         private let stream: Stream
         private let compressed: [UInt8]
 
-        init?(_ prefix: [UInt8], level: Int32 = 5) {
+        init?(_ prefix: [ArraySlice<UInt8>], level: Int32 = 5) {
             guard let stream = Stream(level: level) else { return nil }
             var out: [UInt8] = []
-            out.reserveCapacity(prefix.count / 4 + 64)
-            guard stream.deflate(prefix, flush: Z_SYNC_FLUSH, into: &out) else { return nil }
+            out.reserveCapacity(prefix.reduce(0) { $0 + $1.count } / 4 + 64)
+            for (i, piece) in prefix.enumerated() {
+                guard stream.deflate(piece, flush: i == prefix.count - 1 ? Z_SYNC_FLUSH : Z_NO_FLUSH, into: &out) else { return nil }
+            }
+            if prefix.isEmpty { guard stream.deflate([], flush: Z_SYNC_FLUSH, into: &out) else { return nil } }
             self.stream = stream
             compressed = out
         }
@@ -94,7 +98,7 @@ enum Gzip {
         func finish(_ tail: [UInt8]) -> [[UInt8]]? {
             guard let copy = Stream(copying: stream) else { return nil }
             var out: [UInt8] = []
-            return copy.deflate(tail, flush: Z_FINISH, into: &out) ? [compressed, out] : nil
+            return copy.deflate(tail[...], flush: Z_FINISH, into: &out) ? [compressed, out] : nil
         }
     }
 }

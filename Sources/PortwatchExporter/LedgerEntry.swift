@@ -18,6 +18,8 @@ public final class LedgerEntry: Sendable {
     let transport: TransportProtocol
     let listening: Bool
     let queue: UInt32?, queueLimit: UInt32?, drops: UInt64?
+    /// Its protocol and family as one index (`portwatch_ports_held`'s series).
+    let heldSlot: Int
 
     public convenience init(_ row: Binding, ignored: Bool = false, unexpected: Bool = false, health: SocketHealth? = nil) {
         self.init(row, ignored: ignored, unexpected: unexpected, health: health, labels: RowLabels())
@@ -33,6 +35,11 @@ public final class LedgerEntry: Sendable {
         transport = row.key.transport
         listening = row.state == .listen
         (queue, queueLimit, drops) = (health?.queue, health?.queueLimit, health?.drops)
+        heldSlot = Self.heldSlot(row.key.transport, row.key.family)
+    }
+
+    static func heldSlot(_ t: TransportProtocol, _ f: AddressFamily) -> Int {
+        TransportProtocol.allCases.firstIndex(of: t)! * AddressFamily.allCases.count + AddressFamily.allCases.firstIndex(of: f)!
     }
 
     /// The same row with another verdict or health: its rendered labels are kept.

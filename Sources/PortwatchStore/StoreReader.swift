@@ -59,6 +59,12 @@ public struct TableRead: Sendable {
 }
 
 extension StoreReader {
+    /// The row log's first and last positions. Two subqueries: SQLite reads a lone min() or
+    /// max() off the key's ends, both in one SELECT by a scan of the whole log.
+    static let rowLogEnds = "SELECT coalesce((SELECT min(seq) FROM row_log), 0), coalesce((SELECT max(seq) FROM row_log), 0)"
+    static let rowLogSince = "SELECT \(RowCodec.keyColumns) FROM row_log WHERE seq > ?"
+    static let rowByKey = "SELECT \(RowCodec.bindingColumns) FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))"
+
     /// The table's rows written since `position` (nil: the whole table) and all counters, from
     /// one read transaction. The whole table comes back when the row log no longer reaches
     /// back to `position` (more than `Store.rowLogKept` changes ago) or was never at it.
@@ -67,7 +73,7 @@ extension StoreReader {
             try db.execute("BEGIN")
             defer { try? db.execute("COMMIT") }
             var first: Int64 = 0, last: Int64 = 0
-            try db.prepare("SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM row_log").query {
+            try db.prepare(Self.rowLogEnds).query {
                 first = $0.int(0)
                 last = $0.int(1)
             }
@@ -77,11 +83,11 @@ extension StoreReader {
             }
             var keys = Set<BindingKey>()
             if position < last {
-                try db.prepare("SELECT \(RowCodec.keyColumns) FROM row_log WHERE seq > ?").query(.int(position)) { r in
+                try db.prepare(Self.rowLogSince).query(.int(position)) { r in
                     if let key = RowCodec.key(r, at: 0) { keys.insert(key) }
                 }
             }
-            let lookup = try db.prepare("SELECT \(RowCodec.bindingColumns) FROM bindings WHERE (\(RowCodec.keyColumns)) = (\(RowCodec.placeholders(RowCodec.keyColumns)))")
+            let lookup = try db.prepare(Self.rowByKey)
             var changed: [(key: BindingKey, row: Binding?)] = []
             for key in keys {
                 var row: Binding?

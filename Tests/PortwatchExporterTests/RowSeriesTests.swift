@@ -68,6 +68,42 @@ import PortwatchCore
         }
     }
 
+    /// Generations whose entries are inserted, deleted, replaced and given new health here and
+    /// there (the kept lines spliced around them): every served body is the samples' rendering.
+    @Test func splicedGenerationsAreTheSamplesBytes() {
+        var entries = Self.entries(300)
+        var generator = SystemRandomNumberGenerator()
+        let current = Mutex(ExporterState(entries: [], counters: [], programs: [:], version: "t", revision: "t"))
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        let spare = Self.entries(600).suffix(300)
+        for generation in 1...60 {
+            for _ in 0..<Int.random(in: 0...4, using: &generator) {
+                let i = Int.random(in: 0..<entries.count, using: &generator)
+                switch Int.random(in: 0..<4, using: &generator) {
+                case 0: entries.remove(at: i)
+                case 1:
+                    let new = spare.randomElement(using: &generator)!
+                    if !entries.contains(where: { $0.row.key == new.row.key }) {
+                        entries.insert(LedgerEntry(new.row, unexpected: Bool.random(using: &generator)), at: entries.firstIndex { new.row.key < $0.row.key } ?? entries.count)
+                    }
+                case 2: entries[i] = entries[i].with(ignored: !entries[i].ignored, unexpected: entries[i].unexpected, health: entries[i].health)
+                default:
+                    let h = SocketHealth(key: entries[i].row.key, cookie: 1, queue: UInt32.random(in: 0...9, using: &generator), queueLimit: 4096,
+                                         drops: UInt64.random(in: 0...99, using: &generator))
+                    entries[i] = entries[i].with(ignored: entries[i].ignored, unexpected: entries[i].unexpected, health: h)
+                }
+            }
+            var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t",
+                                      maxPortSeries: generation % 3 == 0 ? 150 : nil)
+            state.policyApplied = true
+            state.listenerHealthRead = true
+            state.portInfoOnly = generation % 10 == 0 ? .unexpected : .all
+            state.generation = UInt64(generation)
+            current.withLock { $0 = state }
+            #expect(Self.ledgerPart(RenderCacheTests.get(exporter).body) == Self.reference(state, .text), "generation \(generation)")
+        }
+    }
+
     @Test func aScrapeAfterOneChangedEntryRendersThatEntryAlone() {
         var entries = Self.entries(500)
         var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")

@@ -109,6 +109,12 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(transients.contains("USING INDEX history_transients"), "the scrape's transient gauges: \(transients)")
         let ofKind = try plan(StoreReader.historyQuery(HistoryQuery(since: 1, kinds: [.transient])).sql)
         #expect(ofKind.contains("USING INDEX history_transients"), "history --kind transient: \(ofKind)")
+        // A scrape after a change reads the log's ends, the entries after its position and the
+        // changed rows by key: none of them may read a whole table (the log holds thousands).
+        for sql in [StoreReader.rowLogEnds, StoreReader.rowLogSince, StoreReader.rowByKey] {
+            let text = try plan(sql)
+            #expect(!text.contains("SCAN row_log") && !text.contains("SCAN bindings"), "\(sql): \(text)")
+        }
         var half = HistoryQuery(since: 1)
         half.partition = (1, 2)
         for query in [HistoryQuery(since: 1), HistoryQuery(port: 22, since: 1), HistoryQuery(since: 1, kinds: [.open, .close]), half] {

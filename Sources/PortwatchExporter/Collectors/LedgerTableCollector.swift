@@ -4,17 +4,16 @@ import PortwatchCore
 enum LedgerTableCollector: Collector {
     static func collect(_ state: ExporterState) -> [MetricFamily] {
         let entries = state.entries ?? []
-        // By protocol and family, one flat key: a pass over 10,000 entries at each change.
-        func slot(_ t: TransportProtocol, _ f: AddressFamily) -> UInt16 { UInt16(t.rawValue) << 8 | UInt16(f.rawValue) }
-        var held: [UInt16: Int] = [:]
+        // By protocol and family: a pass over 10,000 entries at each change.
+        var held = [Int](repeating: 0, count: TransportProtocol.allCases.count * AddressFamily.allCases.count)
         var shown = 0
         for e in entries {
-            held[slot(e.row.key.transport, e.row.key.family), default: 0] += 1
+            held[e.heldSlot] += 1
             if !e.ignored { shown += 1 }
         }
         let heldSamples = TransportProtocol.allCases.flatMap { transport in
             AddressFamily.allCases.map { family in
-                MetricFamily.Sample([("protocol", "\(transport)"), ("family", "\(family)")], Double(held[slot(transport, family)] ?? 0))
+                MetricFamily.Sample([("protocol", "\(transport)"), ("family", "\(family)")], Double(held[LedgerEntry.heldSlot(transport, family)]))
             }
         }
         let limit = state.maxPortSeries ?? Int.max

@@ -30,7 +30,7 @@ public struct HTTPResponse: Sendable {
     public var headers: [(String, String)]
     /// The body as the pieces it was made of: a cached rendering and a per-scrape tail are
     /// written to the socket from where they lie, never joined into one copy.
-    public var bodyParts: [[UInt8]]
+    public var bodyParts: [ArraySlice<UInt8>]
     /// Send headers only (HEAD), with the Content-Length of the body.
     public var omitBody = false
     /// Close the connection once this response is written.
@@ -40,16 +40,20 @@ public struct HTTPResponse: Sendable {
         self.init(status: status, headers: headers, bodyParts: [body])
     }
 
-    public init(status: Int, headers: [(String, String)] = [], bodyParts: [[UInt8]]) {
+    public init(status: Int, headers: [(String, String)] = [], bodyParts: [ArraySlice<UInt8>]) {
         self.status = status
         self.headers = headers
         self.bodyParts = bodyParts.filter { !$0.isEmpty }
     }
 
+    public init(status: Int, headers: [(String, String)] = [], bodyParts: [[UInt8]]) {
+        self.init(status: status, headers: headers, bodyParts: bodyParts.map { $0[...] })
+    }
+
     /// The whole body in one array (joins the parts; for tests and small bodies).
     public var body: [UInt8] {
-        get { bodyParts.count == 1 ? bodyParts[0] : Array(bodyParts.joined()) }
-        set { bodyParts = newValue.isEmpty ? [] : [newValue] }
+        get { Array(bodyParts.joined()) }
+        set { bodyParts = newValue.isEmpty ? [] : [newValue[...]] }
     }
 
     public var contentLength: Int { bodyParts.reduce(0) { $0 + $1.count } }
@@ -77,12 +81,12 @@ public struct HTTPResponse: Sendable {
     }
 
     /// Status line and headers, then (unless omitted) the body's parts as they are.
-    func serialize(keepAlive: Bool) -> [[UInt8]] {
+    func serialize(keepAlive: Bool) -> [ArraySlice<UInt8>] {
         var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(contentLength)\r\n"
         head += keepAlive ? "" : "Connection: close\r\n"
         head += "\r\n"
-        return [Array(head.utf8)] + (omitBody ? [] : bodyParts)
+        return [Array(head.utf8)[...]] + (omitBody ? [] : bodyParts)
     }
 }

@@ -20,14 +20,14 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Bytes waiting to be written, kept as the pieces the responses were made of.
     struct Outbox {
-        private var chunks: [[UInt8]] = []
+        private var chunks: [ArraySlice<UInt8>] = []
         /// The chunk being written and how much of it is out.
         private var first = 0
         private var offset = 0
 
         var isEmpty: Bool { first == chunks.count }
 
-        mutating func append(_ parts: [[UInt8]]) {
+        mutating func append(_ parts: [ArraySlice<UInt8>]) {
             chunks += parts.lazy.filter { !$0.isEmpty }
         }
 
