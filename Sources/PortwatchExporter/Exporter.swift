@@ -74,7 +74,7 @@ public struct Exporter: Sendable {
         perScrape.sort { $0.name < $1.name }
         let tail = format.render(perScrape)
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept-Encoding")]
-        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(Array((ledger.body + [tail[...]]).joined())).map({ [$0] }) {
+        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(Array((ledger.body + [tail[...]]).joined())).map({ [$0[...]] }) {
             headers.append(("Content-Encoding", "gzip"))
             return HTTPResponse(status: 200, headers: headers, bodyParts: parts)
         }

@@ -29,21 +29,22 @@ public enum ExpositionFormat: Sendable, Equatable {
     /// in pieces: the lines of a family in `segments` are served as they are (see
     /// `RowSeries.update`), the others rendered here; no `# EOF`. `rendered` counts the entries'
     /// label sets that were not cached yet.
-    func render(_ families: [MetricFamily], state: ExporterState, segments: [RowSeries: RowSegment], rendered: inout Int) -> [ArraySlice<UInt8>] {
-        var pieces: [ArraySlice<UInt8>] = []
+    func render(_ families: [MetricFamily], state: ExporterState, segments: [RowSeries: RowSegment],
+                rendered: inout Int) -> [(bytes: ArraySlice<UInt8>, rows: RowSeries?)] {
+        var pieces: [(bytes: ArraySlice<UInt8>, rows: RowSeries?)] = []
         var out: [UInt8] = []
         out.reserveCapacity(16_384)
         for family in families {
             render(family, state: state, segment: family.rows.flatMap { segments[$0] }, into: &out, rendered: &rendered)
             if let rows = family.rows, let segment = segments[rows] {
-                pieces.append(out[...])
+                pieces.append((out[...], nil))
                 out = []
                 out.reserveCapacity(16_384)
-                pieces.append(segment.lines(limit: rows.limit(state)))
+                pieces.append((segment.lines(limit: rows.limit(state)), rows))
             }
         }
-        pieces.append(out[...])
-        return pieces.filter { !$0.isEmpty }
+        pieces.append((out[...], nil))
+        return pieces.filter { !$0.bytes.isEmpty }
     }
 
     /// One family's header and samples; a per-port family's lines from the entries unless they

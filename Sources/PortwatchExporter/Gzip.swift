@@ -25,20 +25,11 @@ enum Gzip {
     final class Stream {
         let z: UnsafeMutablePointer<z_stream>
 
-        init?(level: Int32) {
+        /// `raw`: no gzip framing (a piece of a member that `Member` frames).
+        init?(level: Int32, raw: Bool = false) {
             z = .allocate(capacity: 1)
             z.initialize(to: z_stream())
-            guard pw_deflate_init_gzip(z, level) == Z_OK else {
-                z.deallocate()
-                return nil
-            }
-        }
-
-        /// A stream that goes on from where `source` is, without compressing again what it has.
-        init?(copying source: Stream) {
-            z = .allocate(capacity: 1)
-            z.initialize(to: z_stream())
-            guard deflateCopy(z, source.z) == Z_OK else {
+            guard (raw ? pw_deflate_init_raw(z, level) : pw_deflate_init_gzip(z, level)) == Z_OK else {
                 z.deallocate()
                 return nil
             }
@@ -74,31 +65,59 @@ enum Gzip {
         }
     }
 
-    /// The compressed start of a body that many responses share: each `finish` gives a whole
-    /// gzip body of that start plus a tail, compressing only the tail.
-    final class Prefix: @unchecked Sendable {
-        private let stream: Stream
-        private let compressed: [UInt8]
+    /// Bytes compressed on their own: raw deflate cut at a sync flush (a byte boundary, no
+    /// final block), so that pieces compressed apart, in any number of runs, join into one
+    /// deflate stream (a piece refers to nothing before it). With the crc and length the gzip
+    /// trailer needs.
+    struct Piece: Sendable {
+        var compressed: [UInt8]
+        var crc: UInt32
+        var length: Int
 
-        init?(_ prefix: [ArraySlice<UInt8>], level: Int32 = 5) {
-            guard let stream = Stream(level: level) else { return nil }
+        /// `stream` is a raw stream, reset here (one stream serves many pieces).
+        init?(_ bytes: ArraySlice<UInt8>, stream: Stream, finish: Bool = false) {
+            guard deflateReset(stream.z) == Z_OK else { return nil }
             var out: [UInt8] = []
-            out.reserveCapacity(prefix.reduce(0) { $0 + $1.count } / 4 + 64)
-            for (i, piece) in prefix.enumerated() {
-                guard stream.deflate(piece, flush: i == prefix.count - 1 ? Z_SYNC_FLUSH : Z_NO_FLUSH, into: &out) else { return nil }
-            }
-            if prefix.isEmpty { guard stream.deflate([], flush: Z_SYNC_FLUSH, into: &out) else { return nil } }
-            self.stream = stream
+            out.reserveCapacity(bytes.count / 4 + 64)
+            guard stream.deflate(bytes, flush: finish ? Z_FINISH : Z_SYNC_FLUSH, into: &out) else { return nil }
             compressed = out
+            length = bytes.count
+            crc = bytes.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
+        }
+    }
+
+    /// The start of a body that many responses share, as compressed pieces: each `finish`
+    /// gives a whole gzip member of that start plus a tail, compressing only the tail.
+    final class Member: Sendable {
+        private let compressed: [UInt8]
+        private let crc: UInt32
+        private let length: Int
+        private let level: Int32
+
+        /// The gzip header and `pieces`, in order.
+        init(_ pieces: [Piece], level: Int32 = 5) {
+            var out: [UInt8] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]
+            out.reserveCapacity(pieces.reduce(10) { $0 + $1.compressed.count })
+            var crc: uLong = 0, length = 0
+            for piece in pieces {
+                out += piece.compressed
+                crc = crc32_combine(crc, uLong(piece.crc), off_t(piece.length))
+                length += piece.length
+            }
+            compressed = out
+            self.crc = UInt32(crc)
+            self.length = length
+            self.level = level
         }
 
-        /// The whole gzip body in two parts: the shared compressed prefix (not copied) and the
-        /// compressed tail. Reads the prefix's stream only (a copy goes on), so several threads
-        /// may finish at once.
-        func finish(_ tail: [UInt8]) -> [[UInt8]]? {
-            guard let copy = Stream(copying: stream) else { return nil }
-            var out: [UInt8] = []
-            return copy.deflate(tail[...], flush: Z_FINISH, into: &out) ? [compressed, out] : nil
+        /// The whole member in two parts: the shared start (not copied), then the tail
+        /// compressed with the final block, and the trailer (crc, length).
+        func finish(_ tail: [UInt8]) -> [ArraySlice<UInt8>]? {
+            guard let stream = Stream(level: level, raw: true), var last = Piece(tail[...], stream: stream, finish: true) else { return nil }
+            let crc = UInt32(crc32_combine(uLong(self.crc), uLong(last.crc), off_t(last.length)))
+            let length = UInt32(truncatingIfNeeded: self.length + last.length)
+            for value in [crc, length] { withUnsafeBytes(of: value.littleEndian) { last.compressed += $0 } }
+            return [compressed[...], last.compressed[...]]
         }
     }
 }

@@ -20,6 +20,9 @@ public final class LedgerEntry: Sendable {
     let queue: UInt32?, queueLimit: UInt32?, drops: UInt64?
     /// Its protocol and family as one index (`portwatch_ports_held`'s series).
     let heldSlot: Int
+    /// A piece of the gzip body starts at this entry (about one in `RenderCache.chunkEntries`,
+    /// by its key: an insertion or deletion moves no other piece's edges).
+    let chunkStart: Bool
 
     public convenience init(_ row: Binding, ignored: Bool = false, unexpected: Bool = false, health: SocketHealth? = nil) {
         self.init(row, ignored: ignored, unexpected: unexpected, health: health, labels: RowLabels())
@@ -36,6 +39,7 @@ public final class LedgerEntry: Sendable {
         listening = row.state == .listen
         (queue, queueLimit, drops) = (health?.queue, health?.queueLimit, health?.drops)
         heldSlot = Self.heldSlot(row.key.transport, row.key.family)
+        chunkStart = row.key.hashValue & (RenderCache.chunkEntries - 1) == 0
     }
 
     static func heldSlot(_ t: TransportProtocol, _ f: AddressFamily) -> Int {

@@ -1,3 +1,5 @@
+import Foundation
+import PortwatchTestSupport
 import Synchronization
 import Testing
 import PortwatchCore
@@ -70,7 +72,7 @@ import PortwatchCore
 
     /// Generations whose entries are inserted, deleted, replaced and given new health here and
     /// there (the kept lines spliced around them): every served body is the samples' rendering.
-    @Test func splicedGenerationsAreTheSamplesBytes() {
+    @Test func splicedGenerationsAreTheSamplesBytes() throws {
         var entries = Self.entries(300)
         var generator = SystemRandomNumberGenerator()
         let current = Mutex(ExporterState(entries: [], counters: [], programs: [:], version: "t", revision: "t"))
@@ -100,11 +102,26 @@ import PortwatchCore
             state.portInfoOnly = generation % 10 == 0 ? .unexpected : .all
             state.generation = UInt64(generation)
             current.withLock { $0 = state }
-            #expect(Self.ledgerPart(RenderCacheTests.get(exporter).body) == Self.reference(state, .text), "generation \(generation)")
+            let plain = RenderCacheTests.get(exporter).body
+            #expect(Self.ledgerPart(plain) == Self.reference(state, .text), "generation \(generation)")
+            // As Prometheus asks: the member joined from kept and new chunks is that text.
+            if generation % 4 == 0 {
+                let gz = RenderCacheTests.get(exporter, [("accept-encoding", "gzip")]).body
+                #expect(Self.ledgerPart(try Self.gunzip(gz)) == Self.ledgerPart(plain), "generation \(generation)")
+            }
         }
     }
 
-    @Test func aScrapeAfterOneChangedEntryRendersThatEntryAlone() {
+    static func gunzip(_ bytes: [UInt8]) throws -> [UInt8] {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).gz").path
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let out = TestProcess.run(["gzip", "-dc", file])
+        #expect(out.status == 0, "\(out.output)")
+        return Array(out.output.utf8)
+    }
+
+    @Test func aScrapeAfterOneChangedEntryRendersThatEntryAlone() throws {
         var entries = Self.entries(500)
         var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")
         state.listenerHealthRead = true
@@ -113,6 +130,8 @@ import PortwatchCore
         let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
         _ = RenderCacheTests.get(exporter)
         #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) >= 500, "the first scrape renders every entry's labels")
+        _ = RenderCacheTests.get(exporter, [("accept-encoding", "gzip")])
+        #expect(exporter.rendered.chunksCompressed.load(ordering: .relaxed) >= 500 / RenderCache.chunkEntries, "and compresses every chunk")
         // One row changed: a new entry for it, the others kept.
         var owner = entries[250].row.owner
         owner.pid = 4242
@@ -123,6 +142,10 @@ import PortwatchCore
         current.withLock { $0 = state }
         let body = String(decoding: RenderCacheTests.get(exporter).body, as: UTF8.self)
         #expect(body.contains("pid=\"4242\""))
+        // Compressed, the chunk the entry is in, per family it has a line in: at most one each.
+        let gz = try Self.gunzip(RenderCacheTests.get(exporter, [("accept-encoding", "gzip")]).body)
+        #expect(Self.ledgerPart(gz) == Self.ledgerPart(Array(body.utf8)))
+        #expect(exporter.rendered.chunksCompressed.load(ordering: .relaxed) <= RowSeries.allCases.count)
         // Its port_info labels and (when it has a health series) its health labels, no other entry's.
         let hasHealth = [RowSeries.queueLength, .drops].contains { $0.value(entries[250], state) != nil }
         #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) == (hasHealth ? 2 : 1))
