@@ -21,7 +21,7 @@ typedef __u32 __wsum;
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 
-/* uapi: the context of cgroup sock programs and of sockops (stable ABI, not relocated). */
+/* uapi: the context of cgroup sock programs (stable ABI, not relocated). */
 struct bpf_sock {
 	__u32 bound_dev_if;
 	__u32 family;
@@ -40,52 +40,6 @@ struct bpf_sock {
 	__s32 rx_queue_mapping;
 };
 
-struct bpf_sock_ops {
-	__u32 op;
-	union {
-		__u32 args[4];
-		__u32 reply;
-		__u32 replylong[4];
-	};
-	__u32 family;
-	__u32 remote_ip4;
-	__u32 local_ip4;
-	__u32 remote_ip6[4];
-	__u32 local_ip6[4];
-	__u32 remote_port;
-	__u32 local_port;
-	__u32 is_fullsock;
-	__u32 snd_cwnd;
-	__u32 srtt_us;
-	__u32 bpf_sock_ops_cb_flags;
-	__u32 state;
-	__u32 rtt_min;
-	__u32 snd_ssthresh;
-	__u32 rcv_nxt;
-	__u32 snd_nxt;
-	__u32 snd_una;
-	__u32 mss_cache;
-	__u32 ecn_flags;
-	__u32 rate_delivered;
-	__u32 rate_interval_us;
-	__u32 packets_out;
-	__u32 retrans_out;
-	__u32 total_retrans;
-	__u32 segs_in;
-	__u32 data_segs_in;
-	__u32 segs_out;
-	__u32 data_segs_out;
-	__u32 lost_out;
-	__u32 sacked_out;
-	__u32 sk_txhash;
-	__u64 bytes_received;
-	__u64 bytes_acked;
-	union {
-		struct bpf_sock *sk;
-		__u64 :64;
-	} __attribute__((aligned(8)));
-};
-
 /* uapi: the context of cgroup/connect4+6 and cgroup/sendmsg4+6. */
 struct bpf_sock_addr {
 	__u32 user_family;
@@ -102,8 +56,6 @@ struct bpf_sock_addr {
 		__u64 :64;
 	} __attribute__((aligned(8)));
 };
-
-#define BPF_SOCK_OPS_TCP_LISTEN_CB 11
 
 /* include/net/tcp_states.h */
 #define TCP_SYN_SENT 2
@@ -172,21 +124,32 @@ typedef struct {
 
 /* skc_net and skc_cookie sit inside struct sock_common at kernel-specific offsets. */
 struct sock_common {
+	unsigned short skc_family;
 	possible_net_t skc_net;
 	atomic64_t skc_cookie;
+} __attribute__((preserve_access_index));
+
+/* The socket's inode number, as sock_diag reports it (idiag_inode): socket -> file -> inode. */
+struct inode {
+	unsigned long i_ino;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct file *file;
 } __attribute__((preserve_access_index));
 
 /* sk_userlocks is a 4-bit field: read it with BPF_CORE_READ_BITFIELD_PROBED. */
 struct sock {
 	struct sock_common __sk_common;
 	unsigned char sk_userlocks : 4;
+	struct socket *sk_socket;
 } __attribute__((preserve_access_index));
 
-/* What sockops and sock_addr programs' contexts really point to. */
-struct bpf_sock_ops_kern {
-	struct sock *sk;
-} __attribute__((preserve_access_index));
-
+/* What sock_addr programs' contexts really point to. */
 struct bpf_sock_addr_kern {
 	struct sock *sk;
 } __attribute__((preserve_access_index));

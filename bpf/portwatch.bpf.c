@@ -7,13 +7,13 @@
  *
  * Hooks (all stable ABI; kprobes and fentry are not available on the target kernels):
  *   cgroup/post_bind4, cgroup/post_bind6  explicit bind() of TCP/UDP, port already resolved
- *   sockops BPF_SOCK_OPS_TCP_LISTEN_CB    listen(), including listen() without bind()
  *   cgroup/connect4, cgroup/connect6      a bound UDP socket connects: a client now
  *   cgroup/sendmsg4, cgroup/sendmsg6      an unbound UDP socket sends without connecting: the
  *                                         kernel gave it a port it now receives on
- *   tp_btf/inet_sock_set_state            a bound TCP socket connects (SYN_SENT), a listener
- *                                         is shut down, a connection of a socket that keeps
- *                                         its port ends (CLOSE): listener again or gone
+ *   tp_btf/inet_sock_set_state            a bound TCP socket listens (LISTEN; one never bound
+ *                                         is found by user space, see below) or connects
+ *                                         (SYN_SENT), a listener is shut down, a connection of
+ *                                         a socket that keeps its port ends (CLOSE)
  *   cgroup/sock_release                   the last reference to a socket goes away
  *   tp_btf/sched_process_exit, _exec      an owner of a held port exits or execs: user space
  *                                         names the process that holds the socket now
@@ -21,7 +21,12 @@
  *
  * A bound socket is remembered by its cookie in `bindings`, because sock_release cannot
  * read the port from its context. User space seeds that map from a sock_diag snapshot
- * (same cookies), so sockets older than the daemon are reported when released too. */
+ * (same cookies), so sockets older than the daemon are reported when released too.
+ *
+ * No program runs per connection beyond a state change's few reads: a socket that listens
+ * without binding gets its port from the kernel after its LISTEN state change, so that change
+ * reports the socket's inode and user space finds the port with sock_diag (and seeds the map)
+ * instead of a sockops program that every TCP connection's callbacks would run. */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -142,8 +147,7 @@ static __always_inline __u64 current_cgroup(void)
 	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), cgroups, dfl_cgrp, kn, id);
 }
 
-/* Who holds the socket, read from the task: for sockops, which has no helpers for the
- * current task's ids (it also runs in softirq context, though not for the callbacks we use). */
+/* Who holds the socket, read from the task. */
 static __always_inline void fill_owner(struct pw_binding *b)
 {
 	b->pid = current_tgid();
@@ -283,40 +287,6 @@ int pw_post_bind6(struct bpf_sock *sk)
 			   PW_STATE_BOUND, 1);
 }
 
-SEC("sockops")
-int pw_sockops(struct bpf_sock_ops *ops)
-{
-	__u32 family, ip6[4] = {};
-	struct pw_binding *b;
-	struct sock *sk;
-	__u64 cookie;
-
-	if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
-		return 1;
-	cookie = bpf_get_socket_cookie(ops);
-	/* Bound before (the common case): the socket keeps its address, port and namespace, so
-	 * its entry is changed where it is instead of replaced by a new element. The owner is
-	 * read again: a server may bind, then drop privileges or hand the socket over. */
-	b = bpf_map_lookup_elem(&bindings, &cookie);
-	if (b) {
-		b->state = PW_STATE_LISTEN;
-		b->flags = 0;
-		refresh_owner(b);
-		emit(cookie, PW_EVENT_OPEN, 0, b);
-		return 1;
-	}
-	family = ops->family;
-	if (family == AF_INET6) {
-		ip6[0] = ops->local_ip6[0];
-		ip6[1] = ops->local_ip6[1];
-		ip6[2] = ops->local_ip6[2];
-		ip6[3] = ops->local_ip6[3];
-	}
-	sk = BPF_CORE_READ((struct bpf_sock_ops_kern *)ops, sk);
-	return record_open(cookie, sock_netns(sk), IPPROTO_TCP, family, family == AF_INET ? ops->local_ip4 : 0, ip6,
-			   ops->local_port, PW_STATE_LISTEN, 0);
-}
-
 /* A bound UDP socket that connects is a client from now on: it leaves the table, and its
  * release reports nothing more. (connect(AF_UNSPEC) does not pass this hook: a socket that
  * disconnects and keeps its port is found again by the next resync.) TCP is handled by
@@ -383,12 +353,39 @@ int pw_sendmsg6(struct bpf_sock_addr *ctx)
 
 /* TCP state changes of sockets in `bindings` (runs before the kernel acts on the change, so
  * the port lock still says whether the port outlives it):
+ *   -> LISTEN            a socket listens: bound before, its entry changes in place; never
+ *                        bound, it has no port yet: user space looks it up by its inode;
  *   -> SYN_SENT          a bound socket connects: a client now;
  *   LISTEN -> CLOSE      a listener shut down (its release comes first when it is closed);
  *   client -> CLOSE      its connection failed or ended while the socket stays open.
  * Into CLOSE, a socket bound to an explicit port keeps it (a bound socket again); any other
  * gives its port back. Runs for every TCP state change: sockets whose cookie was never
  * taken (none of ours) return after one read. */
+/* listen(): a socket bound before (the common case) keeps its address, port and namespace, so
+ * its entry is changed where it is. The owner is read again: a server may bind, then drop
+ * privileges or hand the socket over. A socket never bound (or bound before the programs and
+ * not seeded) has no entry, and no port yet: its inode goes to user space, which finds it. */
+static __always_inline int on_listen(struct sock *sk, __u64 cookie)
+{
+	struct pw_binding *b = cookie ? bpf_map_lookup_elem(&bindings, &cookie) : 0;
+	struct pw_binding unbound = {};
+
+	if (b) {
+		b->state = PW_STATE_LISTEN;
+		b->flags = 0;
+		refresh_owner(b);
+		emit(cookie, PW_EVENT_OPEN, 0, b);
+		return 0;
+	}
+	unbound.netns = sock_netns(sk);
+	unbound.protocol = IPPROTO_TCP;
+	unbound.family = sk->__sk_common.skc_family;
+	unbound.state = PW_STATE_LISTEN;
+	fill_owner_current(&unbound);
+	emit(sk->sk_socket->file->f_inode->i_ino, PW_EVENT_LISTEN_UNBOUND, 0, &unbound);
+	return 0;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int pw_tcp_state(__u64 *ctx)
 {
@@ -397,10 +394,12 @@ int pw_tcp_state(__u64 *ctx)
 	struct pw_binding *b;
 	__u64 cookie;
 
-	if (newstate != TCP_SYN_SENT && newstate != TCP_CLOSE)
+	if (newstate != TCP_SYN_SENT && newstate != TCP_CLOSE && newstate != TCP_LISTEN)
 		return 0;
 	/* A BTF-typed argument: read directly (relocated by CO-RE), no helper call. */
 	cookie = sk->__sk_common.skc_cookie.counter;
+	if (newstate == TCP_LISTEN)
+		return on_listen(sk, cookie);
 	if (!cookie)
 		return 0;
 	b = bpf_map_lookup_elem(&bindings, &cookie);

@@ -13,6 +13,10 @@ enum pw_event_kind {
 	PW_EVENT_OPEN = 1,  /* a socket took (or changed state on) a port */
 	PW_EVENT_CLOSE = 2, /* the socket stopped holding its port as a listener */
 	PW_EVENT_OWNER = 3, /* a process recorded as a port's owner exited or exec'd (binding.pid) */
+	/* listen() on a socket no program saw bind (listen without bind: the kernel picks the port
+	 * after this state change): `cookie` is the socket's inode, the binding has no port; user
+	 * space finds the socket by its inode with sock_diag and reports it as an open. */
+	PW_EVENT_LISTEN_UNBOUND = 4,
 };
 
 enum pw_state {
@@ -67,8 +71,8 @@ struct pw_settings {
 
 /* Fixed before load (the object's .rodata): what the running kernel lets the programs use. */
 struct pw_load_config {
-	/* Nonzero when cgroup socket and sockops programs may call bpf_get_current_task_btf
-	 * (Linux 6.1 and later; not 5.10): owner fields are then plain loads. */
+	/* Nonzero when cgroup socket programs may call bpf_get_current_task_btf (Linux 6.1 and
+	 * later; not 5.10): owner fields are then plain loads. */
 	__u32 task_btf;
 };
 

@@ -27,6 +27,17 @@ public struct EventDecoder {
         size >= MemoryLayout<pw_event>.size && raw.loadUnaligned(as: pw_event.self).kind == PW_EVENT_OWNER.rawValue
     }
 
+    /// A listen() on a socket no program saw bind: an open whose `cookie` is the socket's inode
+    /// and whose key has no port yet (the kernel picks it after the state change); nil for any
+    /// other record. `KernelCapture` finds the socket and its port with sock_diag.
+    public mutating func decodeUnboundListen(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
+        guard size >= MemoryLayout<pw_event>.size else { return nil }
+        let e = raw.loadUnaligned(as: pw_event.self)
+        guard e.kind == PW_EVENT_LISTEN_UNBOUND.rawValue, let key = key(e.binding) else { return nil }
+        return PortEvent(kind: .open, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall), key: key,
+                         process: process(e.binding), state: .listen, cgroup: e.binding.cgroup)
+    }
+
     public mutating func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
         let e = raw.loadUnaligned(as: pw_event.self)

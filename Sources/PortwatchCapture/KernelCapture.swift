@@ -35,7 +35,7 @@ public final class KernelCapture {
     /// Program name (as in the BPF object) -> attached.
     public private(set) var attached: [String: Bool] = [:]
     /// The loaded programs read the current task's fields with plain loads (the kernel hands
-    /// cgroup socket and sockops programs the task as a BTF pointer, Linux 6.1+), not with a
+    /// cgroup socket programs the task as a BTF pointer, Linux 6.1+), not with a
     /// checked read per pointer (Linux 5.10). Read back from the loaded object.
     public private(set) var readsTaskBTF = false
 
@@ -46,7 +46,7 @@ public final class KernelCapture {
     public private(set) var mapMemory = MapMemory()
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
                                       "pw_owner_exec", "pw_owner_exit", "pw_sendmsg4", "pw_sendmsg6", "pw_sock_release",
-                                      "pw_sockops", "pw_tcp_state"]
+                                      "pw_tcp_state"]
     /// Programs attached to a tracepoint rather than to the cgroup v2 root.
     static let tracingPrograms: Set<String> = ["pw_owner_exec", "pw_owner_exit", "pw_tcp_state"]
 
@@ -62,7 +62,16 @@ public final class KernelCapture {
         var rejected: UInt64 = 0
         /// Exits and execs of processes named as owners (see `watchOwners`).
         var ownerChanges: UInt64 = 0
+        /// listen() on sockets no program saw bind, to be found (see `resolveUnboundListens`).
+        var unbound: [PortEvent] = []
     }
+    /// Unbound listens not found yet, and since when (monotonic seconds).
+    private var unresolved: [(listen: PortEvent, since: Double)] = []
+    /// How long an unbound listen is looked for: its port is the kernel's a moment after the
+    /// state change; a socket closed before it was found is not reported.
+    static let unboundListenPatience = 1.0
+    /// Unbound listens whose socket was gone (or its namespace out of reach) before it was found.
+    public private(set) var unresolvedListens: UInt64 = 0
     private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
     private let logger: Logger
     private var bindingsFD: Int32 = -1
@@ -160,6 +169,8 @@ public final class KernelCapture {
                              // The layout is shared through bpf/portwatch.h; a short record cannot occur.
                              if let data, let event = sink.pointee.decoder.decode(data, size: size) {
                                  sink.pointee.events.append(event)
+                             } else if let data, let listen = sink.pointee.decoder.decodeUnboundListen(data, size: size) {
+                                 sink.pointee.unbound.append(listen)
                              } else if let data, EventDecoder.isOwnerChange(data, size: size) {
                                  sink.pointee.ownerChanges += 1
                              } else {
@@ -188,7 +199,7 @@ public final class KernelCapture {
     /// Whether every program type that reads the owner may call bpf_get_current_task_btf
     /// (libbpf loads a one-call probe program of each type).
     static func kernelHandsTaskBTF() -> Bool {
-        [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_SOCK_OPS, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
+        [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
             libbpf_probe_bpf_helper($0, BPF_FUNC_get_current_task_btf, nil) == 1
         }
     }
@@ -228,6 +239,36 @@ public final class KernelCapture {
         // records behind: always consume what is there.
         let consumed = ring_buffer__consume(ring)
         if consumed < 0 && consumed != -EINTR { try check("cannot read the ring buffer", consumed) }
+        if !sink.pointee.unbound.isEmpty || !unresolved.isEmpty { resolveUnboundListens(into: &sink.pointee.events) }
+    }
+
+    /// Finds the sockets that listened without binding by their inode (sock_diag in their
+    /// namespace), seeds the map of bound sockets with each (so that its state changes and its
+    /// release are reported by cookie, as for a bound socket) and reports it as an open at the
+    /// time it listened. One not listed yet is looked for again at the next poll, for up to
+    /// `unboundListenPatience`; one gone meanwhile is counted in `unresolvedListens`.
+    private func resolveUnboundListens(into events: inout [PortEvent]) {
+        let now = SystemClock().monotonic()
+        unresolved += sink.pointee.unbound.map { ($0, now) }
+        sink.pointee.unbound.removeAll(keepingCapacity: true)
+        var waiting: [(listen: PortEvent, since: Double)] = []
+        for (listen, since) in unresolved {
+            guard let found = SocketSnapshot.listener(inode: listen.cookie, netns: listen.key.netns, family: listen.key.family,
+                                                      pid: listen.process.pid) else {
+                if now - since < Self.unboundListenPatience { waiting.append((listen, since)) } else { unresolvedListens += 1 }
+                continue
+            }
+            var open = listen
+            open.cookie = found.cookie
+            open.key = found.key
+            let socket = LiveSocket(cookie: found.cookie, key: found.key, owner: Owner(pid: listen.process.pid, name: listen.process.name,
+                                                                                   uid: listen.process.uid), state: .listen)
+            if !remember(socket) { mapFullByLookup += 1 }
+            // In time order among the events of this poll.
+            let at = events.lastIndex { $0.time <= open.time }.map { $0 + 1 } ?? 0
+            events.insert(open, at: at)
+        }
+        unresolved = waiting
     }
 
 
@@ -255,7 +296,9 @@ public final class KernelCapture {
     public func lostEvents() -> UInt64 { perCPUSum(lostFD) }
 
     /// Bound sockets the kernel's map could not hold (full, or no memory for the entry).
-    public func mapFullCount() -> UInt64 { perCPUSum(mapFullFD) }
+    public func mapFullCount() -> UInt64 { perCPUSum(mapFullFD) + mapFullByLookup }
+    /// Sockets found by an unbound listen's lookup that the map refused.
+    private var mapFullByLookup: UInt64 = 0
 
     /// Ring buffer records the decoder rejected.
     public var decodeErrors: UInt64 { sink.pointee.rejected }

@@ -68,6 +68,20 @@ public enum SocketSnapshot {
         return SocketListing(sockets: result, namespaces: listed, handles: owners.namespaces.filter { listed.contains($0.key) })
     }
 
+    /// The TCP listener whose socket inode is `inode` in namespace `netns`, entered through
+    /// `pid`'s (the process that listened): its cookie and key. Nil when it is not listening
+    /// (yet, or any more), or the namespace cannot be entered through that process.
+    static func listener(inode: UInt64, netns: UInt32, family: AddressFamily, pid: Int32) -> (cookie: UInt64, key: BindingKey)? {
+        guard let netlink = NetlinkSocket(namespace: netns, handles: ["/proc/\(pid)/ns/net"]) else { return nil }
+        defer { netlink.socket.close() }
+        let ino = UInt32(truncatingIfNeeded: inode)
+        guard let listed = try? netlink.dump(family: family == .ipv4 ? UInt8(AF_INET) : UInt8(AF_INET6), protocol: UInt8(IPPROTO_TCP),
+                                             states: 1 << tcpListen),
+              let m = listed.first(where: { $0.idiag_inode == ino }) else { return nil }
+        guard let live = live(m, netns: netns, transport: .tcp, owners: SocketOwners(), kernelWhenUnheld: false) else { return nil }
+        return (live.cookie, live.key)
+    }
+
     /// `kernelWhenUnheld`: this process sees every process (the initial pid namespace), so a
     /// socket no descriptor holds is the kernel's; elsewhere its holder is unknown (pid 0, no name).
     private static func live(_ m: inet_diag_msg, netns: UInt32, transport: TransportProtocol, owners: SocketOwners,

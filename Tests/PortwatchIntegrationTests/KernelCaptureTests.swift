@@ -60,6 +60,37 @@ extension KernelSuite {
             #expect(waitShown(d, port, "tcp", ["address=\"0.0.0.0\"", "state=\"listen\"", "pid=\"\(child.pid)\""]) != nil, "\(d.metrics())")
         }
 
+        /// A socket that listens without binding gets its port from the kernel after its LISTEN
+        /// state change: portwatch finds it by its inode and seeds the map of bound sockets, so
+        /// that its end is reported like any other's (by the event path: no resync correction),
+        /// for IPv4 and IPv6, closed or shut down.
+        @Test(arguments: [("AF_INET", "close"), ("AF_INET6", "close"), ("AF_INET", "shutdown")])
+        func listenWithoutBindIsFollowedToItsEnd(family: String, end: String) throws {
+            guard let d = try started() else { return }
+            // The start-up resync may have found other tests' sockets: only what comes after counts.
+            func corrections() -> [Double] { ["insert", "delete"].map { d.sample("portwatch_resync_corrections_total{action=\"\($0)\"}") ?? 0 } }
+            let before = corrections()
+            let child = try ChildProcess("""
+            s = socket.socket(socket.\(family))
+            s.listen()
+            say(s.getsockname()[1])
+            wait()
+            if "\(end)" == "shutdown":
+                s.shutdown(socket.SHUT_RDWR)
+            else:
+                s.close()
+            say("done")
+            wait()
+            """)
+            let port = try #require(UInt16(child.line() ?? ""))
+            let address = family == "AF_INET" ? "0.0.0.0" : "::"
+            #expect(waitShown(d, port, "tcp", ["address=\"\(address)\"", "state=\"listen\"", "pid=\"\(child.pid)\""]) != nil, "\(d.metrics())")
+            child.send("end")
+            #expect(child.line() == "done")
+            #expect(waitGone(d, port, "tcp"), "its end is seen")
+            #expect(corrections() == before, "found, and its end seen, by the event path: no resync corrected them")
+        }
+
         @Test func boundThenListening() throws {
             guard let d = try started() else { return }
             let child = try ChildProcess(ChildProcess.bindsThenListensWhenTold)

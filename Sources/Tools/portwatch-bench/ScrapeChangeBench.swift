@@ -24,7 +24,10 @@ enum ScrapeChangeBench {
             let name = rules == 0 ? "no policy" : "policy of \(rules.formatted()) rules"
             let policy = dir + "/policy-\(rules).yaml"
             if rules > 0 { try self.policy(rules: rules).write(toFile: policy, atomically: true, encoding: .utf8) }
-            let daemon = try BenchDaemon(arguments: rules > 0 ? ["--policy.file", policy] : [])
+            // No series cap: every added port is in the scrape (the check below), whatever its place.
+            let daemon = try BenchDaemon(arguments: ["--metrics.max-port-series", "0"] + (rules > 0 ? ["--policy.file", policy] : []))
+            var added: [Int32] = []
+            defer { added.forEach { close($0) } }
             defer { daemon.stop() }
             let deadline = Measure.now() + 60
             while daemon.value("portwatch_ports_held") < Double(ports), Measure.now() < deadline { usleep(100_000) }
@@ -43,7 +46,7 @@ enum ScrapeChangeBench {
                     let gzip = i % 2 == 1
                     let headers = gzip ? ["Accept-Encoding": "gzip"] : [:]
                     let (fd, port) = Sockets.open()
-                    held.append(fd)
+                    added.append(fd)
                     guard ledger.waitFor(port: port, seconds: 10) else { throw BenchError("changed scrape: port \(port) never committed") }
                     var body: [UInt8] = []
                     let first = Measure.time { body = daemon.get("/metrics", headers: headers)?.body ?? [] } * 1000
