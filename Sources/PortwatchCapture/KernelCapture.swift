@@ -70,6 +70,9 @@ public final class KernelCapture {
     /// How long an unbound listen is looked for: its port is the kernel's a moment after the
     /// state change; a socket closed before it was found is not reported.
     static let unboundListenPatience = 1.0
+    /// How often unbound listens not found yet are looked for again (new ones at once).
+    static let unboundListenRetry = 0.02
+    private var nextUnboundRetry = 0.0
     /// Unbound listens whose socket was gone (or its namespace out of reach) before it was found.
     public private(set) var unresolvedListens: UInt64 = 0
     private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
@@ -242,35 +245,44 @@ public final class KernelCapture {
         if !sink.pointee.unbound.isEmpty || !unresolved.isEmpty { resolveUnboundListens(into: &sink.pointee.events) }
     }
 
-    /// Finds the sockets that listened without binding by their inode (sock_diag in their
-    /// namespace), seeds the map of bound sockets with each (so that its state changes and its
-    /// release are reported by cookie, as for a bound socket) and reports it as an open at the
-    /// time it listened. One not listed yet is looked for again at the next poll, for up to
-    /// `unboundListenPatience`; one gone meanwhile is counted in `unresolvedListens`.
+    /// Finds the sockets that listened without binding by their inode (one sock_diag dump of
+    /// the listeners per namespace and family), seeds the map of bound sockets with each (so
+    /// that its state changes and its release are reported by cookie, as for a bound socket)
+    /// and reports it as an open at the time it listened. One not listed yet is looked for
+    /// again every `unboundListenRetry`, for up to `unboundListenPatience`; one gone meanwhile
+    /// is counted in `unresolvedListens`.
     private func resolveUnboundListens(into events: inout [PortEvent]) {
         let now = SystemClock().monotonic()
+        guard !sink.pointee.unbound.isEmpty || now >= nextUnboundRetry else { return }
+        nextUnboundRetry = now + Self.unboundListenRetry
         unresolved += sink.pointee.unbound.map { ($0, now) }
         sink.pointee.unbound.removeAll(keepingCapacity: true)
+        struct Place: Hashable { var netns: UInt32, family: AddressFamily }
+        var found: [Place: [UInt32: (cookie: UInt64, key: BindingKey)]] = [:]
+        for (place, listens) in Dictionary(grouping: unresolved, by: { Place(netns: $0.listen.key.netns, family: $0.listen.key.family) }) {
+            var pids: [Int32] = []
+            for (listen, _) in listens where !pids.contains(listen.process.pid) && pids.count < 4 { pids.append(listen.process.pid) }
+            found[place] = SocketSnapshot.listeners(inodes: Set(listens.map { UInt32(truncatingIfNeeded: $0.listen.cookie) }),
+                                                    netns: place.netns, family: place.family, pids: pids)
+        }
         var waiting: [(listen: PortEvent, since: Double)] = []
         for (listen, since) in unresolved {
-            guard let found = SocketSnapshot.listener(inode: listen.cookie, netns: listen.key.netns, family: listen.key.family,
-                                                      pid: listen.process.pid) else {
+            let place = Place(netns: listen.key.netns, family: listen.key.family)
+            guard let socket = found[place]?[UInt32(truncatingIfNeeded: listen.cookie)] else {
                 if now - since < Self.unboundListenPatience { waiting.append((listen, since)) } else { unresolvedListens += 1 }
                 continue
             }
             var open = listen
-            open.cookie = found.cookie
-            open.key = found.key
-            let socket = LiveSocket(cookie: found.cookie, key: found.key, owner: Owner(pid: listen.process.pid, name: listen.process.name,
-                                                                                   uid: listen.process.uid), state: .listen)
-            if !remember(socket) { mapFullByLookup += 1 }
+            open.cookie = socket.cookie
+            open.key = socket.key
+            let owner = Owner(pid: listen.process.pid, name: listen.process.name, uid: listen.process.uid)
+            if !remember(LiveSocket(cookie: socket.cookie, key: socket.key, owner: owner, state: .listen)) { mapFullByLookup += 1 }
             // In time order among the events of this poll.
             let at = events.lastIndex { $0.time <= open.time }.map { $0 + 1 } ?? 0
             events.insert(open, at: at)
         }
         unresolved = waiting
     }
-
 
     /// Ends a poll in progress, or the next one, at once (from any thread).
     public func interrupt() {

@@ -68,18 +68,22 @@ public enum SocketSnapshot {
         return SocketListing(sockets: result, namespaces: listed, handles: owners.namespaces.filter { listed.contains($0.key) })
     }
 
-    /// The TCP listener whose socket inode is `inode` in namespace `netns`, entered through
-    /// `pid`'s (the process that listened): its cookie and key. Nil when it is not listening
-    /// (yet, or any more), or the namespace cannot be entered through that process.
-    static func listener(inode: UInt64, netns: UInt32, family: AddressFamily, pid: Int32) -> (cookie: UInt64, key: BindingKey)? {
-        guard let netlink = NetlinkSocket(namespace: netns, handles: ["/proc/\(pid)/ns/net"]) else { return nil }
+    /// The TCP listeners of `family` in namespace `netns` whose socket inodes are among
+    /// `inodes` (sock_diag's 32 bits of them), from one dump, entered through the first of the
+    /// listening processes' `pids` that still opens it: cookie and key by inode. A socket not
+    /// listening (yet, or any more) is absent; nothing is when the namespace cannot be entered.
+    static func listeners(inodes: Set<UInt32>, netns: UInt32, family: AddressFamily, pids: [Int32]) -> [UInt32: (cookie: UInt64, key: BindingKey)] {
+        guard let netlink = NetlinkSocket(namespace: netns, handles: pids.map { "/proc/\($0)/ns/net" }) else { return [:] }
         defer { netlink.socket.close() }
-        let ino = UInt32(truncatingIfNeeded: inode)
         guard let listed = try? netlink.dump(family: family == .ipv4 ? UInt8(AF_INET) : UInt8(AF_INET6), protocol: UInt8(IPPROTO_TCP),
-                                             states: 1 << tcpListen),
-              let m = listed.first(where: { $0.idiag_inode == ino }) else { return nil }
-        guard let live = live(m, netns: netns, transport: .tcp, owners: SocketOwners(), kernelWhenUnheld: false) else { return nil }
-        return (live.cookie, live.key)
+                                             states: 1 << tcpListen) else { return [:] }
+        var out: [UInt32: (cookie: UInt64, key: BindingKey)] = [:]
+        for m in listed where inodes.contains(m.idiag_inode) {
+            if let live = live(m, netns: netns, transport: .tcp, owners: SocketOwners(), kernelWhenUnheld: false) {
+                out[m.idiag_inode] = (live.cookie, live.key)
+            }
+        }
+        return out
     }
 
     /// `kernelWhenUnheld`: this process sees every process (the initial pid namespace), so a

@@ -60,6 +60,9 @@ public enum CounterName: String, Sendable, Hashable, CaseIterable {
     /// Kept in memory by the daemon, not stored: lookups of who holds the ports of owners that
     /// exited or exec'd.
     case holderChecks = "holder_checks"
+    /// Kept in memory by the daemon, not stored: sockets that listened without binding and
+    /// were gone before their port could be found.
+    case unresolvedListens = "unresolved_listens"
 }
 
 /// One counter value with its single label, the storage form of `Counters` and of the
@@ -80,6 +83,7 @@ public struct CounterEntry: Sendable, Hashable {
     public static let bindingsMapFull = CounterName.bindingsMapFull
     public static let bindingsMapStale = CounterName.bindingsMapStale
     public static let holderChecks = CounterName.holderChecks
+    public static let unresolvedListens = CounterName.unresolvedListens
 
     public var name: CounterName
     public var label: String

@@ -39,8 +39,12 @@ public struct KernelHealth: Sendable, Equatable {
     public var mapFull: UInt64 = 0
     /// Exits and execs of processes named as owners: another process may hold their ports now.
     public var ownerChanges: UInt64 = 0
+    /// Sockets that listened without binding and were gone (or their namespace out of reach)
+    /// before their port could be found: never reported.
+    public var unresolvedListens: UInt64 = 0
 
-    public init(lost: UInt64 = 0, decodeErrors: UInt64 = 0, mapFull: UInt64 = 0, ownerChanges: UInt64 = 0) {
+    public init(lost: UInt64 = 0, decodeErrors: UInt64 = 0, mapFull: UInt64 = 0, ownerChanges: UInt64 = 0, unresolvedListens: UInt64 = 0) {
+        self.unresolvedListens = unresolvedListens
         self.lost = lost
         self.decodeErrors = decodeErrors
         self.mapFull = mapFull

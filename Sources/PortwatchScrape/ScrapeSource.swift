@@ -130,7 +130,7 @@ public final class ScrapeSource: Sendable {
             c.table?.judge(policy: current.map { ($0.policy, $0.lastSuccessTime) }, health: listenerHealth)
             let inputs = Inputs(dataVersion: c.dataVersion, read: c.table != nil, recent: c.recent?.top, recentDropped: c.recent?.dropped ?? 0,
                                 health: [health.storeErrors, health.resyncs, health.kernel.decodeErrors, health.kernel.mapFull, health.staleEntries,
-                                         health.holderChecks],
+                                         health.holderChecks, health.kernel.unresolvedListens],
                                 policyLoaded: current?.lastSuccess ?? false, policyTime: current?.lastSuccessTime ?? 0,
                                 listenerHealth: listenerHealth?.generation ?? 0)
             if inputs == c.inputs, let state = c.state { return state }
@@ -155,6 +155,7 @@ public final class ScrapeSource: Sendable {
             CounterEntry(name: CounterEntry.bindingsMapFull, label: "", value: health.kernel.mapFull),
             CounterEntry(name: CounterEntry.bindingsMapStale, label: "", value: health.staleEntries),
             CounterEntry(name: CounterEntry.holderChecks, label: "", value: health.holderChecks),
+            CounterEntry(name: CounterEntry.unresolvedListens, label: "", value: health.kernel.unresolvedListens),
         ]
         var state = ExporterState(entries: entries, counters: counters, programs: settings.programs,
                                   version: settings.version, revision: settings.revision, maxPortSeries: settings.maxPortSeries)

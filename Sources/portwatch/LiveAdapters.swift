@@ -9,7 +9,8 @@ import PortwatchSystem
 /// The real kernel, socket lister and ledger behind the pipeline's ports.
 extension KernelCapture: KernelEvents {
     public func health() -> KernelHealth {
-        KernelHealth(lost: lostEvents(), decodeErrors: decodeErrors, mapFull: mapFullCount(), ownerChanges: ownerChanges)
+        KernelHealth(lost: lostEvents(), decodeErrors: decodeErrors, mapFull: mapFullCount(), ownerChanges: ownerChanges,
+                     unresolvedListens: unresolvedListens)
     }
 
     public func watchOwners(_ pids: Set<Int32>) { _ = watchOwners(pids) as Int }

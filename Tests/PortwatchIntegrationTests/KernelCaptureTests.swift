@@ -91,6 +91,22 @@ extension KernelSuite {
             #expect(corrections() == before, "found, and its end seen, by the event path: no resync corrected them")
         }
 
+        /// A socket that listens without binding and is closed at once is gone before its port
+        /// can be found: it is counted, not guessed at.
+        @Test func anUnboundListenerClosedAtOnceIsCounted() throws {
+            guard let d = try started() else { return }
+            let child = try ChildProcess("""
+            for _ in range(20):
+                s = socket.socket()
+                s.listen()
+                s.close()
+            say("done")
+            wait()
+            """)
+            #expect(child.line() == "done")
+            #expect(TestHTTP.waitUntil(10) { (d.sample("portwatch_unresolved_listens_total") ?? 0) >= 1 }, "\(d.metrics())")
+        }
+
         @Test func boundThenListening() throws {
             guard let d = try started() else { return }
             let child = try ChildProcess(ChildProcess.bindsThenListensWhenTold)

@@ -17,6 +17,8 @@ enum SelfHealthCollector: Collector {
                    help: "Bound sockets the kernel's map could not hold since start (full, or no memory for the entry); their release is found by the next resync."),
             single("portwatch_bindings_map_stale", CounterEntry.bindingsMapStale,
                    help: "Entries of the kernel's map of bound sockets whose socket was gone without its release reported (the kernel skipped the release program), removed by resyncs since start."),
+            single("portwatch_unresolved_listens", CounterEntry.unresolvedListens,
+                   help: "Sockets that listened without binding and were closed before portwatch found their port (it looks for up to a second): never reported."),
             single("portwatch_store_errors", CounterEntry.storeErrors,
                    help: "Failed writes to the database since start (changes are kept in memory and retried)."),
             MetricFamily("portwatch_up", .gauge, help: "1 when the ledger could be read for this scrape, else 0.",
