@@ -71,12 +71,13 @@ public enum SocketSnapshot {
     /// The TCP listeners of `family` in namespace `netns` whose socket inodes are among
     /// `inodes` (sock_diag's 32 bits of them), from one dump, entered through the first of the
     /// listening processes' `pids` that still opens it: cookie and key by inode. A socket not
-    /// listening (yet, or any more) is absent; nothing is when the namespace cannot be entered.
-    static func listeners(inodes: Set<UInt32>, netns: UInt32, family: AddressFamily, pids: [Int32]) -> [UInt32: (cookie: UInt64, key: BindingKey)] {
-        guard let netlink = NetlinkSocket(namespace: netns, handles: pids.map { "/proc/\($0)/ns/net" }) else { return [:] }
+    /// listening (yet, or any more) is absent; nil when the namespace cannot be entered or the
+    /// dump fails (nothing is known then).
+    static func listeners(inodes: Set<UInt32>, netns: UInt32, family: AddressFamily, pids: [Int32]) -> [UInt32: (cookie: UInt64, key: BindingKey)]? {
+        guard let netlink = NetlinkSocket(namespace: netns, handles: pids.map { "/proc/\($0)/ns/net" }) else { return nil }
         defer { netlink.socket.close() }
         guard let listed = try? netlink.dump(family: family == .ipv4 ? UInt8(AF_INET) : UInt8(AF_INET6), protocol: UInt8(IPPROTO_TCP),
-                                             states: 1 << tcpListen) else { return [:] }
+                                             states: 1 << tcpListen) else { return nil }
         var out: [UInt32: (cookie: UInt64, key: BindingKey)] = [:]
         for m in listed where inodes.contains(m.idiag_inode) {
             if let live = live(m, netns: netns, transport: .tcp, owners: SocketOwners(), kernelWhenUnheld: false) {
