@@ -55,16 +55,6 @@ public struct ExporterState: Sendable {
     /// The held ports shown in the per-port series (not ignored), in order; nil when unread.
     public var rows: [Binding]? { entries.map { $0.filter { !$0.ignored }.map(\.row) } }
 
-    /// Held ports the policy does not allow; nil when no policy is set.
-    public var unexpected: [Binding]? {
-        guard policyApplied else { return nil }
-        return (entries ?? []).filter { !$0.ignored && $0.unexpected }.map(\.row)
-    }
-
-    /// Held ports the policy's `ignore:` rules leave out of every per-port series; counted in
-    /// `portwatch_ports_held` and `portwatch_ignored_ports`.
-    public var ignored: [Binding] { (entries ?? []).filter(\.ignored).map(\.row) }
-
     /// The value of a stored or in-memory counter (0 when absent).
     func counter(_ name: CounterName, _ label: String = "") -> UInt64 {
         counters.first { $0.name == name && $0.label == label }?.value ?? 0
