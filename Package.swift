@@ -98,7 +98,9 @@ let package = Package(
         .executableTarget(name: "portwatch-bench", dependencies: ["PortwatchCore", "PortwatchStore", "PortwatchExporter", "PortwatchCapture",
                                                             "PortwatchScrape", "PortwatchTestSupport", "CSQLite", "CBPF",
                                                             .product(name: "Logging", package: "swift-log")],
-                         path: "Sources/Tools/portwatch-bench"),
+                         path: "Sources/Tools/portwatch-bench",
+                         // bpf/parts.bpf.c: the bind path taken apart, compiled by the plugin.
+                         exclude: ["bpf"], plugins: ["BPFObjectPlugin"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),

@@ -187,21 +187,27 @@ static __always_inline __u32 sock_netns(const void *sk)
 	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
 }
 
-static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const struct pw_binding *b)
+/* A record of `kind` for the socket, not yet timed or submitted (0 when the ring is full:
+ * counted as lost). */
+static __always_inline struct pw_event *reserve_record(__u64 cookie, __u32 kind, __u32 reason, const struct pw_binding *b)
 {
 	struct pw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
 		count(&lost);
-		return;
+		return 0;
 	}
 	e->cookie = cookie;
-	e->ts_ns = bpf_ktime_get_ns();
 	e->kind = kind;
 	e->reason = reason;
 	__builtin_memcpy(&e->binding, b, sizeof(*b));
 	e->binding.flags = 0;
+	return e;
+}
 
+/* Submits a record, waking the consumer as struct pw_settings says. */
+static __always_inline void submit_record(struct pw_event *e)
+{
 	__u32 zero = 0;
 	struct pw_settings *cfg = bpf_map_lookup_elem(&settings, &zero);
 	__u64 flags = 0;
@@ -226,23 +232,40 @@ static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const s
 	bpf_ringbuf_submit(e, flags);
 }
 
+static __always_inline void emit(__u64 cookie, __u32 kind, __u32 reason, const struct pw_binding *b)
+{
+	struct pw_event *e = reserve_record(cookie, kind, reason, b);
+
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	submit_record(e);
+}
+
+/* The socket's entry as a bind makes it: address, port, namespace and owner. */
+static __always_inline void fill_binding(struct pw_binding *b, __u32 netns, __u8 protocol, __u8 family, __u32 ip4,
+					 const __u32 *ip6, __u16 port, __u8 state)
+{
+	b->netns = netns;
+	b->protocol = protocol;
+	b->family = family;
+	b->port = port;
+	b->state = state;
+	if (family == AF_INET) {
+		__builtin_memcpy(b->addr, &ip4, 4);
+	} else {
+		__u32 w[4] = { ip6[0], ip6[1], ip6[2], ip6[3] };
+
+		__builtin_memcpy(b->addr, w, 16);
+	}
+}
+
 static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol, __u8 family, __u32 ip4,
 				       const __u32 *ip6, __u16 port, __u8 state, int helpers)
 {
 	struct pw_binding b = {};
 
-	b.netns = netns;
-	b.protocol = protocol;
-	b.family = family;
-	b.port = port;
-	b.state = state;
-	if (family == AF_INET) {
-		__builtin_memcpy(b.addr, &ip4, 4);
-	} else {
-		__u32 w[4] = { ip6[0], ip6[1], ip6[2], ip6[3] };
-
-		__builtin_memcpy(b.addr, w, 16);
-	}
+	fill_binding(&b, netns, protocol, family, ip4, ip6, port, state);
 	if (helpers)
 		fill_owner_current(&b);
 	else

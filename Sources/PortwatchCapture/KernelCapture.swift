@@ -201,7 +201,7 @@ public final class KernelCapture {
 
     /// Whether every program type that reads the owner may call bpf_get_current_task_btf
     /// (libbpf loads a one-call probe program of each type).
-    static func kernelHandsTaskBTF() -> Bool {
+    public static func kernelHandsTaskBTF() -> Bool {
         [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
             libbpf_probe_bpf_helper($0, BPF_FUNC_get_current_task_btf, nil) == 1
         }

@@ -2,7 +2,7 @@ import Foundation
 
 // Build-time tool run by BPFObjectPlugin: compile one BPF C source with clang and write
 // a Swift file holding the object as a base64 string literal.
-//   BPFEmbed --clang PATH --source FILE.bpf.c --output FILE.swift --symbol NAME
+//   BPFEmbed --clang PATH --source FILE.bpf.c [--include DIR] --output FILE.swift --symbol NAME
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("BPFEmbed: \(message)\n".utf8))
@@ -29,6 +29,7 @@ let arguments = [
     "-D__TARGET_ARCH_\(machine == "aarch64" ? "arm64" : "x86")",
     "-I/usr/include/\(machine)-linux-gnu",
     "-I", URL(fileURLWithPath: source).deletingLastPathComponent().path,
+    "-I", options["include"] ?? URL(fileURLWithPath: source).deletingLastPathComponent().path,
     "-c", source, "-o", objectPath,
 ]
 // posix_spawn rather than Foundation's Process: nothing left behind for leak checkers

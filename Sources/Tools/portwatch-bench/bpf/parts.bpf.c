@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: GPL-2.0
+/* portwatch's bind path taken apart, for `make bench` (PORTWATCH_BENCH_ONLY=parts).
+ *
+ * part_post_bind4 does the first `stage` parts of what pw_post_bind4 does when a socket binds,
+ * with the same helpers and maps (this file includes portwatch.bpf.c; its own programs are
+ * loaded with it but not attached), so that kernel.bpf_stats times each part as the difference
+ * between two stages:
+ *   0  the program's dispatch and the protocol check (and the stats' own clock reads)
+ *   1  + the socket's cookie (bpf_get_socket_cookie: made on first use)
+ *   2  + the socket's network namespace (two checked reads)
+ *   3  + the owner: pid, uid, cgroup (helpers) and the process's name
+ *   4  + the entry in `bindings` (part_sock_release deletes it again when the socket goes)
+ *   5  + a ring buffer record, reserved, filled and submitted without a wakeup
+ *   6  + its timestamp (bpf_ktime_get_ns; bpf_ktime_get_coarse_ns with coarse_time)
+ *   7  + the wakeup decision of submit_record: pw_post_bind4's whole work */
+#include "portwatch.bpf.c"
+
+const volatile __u32 stage = 0;
+const volatile __u32 coarse_time = 0;
+
+SEC("cgroup/post_bind4")
+int part_post_bind4(struct bpf_sock *sk)
+{
+	struct pw_binding b = {};
+	__u32 none[4] = {};
+	__u32 protocol = sk->protocol;
+	__u64 cookie = 0;
+	struct pw_event *e;
+
+	if (!is_inet_transport(protocol))
+		return 1;
+	if (stage >= 1)
+		cookie = bpf_get_socket_cookie(sk);
+	fill_binding(&b, stage >= 2 ? sock_netns(sk) : 0, protocol, AF_INET, sk->src_ip4, none, sk->src_port,
+		     PW_STATE_BOUND);
+	if (stage >= 3)
+		fill_owner_current(&b);
+	if (stage >= 4 && bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY))
+		count(&map_full);
+	if (stage < 5)
+		return 1;
+	e = reserve_record(cookie, PW_EVENT_OPEN, 0, &b);
+	if (!e)
+		return 1;
+	if (stage >= 6)
+		e->ts_ns = coarse_time ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
+	if (stage >= 7)
+		submit_record(e);
+	else
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 1;
+}
+
+/* Deletes what stage 4 and later put in `bindings`, as pw_sock_release does (without its
+ * record), so that the map holds only the sockets alive. */
+SEC("cgroup/sock_release")
+int part_sock_release(struct bpf_sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter);
+
+	if (cookie && bpf_map_lookup_elem(&bindings, &cookie))
+		bpf_map_delete_elem(&bindings, &cookie);
+	return 1;
+}
