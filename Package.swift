@@ -17,16 +17,17 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
-        // C libraries from the system (libbpf-dev, libsqlite3-dev, zlib1g-dev).
+        // C libraries from the system (libbpf-dev, libsqlite3-dev, zlib1g-dev, libyaml-dev).
         .systemLibrary(name: "CBPF", path: "Sources/C/CBPF", pkgConfig: "libbpf"),
         // The system calls and kernel headers Swift's Glibc does not reach (capabilities, setns,
         // file handles, netlink and sock_diag structs); wrapped by PortwatchSystem.
         .systemLibrary(name: "CSystem", path: "Sources/C/CSystem"),
         .systemLibrary(name: "CSQLite", path: "Sources/C/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CZlib", path: "Sources/C/CZlib", pkgConfig: "zlib"),
+        // libyaml's header; the library is linked statically by PortwatchYAML.
+        .systemLibrary(name: "CYAML", path: "Sources/C/CYAML"),
         .systemLibrary(name: "CCrypt", path: "Sources/C/CCrypt"),
         // OpenSSL headers only: the library is loaded when TLS is configured (see its shim.h).
         .systemLibrary(name: "COpenSSL", path: "Sources/C/COpenSSL"),
@@ -42,8 +43,11 @@ let package = Package(
         .target(name: "PortwatchSystem", dependencies: ["CSystem"]),
         // Pure domain: events, bindings, the truth-table reconciler. No kernel, no SQLite.
         .target(name: "PortwatchCore"),
+        // A YAML document as a tree of nodes (libyaml): the policy file and the web configuration.
+        .target(name: "PortwatchYAML", dependencies: ["CYAML"],
+                linkerSettings: [.linkedLibrary(":libyaml.a")]),
         // Which listeners are expected: the policy file and its matching.
-        .target(name: "PortwatchPolicy", dependencies: ["PortwatchCore", .product(name: "Yams", package: "Yams")]),
+        .target(name: "PortwatchPolicy", dependencies: ["PortwatchCore", "PortwatchSystem", "PortwatchYAML"]),
         // The reconciled table and counters in SQLite.
         .target(name: "PortwatchStore", dependencies: ["PortwatchCore", "PortwatchSystem", "CSQLite"]),
         // Who holds a port: cgroup id or path -> systemd unit, container, Kubernetes pod.
@@ -57,8 +61,8 @@ let package = Package(
         // HTTP listener on POSIX sockets and the Prometheus/OpenMetrics renderer.
         .target(
             name: "PortwatchExporter",
-            dependencies: ["PortwatchCore", "PortwatchSystem", "CZlib", "CCrypt", "COpenSSL", .product(name: "Logging", package: "swift-log"),
-                           .product(name: "Yams", package: "Yams")]
+            dependencies: ["PortwatchCore", "PortwatchSystem", "PortwatchYAML", "CZlib", "CCrypt", "COpenSSL",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // The capture loop (kernel -> reconciler -> ledger, resyncs, readiness) on its thread,
         // and the seams it runs behind (kernel events, socket lister, ledger, owner lookup):
@@ -102,7 +106,7 @@ let package = Package(
                          // bpf/parts.bpf.c: the bind path taken apart, compiled by the plugin.
                          exclude: ["bpf"], plugins: ["BPFObjectPlugin"]),
         .testTarget(name: "PortwatchCoreTests", dependencies: ["PortwatchCore"]),
-        .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchCore"]),
+        .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchYAML", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),
         .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchScrape", "PortwatchPolicy", "PortwatchCore", "PortwatchStore",
                                                                    "PortwatchExporter", "PortwatchSystem",

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Kubernetes and container names read from the container runtimes' own state on disk (no API
 /// server): containerd's and CRI-O's OCI bundles carry the pod's annotations, Docker's
@@ -34,20 +35,48 @@ public struct ContainerRuntimes: Sendable {
                          namespace: annotations["io.kubernetes.pod.namespace"] ?? "",
                          container: annotations["io.kubernetes.container.name"] ?? "")
         }
-        if let object = json(at: "/var/lib/docker/containers/\(id)/config.v2.json"), let name = object["Name"] as? String {
-            let labels = (object["Config"] as? [String: Any])?["Labels"] as? [String: String] ?? [:]
+        if let docker = decode(DockerConfig.self, at: "/var/lib/docker/containers/\(id)/config.v2.json"), let name = docker.name {
+            let labels = docker.labels
             return Names(pod: labels["io.kubernetes.pod.name"] ?? "", namespace: labels["io.kubernetes.pod.namespace"] ?? "",
                          container: labels["io.kubernetes.container.name"] ?? String(name.drop { $0 == "/" }))
         }
         return nil
     }
 
-    private func json(at path: String) -> [String: Any]? {
+    private func decode<T: Decodable>(_ type: T.Type, at path: String) -> T? {
         guard let data = FileManager.default.contents(atPath: rootfs + path) else { return nil }
-        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        return try? JSONDecoder().decode(type, from: data)
     }
 
     private func annotations(at path: String) -> [String: String]? {
-        json(at: path).map { $0["annotations"] as? [String: String] ?? [:] }
+        decode(OCIConfig.self, at: path)?.annotations
+    }
+
+    /// An OCI runtime config.json: its annotations (none when they are not all text).
+    private struct OCIConfig: Decodable {
+        var annotations: [String: String]
+
+        enum CodingKeys: String, CodingKey { case annotations }
+
+        init(from decoder: Decoder) throws {
+            let fields = try decoder.container(keyedBy: CodingKeys.self)
+            annotations = (try? fields.decodeIfPresent([String: String].self, forKey: .annotations)) ?? [:]
+        }
+    }
+
+    /// Docker's config.v2.json: the container's name and labels (none when they are not all text).
+    private struct DockerConfig: Decodable {
+        var name: String?
+        var labels: [String: String]
+
+        enum CodingKeys: String, CodingKey { case name = "Name", config = "Config" }
+        enum ConfigKeys: String, CodingKey { case labels = "Labels" }
+
+        init(from decoder: Decoder) throws {
+            let fields = try decoder.container(keyedBy: CodingKeys.self)
+            name = try? fields.decodeIfPresent(String.self, forKey: .name)
+            let config = try? fields.nestedContainer(keyedBy: ConfigKeys.self, forKey: .config)
+            labels = (try? config?.decodeIfPresent([String: String].self, forKey: .labels)) ?? [:]
+        }
     }
 }

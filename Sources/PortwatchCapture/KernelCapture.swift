@@ -1,5 +1,5 @@
 import CBPF
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import PortwatchCore
@@ -451,7 +451,7 @@ enum LibbpfLog {
         Self.logger = logger
         pw_set_libbpf_log_sink { level, line in
             guard let line else { return }
-            let text = String(cString: line).trimmingCharacters(in: .newlines)
+            let text = String(cString: line).trimmingNewlines
             LibbpfLog.logger?.debug("libbpf: \(text)", metadata: ["libbpf_level": "\(level)"])
         }
     }

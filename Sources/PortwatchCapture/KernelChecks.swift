@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import PortwatchSystem
 
 /// What the kernel must offer before portwatch tries to load anything.
@@ -11,7 +12,7 @@ public enum KernelChecks {
         for line in (mounts ?? "").split(separator: "\n") {
             let fields = line.split(separator: " ")
             if fields.count >= 3 && fields[2] == "cgroup2" {
-                return String(fields[1]).replacingOccurrences(of: "\\040", with: " ")
+                return String(fields[1]).replacing("\\040", with: " ")
             }
         }
         throw CaptureError("no cgroup v2 hierarchy is mounted (no cgroup2 entry in /proc/mounts): mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup`")
@@ -83,7 +84,7 @@ public enum KernelChecks {
     /// The effective capability set, from /proc/self/status.
     public static func effectiveCapabilities(status: String? = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) -> UInt64 {
         for line in (status ?? "").split(separator: "\n") where line.hasPrefix("CapEff:") {
-            return UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) ?? 0
+            return UInt64(line.dropFirst(7).trimmingBlanks, radix: 16) ?? 0
         }
         return 0
     }

@@ -1,5 +1,6 @@
 import CSystem
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Glibc
 import PortwatchCore
 import PortwatchSystem
@@ -158,7 +159,7 @@ struct SocketOwners {
                 holdsSocket = true
             }
             if holdsSocket, let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) {
-                owners.comms[pid] = comm.trimmingCharacters(in: .newlines)
+                owners.comms[pid] = comm.trimmingNewlines
             }
         }
         // Namespaces kept by bind mounts, in this mount namespace and in init's (the host's,
@@ -175,7 +176,7 @@ struct SocketOwners {
         var found: [(UInt32, String)] = []
         for line in mountinfo.split(separator: "\n") {
             // "53 27 0:4 net:[4026531833] /run/netns/a rw - nsfs nsfs rw"
-            guard let dash = line.range(of: " - nsfs ") else { continue }
+            guard let dash = line.firstRange(of: " - nsfs ") else { continue }
             let fields = line[..<dash.lowerBound].split(separator: " ")
             guard fields.count >= 5, let inode = namespaceInode(String(fields[3])) else { continue }
             found.append((inode, unescape(fields[4])))
@@ -244,14 +245,13 @@ struct NetlinkSocket {
             }
         }
         let box = ResultBox()
-        let thread = Thread {
+        SystemThread.start(name: "portwatch-netns") {
             box.result = Result {
                 try namespace.enterNetworkNamespace()
                 return try FileDescriptor.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue), proto)
             }
             box.done.signal()
         }
-        thread.start()
         box.done.wait()
         do { socket = try box.result!.get() } catch {
             throw CaptureError("cannot open a sock_diag socket in the network namespace of \(path): \(error)")

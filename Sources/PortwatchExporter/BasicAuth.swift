@@ -1,5 +1,7 @@
 import CCrypt
-import Foundation
+import FoundationEssentials
+import Glibc
+import PortwatchSystem
 
 /// HTTP basic authentication against bcrypt hashes, as Prometheus's exporter-toolkit does it:
 /// constant-time comparison, the same cost for unknown users as for known ones, and a cache of
@@ -8,7 +10,7 @@ import Foundation
 public final class BasicAuth: @unchecked Sendable {
     private let users: [String: String]
     private let decoy: String
-    private let lock = NSLock()
+    private let lock = Condition()
     private var verified: [String: Int] = [:]
 
     /// `users`: name -> bcrypt hash ($2a$, $2b$ or $2y$).
@@ -22,7 +24,7 @@ public final class BasicAuth: @unchecked Sendable {
     /// True if the Authorization header carries a known user and the right password.
     public func allows(authorization: String?) -> Bool {
         guard let authorization, authorization.lowercased().hasPrefix("basic "),
-              let decoded = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+              let decoded = Data(base64Encoded: authorization.dropFirst(6).trimmingBlanks),
               let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return false }
         let user = String(text[..<colon]), password = String(text[text.index(after: colon)...])
         var hasher = Hasher()

@@ -108,12 +108,12 @@ public enum ExpositionFormat: Sendable, Equatable {
         guard let accept else { return .text }
         var best: (format: ExpositionFormat, q: Double)? = nil
         for range in accept.split(separator: ",") {
-            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = range.split(separator: ";").map(\.trimmingBlanks)
             guard let type = parts.first?.lowercased() else { continue }
             var q = 1.0
             var version: String?
             for param in parts.dropFirst() {
-                let kv = param.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                let kv = param.split(separator: "=", maxSplits: 1).map(\.trimmingBlanks)
                 guard kv.count == 2 else { continue }
                 switch kv[0].lowercased() {
                 case "q": q = Double(kv[1]) ?? 0

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import PortwatchSystem
 
 /// The standard `process_*` metrics, read from /proc/self.
@@ -36,7 +37,7 @@ public enum ProcessMetrics {
     private static func bootTime() -> Double {
         guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return 0 }
         for line in stat.split(separator: "\n") where line.hasPrefix("btime ") {
-            return Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0
+            return Double(line.dropFirst(6).trimmingBlanks) ?? 0
         }
         return 0
     }

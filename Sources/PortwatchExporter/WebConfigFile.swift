@@ -1,5 +1,7 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import Glibc
+import PortwatchSystem
+import PortwatchYAML
 
 /// `--web.config.file`, in the format of Prometheus's exporter-toolkit:
 ///
@@ -23,14 +25,14 @@ public struct WebConfigFile: Sendable {
                                               "X-XSS-Protection", "Content-Security-Policy"]
 
     /// Paths are relative to the web configuration file, as in exporter-toolkit.
-    static func tlsSettings(_ node: Node, path: String, line: Int) throws -> TLSSettings {
+    static func tlsSettings(_ node: YAMLNode, path: String, line: Int) throws -> TLSSettings {
         let base = URL(fileURLWithPath: path).deletingLastPathComponent()
         func resolve(_ file: String) -> String { file.hasPrefix("/") ? file : base.appendingPathComponent(file).path }
         var values: [String: String] = [:]
-        for (k, v) in node.mapping ?? [:] {
+        for (k, v) in node.mapping ?? YAMLMapping() {
             guard let key = k.string, let value = v.string else { continue }
             guard ["cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"].contains(key) else {
-                throw Invalid(description: "\(path):\(k.mark?.line ?? line): unknown tls_server_config key \(key); known: cert_file, key_file, client_auth_type, client_ca_file, min_version")
+                throw Invalid(description: "\(path):\(k.line): unknown tls_server_config key \(key); known: cert_file, key_file, client_auth_type, client_ca_file, min_version")
             }
             values[key] = value
         }
@@ -51,28 +53,28 @@ public struct WebConfigFile: Sendable {
     public static func load(path: String) throws -> WebConfigFile {
         func fail(_ what: String) -> Invalid { Invalid(description: "\(path): \(what)") }
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw fail("cannot read the web configuration: \((error as NSError).localizedDescription)")
+        do { text = try FileDescriptor.readText(path: path) } catch let error as SystemError {
+            throw fail("cannot read the web configuration: \(SystemError.text(error.errno))")
         }
-        let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch { throw fail("not valid YAML: \(error)") }
+        let root: YAMLNode?
+        do { root = try YAMLNode.parse(text) } catch { throw fail("not valid YAML: \(error)") }
         var config = WebConfigFile()
         guard let mapping = root?.mapping else { return config }
         for (keyNode, value) in mapping {
-            let line = keyNode.mark?.line ?? 0
+            let line = keyNode.line
             switch keyNode.string ?? "" {
             case "basic_auth_users":
-                for (user, hash) in value.mapping ?? [:] {
+                for (user, hash) in value.mapping ?? YAMLMapping() {
                     guard let name = user.string, let h = hash.string, h.hasPrefix("$2") else {
-                        throw fail("\(user.mark?.line ?? line): basic_auth_users needs a bcrypt hash ($2y$...) for \(user.string ?? "?")")
+                        throw fail("\(user.line): basic_auth_users needs a bcrypt hash ($2y$...) for \(user.string ?? "?")")
                     }
                     config.users[name] = h
                 }
             case "http_server_config":
-                for (k, v) in value.mapping ?? [:] where k.string == "headers" {
-                    for (name, headerValue) in v.mapping ?? [:] {
+                for (k, v) in value.mapping ?? YAMLMapping() where k.string == "headers" {
+                    for (name, headerValue) in v.mapping ?? YAMLMapping() {
                         guard let n = name.string, allowedHeaders.contains(n), let hv = headerValue.string else {
-                            throw fail("\(name.mark?.line ?? line): header \(name.string ?? "?") is not one of \(allowedHeaders.sorted().joined(separator: ", "))")
+                            throw fail("\(name.line): header \(name.string ?? "?") is not one of \(allowedHeaders.sorted().joined(separator: ", "))")
                         }
                         config.headers.append((n, hv))
                     }

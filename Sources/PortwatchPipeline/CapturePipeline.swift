@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import Glibc
 import Logging
 import PortwatchCore
 import PortwatchSystem
@@ -128,13 +130,11 @@ public final class CapturePipeline: @unchecked Sendable {
     // MARK: Running on a thread
 
     public func start() {
-        let thread = Thread { [self] in
+        SystemThread.start(name: "portwatch-capture") { [self] in
             while !stopRequested.load(ordering: .relaxed) { step() }
             finish()
             finished.signal()
         }
-        thread.name = "portwatch-capture"
-        thread.start()
     }
 
     /// Asks the loop to stop, waits until it has written what it holds and detached the programs.

@@ -1,6 +1,6 @@
-import Foundation
 import PortwatchCore
-import Yams
+import PortwatchSystem
+import PortwatchYAML
 
 /// A policy file that cannot be used, with the place and the reason.
 public struct PolicyError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -28,17 +28,15 @@ public enum PolicyFile {
 
     public static func load(path: String) throws -> Policy {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw PolicyError("\(path): cannot read the policy file: \((error as NSError).localizedDescription)")
+        do { text = try FileDescriptor.readText(path: path) } catch let error as SystemError {
+            throw PolicyError("\(path): cannot read the policy file: \(SystemError.text(error.errno))")
         }
         return try parse(text, name: path)
     }
 
     public static func parse(_ text: String, name: String = "policy") throws -> Policy {
-        let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch let error as YamlError {
-            throw PolicyError("\(name): not valid YAML: \(error)")
-        } catch {
+        let root: YAMLNode?
+        do { root = try YAMLNode.parse(text) } catch {
             throw PolicyError("\(name): not valid YAML: \(error)")
         }
         guard let root else { return Policy(rules: []) }
@@ -53,7 +51,7 @@ public enum PolicyFile {
     }
 
     /// `metrics: { port_info: all|unexpected|none, drop_labels: [pid, ...] }`.
-    static func metrics(_ node: Node, name: String) throws -> Policy.Metrics {
+    static func metrics(_ node: YAMLNode, name: String) throws -> Policy.Metrics {
         guard let mapping = node.mapping else { throw PolicyError("\(name):\(line(node)): `metrics` is a mapping (port_info, drop_labels)") }
         var out = Policy.Metrics()
         for (key, value) in mapping {
@@ -77,16 +75,16 @@ public enum PolicyFile {
     }
 
     /// The rules of one list (`expected` or `ignore`); an absent or empty list has none.
-    static func rules(_ list: Node?, key: String, name: String) throws -> [Policy.Rule] {
+    static func rules(_ list: YAMLNode?, key: String, name: String) throws -> [Policy.Rule] {
         guard let list else { return [] }
-        if case .scalar(let s) = list, s.string.isEmpty || s.string == "null" || s.string == "~" { return [] }
+        if let s = list.string, s.isEmpty || s == "null" || s == "~" { return [] }
         guard let sequence = list.sequence else { throw PolicyError("\(name):\(line(list)): `\(key)` must be a list of rules") }
         return try sequence.map { try rule($0, name: name) }
     }
 
-    static func line(_ node: Node) -> Int { (node.mark?.line ?? 0) }
+    static func line(_ node: YAMLNode) -> Int { node.line }
 
-    static func rule(_ node: Node, name: String) throws -> Policy.Rule {
+    static func rule(_ node: YAMLNode, name: String) throws -> Policy.Rule {
         guard let mapping = node.mapping else {
             throw PolicyError("\(name):\(line(node)): a rule is a mapping of fields (\(fields.sorted().joined(separator: ", ")))")
         }
@@ -99,7 +97,7 @@ public enum PolicyFile {
                 throw PolicyError("\(at): unknown field `\(key)`; known: \(fields.sorted().joined(separator: ", "))")
             }
             if key == "exposure" {
-                let values = valueNode.sequence.map { $0.compactMap(\.scalar?.string) } ?? valueNode.scalar.map { [$0.string] } ?? []
+                let values = valueNode.sequence.map { $0.compactMap(\.string) } ?? valueNode.string.map { [$0] } ?? []
                 rule.exposure = Set(try values.map { value in
                     guard let e = Exposure(rawValue: value.lowercased()) else {
                         throw PolicyError("\(at): exposure must be \(Exposure.allCases.map(\.rawValue).joined(separator: ", ")), not `\(value)`")
@@ -109,7 +107,7 @@ public enum PolicyFile {
                 guard !values.isEmpty else { throw PolicyError("\(at): `exposure` needs at least one value") }
                 continue
             }
-            guard let value = valueNode.scalar?.string else { throw PolicyError("\(at): `\(key)` must be a single value") }
+            guard let value = valueNode.string else { throw PolicyError("\(at): `\(key)` must be a single value") }
             switch key {
             case "port", "ports":
                 rule.ports = try portRange(value, at: at)
@@ -145,7 +143,7 @@ public enum PolicyFile {
     }
 
     static func portRange(_ value: String, at: String) throws -> ClosedRange<UInt16> {
-        let parts = value.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false).map(\.trimmingBlanks)
         guard (1...2).contains(parts.count), let low = UInt16(parts[0]), let high = UInt16(parts.last!), low <= high else {
             throw PolicyError("\(at): a port is a number or a range like 8000-8999, not `\(value)`")
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import PortwatchCore
 import PortwatchStore
@@ -25,9 +26,8 @@ public final class ListenerHealthMonitor: @unchecked Sendable {
     private let ready: @Sendable () -> Bool
     private let logger: Logger
     private let latestValue = Mutex<Reading?>(nil)
-    private let wake = NSCondition()
+    private let wake = Condition()
     private var running = false
-    private var thread: Thread?
     private var reader: StoreReader?
 
     /// `handles`: how to enter the namespaces the pipeline listed; `take`: the dump itself
@@ -86,20 +86,17 @@ public final class ListenerHealthMonitor: @unchecked Sendable {
         wake.lock()
         running = true
         wake.unlock()
-        let thread = Thread { [self] in
+        SystemThread.start(name: "listener-health") { [self] in
             while true {
                 let isReady = ready()
                 if isReady { collect() }
                 wake.lock()
-                if running { _ = wake.wait(until: Date().addingTimeInterval(isReady ? interval : 0.05)) }
+                if running { wake.wait(seconds: isReady ? interval : 0.05) }
                 let stop = !running
                 wake.unlock()
                 if stop { return }
             }
         }
-        thread.name = "listener-health"
-        self.thread = thread
-        thread.start()
     }
 
     public func stop() {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import PortwatchCore
 import PortwatchSystem
 
@@ -57,7 +58,7 @@ public final class Store {
 
         init(_ text: String, columns: String) {
             self.text = text
-            self.columns = columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            self.columns = columns.split(separator: ",").map(\.trimmingBlanks)
         }
 
         static let historyValues = "(\(RowCodec.placeholders(RowCodec.historyColumns)))"
@@ -89,14 +90,16 @@ public final class Store {
     }
 
     private static func checkPlace(_ path: String) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
             throw StoreError("database path \(path) is a directory; give --db.path a file name, e.g. \(path)/portwatch.db")
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty && !FileManager.default.fileExists(atPath: parent) {
-            do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-                throw StoreError("cannot create the directory \(parent) for database \(path): \(error.localizedDescription)")
+        // Every missing directory above the file, as `mkdir -p` makes them.
+        var parent = ""
+        for component in path.split(separator: "/").dropLast() {
+            parent = parent.isEmpty ? (path.hasPrefix("/") ? "/" : "") + component : parent + "/" + component
+            if mkdir(parent, 0o755) != 0 && errno != EEXIST {
+                throw StoreError("cannot create the directory \(parent) for database \(path): \(SystemError.text(errno))")
             }
         }
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import PortwatchCore
 
 /// What a scrape or a CLI command reads: the table and counters at one committed moment.

@@ -150,12 +150,24 @@ public final class FileDescriptor: @unchecked Sendable, Hashable {
         }
     }
 
+    /// Writes a message to standard error (nothing more to do when that fails).
+    public static func writeStandardError(_ text: String) {
+        var text = text
+        text.withUTF8 { try? writeAll(UnsafeRawBufferPointer($0), to: 2) }
+    }
+
     /// Reads up to `buffer.count` bytes of a small file at once (a /proc entry), opening and
     /// closing it; nil when it cannot be opened.
     public static func read(path: String, into buffer: UnsafeMutableRawBufferPointer) -> Int? {
         guard let file = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
         defer { file.close() }
         return try? Syscall.valueOrErrno("read \(path)") { Glibc.read(file.rawValue, buffer.baseAddress, buffer.count) }
+    }
+
+    /// The whole of a file, as text (a configuration file). Throws SystemError, whose errno
+    /// says why (SystemError.text gives it as words).
+    public static func readText(path: String) throws -> String {
+        String(decoding: try contents(of: path), as: UTF8.self)
     }
 
     /// Bytes received (blocking).

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import PortwatchAttribution
 import PortwatchCapture
 import PortwatchCore
@@ -46,7 +47,7 @@ public struct ProcFS: ProcessTable {
 
     public func alive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.range(of: ") ", options: .backwards), let state = stat[close.upperBound...].first else { return false }
+              let close = stat.ranges(of: ") ").last, let state = stat[close.upperBound...].first else { return false }
         return state != "Z" && state != "X"
     }
 
@@ -57,9 +58,9 @@ public struct ProcFS: ProcessTable {
     /// A zombie (exited, not yet reaped by its parent) runs nothing and holds no descriptor.
     public func runs(_ pid: Int32, _ comm: String) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.range(of: ") ", options: .backwards),
+              let close = stat.ranges(of: ") ").last,
               let state = stat[close.upperBound...].first, state != "Z" && state != "X",
               let name = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return false }
-        return name.trimmingCharacters(in: .newlines) == comm
+        return name.trimmingNewlines == comm
     }
 }

@@ -27,7 +27,7 @@ install -D -m 0644 docker/policy.yaml "$root/etc/portwatch/policy.yaml"
 install -d -m 0755 "$root/var/lib/portwatch"
 install -d "$root/usr/share/man/man1"
 gzip -9n < docker/debian/portwatch.1 > "$root/usr/share/man/man1/portwatch.1.gz"
-# The YAML parser (Yams) carries its own copy of libyaml, compiled into the binary.
+# libyaml is linked into the binary statically (see the override).
 install -D -m 0644 docker/debian/lintian-overrides "$root/usr/share/lintian/overrides/portwatch"
 install -D -m 0644 docker/debian/copyright "$root/usr/share/doc/portwatch/copyright"
 printf 'portwatch (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- portwatch developers <portwatch@portwatch.dev>  %s\n' \

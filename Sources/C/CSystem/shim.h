@@ -57,6 +57,12 @@ static inline int pw_has_setpcap(void)
 /* Keeps only `keep` in the effective and permitted sets, and in the bounding set too when
  * CAP_SETPCAP allows it (root does; a non-root process holding file capabilities does not,
  * and its bounding set is the container runtime's to limit). */
+/* Names the calling thread (prctl is variadic: Swift cannot call it). */
+static inline int pw_set_thread_name(const char *name)
+{
+	return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
+
 static inline int pw_keep_capabilities(unsigned long long keep)
 {
 	int rc = pw_has_setpcap() ? pw_drop_bounding(keep) : 0;

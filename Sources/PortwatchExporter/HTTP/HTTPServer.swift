@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import PortwatchSystem
@@ -79,8 +79,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// Open connections by raw descriptor (what poll reports).
     private var connections: [Int32: Connection] = [:]
     private let wake: (read: FileDescriptor, write: FileDescriptor)
-    private var thread: Thread?
-    private let stopped = NSCondition()
+    private var threadRunning = false
+    private let stopped = Condition()
     private var running = false
 
     /// Opens every listening socket now, so that a taken port fails at start-up.
@@ -125,10 +125,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     public func start() {
         running = true
-        let thread = Thread { [self] in run() }
-        thread.name = "portwatch-http"
-        self.thread = thread
-        thread.start()
+        stopped.withLock { threadRunning = true }
+        SystemThread.start(name: "portwatch-http") { [self] in run() }
     }
 
     /// Stops the loop, closes every socket and waits for the thread to end.
@@ -137,7 +135,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard running else { stopped.unlock(); return }
         running = false
         _ = withUnsafeBytes(of: UInt8(1)) { try? wake.write.write($0) }
-        while thread != nil { stopped.wait() }
+        while threadRunning { stopped.wait() }
         stopped.unlock()
     }
 
@@ -180,7 +178,7 @@ public final class HTTPServer: @unchecked Sendable {
         wake.read.close()
         wake.write.close()
         stopped.lock()
-        thread = nil
+        threadRunning = false
         stopped.broadcast()
         stopped.unlock()
     }

@@ -1,6 +1,7 @@
 import PortwatchSystem
 import COpenSSL
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// TLS for the HTTP listener (OpenSSL): certificate and key files, TLS 1.2 at least,

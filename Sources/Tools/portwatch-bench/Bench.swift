@@ -24,6 +24,7 @@ enum Bench {
             if wanted("overhead") { try KernelBench.overhead(report: report, repeats: quick ? 2 : 6) }
             if wanted("programs") { try ProgramBench.run(report: report, repeats: quick ? 2 : 6) }
             if wanted("parts") { try ProgramPartsBench.run(report: report, repeats: quick ? 2 : 6) }
+            if wanted("memory") { try MemoryBench.run(report: report, runs: quick ? 2 : 6) }
             let capacity = wanted("capacity") ? try KernelBench.capacity(report: report, repeats: quick ? 1 : 5) : nil
             if wanted("ring") { try KernelBench.ringSizes(report: report, repeats: quick ? 1 : 5) }
             if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300, runs: repeats) }

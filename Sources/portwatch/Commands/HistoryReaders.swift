@@ -1,5 +1,8 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import Glibc
 import PortwatchStore
+import PortwatchSystem
 
 /// Prints a period of history at the speed of the machine rather than of one core: one
 /// thread per core reads its partition of the ledger (`HistoryQuery.partition`) through its
@@ -22,9 +25,9 @@ struct HistoryReaders {
         for (index, channel) in channels.enumerated() {
             var part = query
             part.partition = (index, readers)
-            let thread = Thread { [path, format, part] in Self.read(path: path, query: part, format: format, into: channel) }
-            thread.name = "history-\(index)"
-            thread.start()
+            SystemThread.start(name: "history-\(index)") { [path, format, part] in
+                Self.read(path: path, query: part, format: format, into: channel)
+            }
         }
         // The batch each reader's next line is in, and that line's index (nil once it has no more).
         var heads: [(batch: Batch, line: Int)?] = try channels.map { try Self.next(from: $0, after: nil) }
@@ -119,7 +122,7 @@ struct HistoryReaders {
     /// Batches going from one reader to the merge in order, and back empty to be refilled:
     /// a reader waits when all of its batches are full and not yet printed.
     final class Channel: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = Condition()
         private var full: [Batch] = []
         private var empty: [Batch]
         private let fullCount = DispatchSemaphore(value: 0)

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import PortwatchSystem
 import PortwatchCore
 import PortwatchStore
 
@@ -27,7 +29,7 @@ enum LedgerOutput {
         let all = [header] + rows
         let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
         return all.map { row in
-            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[i] - cell.count)) }
                 .joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }
@@ -87,7 +89,7 @@ enum LedgerOutput {
     }
 
     static func fail(_ message: String) -> ExitCode {
-        FileHandle.standardError.write(Data("portwatch: \(message)\n".utf8))
+        FileDescriptor.writeStandardError("portwatch: \(message)\n")
         return ExitCode(1)
     }
 }

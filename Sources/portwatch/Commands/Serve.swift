@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import PortwatchSystem
 import Logging
 import PortwatchCapture
 import PortwatchCore
@@ -114,7 +116,7 @@ struct Serve: ParsableCommand {
             try Daemon(options: self, logger: logger).run()
         } catch {
             // One line saying what is wrong and what to do; never a crash dump.
-            FileHandle.standardError.write(Data("portwatch: \(error)\n".utf8))
+            FileDescriptor.writeStandardError("portwatch: \(error)\n")
             throw ExitCode(1)
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import PortwatchCore
 import PortwatchPolicy
 import PortwatchStore
@@ -52,9 +53,9 @@ struct SuggestPolicy: ParsableCommand {
             "in that period, wanted or not, is allowed. Check it with `portwatch check-policy FILE`.",
         ]), terminator: "")
         let steady = suggestions.reduce(0) { $0 + $1.seen }
-        FileHandle.standardError.write(Data("""
+        FileDescriptor.writeStandardError("""
             portwatch: \(suggestions.count) rule\(suggestions.count == 1 ? "" : "s") from \(holds.count) listener\(holds.count == 1 ? "" : "s") \
             held during the last \(since); \(holds.count - steady) on ports never held \(minLifetime) in one stretch left out\n
-            """.utf8))
+            """)
     }
 }

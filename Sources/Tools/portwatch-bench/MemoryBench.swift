@@ -1,0 +1,59 @@
+import Foundation
+import Glibc
+
+/// The daemon's resident memory, against the build named by `PORTWATCH_BENCH_BASELINE` in the
+/// same run (alternating, each daemon fresh): idle (ready, then a second), and holding 10,000
+/// listeners once a scrape (with gzip, as Prometheus asks) has shown them all. RSS is split into
+/// the pages of files (the binary and its libraries, the ring buffer mapped twice) and anonymous
+/// memory (heap, stacks).
+enum MemoryBench {
+    struct Sample { var rss = 0.0, file = 0.0, anon = 0.0 }
+
+    static func run(report: Report, runs: Int) throws {
+        let ports = 10_000
+        Sockets.raiseFileLimit(ports + 1_000)
+        let baseline = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_BASELINE"].flatMap { $0.isEmpty ? nil : $0 }
+        var idle: [String: [Sample]] = [:], held: [String: [Sample]] = [:]
+        let builds = [("this build", BenchDaemon.builtBinary)] + (baseline.map { [("baseline", $0)] } ?? [])
+        for run in 0..<runs {
+            Progress.step("memory", run: run, of: runs)
+            for (name, binary) in run % 2 == 0 ? builds : builds.reversed() {
+                let daemon = try BenchDaemon(binary: binary)
+                defer { daemon.stop() }
+                usleep(1_000_000)
+                idle[name, default: []].append(sample(daemon.pid))
+                var fds: [Int32] = []
+                defer { fds.forEach { close($0) } }
+                while fds.count < ports { fds.append(Sockets.open().fd) }
+                let deadline = Measure.now() + 60
+                while daemon.value("portwatch_ports_held") < Double(ports), Measure.now() < deadline { usleep(100_000) }
+                guard daemon.value("portwatch_ports_held") >= Double(ports) else { throw BenchError("memory: \(name) never showed \(ports) ports") }
+                _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+                held[name, default: []].append(sample(daemon.pid))
+            }
+        }
+        var figures: [Figure] = []
+        var notes: [String] = []
+        for (name, _) in builds {
+            let i = idle[name]!, h = held[name]!
+            figures += [Figure(name: "\(name): RSS idle", unit: "MiB", runs: i.map(\.rss)),
+                        Figure(name: "\(name): of it file pages (binary, libraries, ring buffer)", unit: "MiB", runs: i.map(\.file)),
+                        Figure(name: "\(name): of it anonymous", unit: "MiB", runs: i.map(\.anon)),
+                        Figure(name: "\(name): RSS with \(ports.formatted()) held ports, after a scrape", unit: "MiB", runs: h.map(\.rss)),
+                        Figure(name: "\(name): of it anonymous", unit: "MiB", runs: h.map(\.anon))]
+        }
+        if baseline != nil {
+            func ratio(_ a: [Sample], _ b: [Sample]) -> String {
+                Report.format(Measure.percentile(a.map(\.rss), 0.5) / Measure.percentile(b.map(\.rss), 0.5))
+            }
+            notes.append("this build / baseline: idle \(ratio(idle["this build"]!, idle["baseline"]!)), with \(ports.formatted()) ports \(ratio(held["this build"]!, held["baseline"]!))")
+        }
+        report.add("Resident memory (\(runs) runs, fresh daemons, alternating builds)", figures, notes: notes)
+    }
+
+    static func sample(_ pid: Int32) -> Sample {
+        let mib = 1_048_576.0
+        return Sample(rss: Measure.statusField(pid: pid, "VmRSS:") / mib, file: Measure.statusField(pid: pid, "RssFile:") / mib,
+                      anon: Measure.statusField(pid: pid, "RssAnon:") / mib)
+    }
+}
