@@ -1,9 +1,9 @@
 import PortwatchCore
 
-/// One held port as a scrape shows it: the ledger's row, the policy's verdict on it, its
-/// listener health as last read, and its labels as rendered (kept for as long as the entry is:
-/// the scrape source makes a new entry only for a row that changed, so a scrape after one change
-/// renders the labels of one row).
+/// One held port as a scrape shows it: the ledger's row, the policy's verdict on it and its
+/// listener health as last read. The scrape source makes a new entry only for a row that changed
+/// (or got a new verdict or reading: then sharing the row's RowLabels), so a scrape after one
+/// change renders the labels of one row.
 public final class LedgerEntry: Sendable {
     public let row: Binding
     /// An `ignore:` rule matches: left out of every per-port series.
@@ -53,35 +53,21 @@ public final class LedgerEntry: Sendable {
     }
 }
 
-/// A row's label sets, rendered on first use (`{name="value",...}`, escaped; the same bytes in
-/// both exposition formats). Unchecked: filled only by the exporter's renderer, under its lock.
+/// A row's label sets (`{name="value",...}`, escaped; the same bytes in both exposition
+/// formats). One object per row: an entry made again for the same row (another verdict or
+/// health reading) shares it, which tells a family's lines that the labels are the same and can
+/// be copied from its previous line instead of rendered. Only the labels with some dropped
+/// (`drop_labels`, whose lines are not kept between scrapes) are kept here. Unchecked: used only
+/// by the exporter's renderer, under its lock.
 final class RowLabels: @unchecked Sendable {
-    /// `portwatch_port_info`'s labels with `exe` last, and where `,exe=` starts.
-    private var portInfo: (bytes: [UInt8], exeStart: Int)?
-    private var health: [UInt8]?
     /// `portwatch_port_info`'s labels without the dropped ones, for that set of dropped labels.
     private var dropped: (labels: Set<String>, exe: Bool, bytes: [UInt8])?
 
     /// Appends the port's identity and holder labels, with `exe` or without. `rendered` counts
-    /// the label sets this had to render (not kept yet).
+    /// the label sets rendered.
     func appendPortInfo(_ entry: LedgerEntry, exe: Bool, to out: inout [UInt8], rendered: inout Int) {
-        if portInfo == nil {
-            let row = entry.row
-            rendered += 1
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(256)
-            let labels = PortInfoLabels.labels(row, exe: true)
-            Self.render(labels.dropLast(), into: &bytes)
-            let exeStart = bytes.count
-            Self.render(labels.suffix(1), into: &bytes, first: false)
-            portInfo = (bytes, exeStart)
-        }
-        let (bytes, exeStart) = portInfo!
-        if exe {
-            out.append(contentsOf: bytes)
-        } else {
-            out.append(contentsOf: bytes[..<exeStart])
-        }
+        rendered += 1
+        Self.render(PortInfoLabels.labels(entry.row, exe: exe)[...], into: &out)
         out.append(UInt8(ascii: "}"))
     }
 
@@ -99,14 +85,8 @@ final class RowLabels: @unchecked Sendable {
     }
 
     func appendHealth(_ entry: LedgerEntry, to out: inout [UInt8], rendered: inout Int) {
-        if health == nil {
-            let row = entry.row
-            rendered += 1
-            var bytes: [UInt8] = []
-            Self.render(PortInfoLabels.health(row)[...], into: &bytes)
-            health = bytes
-        }
-        out.append(contentsOf: health!)
+        rendered += 1
+        Self.render(PortInfoLabels.health(entry.row)[...], into: &out)
         out.append(UInt8(ascii: "}"))
     }
 

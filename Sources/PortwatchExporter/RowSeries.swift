@@ -2,8 +2,9 @@ import PortwatchCore
 
 /// A per-port family: one sample for each entry that has one, in the entries' order. Rendered
 /// two ways that give the same bytes: as `MetricFamily.Sample`s (`samples(_:)`, what
-/// `PortwatchMetrics.families` returns) and straight from the entries' cached labels
-/// (`render(_:into:)`, what a scrape serves), so a scrape after one changed row renders one row.
+/// `PortwatchMetrics.families` returns) and as lines kept between scrapes (`update`, what a
+/// scrape serves; `render(_:into:)` where dropped labels merge lines), so a scrape after one
+/// changed row renders one row.
 enum RowSeries: Sendable, Hashable, CaseIterable {
     /// `portwatch_port_info`: the ports in the policy's scope, without its dropped labels.
     case portInfo
@@ -71,8 +72,8 @@ enum RowSeries: Sendable, Hashable, CaseIterable {
         return out
     }
 
-    /// The sample lines, `name` before each, from the entries' cached labels; `rendered` counts
-    /// the label sets that were not cached yet.
+    /// The sample lines, `name` before each (labels with some dropped are kept by the entry's
+    /// RowLabels); `rendered` counts the label sets rendered.
     func render(_ state: ExporterState, name: [UInt8], into out: inout [UInt8], rendered: inout Int) {
         let dropping = dropping(state), exe = exe(state), limit = limit(state)
         var seen = Set<[UInt8]>()
@@ -87,12 +88,18 @@ enum RowSeries: Sendable, Hashable, CaseIterable {
         }
     }
 
-    private func line(_ e: LedgerEntry, value: Double, name: [UInt8], exe: Bool, dropping: Set<String>, into out: inout [UInt8],
-                      rendered: inout Int) {
+    /// `labels`: the entry's label set as an earlier line of this family has it (copied, not
+    /// rendered), or nil.
+    private func line(_ e: LedgerEntry, value: Double, name: [UInt8], exe: Bool, dropping: Set<String>,
+                      labels: ArraySlice<UInt8>? = nil, into out: inout [UInt8], rendered: inout Int) {
         out.append(contentsOf: name)
-        switch self {
-        case .queueLength, .queueLimit, .drops: e.labels.appendHealth(e, to: &out, rendered: &rendered)
-        default: e.labels.appendPortInfo(e, exe: exe, dropping: dropping, to: &out, rendered: &rendered)
+        if let labels {
+            out.append(contentsOf: labels)
+        } else {
+            switch self {
+            case .queueLength, .queueLimit, .drops: e.labels.appendHealth(e, to: &out, rendered: &rendered)
+            default: e.labels.appendPortInfo(e, exe: exe, dropping: dropping, to: &out, rendered: &rendered)
+            }
         }
         out.append(UInt8(ascii: " "))
         if value == 1 {
@@ -109,25 +116,31 @@ enum RowSeries: Sendable, Hashable, CaseIterable {
 
     /// Brings `segment` (this family's lines for an earlier state) to `state`'s entries: the
     /// entries that are the same objects as before (a row that did not change keeps its entry)
-    /// keep their lines where they are, the others are rendered and spliced in place. A scrape
-    /// after one changed row renders one line per family and moves the lines after it.
+    /// keep their lines where they are, the others get new lines spliced in place. A scrape
+    /// after one changed row renders one line per family and moves the lines after it. An entry
+    /// made again for the same row (a new health reading, another verdict) copies its labels
+    /// from its old line; only a new row's labels are rendered.
     func update(_ segment: inout RowSegment, to state: ExporterState, name: [UInt8], rendered: inout Int) {
         let entries = state.entries ?? [], exe = exe(state)
         if segment.scope != state.portInfoOnly || segment.exe != exe { segment = RowSegment(scope: state.portInfoOnly, exe: exe) }
-        let edits = segment.edits(to: entries)
-        if edits.count > RowSegment.editsInPlace {
-            segment = RowSegment(scope: state.portInfoOnly, exe: exe)
-            return update(&segment, to: state, name: name, rendered: &rendered)
-        }
+        var edits = segment.edits(to: entries)
+        // Many edits: one that replaces every line (splicing each would move the lines after it each time).
+        if edits.count > RowSegment.editsInPlace { edits = [(0..<segment.entries.count, 0..<entries.count)] }
         // From the last edit back: the offsets before an edit stay valid while it is applied.
         for (old, new) in edits.reversed() {
+            // The old lines of this edit by row, read before they are replaced.
+            var oldLines: [ObjectIdentifier: Int] = [:]
+            oldLines.reserveCapacity(old.count)
+            for i in old where segment.offsets[i + 1] > segment.offsets[i] { oldLines[ObjectIdentifier(segment.entries[i].labels)] = i }
             var bytes: [UInt8] = []
             var offsets: [Int] = []
             offsets.reserveCapacity(new.count)
             let start = segment.offsets[old.lowerBound], end = segment.offsets[old.upperBound]
             for e in entries[new] {
                 offsets.append(start + bytes.count)
-                if let value = value(e, state) { line(e, value: value, name: name, exe: exe, dropping: [], into: &bytes, rendered: &rendered) }
+                guard let value = value(e, state) else { continue }
+                let labels = oldLines[ObjectIdentifier(e.labels)].map { segment.labels(of: $0, name: name) }
+                line(e, value: value, name: name, exe: exe, dropping: [], labels: labels, into: &bytes, rendered: &rendered)
             }
             let delta = bytes.count - (end - start)
             segment.bytes.replaceSubrange(start..<end, with: bytes)
@@ -181,6 +194,14 @@ struct RowSegment {
             if out.count > Self.editsInPlace { return out }
         }
         return out
+    }
+
+    /// The label set in entry `i`'s line (`name{...} value`): between the name and the space
+    /// before the value (label values may hold spaces; the value holds none).
+    func labels(of i: Int, name: [UInt8]) -> ArraySlice<UInt8> {
+        let line = bytes[offsets[i]..<offsets[i + 1]]
+        let space = line.lastIndex(of: UInt8(ascii: " "))!
+        return bytes[(line.startIndex + name.count)..<space]
     }
 
     /// The lines of the first `limit` entries that have one.

@@ -5,7 +5,7 @@ import Testing
 import PortwatchCore
 @testable import PortwatchExporter
 
-/// A scrape serves the per-port series from the labels each entry keeps; they must be the
+/// A scrape serves the per-port series from lines kept between scrapes; they must be the
 /// bytes the families' samples render to, whatever the policy's scope, dropped labels, the
 /// series cap and the health, and a scrape after one changed entry renders that entry alone.
 @Suite struct RowSeriesTests {
@@ -132,11 +132,12 @@ import PortwatchCore
         #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) >= 500, "the first scrape renders every entry's labels")
         _ = RenderCacheTests.get(exporter, [("accept-encoding", "gzip")])
         #expect(exporter.rendered.chunksCompressed.load(ordering: .relaxed) >= 500 / RenderCache.chunkEntries, "and compresses every chunk")
-        // One row changed: a new entry for it, the others kept.
-        var owner = entries[250].row.owner
+        // One row changed (one with listener health): a new entry for it, the others kept.
+        let k = try #require(entries.indices.first { $0 >= 250 && RowSeries.queueLength.value(entries[$0], state) != nil })
+        var owner = entries[k].row.owner
         owner.pid = 4242
-        entries[250] = LedgerEntry(Binding(key: entries[250].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1),
-                                   health: entries[250].health)
+        entries[k] = LedgerEntry(Binding(key: entries[k].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1),
+                                 health: entries[k].health)
         state.entries = entries
         state.generation = 2
         current.withLock { $0 = state }
@@ -146,8 +147,38 @@ import PortwatchCore
         let gz = try Self.gunzip(RenderCacheTests.get(exporter, [("accept-encoding", "gzip")]).body)
         #expect(Self.ledgerPart(gz) == Self.ledgerPart(Array(body.utf8)))
         #expect(exporter.rendered.chunksCompressed.load(ordering: .relaxed) <= RowSeries.allCases.count)
-        // Its port_info labels and (when it has a health series) its health labels, no other entry's.
-        let hasHealth = [RowSeries.queueLength, .drops].contains { $0.value(entries[250], state) != nil }
-        #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) == (hasHealth ? 2 : 1))
+        // Its labels in each family it has a line in, no other entry's.
+        let lines = RowSeries.allCases.filter { $0.value(entries[k], state) != nil }.count
+        #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) == lines)
+    }
+
+    /// A new listener-health reading makes a new entry for every row (the same row, new
+    /// values): their lines take the labels from the lines before, none is rendered again
+    /// (the entries keep no rendered labels of their own), whether a few changed or all.
+    @Test func aNewHealthReadingRendersNoLabels() throws {
+        var entries = Self.entries(400)
+        var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")
+        state.listenerHealthRead = true
+        state.policyApplied = true
+        state.generation = 1
+        let current = Mutex(state)
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        _ = RenderCacheTests.get(exporter)
+        // The entries with a reading before (one without had no line to take labels from).
+        let read = entries.indices.filter { entries[$0].health != nil }
+        for (generation, changed) in [(2, [read[3], read[100], read.last!]), (3, read)] {
+            for i in changed {
+                let old = entries[i].health!
+                let health = SocketHealth(key: old.key, cookie: old.cookie, queue: (old.queue ?? 0) + 1, queueLimit: old.queueLimit,
+                                          drops: (old.drops ?? 0) + 5)
+                entries[i] = entries[i].with(ignored: entries[i].ignored, unexpected: entries[i].unexpected, health: health)
+            }
+            state.entries = entries
+            state.generation = UInt64(generation)
+            current.withLock { $0 = state }
+            let served = Self.ledgerPart(RenderCacheTests.get(exporter).body)
+            #expect(served == Self.reference(state, .text), "generation \(generation)")
+            #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) == 0, "generation \(generation)")
+        }
     }
 }
