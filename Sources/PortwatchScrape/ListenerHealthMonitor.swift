@@ -51,7 +51,7 @@ public final class ListenerHealthMonitor: @unchecked Sendable {
     /// Reads once now, on the calling thread.
     public func collect() {
         do {
-            if reader == nil { reader = try StoreReader(path: databasePath) }
+            if reader == nil { reader = try StoreReader(path: databasePath, cacheKiB: StoreReader.daemonCacheKiB) }
             let rows = try reader!.snapshot().rows
             let ports = SocketHealth.perPort(take(Self.namespaces(of: rows, known: handles())))
             latestValue.withLock { latest in

@@ -101,7 +101,7 @@ public final class ScrapeSource: Sendable {
         return cache.withLock { c in
             do {
                 if c.reader == nil {
-                    c.reader = try StoreReader(path: settings.databasePath)
+                    c.reader = try StoreReader(path: settings.databasePath, cacheKiB: StoreReader.daemonCacheKiB)
                     c.dataVersion = -1
                     c.table = nil
                 }

@@ -11,6 +11,13 @@ final class Connection {
     let path: String
     private var handle: OpaquePointer?
 
+    /// Bytes this connection's page cache holds now.
+    var cacheUsed: Int {
+        var used: Int32 = 0, highwater: Int32 = 0
+        sqlite3_db_status(handle, SQLITE_DBSTATUS_CACHE_USED, &used, &highwater, 0)
+        return Int(used)
+    }
+
     /// Process-wide settings, applied before the first connection opens.
     private static let configured: Void = { _ = pw_sqlite_without_memory_statistics() }()
 

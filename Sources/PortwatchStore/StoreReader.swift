@@ -22,12 +22,20 @@ public final class StoreReader {
     public let path: String
     let db: Connection
 
-    public init(path: String) throws {
+    /// The page cache of the daemon's own readers (scrapes, listener health).
+    public static let daemonCacheKiB = 256
+
+    /// `cacheKiB`: the most SQLite's page cache of this connection keeps (its default is about
+    /// 2 MiB): the daemon's readers, which read the changed rows by key, keep little.
+    public init(path: String, cacheKiB: Int? = nil) throws {
         self.path = path
         guard FileManager.default.fileExists(atPath: path) else {
             throw StoreError("no portwatch database at \(path): start the daemon first, or point --db.path at its database")
         }
-        do { db = try Connection(path: path, readOnly: true) } catch let error as StoreError {
+        do {
+            db = try Connection(path: path, readOnly: true)
+            if let cacheKiB { try db.execute("PRAGMA cache_size = -\(cacheKiB)") }
+        } catch let error as StoreError {
             throw StoreError(Store.explain(error.description, path: path, what: "cannot open for reading"))
         }
     }
