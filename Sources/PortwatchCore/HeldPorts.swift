@@ -37,10 +37,16 @@ public struct HeldPorts: Sendable, Hashable {
     /// highest port takes the place of the old one (which becomes unlisted): the range's
     /// ends are always listed.
     public mutating func add(_ port: UInt16, count: UInt64 = 1) {
-        var lo = 0, hi = ports.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if ports[mid] < port { lo = mid + 1 } else { hi = mid }
+        // Where `port` goes (the first listed port not below it), without a branch per step: a
+        // flood's random ports make each such branch a coin toss. `ports` is never empty.
+        let lo = ports.withUnsafeBufferPointer { listed in
+            var base = 0, length = listed.count
+            while length > 1 {
+                let half = length >> 1
+                base = listed[base &+ half] < port ? base &+ half : base
+                length &-= half
+            }
+            return base &+ (listed[base] < port ? 1 : 0)
         }
         if lo < ports.count, ports[lo] == port {
             counts[lo] += count

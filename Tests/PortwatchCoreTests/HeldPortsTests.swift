@@ -44,6 +44,28 @@ import PortwatchCore
         #expect(held.text == "19000-30000", "too many to write one by one")
     }
 
+    /// Random runs (few distinct ports, and many): the list stays distinct and ascending, holds
+    /// only ports that were added, keeps the lowest and highest, and is exact while every
+    /// distinct port fits.
+    @Test func randomAddsKeepTheListOrderedWithItsEnds() {
+        var generator = SystemRandomNumberGenerator()
+        for run in 0..<300 {
+            let span = run % 3 == 0 ? 40 : 3_000
+            let first = UInt16.random(in: 30_000...30_000 + UInt16(span), using: &generator)
+            var held = HeldPorts(first)
+            var seen: Set<UInt16> = [first]
+            for _ in 0..<Int.random(in: 1...400, using: &generator) {
+                let port = UInt16.random(in: 30_000...30_000 + UInt16(span), using: &generator)
+                held.add(port)
+                seen.insert(port)
+            }
+            #expect(zip(held.ports, held.ports.dropFirst()).allSatisfy { $0 < $1 }, "run \(run): \(held.ports)")
+            #expect(Set(held.ports).isSubset(of: seen) && held.ports.count == min(seen.count, HeldPorts.capacity))
+            #expect(held.low == seen.min() && held.high == seen.max())
+            #expect(held.isExact == (seen.count <= HeldPorts.capacity))
+        }
+    }
+
     @Test func mergingKeepsEveryTransientAccountedFor() {
         var a = HeldPorts(100, count: 3)
         for p in 101...160 { a.add(UInt16(p)) }
