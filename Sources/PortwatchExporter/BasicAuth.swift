@@ -1,17 +1,16 @@
 import CCrypt
 import FoundationEssentials
 import Glibc
-import PortwatchSystem
+import Synchronization
 
 /// HTTP basic authentication against bcrypt hashes, as Prometheus's exporter-toolkit does it:
 /// constant-time comparison, the same cost for unknown users as for known ones, and a cache of
 /// recent successes (keyed by a per-process random hash, never the password) so that a scrape
 /// every few seconds does not pay bcrypt each time.
-public final class BasicAuth: @unchecked Sendable {
+public final class BasicAuth: Sendable {
     private let users: [String: String]
     private let decoy: String
-    private let lock = Condition()
-    private var verified: [String: Int] = [:]
+    private let verified = Mutex<[String: Int]>([:])
 
     /// `users`: name -> bcrypt hash ($2a$, $2b$ or $2y$).
     public init(users: [String: String]) {
@@ -31,10 +30,10 @@ public final class BasicAuth: @unchecked Sendable {
         hasher.combine(user)
         hasher.combine(password)
         let key = hasher.finalize()
-        if lock.withLock({ verified[user] == key }) { return true }
+        if verified.withLock({ $0[user] == key }) { return true }
         let expected = users[user]
         let ok = Self.verify(password, against: expected ?? decoy) && expected != nil
-        if ok { lock.withLock { verified[user] = key } }
+        if ok { verified.withLock { $0[user] = key } }
         return ok
     }
 

@@ -3,6 +3,7 @@ import Dispatch
 import Glibc
 import PortwatchStore
 import PortwatchSystem
+import Synchronization
 
 /// Prints a period of history at the speed of the machine rather than of one core: one
 /// thread per core reads its partition of the ledger (`HistoryQuery.partition`) through its
@@ -122,36 +123,34 @@ struct HistoryReaders {
     /// Batches going from one reader to the merge in order, and back empty to be refilled:
     /// a reader waits when all of its batches are full and not yet printed.
     final class Channel: @unchecked Sendable {
-        private let lock = Condition()
-        private var full: [Batch] = []
-        private var empty: [Batch]
+        private let batches: Mutex<(full: [Batch], empty: [Batch])>
         private let fullCount = DispatchSemaphore(value: 0)
         private let emptyCount = DispatchSemaphore(value: 0)
 
         init(batches: Int, rows: Int) {
-            empty = (0..<batches).map { _ in Batch(rows: rows) }
+            self.batches = Mutex(([], (0..<batches).map { _ in Batch(rows: rows) }))
             // Counted up from 0: libdispatch refuses to free a semaphore below its initial value.
             for _ in 0..<batches { emptyCount.signal() }
         }
 
         func spare() -> Batch {
             emptyCount.wait()
-            return lock.withLock { empty.removeLast() }
+            return self.batches.withLock { $0.empty.removeLast() }
         }
 
         func send(_ batch: Batch) {
-            lock.withLock { full.append(batch) }
+            batches.withLock { $0.full.append(batch) }
             fullCount.signal()
         }
 
         func receive() -> Batch {
             fullCount.wait()
-            return lock.withLock { full.removeFirst() }
+            return batches.withLock { $0.full.removeFirst() }
         }
 
         func recycle(_ batch: Batch) {
             batch.reset()
-            lock.withLock { empty.append(batch) }
+            batches.withLock { $0.empty.append(batch) }
             emptyCount.signal()
         }
     }
