@@ -19,9 +19,10 @@
  *                                         names the process that holds the socket now
  * The cgroup programs are attached to the cgroup v2 root, so they see every socket.
  *
- * A bound socket is remembered by its cookie in `bindings`, because sock_release cannot
- * read the port from its context. User space seeds that map from a sock_diag snapshot
- * (same cookies), so sockets older than the daemon are reported when released too.
+ * A bound socket is remembered by its cookie in `bindings` (or `bindings_spill`), because
+ * sock_release cannot read the port from its context. User space seeds the spill map from a
+ * sock_diag snapshot (same cookies), so sockets older than the daemon are reported when
+ * released too.
  *
  * No program runs per connection beyond a state change's few reads: a socket that listens
  * without binding gets its port from the kernel after its LISTEN state change, so that change
@@ -39,18 +40,35 @@ struct {
 	__uint(max_entries, 1 << 22); /* resized by user space before load */
 } events SEC(".maps");
 
-/* Entries are allocated when a socket binds and freed when it is released, not
+/* Bound sockets in two maps. Reaching an entry costs one bucket of the map's bucket array,
+ * and the array is as large as the map's capacity: a random bucket of a map sized for 2^18
+ * sockets (4 MB) is a cache and TLB miss on every bind, about 160 ns of a bind's 650 here,
+ * where a map of 4,096 entries (64 KB of buckets) stays in cache. So a socket's entry goes to
+ * `bindings`, the small map, and only when that is full to `bindings_spill`, sized for the
+ * busiest hosts; a lookup tries the small one first. User space seeds sockets older than the
+ * daemon into the spill map, so that the small one is left to the sockets that come and go.
+ * A cookie is in one of the two, never both (see keep_binding).
+ *
+ * Entries are allocated when a socket binds and freed when it is released, not
  * preallocated: 2^18 preallocated entries pinned 36 MB of kernel memory, charged to the
- * daemon's memory cgroup, on every host however few ports it has (now the bucket array,
- * 4 MB, plus about 128 bytes per bound socket). The bind+listen+close loop measured no
- * difference. */
+ * daemon's memory cgroup, on every host however few ports it has (now the bucket arrays,
+ * 4 MB and 64 KB, plus about 128 bytes per bound socket). The bind+listen+close loop measured
+ * no difference. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 12); /* set by user space before load */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct pw_binding);
+} bindings SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 18);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct pw_binding);
-} bindings SEC(".maps");
+} bindings_spill SEC(".maps");
 
 /* Processes user space names as owners of held ports (pid -> 1): their exit or exec is
  * reported, so that the row can name whoever holds the socket now. Written by user space
@@ -79,7 +97,7 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Bound sockets `bindings` could not hold (full, or no memory for the entry): their release
+/* Bound sockets neither map could hold (full, or no memory for the entry): their release
  * would go unreported. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -187,6 +205,36 @@ static __always_inline __u32 sock_netns(const void *sk)
 	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/* The entry of the socket with `cookie`, in whichever map holds it (0: none). */
+static __always_inline struct pw_binding *find_binding(__u64 cookie)
+{
+	struct pw_binding *b = bpf_map_lookup_elem(&bindings, &cookie);
+
+	return b ? b : bpf_map_lookup_elem(&bindings_spill, &cookie);
+}
+
+/* Removes the socket's entry from whichever map holds it. */
+static __always_inline void forget_binding(__u64 cookie)
+{
+	if (bpf_map_delete_elem(&bindings, &cookie))
+		bpf_map_delete_elem(&bindings_spill, &cookie);
+}
+
+/* Stores a bound socket's entry: in the small map, or in the spill map when the small one is
+ * full. A socket seen before this bind (its cookie taken already: seeded by user space, or
+ * bound, connected and disconnected, which frees an automatic port) may have its entry in the
+ * spill map: it is changed there, so that a cookie is never in both. Counted when neither map
+ * takes it. */
+static __always_inline void keep_binding(__u64 cookie, const struct pw_binding *b, int seen_before)
+{
+	if (seen_before && !bpf_map_update_elem(&bindings_spill, &cookie, b, BPF_EXIST))
+		return;
+	if (!bpf_map_update_elem(&bindings, &cookie, b, BPF_ANY))
+		return;
+	if (bpf_map_update_elem(&bindings_spill, &cookie, b, BPF_ANY))
+		count(&map_full);
+}
+
 /* A record of `kind` for the socket, not yet timed or submitted (0 when the ring is full:
  * counted as lost). */
 static __always_inline struct pw_event *reserve_record(__u64 cookie, __u32 kind, __u32 reason, const struct pw_binding *b)
@@ -260,8 +308,8 @@ static __always_inline void fill_binding(struct pw_binding *b, __u32 netns, __u8
 	}
 }
 
-static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol, __u8 family, __u32 ip4,
-				       const __u32 *ip6, __u16 port, __u8 state, int helpers)
+static __always_inline int record_open(__u64 cookie, int seen_before, __u32 netns, __u8 protocol, __u8 family,
+				       __u32 ip4, const __u32 *ip6, __u16 port, __u8 state, int helpers)
 {
 	struct pw_binding b = {};
 
@@ -270,8 +318,7 @@ static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol,
 		fill_owner_current(&b);
 	else
 		fill_owner(&b);
-	if (bpf_map_update_elem(&bindings, &cookie, &b, BPF_ANY))
-		count(&map_full);
+	keep_binding(cookie, &b, seen_before);
 	emit(cookie, PW_EVENT_OPEN, 0, &b);
 	return 1;
 }
@@ -279,6 +326,13 @@ static __always_inline int record_open(__u64 cookie, __u32 netns, __u8 protocol,
 static __always_inline int is_inet_transport(__u32 protocol)
 {
 	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP;
+}
+
+/* Whether the socket had a cookie before this program asked for one: only such a socket can
+ * have an entry already (the value is the one bpf_get_socket_cookie returns once made). */
+static __always_inline int had_cookie(struct bpf_sock *sk)
+{
+	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter) != 0;
 }
 
 /* post_bind4 may not read src_ip6 and post_bind6 may not read src_ip4: one body each. */
@@ -290,7 +344,9 @@ int pw_post_bind4(struct bpf_sock *sk)
 
 	if (!is_inet_transport(protocol))
 		return 1;
-	return record_open(bpf_get_socket_cookie(sk), sock_netns(sk), protocol, AF_INET, sk->src_ip4, none,
+	int seen = had_cookie(sk);
+
+	return record_open(bpf_get_socket_cookie(sk), seen, sock_netns(sk), protocol, AF_INET, sk->src_ip4, none,
 			   sk->src_port, PW_STATE_BOUND, 1);
 }
 
@@ -306,7 +362,9 @@ int pw_post_bind6(struct bpf_sock *sk)
 	ip6[1] = sk->src_ip6[1];
 	ip6[2] = sk->src_ip6[2];
 	ip6[3] = sk->src_ip6[3];
-	return record_open(bpf_get_socket_cookie(sk), sock_netns(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
+	int seen = had_cookie(sk);
+
+	return record_open(bpf_get_socket_cookie(sk), seen, sock_netns(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
 			   PW_STATE_BOUND, 1);
 }
 
@@ -322,7 +380,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	if (ctx->protocol != IPPROTO_UDP)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
-	b = bpf_map_lookup_elem(&bindings, &cookie);
+	b = find_binding(cookie);
 	if (!b || (b->flags & PW_FLAG_CONNECTED))
 		return 1;
 	b->flags |= PW_FLAG_CONNECTED;
@@ -355,10 +413,11 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	if (!sk || ctx->protocol != IPPROTO_UDP || !sk->src_port)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
-	if (bpf_map_lookup_elem(&bindings, &cookie))
+	if (find_binding(cookie))
 		return 1;
-	/* Never bound: the local address is the wildcard of the socket's own family. */
-	return record_open(cookie, sock_netns(BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk)), IPPROTO_UDP,
+	/* Never bound: the local address is the wildcard of the socket's own family. In neither
+	 * map, as just looked up. */
+	return record_open(cookie, 0, sock_netns(BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk)), IPPROTO_UDP,
 			   sk->family == AF_INET6 ? AF_INET6 : AF_INET, 0, none, sk->src_port, PW_STATE_BOUND, 1);
 }
 
@@ -374,7 +433,7 @@ int pw_sendmsg6(struct bpf_sock_addr *ctx)
 	return on_sendmsg(ctx);
 }
 
-/* TCP state changes of sockets in `bindings` (runs before the kernel acts on the change, so
+/* TCP state changes of sockets with an entry (runs before the kernel acts on the change, so
  * the port lock still says whether the port outlives it):
  *   -> LISTEN            a socket listens: bound before, its entry changes in place; never
  *                        bound, it has no port yet: user space looks it up by its inode;
@@ -390,7 +449,7 @@ int pw_sendmsg6(struct bpf_sock_addr *ctx)
  * not seeded) has no entry, and no port yet: its inode goes to user space, which finds it. */
 static __always_inline int on_listen(struct sock *sk, __u64 cookie)
 {
-	struct pw_binding *b = cookie ? bpf_map_lookup_elem(&bindings, &cookie) : 0;
+	struct pw_binding *b = cookie ? find_binding(cookie) : 0;
 	struct pw_binding unbound = {};
 
 	if (b) {
@@ -425,7 +484,7 @@ int pw_tcp_state(__u64 *ctx)
 		return on_listen(sk, cookie);
 	if (!cookie)
 		return 0;
-	b = bpf_map_lookup_elem(&bindings, &cookie);
+	b = find_binding(cookie);
 	if (!b || b->protocol != IPPROTO_TCP)
 		return 0;
 	if (newstate == TCP_SYN_SENT) {
@@ -445,7 +504,7 @@ int pw_tcp_state(__u64 *ctx)
 	}
 	if (!(b->flags & PW_FLAG_CONNECTED))
 		emit(cookie, PW_EVENT_CLOSE, PW_REASON_SHUTDOWN, b);
-	bpf_map_delete_elem(&bindings, &cookie);
+	forget_binding(cookie);
 	return 0;
 }
 
@@ -455,20 +514,20 @@ int pw_sock_release(struct bpf_sock *sk)
 	struct pw_binding *b;
 	__u64 cookie;
 
-	/* Every socket in `bindings` has its cookie already: taken by our programs when it
+	/* Every socket with an entry has its cookie already: taken by our programs when it
 	 * bound, or by sock_diag for the snapshot. Most sockets (a connection's two ends) never
 	 * had one: no cookie is made for them, and no lookup. The value read is the cookie
 	 * bpf_get_socket_cookie would return for a socket that has one. */
 	cookie = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter);
 	if (!cookie)
 		return 1;
-	b = bpf_map_lookup_elem(&bindings, &cookie);
+	b = find_binding(cookie);
 	if (!b)
 		return 1;
 	/* A client's port was reported gone when it connected. */
 	if (!(b->flags & PW_FLAG_CONNECTED))
 		emit(cookie, PW_EVENT_CLOSE, PW_REASON_RELEASED, b);
-	bpf_map_delete_elem(&bindings, &cookie);
+	forget_binding(cookie);
 	return 1;
 }
 

@@ -16,6 +16,9 @@ public final class KernelCapture {
         public var wakeupBytes: UInt32 = 64 << 10
         /// How the programs read the owner from the current task.
         public var taskBTF = TaskBTF.whereAllowed
+        /// Capacity of the small map of bound sockets (see bpf/portwatch.bpf.c), whose buckets
+        /// stay in cache; sockets beyond it go to the spill map.
+        public var nearEntries: UInt32 = 4096
         public init() {}
     }
 
@@ -77,7 +80,9 @@ public final class KernelCapture {
     public private(set) var unresolvedListens: UInt64 = 0
     private let sink = UnsafeMutablePointer<Sink>.allocate(capacity: 1)
     private let logger: Logger
-    private var bindingsFD: Int32 = -1
+    /// The maps of bound sockets: the small one, then the spill map.
+    private var bindingsFDs: [Int32] = []
+    private var spillFD: Int32 { bindingsFDs[1] }
     private var lostFD: Int32 = -1
     private var mapFullFD: Int32 = -1
     private var ownersFD: Int32 = -1
@@ -148,7 +153,7 @@ public final class KernelCapture {
         var loaded = pw_load_config()
         try check("cannot read the BPF programs' configuration", pw_get_rodata(object, "load_config", &loaded, MemoryLayout<pw_load_config>.size))
         readsTaskBTF = loaded.task_btf != 0
-        bindingsFD = bpf_map__fd(try map("bindings"))
+        bindingsFDs = [bpf_map__fd(try map("bindings")), bpf_map__fd(try map("bindings_spill"))]
         lostFD = bpf_map__fd(try map("lost"))
         mapFullFD = bpf_map__fd(try map("map_full"))
         ownersFD = bpf_map__fd(try map("owners"))
@@ -195,6 +200,7 @@ public final class KernelCapture {
         var size = max(Int(getpagesize()), options.ringBufferBytes)
         size = 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
         try check("cannot size the ring buffer to \(size) bytes", bpf_map__set_max_entries(events, UInt32(size)))
+        try check("cannot size the map of bound sockets", bpf_map__set_max_entries(try map("bindings"), max(1, options.nearEntries)))
         var config = pw_load_config(task_btf: taskBTF ? 1 : 0)
         try check("cannot configure the BPF programs", pw_set_rodata(object, "load_config", &config, MemoryLayout<pw_load_config>.size))
     }
@@ -204,6 +210,14 @@ public final class KernelCapture {
     public static func kernelHandsTaskBTF() -> Bool {
         [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
             libbpf_probe_bpf_helper($0, BPF_FUNC_get_current_task_btf, nil) == 1
+        }
+    }
+
+    /// Whether cgroup socket programs may keep data with a socket (bpf_sk_storage_get), and
+    /// the state-change and address programs reach it too.
+    public static func socketStorageInSockPrograms() -> Bool {
+        [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
+            libbpf_probe_bpf_helper($0, BPF_FUNC_sk_storage_get, nil) == 1
         }
     }
 
@@ -300,9 +314,7 @@ public final class KernelCapture {
             guard let listening = SocketSnapshot.listeners(inodes: Set(sockets.map(\.inode)), netns: first.key.netns,
                                                            family: first.key.family, pids: pids) else { continue }
             for (inode, open) in sockets where listening[inode] == nil {
-                var cookie = open.cookie
-                var entry = pw_binding()
-                guard bpf_map_lookup_elem(bindingsFD, &cookie, &entry) == 0 else { continue }
+                guard entry(open.cookie) != nil else { continue }
                 forget(open.cookie)
                 var close = open
                 close.kind = .close
@@ -335,7 +347,7 @@ public final class KernelCapture {
     /// Total events the kernel dropped because the ring buffer was full.
     public func lostEvents() -> UInt64 { perCPUSum(lostFD) }
 
-    /// Bound sockets the kernel's map could not hold (full, or no memory for the entry).
+    /// Bound sockets neither of the kernel's maps could hold (full, or no memory for the entry).
     public func mapFullCount() -> UInt64 { perCPUSum(mapFullFD) + mapFullByLookup }
     /// Sockets found by an unbound listen's lookup that the map refused.
     private var mapFullByLookup: UInt64 = 0
@@ -375,29 +387,55 @@ public final class KernelCapture {
     /// Tells the kernel about a socket that existed before portwatch, so that its release
     /// is reported. What the kernel already knows wins (it is newer than the snapshot),
     /// except a client mark: a snapshot that lists the socket as a listener saw it
-    /// disconnect (UDP `connect(AF_UNSPEC)` has no hook). Returns false if the map refused it (full).
+    /// disconnect (UDP `connect(AF_UNSPEC)` has no hook). A new entry goes to the spill map
+    /// (the small one is for sockets that come and go); a known one is changed where it is.
+    /// Returns false if the map refused it (full).
     @discardableResult
     public func remember(_ socket: LiveSocket) -> Bool {
         var cookie = socket.cookie
         var binding = EventDecoder.binding(for: socket.key, owner: socket.owner, state: socket.state)
-        if bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_NOEXIST)) == 0 { return true }
-        var known = pw_binding()
-        guard errno == EEXIST, bpf_map_lookup_elem(bindingsFD, &cookie, &known) == 0 else { return false }
-        guard known.flags & UInt8(PW_FLAG_CONNECTED) != 0 else { return true }
-        return bpf_map_update_elem(bindingsFD, &cookie, &binding, UInt64(BPF_EXIST)) == 0
+        if let (fd, known) = entry(socket.cookie) {
+            guard known.flags & UInt8(PW_FLAG_CONNECTED) != 0 else { return true }
+            return bpf_map_update_elem(fd, &cookie, &binding, UInt64(BPF_EXIST)) == 0
+        }
+        if bpf_map_update_elem(spillFD, &cookie, &binding, UInt64(BPF_NOEXIST)) == 0 { return true }
+        // The kernel made it meanwhile: its entry wins.
+        return errno == EEXIST || entry(socket.cookie) != nil
     }
 
-    /// Removes a released socket's entry from the map of bound sockets (none: nothing to do).
+    /// The socket's entry and the map that holds it, if any.
+    private func entry(_ cookie: UInt64) -> (fd: Int32, binding: pw_binding)? {
+        for fd in bindingsFDs {
+            var cookie = cookie
+            var binding = pw_binding()
+            if bpf_map_lookup_elem(fd, &cookie, &binding) == 0 { return (fd, binding) }
+        }
+        return nil
+    }
+
+    /// Removes a released socket's entry from the maps of bound sockets (none: nothing to do).
     public func forget(_ cookie: UInt64) {
-        var cookie = cookie
-        _ = bpf_map_delete_elem(bindingsFD, &cookie)
+        for fd in bindingsFDs {
+            var cookie = cookie
+            _ = bpf_map_delete_elem(fd, &cookie)
+        }
     }
 
-    /// Every entry of the map of bound sockets, read in batches of buckets (walking it key by
-    /// key restarts from the first bucket whenever the key in hand is deleted meanwhile, which
-    /// a busy host does all the time). Entries that change while it reads may be missed or seen
-    /// twice; nil when the kernel refuses the read.
+    /// Every entry of the maps of bound sockets, read in batches of buckets (walking a map key
+    /// by key restarts from the first bucket whenever the key in hand is deleted meanwhile,
+    /// which a busy host does all the time). Entries that change while it reads may be missed
+    /// or seen twice; nil when the kernel refuses the read.
     public func rememberedSockets() -> [UInt64: RememberedSocket]? {
+        var out: [UInt64: RememberedSocket] = [:]
+        // A cookie is in one map only (see keep_binding in bpf/portwatch.bpf.c).
+        for fd in bindingsFDs {
+            guard let entries = Self.entries(of: fd) else { return nil }
+            out.merge(entries) { first, _ in first }
+        }
+        return out
+    }
+
+    private static func entries(of bindingsFD: Int32) -> [UInt64: RememberedSocket]? {
         var out: [UInt64: RememberedSocket] = [:]
         var capacity: UInt32 = 1024
         var keys = [UInt64](repeating: 0, count: Int(capacity))

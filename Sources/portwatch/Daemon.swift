@@ -40,6 +40,10 @@ struct Daemon {
         case "1": captureOptions.taskBTF = .always
         default: break
         }
+        // Tests: a small map of bound sockets this small, so that a few sockets spill over.
+        if let entries = ProcessInfo.processInfo.environment["PORTWATCH_BPF_BINDINGS_ENTRIES"].flatMap({ UInt32($0) }), entries > 0 {
+            captureOptions.nearEntries = entries
+        }
         // Before the programs attach: the lister's probe socket is portwatch's, not a transient to report.
         let lister = KernelSocketLister()
         let capture = try KernelCapture(options: captureOptions, logger: logger)

@@ -298,9 +298,10 @@ extension KernelSuite {
             #expect(deletions == "1", "history of port \(port): \(deletions ?? "unreadable")")
         }
 
-        /// The daemon's map of bound sockets, found through its descriptors (the map IDs in
-        /// their fdinfo): a descriptor of this process's own, or nil.
-        static func bindingsMap(of pid: Int32) -> Int32? {
+        /// A map of the daemon's bound sockets (`bindings`, the small one, or `bindings_spill`),
+        /// found through its descriptors (the map IDs in their fdinfo): a descriptor of this
+        /// process's own, or nil.
+        static func bindingsMap(of pid: Int32, _ wanted: String = "bindings") -> Int32? {
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo")) ?? []
             for fd in fds {
                 guard let info = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8),
@@ -312,10 +313,127 @@ extension KernelSuite {
                 var length = UInt32(MemoryLayout<bpf_map_info>.size)
                 let name = bpf_obj_get_info_by_fd(mapFD, &mapInfo, &length) == 0
                     ? withUnsafeBytes(of: &mapInfo.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } : ""
-                if name == "bindings" { return mapFD }
+                if name == wanted { return mapFD }
                 close(mapFD)
             }
             return nil
+        }
+
+        /// The daemon's two maps of bound sockets, open while the object lives.
+        final class BindingMaps {
+            let near: Int32, spill: Int32
+            init(of pid: Int32) throws {
+                near = try #require(KernelCaptureTests.bindingsMap(of: pid), "the small map")
+                spill = try #require(KernelCaptureTests.bindingsMap(of: pid, "bindings_spill"), "the spill map")
+            }
+            deinit {
+                close(near)
+                close(spill)
+            }
+        }
+
+        /// The cookies a map holds.
+        static func keys(_ map: Int32) -> Set<UInt64> {
+            var out: Set<UInt64> = []
+            var key: UInt64 = 0, next: UInt64 = 0
+            var first = true
+            while (first ? bpf_map_get_next_key(map, nil, &next) : bpf_map_get_next_key(map, &key, &next)) == 0 {
+                out.insert(next)
+                key = next
+                first = false
+            }
+            return out
+        }
+
+        /// More bound sockets than the small map holds: the rest go to the spill map, and every
+        /// one is shown and its end reported, with nothing refused, nothing left in either map
+        /// and nothing for a resync to correct.
+        @Test func socketsBeyondTheSmallMapSpillOverAndAllAreReported() throws {
+            let d = try DaemonHarness(arguments: ["--resync.interval", "1s"], environment: ["PORTWATCH_BPF_BINDINGS_ENTRIES": "4"])
+            guard d.waitReady() else { return }
+            let maps = try BindingMaps(of: d.process.processIdentifier)
+            let near = maps.near, spill = maps.spill
+            // The first resync's rows (the host's listeners, in a new ledger) count as corrections.
+            func corrections() -> Double {
+                ["delete", "insert"].reduce(0) { $0 + (d.sample("portwatch_resync_corrections_total{action=\"\($1)\"}") ?? 0) }
+            }
+            let before = corrections()
+            let child = try ChildProcess("""
+            socks = [udp() for _ in range(10)] + [tcp() for _ in range(10)]
+            say(" ".join(str(s.getsockname()[1]) for s in socks))
+            say(" ".join(str(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 57, 8), "little")) for s in socks))
+            wait()
+            """)
+            let ports = try #require(child.line()).split(separator: " ").compactMap { UInt16($0) }
+            let cookies = Set(try #require(child.line()).split(separator: " ").compactMap { UInt64($0) })
+            #expect(ports.count == 20 && cookies.count == 20)
+            for (i, port) in ports.enumerated() {
+                #expect(d.waitShown(port, i < 10 ? "udp" : "tcp") != nil, "port \(port)")
+            }
+            let inNear = Self.keys(near).intersection(cookies), inSpill = Self.keys(spill).intersection(cookies)
+            #expect(Self.keys(near).count == 4, "the small map is full")
+            #expect(inNear.count + inSpill.count == 20 && inNear.isDisjoint(with: inSpill), "each socket in one map: \(inNear.count) + \(inSpill.count)")
+            #expect(inSpill.count >= 16)
+            child.kill()
+            for (i, port) in ports.enumerated() {
+                #expect(d.waitGone(port, i < 10 ? "udp" : "tcp"), "port \(port)")
+            }
+            #expect(Self.keys(near).union(Self.keys(spill)).isDisjoint(with: cookies), "no entry left")
+            #expect(d.waitResyncs(2))
+            #expect(d.sample("portwatch_bindings_map_full_total") == 0)
+            #expect(corrections() == before, "a resync had to correct the table")
+        }
+
+        /// A UDP socket whose entry is in the spill map connects, disconnects (its automatic
+        /// port goes back) and binds again while the small map has room: its entry stays the
+        /// one in the spill map, so that its release removes it and nothing is left behind.
+        @Test func aSpilledSocketThatBindsAgainKeepsOneEntry() throws {
+            let d = try DaemonHarness(environment: ["PORTWATCH_BPF_BINDINGS_ENTRIES": "4"])
+            guard d.waitReady() else { return }
+            let maps = try BindingMaps(of: d.process.processIdentifier)
+            let near = maps.near, spill = maps.spill
+            // The daemon's own listener took a place in the small map: the fillers take the rest.
+            let free = 4 - Self.keys(near).count
+            #expect(free > 0)
+            let child = try ChildProcess("""
+            import ctypes
+            fillers = [udp() for _ in range(\(free))]
+            say(" ".join(str(f.getsockname()[1]) for f in fillers))
+            wait()
+            b = udp()
+            say(b.getsockname()[1], int.from_bytes(b.getsockopt(socket.SOL_SOCKET, 57, 8), "little"))
+            wait()
+            for f in fillers: f.close()
+            b.connect(("127.0.0.1", 9))
+            # connect(AF_UNSPEC): disconnected, the automatic port is given back.
+            ctypes.CDLL(None, use_errno=True).connect(b.fileno(), ctypes.create_string_buffer(16), 16)
+            b.bind(("127.0.0.1", 0))
+            say(b.getsockname()[1])
+            wait()
+            b.close()
+            say("closed")
+            wait()
+            """)
+            defer { child.kill() }
+            let fillers = try #require(child.line()).split(separator: " ").compactMap { UInt16($0) }
+            #expect(fillers.count == free)
+            for filler in fillers { #expect(d.waitShown(filler, "udp") != nil) }
+            child.send("next")
+            let first = try #require(child.line()).split(separator: " ")
+            let port = try #require(UInt16(first[0])), cookie = try #require(UInt64(first[1]))
+            #expect(d.waitShown(port, "udp") != nil)
+            #expect(Self.keys(spill).contains(cookie) && !Self.keys(near).contains(cookie), "the small map was full: spilled")
+            #expect(Self.keys(near).count == 4)
+            child.send("next")
+            let again = try #require(child.line().flatMap { UInt16($0) })
+            #expect(d.waitShown(again, "udp") != nil)
+            if again != port { #expect(d.waitGone(port, "udp")) }
+            for filler in fillers { #expect(d.waitGone(filler, "udp")) }
+            #expect(Self.keys(spill).contains(cookie) != Self.keys(near).contains(cookie), "in one map, not both")
+            child.send("next")
+            #expect(child.line() == "closed")
+            #expect(d.waitGone(again, "udp"))
+            #expect(TestHTTP.waitUntil(5) { !Self.keys(spill).contains(cookie) && !Self.keys(near).contains(cookie) }, "no entry left")
         }
 
         /// The kernel sometimes does not run the release program (about one socket in ten

@@ -9,29 +9,45 @@ import Synchronization
 /// helpers and maps, loaded alone (no daemon) and attached to the cgroup v2 root; each part's
 /// cost is the difference between two stages' run time per bind (`kernel.bpf_stats`), all
 /// stages in turn in each repeat. A consumer thread drains the ring as the daemon would (woken
-/// once per 64 KiB). Two variants in the same repeats: the coarse clock for the timestamp, and
-/// the map of bound sockets sized for 4,096 entries instead of 262,144 (its bucket array 64 KiB
-/// instead of 4 MiB), which says how much of the entry's cost is reaching a bucket in memory.
+/// once per 64 KiB). Variants in the same repeats: the coarse clock for the timestamp; the small
+/// map of bound sockets sized for 262,144 entries (its bucket array 4 MiB instead of 64 KiB), as
+/// the one map was before the spill map, which says how much of the entry's cost is reaching a
+/// bucket in memory; and (where the kernel has it) the entry kept in socket storage instead.
+/// Then the floor under the per-connection cost: programs that return at once on the hooks a
+/// TCP connection passes.
 enum ProgramPartsBench {
     static let parts = ["dispatch and protocol check", "socket cookie", "socket's namespace (2 checked reads)",
                         "owner (pid, uid, cgroup, name)", "entry in the map of bound sockets",
                         "ring buffer record (reserve, fill, submit)", "timestamp (bpf_ktime_get_ns)",
                         "wakeup decision"]
 
-    struct Variant: Hashable { var stage: Int, coarse = false, smallMap = false }
+    struct Variant: Hashable { var stage: Int, coarse = false, largeMap = false, storage = false }
+
+    /// One variant's run: each program's run time per run, and the binding thread's CPU time
+    /// per bind+close (the kernel's work in the system calls, what the programs leave to the
+    /// socket's destruction included).
+    struct Sample { var bind: Double, release: Double, cpu: Double }
 
     static func run(report: Report, repeats: Int) throws {
         let loops = 200_000
         let stats = bpf_enable_stats(BPF_STATS_RUN_TIME)
         guard stats >= 0 else { throw BenchError("cannot enable the kernel's BPF statistics: \(String(cString: strerror(-stats)))") }
         defer { close(stats) }
-        let variants = (0..<parts.count).map { Variant(stage: $0) } + [Variant(stage: 6, coarse: true), Variant(stage: 4, smallMap: true)]
-        var perBind: [Variant: [Double]] = [:]
+        let storage = KernelCapture.socketStorageInSockPrograms()
+        let variants = (0..<parts.count).map { Variant(stage: $0) } + [Variant(stage: 6, coarse: true), Variant(stage: 4, largeMap: true)]
+            + (storage ? [Variant(stage: 4, storage: true), Variant(stage: 7, storage: true)] : [])
+        var samples: [Variant: [Sample]] = [:]
         for run in 0..<repeats {
             Progress.step("parts", run: run, of: repeats)
             for variant in run % 2 == 0 ? variants : variants.reversed() {
-                perBind[variant, default: []].append(try measure(variant, loops: loops))
+                samples[variant, default: []].append(try measure(variant, loops: loops))
             }
+        }
+        let perBind = samples.mapValues { $0.map(\.bind) }
+        var floor: [(ns: Double, runs: Double)] = []
+        for run in 0..<repeats {
+            Progress.step("connection floor", run: run, of: repeats)
+            floor.append(try connectionFloor(connections: 20_000))
         }
         let median = perBind.mapValues { Measure.percentile($0, 0.5) }
         var figures: [Figure] = []
@@ -44,19 +60,29 @@ enum ProgramPartsBench {
             }
         }
         figures.append(Figure(name: "stage 6 with bpf_ktime_get_coarse_ns", unit: "ns", runs: perBind[Variant(stage: 6, coarse: true)]!))
-        figures.append(Figure(name: "stage 4 with a map of 4,096 entries", unit: "ns", runs: perBind[Variant(stage: 4, smallMap: true)]!))
+        figures.append(Figure(name: "stage 4 with the map sized for 262,144 entries (as the one map was)", unit: "ns", runs: perBind[Variant(stage: 4, largeMap: true)]!))
         notes.append("coarse clock instead: \(Report.format(median[Variant(stage: 6, coarse: true)]! - median[Variant(stage: 5)]!)) ns for the timestamp")
-        notes.append("map entry with 4,096 entries' buckets: \(Report.format(median[Variant(stage: 4, smallMap: true)]! - median[Variant(stage: 3)]!)) ns")
+        notes.append("map entry with 262,144 entries' buckets: \(Report.format(median[Variant(stage: 4, largeMap: true)]! - median[Variant(stage: 3)]!)) ns")
+        if storage {
+            let hash = Variant(stage: 4), socket = Variant(stage: 4, storage: true)
+            let whole = Variant(stage: 7), wholeSocket = Variant(stage: 7, storage: true)
+            figures.append(Figure(name: "stage 4 with socket storage instead of the map", unit: "ns", runs: perBind[socket]!))
+            figures.append(Figure(name: "release, map lookup and delete (stage 4)", unit: "ns", runs: samples[hash]!.map(\.release)))
+            figures.append(Figure(name: "release, socket storage lookup (stage 4)", unit: "ns", runs: samples[socket]!.map(\.release)))
+            figures.append(Figure(name: "binding thread's CPU per bind+close, stage 7, map", unit: "ns", runs: samples[whole]!.map(\.cpu)))
+            figures.append(Figure(name: "binding thread's CPU per bind+close, stage 7, socket storage", unit: "ns", runs: samples[wholeSocket]!.map(\.cpu)))
+            notes.append("map entry in socket storage: \(Report.format(median[socket]! - median[Variant(stage: 3)]!)) ns")
+        }
+        figures.append(Figure(name: "a TCP connection that binds nothing, programs that return at once on the same hooks", unit: "ns", runs: floor.map(\.ns)))
+        figures.append(Figure(name: "their runs per connection", unit: "runs", runs: floor.map(\.runs)))
+        notes.append("the hooks' floor per run: \(Report.format(Measure.percentile(floor.map { $0.ns / $0.runs }, 0.5))) ns")
         report.add("The bind path taken apart (kernel.bpf_stats per bind, program loaded alone, 1 thread)", figures, notes: notes)
     }
 
     /// Loads the parts object at `variant`, binds and closes `loops` TCP sockets, and returns
-    /// part_post_bind4's run time per run.
-    static func measure(_ variant: Variant, loops: Int) throws -> Double {
-        let bytes = Data(base64Encoded: "\(partsBPFObjectBase64)")!
-        guard let object = bytes.withUnsafeBytes({ pw_open_object($0.baseAddress, $0.count, "parts") }) else {
-            throw BenchError("parts: cannot open the BPF object")
-        }
+    /// each program's run time per run and the thread's CPU time per loop.
+    static func measure(_ variant: Variant, loops: Int) throws -> Sample {
+        let object = try openParts()
         defer { bpf_object__close(object) }
         func set<T>(_ name: String, _ value: T) throws {
             var value = value
@@ -64,9 +90,8 @@ enum ProgramPartsBench {
         }
         try set("stage", UInt32(variant.stage))
         try set("coarse_time", UInt32(variant.coarse ? 1 : 0))
-        try set("load_config", pw_load_config(task_btf: KernelCapture.kernelHandsTaskBTF() ? 1 : 0))
-        bpf_map__set_max_entries(bpf_object__find_map_by_name(object, "events"), 1 << 20)
-        if variant.smallMap { bpf_map__set_max_entries(bpf_object__find_map_by_name(object, "bindings"), 4096) }
+        try set("socket_storage", UInt32(variant.storage ? 1 : 0))
+        if variant.largeMap { bpf_map__set_max_entries(bpf_object__find_map_by_name(object, "bindings"), 1 << 18) }
         guard bpf_object__load(object) == 0 else { throw BenchError("parts: the kernel refused the BPF object") }
 
         let root = open(try KernelChecks.cgroup2Root(), O_RDONLY | O_DIRECTORY)
@@ -106,15 +131,56 @@ enum ProgramPartsBench {
         }.start()
 
         let fd = bpf_program__fd(bind)
-        let before = runTime(fd)
-        _ = Sockets.churn(threads: 1, iterations: loops)
-        let after = runTime(fd)
+        let releaseFD = bpf_program__fd(bpf_object__find_program_by_name(object, "part_sock_release"))
+        let before = runTime(fd), releaseBefore = runTime(releaseFD)
+        let churn = Sockets.timedChurn(threads: 1, iterations: loops)
+        let after = runTime(fd), releaseAfter = runTime(releaseFD)
         stop.store(true, ordering: .relaxed)
         done.wait()
         let lost = perCPUSum(bpf_map__fd(bpf_object__find_map_by_name(object, "lost")))
         guard lost == 0 else { throw BenchError("parts: stage \(variant.stage) lost \(lost) records: the consumer fell behind") }
         guard after.runs > before.runs else { throw BenchError("parts: part_post_bind4 never ran") }
-        return Double(after.ns - before.ns) / Double(after.runs - before.runs)
+        return Sample(bind: Double(after.ns - before.ns) / Double(after.runs - before.runs),
+                      release: Double(releaseAfter.ns - releaseBefore.ns) / Double(max(1, releaseAfter.runs - releaseBefore.runs)),
+                      cpu: churn.cpu * 1e9 / Double(loops))
+    }
+
+    /// The run time and runs, per loopback TCP connection (both ends), of programs that return
+    /// at once on the hooks portwatch's programs use on such a connection.
+    static func connectionFloor(connections: Int) throws -> (ns: Double, runs: Double) {
+        let object = try openParts()
+        defer { bpf_object__close(object) }
+        guard bpf_object__load(object) == 0 else { throw BenchError("parts: the kernel refused the BPF object") }
+        let root = open(try KernelChecks.cgroup2Root(), O_RDONLY | O_DIRECTORY)
+        guard root >= 0 else { throw BenchError("parts: cannot open the cgroup v2 root") }
+        defer { close(root) }
+        var links: [OpaquePointer] = []
+        defer { links.forEach { bpf_link__destroy($0) } }
+        var fds: [Int32] = []
+        for name in ["floor_tcp_state", "floor_sock_release", "floor_connect4"] {
+            let program = bpf_object__find_program_by_name(object, name)
+            guard let link = name == "floor_tcp_state" ? bpf_program__attach(program) : bpf_program__attach_cgroup(program, root) else {
+                throw BenchError("parts: cannot attach \(name)")
+            }
+            links.append(link)
+            fds.append(bpf_program__fd(program))
+        }
+        let before = fds.map(runTime)
+        _ = try Sockets.connectionChurn(threads: 1, iterations: connections)
+        let after = fds.map(runTime)
+        let ns = zip(before, after).reduce(0.0) { $0 + Double($1.1.ns - $1.0.ns) }
+        let runs = zip(before, after).reduce(0.0) { $0 + Double($1.1.runs - $1.0.runs) }
+        return (ns / Double(connections), runs / Double(connections))
+    }
+
+    static func openParts() throws -> OpaquePointer {
+        let bytes = Data(base64Encoded: "\(partsBPFObjectBase64)")!
+        guard let object = bytes.withUnsafeBytes({ pw_open_object($0.baseAddress, $0.count, "parts") }) else {
+            throw BenchError("parts: cannot open the BPF object")
+        }
+        pw_set_rodata(object, "load_config", [pw_load_config(task_btf: KernelCapture.kernelHandsTaskBTF() ? 1 : 0)], MemoryLayout<pw_load_config>.size)
+        bpf_map__set_max_entries(bpf_object__find_map_by_name(object, "events"), 1 << 20)
+        return object
     }
 
     static func runTime(_ fd: Int32) -> (ns: UInt64, runs: UInt64) {
