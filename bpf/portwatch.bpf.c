@@ -438,7 +438,8 @@ int pw_sendmsg6(struct bpf_sock_addr *ctx)
  *   -> LISTEN            a socket listens: bound before, its entry changes in place; never
  *                        bound, it has no port yet: user space looks it up by its inode;
  *   -> SYN_SENT          a bound socket connects: a client now;
- *   LISTEN -> CLOSE      a listener shut down (its release comes first when it is closed);
+ *   LISTEN -> CLOSE      a listener shut down, or closed: its release came first, reported the
+ *                        close and left the entry for this change to forget;
  *   client -> CLOSE      its connection failed or ended while the socket stays open.
  * Into CLOSE, a socket bound to an explicit port keeps it (a bound socket again); any other
  * gives its port back. Runs for every TCP state change: sockets whose cookie was never
@@ -487,6 +488,10 @@ int pw_tcp_state(__u64 *ctx)
 	b = find_binding(cookie);
 	if (!b || b->protocol != IPPROTO_TCP)
 		return 0;
+	if (b->flags & PW_FLAG_RELEASED) {
+		forget_binding(cookie);
+		return 0;
+	}
 	if (newstate == TCP_SYN_SENT) {
 		if (!(b->flags & PW_FLAG_CONNECTED)) {
 			b->flags |= PW_FLAG_CONNECTED;
@@ -527,6 +532,13 @@ int pw_sock_release(struct bpf_sock *sk)
 	/* A client's port was reported gone when it connected. */
 	if (!(b->flags & PW_FLAG_CONNECTED))
 		emit(cookie, PW_EVENT_CLOSE, PW_REASON_RELEASED, b);
+	/* A listener's LISTEN -> CLOSE change follows in the same close(): it forgets the entry,
+	 * found where it is (in cache now), so that its own lookup is not a miss in both maps, the
+	 * spill map's bucket a cache miss. Any other socket is forgotten here. */
+	if (sk->protocol == IPPROTO_TCP && sk->state == TCP_LISTEN) {
+		b->flags |= PW_FLAG_RELEASED;
+		return 1;
+	}
 	forget_binding(cookie);
 	return 1;
 }

@@ -33,6 +33,7 @@ enum pw_close_reason {
 
 /* pw_binding.flags, kept in the kernel's `bindings` map only. */
 #define PW_FLAG_CONNECTED 1 /* a client now: its release and state changes report nothing */
+#define PW_FLAG_RELEASED 2  /* a listener released: its LISTEN -> CLOSE change, next, forgets it */
 
 /* The owner and place of a bound socket, remembered by socket cookie in the
  * kernel so that its release can be reported with the same key. */
