@@ -7,8 +7,9 @@ import Glibc
 /// two clock reads to every run it measures), with the owner read by plain loads from the
 /// task's BTF pointer against the programs loaded as for Linux 5.10 (`PORTWATCH_BPF_TASK_BTF=0`),
 /// alternating daemons in one run; and per TCP connection that binds nothing (both ends), the
-/// cost every connection on a monitored host pays. With `PORTWATCH_BENCH_BASELINE`, the same
-/// for that build, in alternation.
+/// cost every connection on a monitored host pays, next to the floor under it: programs that
+/// return at once on the same hooks (`ProgramPartsBench.connectionFloor`). With
+/// `PORTWATCH_BENCH_BASELINE`, the same for that build, in alternation.
 enum ProgramBench {
     struct Counts { var runTime: UInt64 = 0, runs: UInt64 = 0 }
 
@@ -17,6 +18,7 @@ enum ProgramBench {
         var perLoop: [Bool: [Double]] = [true: [], false: []]
         var perProgram: [Bool: [String: [Double]]] = [true: [:], false: [:]]
         var perConnection: [Double] = [], runsPerConnection: [Double] = []
+        var floor: [Double] = [], floorRuns: [Double] = []
         let baseline = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_BASELINE"].flatMap { $0.isEmpty ? nil : $0 }
         var baselineLoop: [Double] = [], baselineConnection: [Double] = [], baselineRuns: [Double] = []
         let stats = bpf_enable_stats(BPF_STATS_RUN_TIME)
@@ -45,6 +47,10 @@ enum ProgramBench {
             let (ns, runs) = try connectionCost(BenchDaemon(), connections: connections)
             perConnection.append(ns)
             runsPerConnection.append(runs)
+            // The floor: programs that return at once on the hooks such a connection passes.
+            let nothing = try ProgramPartsBench.connectionFloor(connections: connections)
+            floor.append(nothing.ns)
+            floorRuns.append(nothing.runs)
             if let baseline {
                 let daemon = try BenchDaemon(binary: baseline)
                 let before = try programs(of: daemon.pid)
@@ -67,9 +73,12 @@ enum ProgramBench {
         }
         var figures = [plain, checked,
                        Figure(name: "BPF run time per TCP connection that binds nothing (both ends, \(connections.formatted()) connections)", unit: "ns", runs: perConnection),
-                       Figure(name: "program runs per TCP connection", unit: "runs", runs: runsPerConnection)]
+                       Figure(name: "program runs per TCP connection", unit: "runs", runs: runsPerConnection),
+                       Figure(name: "the floor: programs that return at once on the same hooks, per TCP connection", unit: "ns", runs: floor),
+                       Figure(name: "their runs per TCP connection", unit: "runs", runs: floorRuns)]
         var notes = [
             "plain loads / checked reads: \(Report.format(plain.median / checked.median))",
+            "per TCP connection, this build / the floor: \(Report.format(Measure.percentile(perConnection, 0.5) / Measure.percentile(floor, 0.5)))",
             "ns per run, plain loads: \(perRun(true))",
             "ns per run, checked reads: \(perRun(false))",
         ]

@@ -13,8 +13,8 @@ import Synchronization
 /// map of bound sockets sized for 262,144 entries (its bucket array 4 MiB instead of 64 KiB), as
 /// the one map was before the spill map, which says how much of the entry's cost is reaching a
 /// bucket in memory; and (where the kernel has it) the entry kept in socket storage instead.
-/// Then the floor under the per-connection cost: programs that return at once on the hooks a
-/// TCP connection passes.
+/// `connectionFloor` (used by ProgramBench) loads the same object for the floor under the
+/// per-connection cost: programs that return at once on the hooks a TCP connection passes.
 enum ProgramPartsBench {
     static let parts = ["dispatch and protocol check", "socket cookie", "socket's namespace (2 checked reads)",
                         "owner (pid, uid, cgroup, name)", "entry in the map of bound sockets",
@@ -44,11 +44,7 @@ enum ProgramPartsBench {
             }
         }
         let perBind = samples.mapValues { $0.map(\.bind) }
-        var floor: [(ns: Double, runs: Double)] = []
-        for run in 0..<repeats {
-            Progress.step("connection floor", run: run, of: repeats)
-            floor.append(try connectionFloor(connections: 20_000))
-        }
+
         let median = perBind.mapValues { Measure.percentile($0, 0.5) }
         var figures: [Figure] = []
         var notes: [String] = []
@@ -73,9 +69,6 @@ enum ProgramPartsBench {
             figures.append(Figure(name: "binding thread's CPU per bind+close, stage 7, socket storage", unit: "ns", runs: samples[wholeSocket]!.map(\.cpu)))
             notes.append("map entry in socket storage: \(Report.format(median[socket]! - median[Variant(stage: 3)]!)) ns")
         }
-        figures.append(Figure(name: "a TCP connection that binds nothing, programs that return at once on the same hooks", unit: "ns", runs: floor.map(\.ns)))
-        figures.append(Figure(name: "their runs per connection", unit: "runs", runs: floor.map(\.runs)))
-        notes.append("the hooks' floor per run: \(Report.format(Measure.percentile(floor.map { $0.ns / $0.runs }, 0.5))) ns")
         report.add("The bind path taken apart (kernel.bpf_stats per bind, program loaded alone, 1 thread)", figures, notes: notes)
     }
 
