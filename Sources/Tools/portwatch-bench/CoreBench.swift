@@ -185,7 +185,7 @@ enum CoreBench {
             }
         }
         enum Value {
-            case netns, port, cookie, time, action, reason, address, constant(Int64), text(StaticString)
+            case netns, port, cookie, time, action, reason, address, noPorts, constant(Int64), text(StaticString)
             init(column: String) throws {
                 switch column {
                 case "netns": self = .netns
@@ -199,10 +199,14 @@ enum CoreBench {
                 case "family": self = .text("ipv4")
                 case "state": self = .text("listen")
                 case "comm": self = .text("server")
+                case "exe": self = .text("/usr/sbin/server")
                 case "unit", "container_id", "pod", "namespace", "container": self = .text("")
                 case "pid": self = .constant(1234)
                 case "uid", "lifetime": self = .constant(0)
                 case "holders", "count": self = .constant(1)
+                // A long-lived binding's history entry holds its one port: no list, none unlisted.
+                case "ports": self = .noPorts
+                case "ports_unlisted": self = .constant(0)
                 default: throw BenchError("the store writes a column the benchmark does not know: \(column)")
                 }
             }
@@ -225,6 +229,7 @@ enum CoreBench {
                 case .action: bindStatic(p.stmt, at, e.kind == .open ? "open" : "close")
                 case .reason: bindStatic(p.stmt, at, e.kind == .open ? "" : "released")
                 case .text(let t): bindStatic(p.stmt, at, t)
+                case .noPorts: sqlite3_bind_null(p.stmt, at)
                 case .address:
                     addresses[i].withUnsafeBufferPointer {
                         _ = sqlite3_bind_text(p.stmt, at, UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), Int32($0.count), pw_sqlite_transient())
