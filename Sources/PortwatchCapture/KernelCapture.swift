@@ -213,14 +213,6 @@ public final class KernelCapture {
         }
     }
 
-    /// Whether cgroup socket programs may keep data with a socket (bpf_sk_storage_get), and
-    /// the state-change and address programs reach it too.
-    public static func socketStorageInSockPrograms() -> Bool {
-        [BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR].allSatisfy {
-            libbpf_probe_bpf_helper($0, BPF_FUNC_sk_storage_get, nil) == 1
-        }
-    }
-
     private func map(_ name: String) throws -> OpaquePointer {
         try check("the BPF object has no map \(name)", bpf_object__find_map_by_name(object, name))
     }

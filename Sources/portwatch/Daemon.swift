@@ -40,7 +40,7 @@ struct Daemon {
         case "1": captureOptions.taskBTF = .always
         default: break
         }
-        // Tests: a small map of bound sockets this small, so that a few sockets spill over.
+        // Tests: the small map of bound sockets sized this small, so that a few sockets spill over.
         if let entries = ProcessInfo.processInfo.environment["PORTWATCH_BPF_BINDINGS_ENTRIES"].flatMap({ UInt32($0) }), entries > 0 {
             captureOptions.nearEntries = entries
         }

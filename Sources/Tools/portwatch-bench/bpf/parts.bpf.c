@@ -6,7 +6,8 @@
  * loaded with it but not attached), so that kernel.bpf_stats times each part as the difference
  * between two stages:
  *   0  the program's dispatch and the protocol check (and the stats' own clock reads)
- *   1  + the socket's cookie (bpf_get_socket_cookie: made on first use)
+ *   1  + the socket's cookie (whether it had one, a checked read; then bpf_get_socket_cookie: made
+ *      on first use)
  *   2  + the socket's network namespace (two checked reads)
  *   3  + the owner: pid, uid, cgroup (helpers) and the process's name
  *   4  + the entry in `bindings` (part_sock_release deletes it again when the socket goes)
@@ -39,8 +40,12 @@ int part_post_bind4(struct bpf_sock *sk)
 
 	if (!is_inet_transport(protocol))
 		return 1;
-	if (stage >= 1)
+	int seen = 0;
+
+	if (stage >= 1) {
+		seen = had_cookie(sk);
 		cookie = bpf_get_socket_cookie(sk);
+	}
 	fill_binding(&b, stage >= 2 ? sock_netns(sk) : 0, protocol, AF_INET, sk->src_ip4, none, sk->src_port,
 		     PW_STATE_BOUND);
 	if (stage >= 3)
@@ -51,7 +56,7 @@ int part_post_bind4(struct bpf_sock *sk)
 		if (!s)
 			count(&map_full);
 	} else if (stage >= 4) {
-		keep_binding(cookie, &b, 0);
+		keep_binding(cookie, &b, seen);
 	}
 	if (stage < 5)
 		return 1;
