@@ -24,17 +24,24 @@ public final class Store {
     /// Held while this store writes: one writer per ledger (see `init(path:exclusive:)`).
     private let writerLock: FileDescriptor?
 
+    /// The page cache of the daemon's writer. SQLite's default (about 2 MiB) fills as the
+    /// ledger grows, and stays; the writer's statements reach rows by key, and pages it no
+    /// longer keeps are read again from the kernel's page cache.
+    public static let daemonCacheKiB = 512
+
     /// Opens (creating if needed) and migrates the database at `path`.
     /// Never deletes or overwrites a file it cannot use: it says why and throws.
     /// `exclusive` (the daemon) takes the ledger for this store alone, before anything is
-    /// written: while another writer holds it, this throws naming that process.
-    public init(path: String, exclusive: Bool = false) throws {
+    /// written: while another writer holds it, this throws naming that process. `cacheKiB`: the
+    /// most this connection's page cache keeps (SQLite's default when nil).
+    public init(path: String, exclusive: Bool = false, cacheKiB: Int? = nil) throws {
         self.path = path
         try Self.checkPlace(path)
         let db = try Self.wrap(path, "cannot open") { try Connection(path: path, readOnly: false) }
         writerLock = exclusive ? try Self.takeWriterLock(path) : nil
         try Self.migrate(db, path: path)
         try Self.wrap(path, "cannot switch to WAL") { try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL") }
+        if let cacheKiB { try Self.wrap(path, "cannot size the page cache") { try db.execute("PRAGMA cache_size = -\(cacheKiB)") } }
         self.db = db
         insertRow = try db.prepare(SQL.insertRow.text)
         deleteRow = try db.prepare(SQL.deleteRow.text)

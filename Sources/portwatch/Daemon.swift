@@ -26,7 +26,7 @@ struct Daemon {
         // Large buffers (a rendered scrape, a burst's batch) are returned to the kernel when freed.
         Allocator.mapBlocks(from: 256 << 10)
 
-        let store = try Store(path: options.databasePath, exclusive: true)
+        let store = try Store(path: options.databasePath, exclusive: true, cacheKiB: Store.daemonCacheKiB)
         let policy = try options.policyFile.map { try PolicyWatcher(path: $0, logger: logger) }
         let web = try options.webConfigFile.map { try WebConfigFile.load(path: $0) }
         let schedule = Schedule(window: options.window.nanoseconds, resyncInterval: options.resyncInterval.seconds)

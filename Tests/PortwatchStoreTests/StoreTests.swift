@@ -340,22 +340,37 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(rows.map { "\($0.key.transport)/\($0.key.port)" } == ["tcp/22", "udp/22", "udp/53", "tcp/443", "tcp/8080"])
     }
 
-    /// A scrape reads the rows changed since it last looked: inserts, owner updates and deletes
-    /// each come back once, by key; nothing when nothing changed; the whole table on the first
-    /// read and when the row log no longer reaches back that far. Whatever it reads, the table
-    /// it keeps equals the ledger's.
-    /// The daemon's readers (scrapes, listener health) keep a small page cache whatever the
-    /// table's size; a reader with SQLite's default keeps megabytes of a large table.
-    @Test func theDaemonsReadersKeepASmallPageCache() throws {
-        let path = try temporaryDirectory() + "/pw.db"
-        let store = try Store(path: path)
+    /// 10,000 rows, as one batch.
+    private func tenThousandRows() -> Batch {
         var batch = Batch()
         batch.changes = (0..<10_000).map { i in
             let key = BindingKey(netns: UInt32(1 + i % 7), transport: .tcp, family: .ipv4, address: "10.0.\(i / 256).\(i % 256)", port: UInt16(1024 + i))
             return RowChange(action: .insert, row: Binding(key: key, owner: Owner(pid: Int32(i), comm: "server-\(i)", uid: 0), state: .listen,
                                                            holders: 1, firstSeen: 1, lastChange: 1), time: 1)
         }
-        try store.apply(batch)
+        return batch
+    }
+
+    /// The daemon's writer keeps a small page cache whatever the table's size, and writes and
+    /// reads back all of it; a writer with SQLite's default keeps megabytes of a large table.
+    @Test func theDaemonsWriterKeepsASmallPageCache() throws {
+        let dir = try temporaryDirectory()
+        let small = try Store(path: dir + "/small.db", cacheKiB: Store.daemonCacheKiB)
+        let plain = try Store(path: dir + "/plain.db")
+        for store in [small, plain] {
+            try store.apply(tenThousandRows())
+            #expect(try store.loadState().rows.count == 10_000)
+        }
+        #expect(small.db.cacheUsed <= (Store.daemonCacheKiB + 64) * 1024, "\(small.db.cacheUsed) bytes")
+        #expect(plain.db.cacheUsed > 2 * small.db.cacheUsed, "\(plain.db.cacheUsed) against \(small.db.cacheUsed) bytes")
+    }
+
+    /// The daemon's readers (scrapes, listener health) keep a small page cache whatever the
+    /// table's size; a reader with SQLite's default keeps megabytes of a large table.
+    @Test func theDaemonsReadersKeepASmallPageCache() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        try store.apply(tenThousandRows())
         let small = try StoreReader(path: path, cacheKiB: StoreReader.daemonCacheKiB)
         let plain = try StoreReader(path: path)
         for reader in [small, plain] {
@@ -366,6 +381,10 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(plain.db.cacheUsed > 2 * small.db.cacheUsed, "\(plain.db.cacheUsed) against \(small.db.cacheUsed) bytes")
     }
 
+    /// A scrape reads the rows changed since it last looked: inserts, owner updates and deletes
+    /// each come back once, by key; nothing when nothing changed; the whole table on the first
+    /// read and when the row log no longer reaches back that far. Whatever it reads, the table
+    /// it keeps equals the ledger's.
     @Test func aReaderReadsTheRowsChangedSinceItsLastLook() throws {
         let path = try temporaryDirectory() + "/pw.db"
         let store = try Store(path: path)

@@ -70,7 +70,8 @@ enum CoreBench {
     /// Events through the reconciler (200 ms window) and the store, in ring-buffer-sized chunks,
     /// each flush written in its transaction. Returns events/s, row changes, transient bindings.
     static func reconcileAndStore(_ events: [PortEvent], path: String) throws -> (rate: Double, changes: Int, transients: Int, storeShare: Double) {
-        let store = try Store(path: path)
+        // The writer as the daemon opens it (its page cache included).
+        let store = try Store(path: path, cacheKiB: Store.daemonCacheKiB)
         var r = Reconciler(window: 200_000_000)
         var changes = 0, transients = 0
         var storeSeconds = 0.0
