@@ -179,6 +179,11 @@ public struct Reconciler: Sendable {
     /// Events held for the window (tests).
     var bufferedEvents: Int { buffer.end - buffer.start }
 
+    /// Sockets the per-event dictionaries keep room for while empty (more is given back).
+    static let retainedRoom = 4096
+    /// Room the per-event dictionaries keep (tests).
+    var roomKept: Int { young.capacity + closing.capacity }
+
     /// When the oldest buffered event is due (wall-clock ns), nil when none waits: the
     /// deadline at which the next `flush` publishes something.
     public var nextDue: UInt64? {
@@ -219,6 +224,10 @@ public struct Reconciler: Sendable {
             if young[Cookie(cookie)]?.first == p { young.removeValue(forKey: Cookie(cookie)) }
             if kind == .close, let n = closing[Cookie(cookie)] { closing[Cookie(cookie)] = n > 1 ? n - 1 : nil }
         }
+        // A dictionary keeps its room when emptied: a burst's (10,000 listeners at once, half a
+        // MiB) is given back once its sockets are applied.
+        if young.isEmpty && young.capacity > Self.retainedRoom { young = [:] }
+        if closing.isEmpty && closing.capacity > Self.retainedRoom { closing = [:] }
         // Sized for the events applied, not the dropped ones around them (a flood of transients
         // would have it reserve room for tens of thousands of changes that never come).
         var batch = fold(due, expected: applied) { attribute($0.cgroup) }

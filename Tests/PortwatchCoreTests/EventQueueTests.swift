@@ -66,4 +66,24 @@ import Testing
         #expect(batch.changes.map(\.row.key) == [key(80)])
         #expect(batch.counters.transientBindings[.tcp] == 50_001 * 2 - 1)
     }
+
+    /// 10,000 listeners at once (a service starting its workers, a snapshot's worth), then as
+    /// many closes and opens again: once they are applied, the reconciler gives back the room
+    /// the burst took (half a MiB here), as its event queue does, and still has every row.
+    @Test func aBurstsRoomIsGivenBackOnceApplied() throws {
+        var r = Reconciler(window: window)
+        var time: UInt64 = 1_000 * window
+        for i in 0..<10_000 { r.ingest(event(.open, UInt64(i + 1), at: time, key(UInt16(10_000 + i)))) }
+        #expect(r.roomKept >= 10_000)
+        #expect(try r.mustFlush(now: time + window).changes.count == 10_000)
+        #expect(r.roomKept <= 2 * Reconciler.retainedRoom, "room for \(r.roomKept) sockets kept")
+        time += 2 * window
+        for i in 0..<10_000 { r.ingest(event(.close, UInt64(i + 1), at: time, key(UInt16(10_000 + i)))) }
+        for i in 0..<10_000 { r.ingest(event(.open, UInt64(20_000 + i), at: time + 1, key(UInt16(10_000 + i)))) }
+        #expect(r.roomKept >= 10_000)
+        let batch = try r.mustFlush(now: time + 1 + window)
+        #expect(batch.changes.count == 10_000 && batch.changes.allSatisfy { $0.action == .update })
+        #expect(r.roomKept <= 2 * Reconciler.retainedRoom, "room for \(r.roomKept) sockets kept")
+        #expect(r.rows.count == 10_000 && r.sockets.count == 10_000)
+    }
 }
