@@ -75,13 +75,16 @@ enum RowCodec {
         b.add(o.exe)
     }
 
-    /// The owner whose first column is at `i` (`BindingColumn.owner`'s order).
-    static func owner(_ r: Statement.Row, at i: Int32) -> Owner {
+    /// The owner whose first column is at `i` (`BindingColumn.owner`'s order); its attribution
+    /// and executable shared through `pool` with the other rows read, when rows are kept.
+    static func owner(_ r: Statement.Row, at i: Int32, pool: inout RowPool?) -> Owner {
         func at(_ c: BindingColumn) -> Int32 { i + c.rawValue - BindingColumn.pid.rawValue }
+        let attribution = Attribution(unit: r.text(at(.unit)), containerID: r.text(at(.containerID)), pod: r.text(at(.pod)),
+                                      namespace: r.text(at(.namespace)), container: r.text(at(.container)))
         var owner = Owner(pid: Int32(truncatingIfNeeded: r.int(at(.pid))), comm: r.text(at(.comm)), uid: UInt32(truncatingIfNeeded: r.int(at(.uid))),
-                          attribution: Attribution(unit: r.text(at(.unit)), containerID: r.text(at(.containerID)), pod: r.text(at(.pod)),
-                                                   namespace: r.text(at(.namespace)), container: r.text(at(.container))))
-        owner.exe = r.text(at(.exe))
+                          attribution: pool?.attribution(attribution) ?? attribution)
+        let exe = r.text(at(.exe))
+        owner.exe = pool?.text(exe) ?? exe
         return owner
     }
 
@@ -100,10 +103,10 @@ enum RowCodec {
         b.add(Int64(bitPattern: row.socket))
     }
 
-    static func binding(_ r: Statement.Row) -> Binding? {
+    static func binding(_ r: Statement.Row, pool: inout RowPool?) -> Binding? {
         func at(_ c: BindingColumn) -> Int32 { c.rawValue }
         guard let key = key(r, at: at(.netns)), let state = SocketState(name: r.text(at(.state))) else { return nil }
-        return Binding(key: key, owner: owner(r, at: at(.pid)), state: state, holders: Int(r.int(at(.holders))),
+        return Binding(key: key, owner: owner(r, at: at(.pid), pool: &pool), state: state, holders: Int(r.int(at(.holders))),
                        firstSeen: UInt64(bitPattern: r.int(at(.firstSeen))), lastChange: UInt64(bitPattern: r.int(at(.lastChange))),
                        socket: UInt64(bitPattern: r.int(at(.cookie))))
     }
@@ -165,7 +168,9 @@ enum RowCodec {
                   inner: r.blob(HistoryColumn.ports.rawValue), unlisted: r.int(HistoryColumn.portsUnlisted.rawValue))
     }
 
+    /// An entry is read to be handed on, not kept: its texts are its own.
     static func historyEntry(_ r: Statement.Row) -> HistoryEntry? {
+        var none: RowPool?
         func at(_ c: HistoryColumn) -> Int32 { c.rawValue }
         guard let kind = HistoryEntry.Kind(stored: r.text(at(.action))), let key = key(r, at: at(.netns)),
               let state = SocketState(name: r.text(at(.state))) else { return nil }
@@ -176,7 +181,7 @@ enum RowCodec {
         case .open, .holder: nil
         }
         return HistoryEntry(id: r.int(at(.id)), time: time, kind: kind,
-                            row: Binding(key: key, owner: owner(r, at: at(.pid)), state: state, holders: 1,
+                            row: Binding(key: key, owner: owner(r, at: at(.pid), pool: &none), state: state, holders: 1,
                                          firstSeen: opened, lastChange: opened),
                             opened: opened, reason: r.isEmpty(at(.reason)) ? nil : PortEvent.Reason(rawValue: r.text(at(.reason))), lifetime: lifetime,
                             count: UInt64(max(1, r.int(at(.count)))), held: kind == .transient ? heldPorts(r) : nil)

@@ -156,7 +156,8 @@ public final class Store {
     /// The table and socket map as last committed.
     public func loadState() throws -> (rows: [BindingKey: Binding], sockets: [UInt64: BindingKey]) {
         var rows: [BindingKey: Binding] = [:]
-        for row in try StoreQueries.rows(db) { rows[row.key] = row }
+        var pool: RowPool? = RowPool()
+        for row in try StoreQueries.rows(db, pool: &pool) { rows[row.key] = row }
         return (rows, try StoreQueries.sockets(db))
     }
 

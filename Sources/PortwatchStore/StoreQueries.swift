@@ -2,10 +2,10 @@ import PortwatchCore
 
 /// Reads shared by the writer and the read-only readers.
 enum StoreQueries {
-    static func rows(_ db: Connection) throws -> [Binding] {
+    static func rows(_ db: Connection, pool: inout RowPool?) throws -> [Binding] {
         var out: [Binding] = []
         try db.prepare("SELECT \(RowCodec.bindingColumns) FROM bindings").query { r in
-            if let binding = RowCodec.binding(r) { out.append(binding) }
+            if let binding = RowCodec.binding(r, pool: &pool) { out.append(binding) }
         }
         return out.sorted { $0.key < $1.key }
     }

@@ -21,6 +21,8 @@ public struct StoreSnapshot: Sendable {
 public final class StoreReader {
     public let path: String
     let db: Connection
+    /// The texts of the rows read, shared between them, from read to read.
+    private var pool: RowPool? = RowPool()
 
     /// The page cache of the daemon's own readers (scrapes, listener health).
     public static let daemonCacheKiB = 256
@@ -45,7 +47,7 @@ public final class StoreReader {
         do {
             try db.execute("BEGIN")
             defer { try? db.execute("COMMIT") }
-            return StoreSnapshot(rows: try StoreQueries.rows(db), counters: try StoreQueries.counters(db))
+            return StoreSnapshot(rows: try StoreQueries.rows(db, pool: &pool), counters: try StoreQueries.counters(db))
         } catch let error as StoreError {
             throw StoreError(Store.explain(error.description, path: path, what: "cannot read"))
         }
@@ -88,7 +90,7 @@ extension StoreReader {
             }
             let counters = try StoreQueries.counters(db)
             guard let position, position <= last, position >= first - 1 || position == last else {
-                return TableRead(rows: .whole(try StoreQueries.rows(db)), counters: counters, position: last)
+                return TableRead(rows: .whole(try StoreQueries.rows(db, pool: &pool)), counters: counters, position: last)
             }
             var keys = Set<BindingKey>()
             if position < last {
@@ -100,7 +102,7 @@ extension StoreReader {
             var changed: [(key: BindingKey, row: Binding?)] = []
             for key in keys {
                 var row: Binding?
-                try lookup.query(fill: { RowCodec.bind(key, &$0) }) { row = RowCodec.binding($0) }
+                try lookup.query(fill: { RowCodec.bind(key, &$0) }) { row = RowCodec.binding($0, pool: &pool) }
                 changed.append((key, row))
             }
             return TableRead(rows: .changed(changed), counters: counters, position: last)

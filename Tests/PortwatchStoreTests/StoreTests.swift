@@ -365,6 +365,45 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(plain.db.cacheUsed > 2 * small.db.cacheUsed, "\(plain.db.cacheUsed) against \(small.db.cacheUsed) bytes")
     }
 
+    /// 2,000 rows held by one containerised program: as read back (a scrape's first read and
+    /// its reads of changed rows, the daemon's start), its executable's path and its attribution
+    /// are kept once, not once per row.
+    @Test func rowsReadBackShareWhatTheyRepeat() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        let reader = try StoreReader(path: path)
+        let attribution = Attribution(unit: "docker-\(String(repeating: "ab", count: 32)).scope", containerID: String(repeating: "ab", count: 32),
+                                      pod: "frontend-7d9c5b6f4-x2x9z", namespace: "shop", container: "web")
+        func rows(_ range: Range<Int>) -> Batch {
+            var batch = Batch()
+            batch.changes = range.map { i in
+                var owner = Owner(pid: 4242, comm: "frontend", uid: 0, attribution: Attribution(unit: attribution.unit, containerID: attribution.containerID,
+                                                                                               pod: attribution.pod, namespace: "shop", container: "web"))
+                owner.exe = "/usr/local/bin/frontend-server-\(i % 2)"
+                let key = BindingKey(netns: 1, transport: .tcp, family: .ipv4, address: "10.0.\(i / 256).\(i % 256)", port: 8080)
+                return RowChange(action: .insert, row: Binding(key: key, owner: owner, state: .listen, holders: 1, firstSeen: 1, lastChange: 1), time: 1)
+            }
+            return batch
+        }
+        /// Distinct copies of the path's bytes and of the attribution's box among `rows`.
+        func copies(_ rows: [Binding]) -> (exe: Int, attribution: Int) {
+            (Set(rows.map { $0.owner.exe.utf8.withContiguousStorageIfAvailable { UInt(bitPattern: $0.baseAddress) } ?? 0 }).count,
+             Set(rows.map { row in withUnsafeBytes(of: row.owner.attribution) { $0.load(as: UInt.self) } }).count)
+        }
+        try store.apply(rows(0..<1_000))
+        guard case .whole(let first) = try reader.read(since: nil).rows else { Issue.record("not a whole read"); return }
+        #expect(first.count == 1_000 && first.allSatisfy { $0.owner.attribution == attribution })
+        #expect(copies(first) == (2, 1))
+        let position = try reader.read(since: nil).position
+        try store.apply(rows(1_000..<2_000))
+        guard case .changed(let changed) = try reader.read(since: position).rows else { Issue.record("not a read of changes"); return }
+        let added = changed.compactMap(\.row)
+        #expect(added.count == 1_000 && added.allSatisfy { $0.owner.exe.hasPrefix("/usr/local/bin/frontend-server-") })
+        #expect(copies(first + added) == (2, 1))
+        let loaded = Array(try store.loadState().rows.values)
+        #expect(loaded.count == 2_000 && copies(loaded) == (2, 1))
+    }
+
     /// The daemon's readers (scrapes, listener health) keep a small page cache whatever the
     /// table's size; a reader with SQLite's default keeps megabytes of a large table.
     @Test func theDaemonsReadersKeepASmallPageCache() throws {
