@@ -179,10 +179,13 @@ public struct Reconciler: Sendable {
     /// Events held for the window (tests).
     var bufferedEvents: Int { buffer.end - buffer.start }
 
-    /// Sockets the per-event dictionaries keep room for while empty (more is given back).
+    /// Sockets (and rows) the dictionaries keep room for however few they hold (more is given
+    /// back, see `giveBackRoom`).
     static let retainedRoom = 4096
-    /// Room the per-event dictionaries keep (tests).
-    var roomKept: Int { young.capacity + closing.capacity }
+    /// Room the per-event dictionaries keep, and the most any of the table's keeps (tests).
+    var roomKept: (perEvent: Int, table: Int) {
+        (young.capacity + closing.capacity, max(rows.capacity, held.capacity, knownHolders.capacity))
+    }
 
     /// When the oldest buffered event is due (wall-clock ns), nil when none waits: the
     /// deadline at which the next `flush` publishes something.
@@ -225,12 +228,15 @@ public struct Reconciler: Sendable {
             if kind == .close, let n = closing[Cookie(cookie)] { closing[Cookie(cookie)] = n > 1 ? n - 1 : nil }
         }
         // A dictionary keeps its room when emptied: a burst's (10,000 listeners at once, half a
-        // MiB) is given back once its sockets are applied.
-        if young.isEmpty && young.capacity > Self.retainedRoom { young = [:] }
-        if closing.isEmpty && closing.capacity > Self.retainedRoom { closing = [:] }
+        // MiB here; the table's 4 MiB once they are gone) is given back once it is applied.
+        young.giveBackRoom(keeping: Self.retainedRoom)
+        closing.giveBackRoom(keeping: Self.retainedRoom)
         // Sized for the events applied, not the dropped ones around them (a flood of transients
         // would have it reserve room for tens of thousands of changes that never come).
         var batch = fold(due, expected: applied) { attribute($0.cgroup) }
+        rows.giveBackRoom(keeping: Self.retainedRoom)
+        held.giveBackRoom(keeping: Self.retainedRoom)
+        knownHolders.giveBackRoom(keeping: Self.retainedRoom)
         buffer.consume(upTo: end)
         firstLive = max(firstLive, end)
         skipDropped()

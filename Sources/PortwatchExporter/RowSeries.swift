@@ -150,6 +150,9 @@ enum RowSeries: Sendable, Hashable, CaseIterable {
             }
         }
         segment.entries = entries
+        // A family that shrank (a burst of listeners gone) gives back its lines' room.
+        segment.bytes.giveBackRoom(keeping: 64 << 10)
+        segment.offsets.giveBackRoom(keeping: 1024)
     }
 }
 

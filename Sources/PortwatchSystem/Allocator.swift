@@ -1,3 +1,4 @@
+import CSystem
 import Glibc
 
 /// Tuning of glibc's allocator (malloc.h is not in Swift's Glibc module; the call is looked up).
@@ -11,6 +12,20 @@ public enum Allocator {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return false }
         let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
         return mallopt(mmapThreshold, bytes) == 1
+    }
+
+    /// Bytes free inside the heap's arenas: memory the process holds from the kernel (and
+    /// counts in its RSS) but does not use. It grows when a large table shrinks: blocks of
+    /// all sizes below the mapping threshold are freed in place, and an arena returns only the
+    /// free memory at its top by itself.
+    public static var freeBytes: Int { Int(pw_heap_free_bytes()) }
+
+    /// Gives the whole free pages inside every arena back to the kernel (`malloc_trim(0)`)
+    /// when more than `slack` bytes are free there; true when some were. A walk of every arena,
+    /// for a daemon to do now and then, not after each free.
+    @discardableResult
+    public static func giveBackFreePages(above slack: Int) -> Bool {
+        freeBytes > slack && pw_heap_trim() == 1
     }
 
     /// M_MMAP_THRESHOLD in <malloc.h>.

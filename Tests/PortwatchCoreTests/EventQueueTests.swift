@@ -68,22 +68,33 @@ import Testing
     }
 
     /// 10,000 listeners at once (a service starting its workers, a snapshot's worth), then as
-    /// many closes and opens again: once they are applied, the reconciler gives back the room
-    /// the burst took (half a MiB here), as its event queue does, and still has every row.
+    /// many closes and opens again, then all of them gone: once each burst is applied the
+    /// reconciler gives back the room it took (half a MiB for the young sockets; the table's
+    /// 4 MiB once they are gone), as its event queue does, and the rows are right throughout.
     @Test func aBurstsRoomIsGivenBackOnceApplied() throws {
         var r = Reconciler(window: window)
         var time: UInt64 = 1_000 * window
+        let room = Reconciler.retainedRoom
         for i in 0..<10_000 { r.ingest(event(.open, UInt64(i + 1), at: time, key(UInt16(10_000 + i)))) }
-        #expect(r.roomKept >= 10_000)
+        #expect(r.roomKept.perEvent >= 10_000)
         #expect(try r.mustFlush(now: time + window).changes.count == 10_000)
-        #expect(r.roomKept <= 2 * Reconciler.retainedRoom, "room for \(r.roomKept) sockets kept")
+        #expect(r.roomKept.perEvent <= 2 * room, "room for \(r.roomKept.perEvent) sockets kept")
         time += 2 * window
         for i in 0..<10_000 { r.ingest(event(.close, UInt64(i + 1), at: time, key(UInt16(10_000 + i)))) }
         for i in 0..<10_000 { r.ingest(event(.open, UInt64(20_000 + i), at: time + 1, key(UInt16(10_000 + i)))) }
-        #expect(r.roomKept >= 10_000)
+        #expect(r.roomKept.perEvent >= 10_000)
         let batch = try r.mustFlush(now: time + 1 + window)
         #expect(batch.changes.count == 10_000 && batch.changes.allSatisfy { $0.action == .update })
-        #expect(r.roomKept <= 2 * Reconciler.retainedRoom, "room for \(r.roomKept) sockets kept")
+        #expect(r.roomKept.perEvent <= 2 * room, "room for \(r.roomKept.perEvent) sockets kept")
         #expect(r.rows.count == 10_000 && r.sockets.count == 10_000)
+        #expect(r.roomKept.table >= 10_000)
+        time += 2 * window
+        // All but 100 go: the table keeps room for about what it holds.
+        for i in 100..<10_000 { r.ingest(event(.close, UInt64(20_000 + i), at: time, key(UInt16(10_000 + i)))) }
+        let closed = try r.mustFlush(now: time + window)
+        #expect(closed.changes.count == 9_900 && closed.changes.allSatisfy { $0.action == .delete })
+        #expect(r.rows.count == 100 && r.sockets.count == 100)
+        #expect(r.roomKept.table <= 2 * room, "room for \(r.roomKept.table) rows or sockets kept")
+        #expect(r.roomKept.perEvent <= 2 * room, "room for \(r.roomKept.perEvent) sockets kept")
     }
 }

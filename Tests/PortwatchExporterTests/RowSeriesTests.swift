@@ -112,6 +112,27 @@ import PortwatchCore
         }
     }
 
+    /// 3,000 listeners, then 10 of them: each family's kept lines give back the room the
+    /// 3,000 took (300 KB and more each), and are still the bytes the samples render to.
+    @Test func keptLinesGiveBackTheRoomOfABurstGone() {
+        let all = Self.entries(3_000)
+        for rows in RowSeries.allCases {
+            var segment = RowSegment()
+            var rendered = 0
+            let name = Array("portwatch_x".utf8)
+            for entries in [all, Array(all.prefix(10))] {
+                var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")
+                state.policyApplied = true
+                state.listenerHealthRead = true
+                rows.update(&segment, to: state, name: name, rendered: &rendered)
+                var expected: [UInt8] = []
+                rows.render(state, name: name, into: &expected, rendered: &rendered)
+                #expect(segment.bytes == expected, "\(rows), \(entries.count) entries")
+            }
+            #expect(segment.bytes.capacity <= 64 << 10 && segment.offsets.capacity <= 1024, "\(rows): room for \(segment.bytes.capacity) bytes kept")
+        }
+    }
+
     static func gunzip(_ bytes: [UInt8]) throws -> [UInt8] {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).gz").path
         try Data(bytes).write(to: URL(fileURLWithPath: file))

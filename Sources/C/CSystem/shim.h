@@ -105,4 +105,18 @@ static inline int pw_open_cgroup_by_id(int mount_fd, unsigned long long id)
 /* setns(2) needs _GNU_SOURCE, which Swift's Glibc import does not set. */
 int setns(int fd, int nstype);
 static inline int pw_enter_netns(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }
+/* glibc's heap (malloc.h is not in Swift's Glibc import): the bytes free inside its arenas,
+ * held from the kernel but not in use (mallinfo2's fordblks), and giving their whole pages
+ * back (malloc_trim, which walks every arena). */
+#include <malloc.h>
+static inline size_t pw_heap_free_bytes(void)
+{
+	return mallinfo2().fordblks;
+}
+
+static inline int pw_heap_trim(void)
+{
+	return malloc_trim(0);
+}
+
 #endif

@@ -2,8 +2,9 @@ import Foundation
 import Glibc
 
 /// The daemon's resident memory, against the build named by `PORTWATCH_BENCH_BASELINE` in the
-/// same run (alternating, each daemon fresh): idle (ready, then a second), and holding 10,000
-/// listeners once a scrape (with gzip, as Prometheus asks) has shown them all. RSS is split into
+/// same run (alternating, each daemon fresh): idle (ready, then a second), holding 10,000
+/// listeners once a scrape (with gzip, as Prometheus asks) has shown them all, and once they
+/// are gone again and a scrape has shown that. RSS is split into
 /// the pages of files (the binary and its libraries, the ring buffer mapped twice) and anonymous
 /// memory (heap, stacks). Each daemon starts with its binary out of the page cache (see
 /// `evictFromPageCache`).
@@ -14,13 +15,14 @@ enum MemoryBench {
         let ports = 10_000
         Sockets.raiseFileLimit(ports + 1_000)
         let baseline = ProcessInfo.processInfo.environment["PORTWATCH_BENCH_BASELINE"].flatMap { $0.isEmpty ? nil : $0 }
-        var idle: [String: [Sample]] = [:], held: [String: [Sample]] = [:]
+        var idle: [String: [Sample]] = [:], held: [String: [Sample]] = [:], gone: [String: [Sample]] = [:]
         let builds = [("this build", BenchDaemon.builtBinary)] + (baseline.map { [("baseline", $0)] } ?? [])
         for run in 0..<runs {
             Progress.step("memory", run: run, of: runs)
             for (name, binary) in run % 2 == 0 ? builds : builds.reversed() {
                 try evictFromPageCache(binary)
-                let daemon = try BenchDaemon(binary: binary)
+                // The heap is checked every 2 s instead of 30, so that a run does not wait for it.
+                let daemon = try BenchDaemon(environment: ["PORTWATCH_HEAP_CHECK_SECONDS": "2"], binary: binary)
                 defer { daemon.stop() }
                 usleep(1_000_000)
                 idle[name, default: []].append(sample(daemon.pid))
@@ -32,23 +34,34 @@ enum MemoryBench {
                 guard daemon.value("portwatch_ports_held") >= Double(ports) else { throw BenchError("memory: \(name) never showed \(ports) ports") }
                 _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
                 held[name, default: []].append(sample(daemon.pid))
+                // And once they are gone again: what the burst leaves behind.
+                fds.forEach { close($0) }
+                fds = []
+                let goneBy = Measure.now() + 60
+                while daemon.value("portwatch_ports_held") >= Double(ports), Measure.now() < goneBy { usleep(100_000) }
+                guard daemon.value("portwatch_ports_held") < Double(ports) else { throw BenchError("memory: \(name) still showed \(ports) ports") }
+                _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+                usleep(5_000_000)
+                gone[name, default: []].append(sample(daemon.pid))
             }
         }
         var figures: [Figure] = []
         var notes: [String] = []
         for (name, _) in builds {
-            let i = idle[name]!, h = held[name]!
+            let i = idle[name]!, h = held[name]!, g = gone[name]!
             figures += [Figure(name: "\(name): RSS idle", unit: "MiB", runs: i.map(\.rss)),
                         Figure(name: "\(name): of it file pages (binary, libraries, ring buffer)", unit: "MiB", runs: i.map(\.file)),
                         Figure(name: "\(name): of it anonymous", unit: "MiB", runs: i.map(\.anon)),
                         Figure(name: "\(name): RSS with \(ports.formatted()) held ports, after a scrape", unit: "MiB", runs: h.map(\.rss)),
-                        Figure(name: "\(name): of it anonymous", unit: "MiB", runs: h.map(\.anon))]
+                        Figure(name: "\(name): of it anonymous", unit: "MiB", runs: h.map(\.anon)),
+                        Figure(name: "\(name): RSS once the \(ports.formatted()) ports are gone (5 s later)", unit: "MiB", runs: g.map(\.rss)),
+                        Figure(name: "\(name): of it anonymous", unit: "MiB", runs: g.map(\.anon))]
         }
         if baseline != nil {
             func ratio(_ a: [Sample], _ b: [Sample]) -> String {
                 Report.format(Measure.percentile(a.map(\.rss), 0.5) / Measure.percentile(b.map(\.rss), 0.5))
             }
-            notes.append("this build / baseline: idle \(ratio(idle["this build"]!, idle["baseline"]!)), with \(ports.formatted()) ports \(ratio(held["this build"]!, held["baseline"]!))")
+            notes.append("this build / baseline: idle \(ratio(idle["this build"]!, idle["baseline"]!)), with \(ports.formatted()) ports \(ratio(held["this build"]!, held["baseline"]!)), once they are gone \(ratio(gone["this build"]!, gone["baseline"]!))")
         }
         report.add("Resident memory (\(runs) runs, fresh daemons, alternating builds)", figures, notes: notes)
     }

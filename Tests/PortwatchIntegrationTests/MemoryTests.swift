@@ -1,0 +1,63 @@
+import Foundation
+import Glibc
+import Testing
+import PortwatchTestSupport
+
+/// What a burst of listeners takes, the daemon gives back once they are gone: a node that
+/// once held thousands of ports does not keep their memory until a restart.
+extension KernelSuite {
+    @Suite struct MemoryTests {
+        /// The daemon's anonymous resident memory (heap, stacks), in KiB.
+        static func anonymousKiB(_ pid: Int32) -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("RssAnon:") } ?? ""
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+        }
+
+        /// 5,000 TCP listeners come, are shown and scraped (as Prometheus asks, gzip), and go:
+        /// within seconds of the table being empty again, the daemon's anonymous memory is back
+        /// to within a third of what the burst added (before, it kept about two thirds of it:
+        /// the table's and the lines' room, and the freed heap the arenas kept).
+        @Test func aBurstsMemoryIsGivenBackOnceItIsGone() throws {
+            let d = try DaemonHarness(environment: ["PORTWATCH_HEAP_CHECK_SECONDS": "1"])
+            guard d.waitReady() else { return }
+            let pid = d.process.processIdentifier
+            _ = try d.daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+            let held = { d.scrape().sum("portwatch_ports_held") }
+            let before = held()
+            let idle = Self.anonymousKiB(pid)
+            let burst = try ChildProcess("""
+            import resource
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            held = [tcp() for _ in range(min(5000, hard - 100))]
+            say(len(held))
+            wait()
+            for s in held:
+                s.close()
+            say("closed")
+            wait()
+            """)
+            defer { burst.send("") }
+            // 5,000 unless the open-file limit allows fewer.
+            let count = try #require(burst.line().flatMap { Double($0) })
+            try #require(count >= 2000, "only \(count) listeners allowed by the open-file limit")
+            #expect(TestHTTP.waitUntil(30) { held() >= before + count }, "the \(count) listeners never showed")
+            let withBurst = held()
+            _ = try d.daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+            let peak = Self.anonymousKiB(pid)
+            #expect(Double(peak - idle) > count, "the burst took \(peak - idle) KiB")
+            burst.send("")
+            #expect(burst.line() == "closed")
+            // Other processes on the host may take or free a port meanwhile.
+            #expect(TestHTTP.waitUntil(30) { held() <= withBurst - count + 100 }, "the \(count) listeners never went")
+            _ = try d.daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+            var now = peak
+            let givenBack = TestHTTP.waitUntil(20) {
+                now = Self.anonymousKiB(pid)
+                return now - idle < (peak - idle) / 3
+            }
+            #expect(givenBack, "idle \(idle) KiB, with the burst \(peak) KiB, after it \(now) KiB")
+        }
+    }
+}
