@@ -1,18 +1,12 @@
 import CSystem
-import Glibc
 
-/// Tuning of glibc's allocator (malloc.h is not in Swift's Glibc module; the call is looked up).
+/// Tuning of glibc's allocator (malloc.h is not in Swift's Glibc module: it comes through CSystem).
 public enum Allocator {
     /// Blocks of at least `bytes` get their own mapping and go back to the kernel when freed.
     /// Setting it also stops glibc from raising the threshold to the largest block freed so
     /// far, after which such blocks come from the heap, which keeps its high-water mark.
-    /// False if the allocator is not glibc's.
     @discardableResult
-    public static func mapBlocks(from bytes: Int32) -> Bool {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return false }
-        let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
-        return mallopt(mmapThreshold, bytes) == 1
-    }
+    public static func mapBlocks(from bytes: Int32) -> Bool { mallopt(M_MMAP_THRESHOLD, bytes) == 1 }
 
     /// Bytes free inside the heap's arenas: memory the process holds from the kernel (and
     /// counts in its RSS) but does not use. It grows when a large table shrinks: blocks of
@@ -27,7 +21,4 @@ public enum Allocator {
     public static func giveBackFreePages(above slack: Int) -> Bool {
         freeBytes > slack && pw_heap_trim() == 1
     }
-
-    /// M_MMAP_THRESHOLD in <malloc.h>.
-    private static let mmapThreshold: Int32 = -3
 }
