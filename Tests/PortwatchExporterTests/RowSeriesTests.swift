@@ -157,8 +157,8 @@ import PortwatchCore
         let k = try #require(entries.indices.first { $0 >= 250 && RowSeries.queueLength.value(entries[$0], state) != nil })
         var owner = entries[k].row.owner
         owner.pid = 4242
-        entries[k] = LedgerEntry(Binding(key: entries[k].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1),
-                                 health: entries[k].health)
+        entries[k] = LedgerEntry(Binding(key: entries[k].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1))
+            .with(ignored: false, unexpected: false, health: entries[k].health)
         state.entries = entries
         state.generation = 2
         current.withLock { $0 = state }
@@ -187,10 +187,14 @@ import PortwatchCore
         _ = RenderCacheTests.get(exporter)
         // The entries with a reading before (one without had no line to take labels from).
         let read = entries.indices.filter { entries[$0].health != nil }
+        // A reading with the same values (of another socket on the port, say) keeps the entry.
+        let same = try #require(entries[read[0]].health)
+        let again = SocketHealth(key: entries[read[0]].row.key, cookie: 999, queue: same.queue, queueLimit: same.queueLimit, drops: same.drops)
+        #expect(entries[read[0]].with(ignored: entries[read[0]].ignored, unexpected: entries[read[0]].unexpected, health: again) === entries[read[0]])
         for (generation, changed) in [(2, [read[3], read[100], read.last!]), (3, read)] {
             for i in changed {
                 let old = entries[i].health!
-                let health = SocketHealth(key: old.key, cookie: old.cookie, queue: (old.queue ?? 0) + 1, queueLimit: old.queueLimit,
+                let health = SocketHealth(key: entries[i].row.key, cookie: 1, queue: (old.queue ?? 0) + 1, queueLimit: old.queueLimit,
                                           drops: (old.drops ?? 0) + 5)
                 entries[i] = entries[i].with(ignored: entries[i].ignored, unexpected: entries[i].unexpected, health: health)
             }
