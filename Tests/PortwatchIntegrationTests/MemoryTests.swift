@@ -14,6 +14,46 @@ extension KernelSuite {
             return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
         }
 
+        /// KiB resident of the daemon's executable's read-only mappings (its code, constants).
+        static func codeKiB(_ pid: Int32, exe: String) -> Int? {
+            guard let smaps = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return nil }
+            var total = 0, counting = false
+            for line in smaps.split(separator: "\n") {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                if fields.count >= 5, fields[0].contains("-"), !fields[0].hasSuffix(":") {
+                    counting = fields.count == 6 && fields[5] == exe && !fields[1].contains("w")
+                } else if counting, fields.first == "Rss:", fields.count > 1 {
+                    total += Int(fields[1]) ?? 0
+                }
+            }
+            return total
+        }
+
+        /// Once ready, at its first heap check, the daemon gives back the code only start-up ran:
+        /// its executable's resident code falls to less than half of what it was. (The binary's
+        /// pages are written to disk first: a binary just linked has dirty pages, which reclaim
+        /// leaves to writeback; an installed daemon's are clean.)
+        @Test func theCodeOnlyStartUpRanLeavesTheResidentMemory() throws {
+            let exe = URL(fileURLWithPath: DaemonHarness.binary).resolvingSymlinksInPath().path
+            let fd = open(exe, O_RDONLY)
+            try #require(fd >= 0)
+            #expect(fsync(fd) == 0)
+            close(fd)
+            let d = try DaemonHarness(environment: ["PORTWATCH_HEAP_CHECK_SECONDS": "2"])
+            let pid = d.process.processIdentifier
+            // From the start: the check comes at least 2 s after it, and only once ready.
+            var most = 0, now = 0
+            let fell = TestHTTP.waitUntil(30) {
+                guard let kib = Self.codeKiB(pid, exe: exe) else { return false }
+                now = kib
+                most = max(most, kib)
+                return kib < most / 2
+            }
+            #expect(fell, "the daemon's code stayed resident: \(now) KiB, at most \(most) KiB")
+            #expect(d.waitReady())
+            #expect(d.scrape().sum("portwatch_ports_held") > 0)
+        }
+
         /// 5,000 TCP listeners come, are shown and scraped (as Prometheus asks, gzip), and go:
         /// within seconds of the table being empty again, the daemon's anonymous memory is back
         /// to within a third of what the burst added (before, it kept about two thirds of it:

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 
 /// The daemon's resident memory, against the build named by `PORTWATCH_BENCH_BASELINE` in the
-/// same run (alternating, each daemon fresh): idle (ready, then a second), holding 10,000
+/// same run (alternating, each daemon fresh): idle (ready, then 3 s), holding 10,000
 /// listeners once a scrape (with gzip, as Prometheus asks) has shown them all, and once they
 /// are gone again and a scrape has shown that. RSS is split into
 /// the pages of files (the binary and its libraries, the ring buffer mapped twice) and anonymous
@@ -21,10 +21,12 @@ enum MemoryBench {
             Progress.step("memory", run: run, of: runs)
             for (name, binary) in run % 2 == 0 ? builds : builds.reversed() {
                 try evictFromPageCache(binary)
-                // The heap is checked every 2 s instead of 30, so that a run does not wait for it.
+                // The heap is checked every 2 s instead of 30, so that a run does not wait for it;
+                // idle is read after the first check that follows ready (which gives back the
+                // start-up code's pages, once).
                 let daemon = try BenchDaemon(environment: ["PORTWATCH_HEAP_CHECK_SECONDS": "2"], binary: binary)
                 defer { daemon.stop() }
-                usleep(1_000_000)
+                usleep(3_000_000)
                 idle[name, default: []].append(sample(daemon.pid))
                 // The host's own ports, held before the benchmark's and after them.
                 let hostPorts = daemon.value("portwatch_ports_held")
@@ -51,7 +53,7 @@ enum MemoryBench {
         var notes: [String] = []
         for (name, _) in builds {
             let i = idle[name]!, h = held[name]!, g = gone[name]!
-            figures += [Figure(name: "\(name): RSS idle", unit: "MiB", runs: i.map(\.rss)),
+            figures += [Figure(name: "\(name): RSS idle (3 s after ready)", unit: "MiB", runs: i.map(\.rss)),
                         Figure(name: "\(name): of it file pages (binary, libraries, ring buffer)", unit: "MiB", runs: i.map(\.file)),
                         Figure(name: "\(name): of it anonymous", unit: "MiB", runs: i.map(\.anon)),
                         Figure(name: "\(name): RSS with \(ports.formatted()) held ports, after a scrape", unit: "MiB", runs: h.map(\.rss)),
@@ -73,11 +75,13 @@ enum MemoryBench {
     /// the cache holds: the kernel maps the cached pages around each one touched (64 KiB at a
     /// time), so a binary just written, all of it cached, measured about 0.8 MiB more idle than
     /// the same bytes read on demand, which favoured whichever build was older.
+    /// The pages of a binary just written are dirty, and stay cached until written back: they are
+    /// written first.
     static func evictFromPageCache(_ binary: String) throws {
         let fd = open(binary, O_RDONLY)
         guard fd >= 0 else { throw BenchError("memory: cannot open \(binary)") }
         defer { close(fd) }
-        guard posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 else { throw BenchError("memory: cannot drop \(binary) from the page cache") }
+        guard fsync(fd) == 0, posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 else { throw BenchError("memory: cannot drop \(binary) from the page cache") }
     }
 
     static func sample(_ pid: Int32) -> Sample {
