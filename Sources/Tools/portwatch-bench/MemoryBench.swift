@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 
 /// The daemon's resident memory, against the build named by `PORTWATCH_BENCH_BASELINE` in the
-/// same run (alternating, each daemon fresh): idle (ready, then 3 s), holding 10,000
+/// same run (alternating, each daemon fresh): idle (16 s after ready, scraped), holding 10,000
 /// listeners once a scrape (with gzip, as Prometheus asks) has shown them all, and once they
 /// are gone again and a scrape has shown that. RSS is split into
 /// the pages of files (the binary and its libraries, the ring buffer mapped twice) and anonymous
@@ -21,12 +21,19 @@ enum MemoryBench {
             Progress.step("memory", run: run, of: runs)
             for (name, binary) in run % 2 == 0 ? builds : builds.reversed() {
                 try evictFromPageCache(binary)
-                // The heap is checked every 2 s instead of 30, so that a run does not wait for it;
-                // idle is read after the first check that follows ready (which gives back the
-                // start-up code's pages, once).
+                // The heap is checked every 2 s instead of 30, so that a run does not wait for it.
                 let daemon = try BenchDaemon(environment: ["PORTWATCH_HEAP_CHECK_SECONDS": "2"], binary: binary)
                 defer { daemon.stop() }
+                // Idle as a scraped daemon is: after the first heap check that follows ready
+                // (which gives back the start-up code's pages, once), scrapes in both encodings,
+                // a listener-health round (every 15 s) and a scrape again, which read back the
+                // code they run.
                 usleep(3_000_000)
+                _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+                _ = daemon.get("/metrics")
+                usleep(13_000_000)
+                _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
+                usleep(500_000)
                 idle[name, default: []].append(sample(daemon.pid))
                 // The host's own ports, held before the benchmark's and after them.
                 let hostPorts = daemon.value("portwatch_ports_held")
@@ -53,7 +60,7 @@ enum MemoryBench {
         var notes: [String] = []
         for (name, _) in builds {
             let i = idle[name]!, h = held[name]!, g = gone[name]!
-            figures += [Figure(name: "\(name): RSS idle (3 s after ready)", unit: "MiB", runs: i.map(\.rss)),
+            figures += [Figure(name: "\(name): RSS idle (16 s after ready, scraped)", unit: "MiB", runs: i.map(\.rss)),
                         Figure(name: "\(name): of it file pages (binary, libraries, ring buffer)", unit: "MiB", runs: i.map(\.file)),
                         Figure(name: "\(name): of it anonymous", unit: "MiB", runs: i.map(\.anon)),
                         Figure(name: "\(name): RSS with \(ports.formatted()) held ports, after a scrape", unit: "MiB", runs: h.map(\.rss)),
