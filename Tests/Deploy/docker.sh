@@ -25,6 +25,9 @@ trap cleanup EXIT
 
 ensure_dockerd
 build_image "$binary" portwatch:latest
+# An image just built has its files' pages dirty in the page cache (reclaim leaves those to
+# writeback); a node runs an image pulled or built earlier.
+sync
 if ! memlock_unlimited_possible; then
 	limit=$(( $(memlock_hard_kib) * 1024 ))
 	say "this machine cannot raise RLIMIT_MEMLOCK (no CAP_SYS_RESOURCE): compose's memlock -1 held to its $limit bytes"
@@ -37,6 +40,12 @@ cleanup
 container=$("${compose[@]}" ps -q portwatch)
 wait_for 60 curl -sf "$url/-/ready" || { "$DOCKER" logs "$container" 2>&1 | tail -20; fail "never ready"; }
 say "ready: $("$DOCKER" inspect -f 'user {{.Config.User}}, caps {{.HostConfig.CapAdd}}' "$container")"
+# KiB resident of the executable's code and constants (read-only mappings), from /proc/PID/smaps.
+code_kib() { awk '/^[0-9a-f]+-[0-9a-f]+ r-[-x]p .*\/portwatch$/ {c = 1; next} /^[0-9a-f]+-/ {c = 0} c && /^Rss:/ {s += $2} END {print s + 0}' "/proc/$1/smaps"; }
+pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$container")
+# Sampled from ready on, while the checks below run.
+( while [ -e "/proc/$pid/smaps" ]; do code_kib "$pid" || true; sleep 0.2; done > "$DEPLOY_WORK/code-kib" 2> /dev/null ) &
+sampler=$!
 
 listener_container "$listener" "$lport" > /dev/null
 id=$("$DOCKER" inspect -f '{{.Id}}' "$listener")
@@ -46,6 +55,14 @@ scrape "$url/metrics" | grep -E "^portwatch_port_info\{[^}]*port=\"$lport\"" | g
 wait_for 10 shown "$url/metrics" "^portwatch_unexpected_port_info\{[^}]*port=\"$lport\"" || fail "the policy does not flag port $lport"
 shown "$url/metrics" "^portwatch_unexpected_port_info\{[^}]*port=\"9976\"" && fail "the policy flags portwatch's own port"
 say "listener $lport in container $listener named (container_id ${id:0:12}) and flagged unexpected"
+
+# Once ready, at its first heap check (30 s after start), the daemon gives back the pages of the
+# code only start-up ran: the kernel reclaims them for the file's owner, which the image makes
+# the daemon's user. Its executable's resident code falls below half of the most it had.
+fell() { awk '{ if ($1 > most) most = $1; now = $1 } END { exit !(now > 0 && now < most / 2) }' "$DEPLOY_WORK/code-kib"; }
+wait_for 60 fell || fail "the daemon's start-up code stayed resident (KiB resident, sampled from ready on: $(sort -n "$DEPLOY_WORK/code-kib" | uniq | tr '\n' ' '))"
+kill "$sampler" 2> /dev/null || true
+say "start-up's code given back: at most $(sort -n "$DEPLOY_WORK/code-kib" | tail -1) KiB of the executable resident, $(tail -1 "$DEPLOY_WORK/code-kib") KiB after the first heap check"
 
 opens() { scrape "$url/metrics" | awk '/^portwatch_events_total\{kind="open"\}/ {print $2}'; }
 before=$(opens)

@@ -44,7 +44,8 @@ if [ "$(cat "$work/packages" 2>/dev/null)" != "$packages" ] || [ ! -x "$rootfs/u
 	echo "$packages" > "$work/packages"
 fi
 
-install -D -m 0755 "$binary" "$rootfs/usr/local/bin/portwatch"
+# Owned by the daemon's user, read-only, as the Dockerfile installs it (before setcap, which chown clears).
+install -D -m 0555 -o 65534 -g 65534 "$binary" "$rootfs/usr/local/bin/portwatch"
 chroot "$rootfs" setcap "$capabilities" /usr/local/bin/portwatch
 mkdir -p "$rootfs/var/lib/portwatch"
 rm -f "$rootfs"/var/lib/portwatch/*
