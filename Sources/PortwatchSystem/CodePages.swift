@@ -36,9 +36,9 @@ public enum CodePages {
 
     /// Asks the kernel to reclaim the pages of every read-only file mapping of the process.
     /// It frees those the process alone maps (a library that other processes use keeps its
-    /// pages); they are clean, so nothing is written. For a file the process could not open for
-    /// writing (kernels check since the 6.x series), or on a kernel without MADV_PAGEOUT,
-    /// nothing changes. Returns the number of mappings advised.
+    /// pages); they are clean, so nothing is written. For a file the process neither owns nor could
+    /// open for writing (newer kernels check, as 6.18 does), or on a kernel without
+    /// MADV_PAGEOUT, nothing changes. Returns the number of mappings advised.
     @discardableResult
     public static func giveBack() -> Int {
         guard let maps = try? FileDescriptor.readText(path: "/proc/self/maps") else { return 0 }
