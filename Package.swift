@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "PortwatchPolicyTests", dependencies: ["PortwatchPolicy", "PortwatchYAML", "PortwatchCore"]),
         .testTarget(name: "PortwatchAttributionTests", dependencies: ["PortwatchAttribution", "PortwatchCore"]),
         .testTarget(name: "PortwatchPipelineTests", dependencies: ["PortwatchPipeline", "PortwatchScrape", "PortwatchPolicy", "PortwatchCore", "PortwatchStore",
-                                                                   "PortwatchExporter", "PortwatchSystem",
+                                                                   "PortwatchExporter", "PortwatchSystem", "PortwatchTestSupport",
                                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PortwatchStoreTests", dependencies: ["PortwatchStore", "PortwatchCore", "StoreCrashWriter", "PortwatchTestSupport"]),
         .testTarget(name: "PortwatchCLITests", dependencies: ["portwatch", "PortwatchStore", "PortwatchCore", "PortwatchTestSupport"]),

@@ -14,21 +14,6 @@ extension KernelSuite {
             return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
         }
 
-        /// KiB resident of the daemon's executable's read-only mappings (its code, constants).
-        static func codeKiB(_ pid: Int32, exe: String) -> Int? {
-            guard let smaps = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return nil }
-            var total = 0, counting = false
-            for line in smaps.split(separator: "\n") {
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                if fields.count >= 5, fields[0].contains("-"), !fields[0].hasSuffix(":") {
-                    counting = fields.count == 6 && fields[5] == exe && !fields[1].contains("w")
-                } else if counting, fields.first == "Rss:", fields.count > 1 {
-                    total += Int(fields[1]) ?? 0
-                }
-            }
-            return total
-        }
-
         /// Once ready, at its first heap check, the daemon gives back the code only start-up ran:
         /// its executable's resident code falls to less than half of what it was. (The binary's
         /// pages are written to disk first: a binary just linked has dirty pages, which reclaim
@@ -44,7 +29,7 @@ extension KernelSuite {
             // From the start: the check comes at least 2 s after it, and only once ready.
             var most = 0, now = 0
             let fell = TestHTTP.waitUntil(30) {
-                guard let kib = Self.codeKiB(pid, exe: exe) else { return false }
+                guard let kib = ProcessMemory.executableCodeKiB(String(pid)) else { return false }
                 now = kib
                 most = max(most, kib)
                 return kib < most / 2

@@ -1,25 +1,10 @@
 import Glibc
 @testable import PortwatchSystem
+import PortwatchTestSupport
 import Testing
 
 /// The code and constants only start-up used leave the daemon's resident memory.
 @Suite struct CodePagesTests {
-    /// KiB resident of the read-only mappings of `pid`'s executable (its code and constants),
-    /// from /proc/PID/smaps; nil when it cannot be read.
-    static func executableKiB(_ pid: String = "self") -> Int? {
-        guard let exe = try? FileDescriptor.readLink("/proc/\(pid)/exe"),
-              let smaps = try? FileDescriptor.readText(path: "/proc/\(pid)/smaps") else { return nil }
-        var total = 0, counting = false
-        for line in smaps.split(separator: "\n") {
-            if let mapping = CodePages.mappings(String(line)).first {
-                counting = mapping.path == exe && !mapping.writable
-            } else if counting, line.hasPrefix("Rss:") {
-                total += Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
-            }
-        }
-        return total
-    }
-
     @Test func theMapsFileBehindEachMappingIsReadWithItsPath() {
         let maps = """
         5566a5f06000-5566a6185000 r--p 00000000 fe:00 16646872                   /usr/bin/portwatch
@@ -50,10 +35,10 @@ import Testing
         let exe = try FileDescriptor.open(try FileDescriptor.readLink("/proc/self/exe"), O_RDONLY)
         defer { exe.close() }
         #expect(fsync(exe.rawValue) == 0)
-        let before = try #require(Self.executableKiB())
+        let before = try #require(ProcessMemory.executableCodeKiB("self"))
         try #require(before > 1024, "only \(before) KiB of code resident")
         #expect(CodePages.giveBack() >= 2)
-        let after = try #require(Self.executableKiB())
+        let after = try #require(ProcessMemory.executableCodeKiB("self"))
         #expect(after < before / 2, "\(before) KiB of code resident before, \(after) KiB after")
     }
 }

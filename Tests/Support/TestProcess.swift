@@ -42,3 +42,24 @@ public enum KernelRelease {
         text.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }.lexicographicallyPrecedes([major, minor])
     }
 }
+
+/// A process's memory as /proc shows it.
+public enum ProcessMemory {
+    /// KiB resident of the read-only mappings (code, constants) of `pid`'s executable, from
+    /// /proc/PID/smaps; nil when it cannot be read. `pid` may be "self".
+    public static func executableCodeKiB(_ pid: String) -> Int? {
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"),
+              let smaps = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return nil }
+        var total = 0, counting = false
+        for line in smaps.split(separator: "\n") {
+            // A mapping's header: `start-end perms offset dev inode [path]`; then its `Name: value` lines.
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            if let first = fields.first, !first.hasSuffix(":") {
+                counting = fields.count == 6 && fields[5].drop(while: { $0 == " " }) == exe && !fields[1].contains("w")
+            } else if counting, fields.first == "Rss:", fields.count > 1 {
+                total += Int(fields[1]) ?? 0
+            }
+        }
+        return total
+    }
+}
