@@ -62,7 +62,8 @@ public struct Exporter: Sendable {
         let started = clock.monotonic()
         let format = ExpositionFormat.negotiate(accept: request.header("accept"))
         let gzip = Gzip.accepted(request.header("accept-encoding"))
-        let ledger = rendered.part(state(), format: format, gzip: gzip)
+        let state = state()
+        let ledger = rendered.part(state, format: format, gzip: gzip)
         var perScrape = ProcessMetrics.families()
         if let mapMemory {
             perScrape.append(MetricFamily("portwatch_bpf_map_memory_bytes", .gauge, help: Self.mapMemoryHelp, unit: "bytes",
@@ -75,11 +76,13 @@ public struct Exporter: Sendable {
         perScrape.sort { $0.name < $1.name }
         let tail = format.render(perScrape)
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept-Encoding")]
-        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(Array((ledger.body + [tail[...]]).joined())).map({ [$0[...]] }) {
+        // A body without the per-port lines (kept compressed only) is never served as it is.
+        let whole = { ledger.omitted.isEmpty ? ledger.body : rendered.part(state, format: format, gzip: false).body }
+        if gzip, let parts = ledger.gzip?.finish(tail) ?? Gzip.compress(Array((whole() + [tail[...]]).joined())).map({ [$0[...]] }) {
             headers.append(("Content-Encoding", "gzip"))
             return HTTPResponse(status: 200, headers: headers, bodyParts: parts)
         }
-        return HTTPResponse(status: 200, headers: headers, bodyParts: ledger.body + [tail[...]])
+        return HTTPResponse(status: 200, headers: headers, bodyParts: whole() + [tail[...]])
     }
 
     static let mapMemoryHelp = "Kernel memory of each of portwatch's BPF maps, charged to the daemon's memory cgroup (memlock in /proc/self/fdinfo): in use on Linux 6.4 and later, estimated from the map's size before (a ring buffer at least its data size)."

@@ -28,29 +28,37 @@ public enum ExpositionFormat: Sendable, Equatable {
     /// Renders families whose per-port samples (`MetricFamily.rows`) come from `state`'s entries,
     /// in pieces: the lines of a family in `segments` are served as they are (see
     /// `RowSeries.update`), the others rendered here; no `# EOF`. `rendered` counts the entries'
-    /// label sets that were not cached yet.
-    func render(_ families: [MetricFamily], state: ExporterState, segments: [RowSeries: RowSegment],
-                rendered: inout Int) -> [(bytes: ArraySlice<UInt8>, rows: RowSeries?)] {
+    /// label sets that were not cached yet. `omitting`: the spliceable per-port families without
+    /// a segment are left out, an empty piece where their lines go (they are kept compressed
+    /// only; see `RenderCache`), and their sample names are added to `omitted`.
+    func render(_ families: [MetricFamily], state: ExporterState, segments: [RowSeries: RowSegment], omitting: Bool = false,
+                omitted: inout [RowSeries: [UInt8]], rendered: inout Int) -> [(bytes: ArraySlice<UInt8>, rows: RowSeries?)] {
         var pieces: [(bytes: ArraySlice<UInt8>, rows: RowSeries?)] = []
         var out: [UInt8] = []
         out.reserveCapacity(16_384)
         for family in families {
-            render(family, state: state, segment: family.rows.flatMap { segments[$0] }, into: &out, rendered: &rendered)
-            if let rows = family.rows, let segment = segments[rows] {
-                pieces.append((out[...], nil))
-                out = []
-                out.reserveCapacity(16_384)
+            let rows = family.rows
+            let omit = omitting && rows.map { segments[$0] == nil && $0.spliceable(state) } == true
+            render(family, state: state, segment: rows.flatMap { segments[$0] }, omit: omit, into: &out, rendered: &rendered)
+            guard let rows, omit || segments[rows] != nil else { continue }
+            pieces.append((out[...], nil))
+            out = []
+            out.reserveCapacity(16_384)
+            if omit {
+                omitted[rows] = Array(family.sampleName.utf8)
+                pieces.append(([][...], rows))
+            } else if let segment = segments[rows] {
                 pieces.append((segment.lines(limit: rows.limit(state)), rows))
             }
         }
         pieces.append((out[...], nil))
-        return pieces.filter { !$0.bytes.isEmpty }
+        return pieces.filter { !$0.bytes.isEmpty || $0.rows.map { omitted[$0] != nil } == true }
     }
 
     /// One family's header and samples; a per-port family's lines from the entries unless they
-    /// come from `segment` (then the caller adds them).
-    private func render(_ family: MetricFamily, state: ExporterState?, segment: RowSegment? = nil, into out: inout [UInt8],
-                        rendered: inout Int) {
+    /// come from `segment` or are omitted (then the caller adds them).
+    private func render(_ family: MetricFamily, state: ExporterState?, segment: RowSegment? = nil, omit: Bool = false,
+                        into out: inout [UInt8], rendered: inout Int) {
         // Text 0.0.4 names a counter family by its sample name; OpenMetrics by its base name.
         let familyName = self == .text ? family.sampleName : family.name
         out.append(contentsOf: "# HELP \(familyName) ".utf8)
@@ -77,7 +85,7 @@ public enum ExpositionFormat: Sendable, Equatable {
             out.append(contentsOf: Self.format(sample.value).utf8)
             out.append(UInt8(ascii: "\n"))
         }
-        if let rows = family.rows, let state, segment == nil { rows.render(state, name: sampleName, into: &out, rendered: &rendered) }
+        if let rows = family.rows, let state, segment == nil, !omit { rows.render(state, name: sampleName, into: &out, rendered: &rendered) }
     }
 
     /// A label value's escapes (the same in both formats): backslash, newline, double quote.

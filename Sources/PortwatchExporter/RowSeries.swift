@@ -88,6 +88,16 @@ enum RowSeries: Sendable, Hashable, CaseIterable {
         }
     }
 
+    /// The lines of `entries` (a run of the state's, within the series cap), their labels
+    /// rendered anew: a compressed chunk made again where no lines are kept.
+    func render(_ entries: ArraySlice<LedgerEntry>, state: ExporterState, name: [UInt8], into out: inout [UInt8], rendered: inout Int) {
+        let exe = exe(state)
+        for e in entries {
+            guard let value = value(e, state) else { continue }
+            line(e, value: value, name: name, exe: exe, dropping: [], into: &out, rendered: &rendered)
+        }
+    }
+
     /// `labels`: the entry's label set as an earlier line of this family has it (copied, not
     /// rendered), or nil.
     private func line(_ e: LedgerEntry, value: Double, name: [UInt8], exe: Bool, dropping: Set<String>,

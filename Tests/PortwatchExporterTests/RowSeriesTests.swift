@@ -70,6 +70,49 @@ import PortwatchCore
         }
     }
 
+    /// Up to four random changes: an entry deleted, one inserted from `spare`, one ignored or
+    /// no longer, one with a new health reading.
+    static func change(_ entries: inout [LedgerEntry], spare: ArraySlice<LedgerEntry>, using generator: inout some RandomNumberGenerator) {
+        for _ in 0..<Int.random(in: 0...4, using: &generator) {
+            let i = Int.random(in: 0..<entries.count, using: &generator)
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 0: entries.remove(at: i)
+            case 1:
+                let new = spare.randomElement(using: &generator)!
+                if !entries.contains(where: { $0.row.key == new.row.key }) {
+                    entries.insert(LedgerEntry(new.row, unexpected: Bool.random(using: &generator)), at: entries.firstIndex { new.row.key < $0.row.key } ?? entries.count)
+                }
+            case 2: entries[i] = entries[i].with(ignored: !entries[i].ignored, unexpected: entries[i].unexpected, health: entries[i].health)
+            default:
+                let h = SocketHealth(key: entries[i].row.key, cookie: 1, queue: UInt32.random(in: 0...9, using: &generator), queueLimit: 4096,
+                                     drops: UInt64.random(in: 0...99, using: &generator))
+                entries[i] = entries[i].with(ignored: entries[i].ignored, unexpected: entries[i].unexpected, health: h)
+            }
+        }
+    }
+
+    /// The first entry from `from` on with listener health gets a new holder (pid 4242): a new
+    /// entry for its row. Its index.
+    static func newHolder(_ entries: inout [LedgerEntry], from: Int, _ state: ExporterState) throws -> Int {
+        let k = try #require(entries.indices.first { $0 >= from && RowSeries.queueLength.value(entries[$0], state) != nil })
+        var owner = entries[k].row.owner
+        owner.pid = 4242
+        entries[k] = LedgerEntry(Binding(key: entries[k].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1))
+            .with(ignored: false, unexpected: false, health: entries[k].health)
+        return k
+    }
+
+    /// The state of `generation`: the series cap in every third, only the unexpected ports in every tenth.
+    static func state(_ entries: [LedgerEntry], generation: Int) -> ExporterState {
+        var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t",
+                                  maxPortSeries: generation % 3 == 0 ? 150 : nil)
+        state.policyApplied = true
+        state.listenerHealthRead = true
+        state.portInfoOnly = generation % 10 == 0 ? .unexpected : .all
+        state.generation = UInt64(generation)
+        return state
+    }
+
     /// Generations whose entries are inserted, deleted, replaced and given new health here and
     /// there (the kept lines spliced around them): every served body is the samples' rendering.
     @Test func splicedGenerationsAreTheSamplesBytes() throws {
@@ -79,28 +122,8 @@ import PortwatchCore
         let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
         let spare = Self.entries(600).suffix(300)
         for generation in 1...60 {
-            for _ in 0..<Int.random(in: 0...4, using: &generator) {
-                let i = Int.random(in: 0..<entries.count, using: &generator)
-                switch Int.random(in: 0..<4, using: &generator) {
-                case 0: entries.remove(at: i)
-                case 1:
-                    let new = spare.randomElement(using: &generator)!
-                    if !entries.contains(where: { $0.row.key == new.row.key }) {
-                        entries.insert(LedgerEntry(new.row, unexpected: Bool.random(using: &generator)), at: entries.firstIndex { new.row.key < $0.row.key } ?? entries.count)
-                    }
-                case 2: entries[i] = entries[i].with(ignored: !entries[i].ignored, unexpected: entries[i].unexpected, health: entries[i].health)
-                default:
-                    let h = SocketHealth(key: entries[i].row.key, cookie: 1, queue: UInt32.random(in: 0...9, using: &generator), queueLimit: 4096,
-                                         drops: UInt64.random(in: 0...99, using: &generator))
-                    entries[i] = entries[i].with(ignored: entries[i].ignored, unexpected: entries[i].unexpected, health: h)
-                }
-            }
-            var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t",
-                                      maxPortSeries: generation % 3 == 0 ? 150 : nil)
-            state.policyApplied = true
-            state.listenerHealthRead = true
-            state.portInfoOnly = generation % 10 == 0 ? .unexpected : .all
-            state.generation = UInt64(generation)
+            Self.change(&entries, spare: spare, using: &generator)
+            let state = Self.state(entries, generation: generation)
             current.withLock { $0 = state }
             let plain = RenderCacheTests.get(exporter).body
             #expect(Self.ledgerPart(plain) == Self.reference(state, .text), "generation \(generation)")
@@ -110,6 +133,72 @@ import PortwatchCore
                 #expect(Self.ledgerPart(try Self.gunzip(gz)) == Self.ledgerPart(plain), "generation \(generation)")
             }
         }
+    }
+
+    /// As Prometheus scrapes (gzip only), the per-port lines are kept compressed only: through
+    /// generations that insert, delete and change entries, under the series cap and another
+    /// scope, every member is the samples' rendering; a plain-text scrape now and then renders
+    /// the lines and keeps them for its generation and the next, after which they go again.
+    @Test func compressedOnlyGenerationsAreTheSamplesBytes() throws {
+        var entries = Self.entries(300)
+        var generator = SystemRandomNumberGenerator()
+        let current = Mutex(ExporterState(entries: [], counters: [], programs: [:], version: "t", revision: "t"))
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        let spare = Self.entries(600).suffix(300)
+        var lastPlain = -10
+        for generation in 1...50 {
+            Self.change(&entries, spare: spare, using: &generator)
+            let state = Self.state(entries, generation: generation)
+            current.withLock { $0 = state }
+            let format: ExpositionFormat = generation % 7 == 0 ? .openMetrics : .text
+            let accept = format == .text ? "text/plain" : "application/openmetrics-text; version=1.0.0"
+            let gz = RenderCacheTests.get(exporter, [("accept", accept), ("accept-encoding", "gzip")]).body
+            #expect(Self.ledgerPart(try Self.gunzip(gz)) == Self.reference(state, format), "generation \(generation)")
+            let kept = exporter.rendered.keptLineBytes
+            if generation - lastPlain <= 1 {
+                #expect(kept > 0, "generation \(generation): a plain-text scrape came for it or the one before")
+            } else {
+                #expect(kept == 0, "generation \(generation): \(kept) bytes of lines kept with only gzip asked")
+            }
+            if generation % 12 == 5 {
+                let plain = RenderCacheTests.get(exporter, [("accept", accept)]).body
+                #expect(Self.ledgerPart(plain) == Self.reference(state, format), "generation \(generation), plain")
+                #expect(exporter.rendered.keptLineBytes > 0)
+                lastPlain = generation
+            }
+        }
+    }
+
+    /// With the lines kept compressed only, a scrape after one changed entry renders the
+    /// entries of the chunk it is in, in each family it has a line in, and compresses that chunk.
+    @Test func aCompressedOnlyScrapeAfterOneChangeRendersItsChunk() throws {
+        var entries = Self.entries(2_000)
+        var state = ExporterState(entries: entries, counters: [], programs: [:], version: "t", revision: "t")
+        state.listenerHealthRead = true
+        state.generation = 1
+        let current = Mutex(state)
+        let exporter = Exporter(telemetryPath: "/metrics", state: { current.withLock { $0 } }, ready: { true })
+        _ = RenderCacheTests.get(exporter, [("accept-encoding", "gzip")])
+        #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) >= 2_000, "the first scrape renders every entry's labels")
+        #expect(exporter.rendered.keptLineBytes == 0)
+        let k = try Self.newHolder(&entries, from: 1_000, state)
+        state.entries = entries
+        state.generation = 2
+        current.withLock { $0 = state }
+        let gz = try Self.gunzip(RenderCacheTests.get(exporter, [("accept-encoding", "gzip")]).body)
+        #expect(Self.ledgerPart(gz) == Self.reference(state, .text))
+        #expect(String(decoding: gz, as: UTF8.self).contains("pid=\"4242\""))
+        // The chunk: from the entry that starts it (or the first) to the next that starts one;
+        // made again in each family that has lines in it (its entries are not all the same).
+        let a = (0...k).last { $0 == 0 || entries[$0].chunkStart }!
+        let b = ((k + 1)..<entries.count).first { entries[$0].chunkStart } ?? entries.count
+        let lines = PortwatchMetrics.sortedFamilies(state).compactMap(\.rows).map { rows in entries[a..<b].filter { rows.value($0, state) != nil }.count }.filter { $0 > 0 }
+        #expect(lines.count >= 3, "the entry has listener health")
+        #expect(exporter.rendered.chunksCompressed.load(ordering: .relaxed) == lines.count)
+        let expected = lines.reduce(0, +)
+        #expect(exporter.rendered.labelsRendered.load(ordering: .relaxed) == expected, "chunk \(a)..<\(b)")
+        #expect(expected < 2_000 / 4)
+        #expect(exporter.rendered.keptLineBytes == 0)
     }
 
     /// 3,000 listeners, then 10 of them: each family's kept lines give back the room the
@@ -133,14 +222,7 @@ import PortwatchCore
         }
     }
 
-    static func gunzip(_ bytes: [UInt8]) throws -> [UInt8] {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).gz").path
-        try Data(bytes).write(to: URL(fileURLWithPath: file))
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let out = TestProcess.run(["gzip", "-dc", file])
-        #expect(out.status == 0, "\(out.output)")
-        return Array(out.output.utf8)
-    }
+    static func gunzip(_ bytes: [UInt8]) throws -> [UInt8] { try #require(TestProcess.gunzip(bytes), "gzip -dc refused the body") }
 
     @Test func aScrapeAfterOneChangedEntryRendersThatEntryAlone() throws {
         var entries = Self.entries(500)
@@ -154,11 +236,7 @@ import PortwatchCore
         _ = RenderCacheTests.get(exporter, [("accept-encoding", "gzip")])
         #expect(exporter.rendered.chunksCompressed.load(ordering: .relaxed) >= 500 / RenderCache.chunkEntries, "and compresses every chunk")
         // One row changed (one with listener health): a new entry for it, the others kept.
-        let k = try #require(entries.indices.first { $0 >= 250 && RowSeries.queueLength.value(entries[$0], state) != nil })
-        var owner = entries[k].row.owner
-        owner.pid = 4242
-        entries[k] = LedgerEntry(Binding(key: entries[k].row.key, owner: owner, state: .listen, holders: 1, firstSeen: 0, lastChange: 1))
-            .with(ignored: false, unexpected: false, health: entries[k].health)
+        let k = try Self.newHolder(&entries, from: 250, state)
         state.entries = entries
         state.generation = 2
         current.withLock { $0 = state }

@@ -22,6 +22,25 @@ public enum TestProcess {
         return (p.terminationStatus, text)
     }
 
+    /// `bytes` decompressed by gzip(1) (not by the zlib the daemon compresses with); nil when
+    /// gzip refuses them.
+    public static func gunzip(_ bytes: [UInt8]) -> [UInt8]? {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString).gz").path
+        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else { return nil }
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["gzip", "-dc", file]
+        let out = Pipe()
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return p.terminationStatus == 0 ? Array(data) : nil
+    }
+
     /// A shell command line.
     @discardableResult
     public static func sh(_ command: String) -> (status: Int32, output: String) {

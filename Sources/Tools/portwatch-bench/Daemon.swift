@@ -30,13 +30,18 @@ final class BenchDaemon {
         (try? daemon.get(path, headers: headers)).map { ($0.status, $0.body) }
     }
 
-    func metrics() -> String { get("/metrics").map { String(decoding: $0.body, as: UTF8.self) } ?? "" }
+    /// One scrape's text; `gzip`: asked for compressed, as Prometheus asks (then the daemon
+    /// keeps the per-port lines compressed only), and decompressed here.
+    func metrics(gzip: Bool = false) -> String {
+        guard gzip else { return get("/metrics").map { String(decoding: $0.body, as: UTF8.self) } ?? "" }
+        return get("/metrics", headers: ["Accept-Encoding": "gzip"]).flatMap { TestProcess.gunzip($0.body) }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
 
-    func value(_ prefix: String) -> Double { values([prefix])[0] }
+    func value(_ prefix: String, gzip: Bool = false) -> Double { values([prefix], gzip: gzip)[0] }
 
     /// The sum of the samples of each metric, from one scrape.
-    func values(_ prefixes: [String]) -> [Double] {
-        let lines = metrics().split(separator: "\n")
+    func values(_ prefixes: [String], gzip: Bool = false) -> [Double] {
+        let lines = metrics(gzip: gzip).split(separator: "\n")
         return prefixes.map { prefix in
             lines.filter { $0.hasPrefix(prefix) }.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
         }

@@ -3,8 +3,8 @@ import Glibc
 
 /// The daemon's resident memory, against the build named by `PORTWATCH_BENCH_BASELINE` in the
 /// same run (alternating, each daemon fresh): idle (16 s after ready, scraped), holding 10,000
-/// listeners once a scrape (with gzip, as Prometheus asks) has shown them all, and once they
-/// are gone again and a scrape has shown that. RSS is split into
+/// listeners once a scrape has shown them all, and once they are gone again and a scrape has
+/// shown that; from the idle reading on, every scrape asks for gzip, as Prometheus does. RSS is split into
 /// the pages of files (the binary and its libraries, the ring buffer mapped twice) and anonymous
 /// memory (heap, stacks). Each daemon starts with its binary out of the page cache (see
 /// `evictFromPageCache`).
@@ -36,21 +36,21 @@ enum MemoryBench {
                 usleep(500_000)
                 idle[name, default: []].append(sample(daemon.pid))
                 // The host's own ports, held before the benchmark's and after them.
-                let hostPorts = daemon.value("portwatch_ports_held")
+                let hostPorts = daemon.value("portwatch_ports_held", gzip: true)
                 var fds: [Int32] = []
                 defer { fds.forEach { close($0) } }
                 while fds.count < ports { fds.append(Sockets.open().fd) }
                 let deadline = Measure.now() + 60
-                while daemon.value("portwatch_ports_held") < hostPorts + Double(ports), Measure.now() < deadline { usleep(100_000) }
-                guard daemon.value("portwatch_ports_held") >= hostPorts + Double(ports) else { throw BenchError("memory: \(name) never showed \(ports) ports") }
+                while daemon.value("portwatch_ports_held", gzip: true) < hostPorts + Double(ports), Measure.now() < deadline { usleep(100_000) }
+                guard daemon.value("portwatch_ports_held", gzip: true) >= hostPorts + Double(ports) else { throw BenchError("memory: \(name) never showed \(ports) ports") }
                 _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
                 held[name, default: []].append(sample(daemon.pid))
                 // And once they are gone again: what the burst leaves behind.
                 fds.forEach { close($0) }
                 fds = []
                 let goneBy = Measure.now() + 60
-                while daemon.value("portwatch_ports_held") > hostPorts, Measure.now() < goneBy { usleep(100_000) }
-                guard daemon.value("portwatch_ports_held") <= hostPorts else { throw BenchError("memory: \(name) still showed the \(ports) ports after 60 s") }
+                while daemon.value("portwatch_ports_held", gzip: true) > hostPorts, Measure.now() < goneBy { usleep(100_000) }
+                guard daemon.value("portwatch_ports_held", gzip: true) <= hostPorts else { throw BenchError("memory: \(name) still showed the \(ports) ports after 60 s") }
                 _ = daemon.get("/metrics", headers: ["Accept-Encoding": "gzip"])
                 usleep(5_000_000)
                 gone[name, default: []].append(sample(daemon.pid))
