@@ -118,6 +118,19 @@ import PortwatchTestSupport
         #expect(String(decoding: Self.get(exporter).body, as: UTF8.self).contains("port=\"443\""), "a new generation shows the change")
     }
 
+    /// A compressed piece of per-port lines (which deflate to a 30th or less) keeps about its
+    /// compressed size, not the quarter of the text reserved while compressing, and is still
+    /// the text once framed.
+    @Test func aCompressedPieceKeepsItsSize() throws {
+        let text = Array((0..<2_000).map { "portwatch_port_info{netns=\"1\",protocol=\"tcp\",port=\"\(1000 + $0)\",comm=\"app\"} 1\n" }.joined().utf8)
+        let stream = try #require(Gzip.Stream(level: 5, raw: true))
+        let piece = try #require(Gzip.Piece(text[...], stream: stream))
+        #expect(piece.compressed.count * 10 < text.count)
+        #expect(piece.compressed.capacity <= 2 * piece.compressed.count + 256, "\(piece.compressed.capacity) bytes kept for \(piece.compressed.count)")
+        let member = try #require(Gzip.Member([piece]).finish([]))
+        #expect(try RowSeriesTests.gunzip(Array(member.joined())) == text)
+    }
+
     @Test func mapMemoryIsReadAtEachScrape() throws {
         let bytes = Mutex<UInt64>(4096)
         var exporter = Exporter(telemetryPath: "/metrics", state: { Self.state(ports: [22], generation: 1) }, ready: { true })
