@@ -8,6 +8,14 @@ public enum Allocator {
     @discardableResult
     public static func mapBlocks(from bytes: Int32) -> Bool { mallopt(M_MMAP_THRESHOLD, bytes) == 1 }
 
+    /// Every thread allocates from the one heap instead of an arena of its own (glibc gives each
+    /// thread that allocates one, up to 8 per core). A daemon's threads hand their data to each
+    /// other (the capture thread's rows, the scrape's entries, the HTTP thread's buffers): in
+    /// arenas of their own, each keeps its free blocks and its top to itself. Small blocks
+    /// still come from each thread's own cache without a lock. Call before starting threads.
+    @discardableResult
+    public static func shareOneArena() -> Bool { mallopt(M_ARENA_MAX, 1) == 1 }
+
     /// Bytes free inside the heap's arenas: memory the process holds from the kernel (and
     /// counts in its RSS) but does not use. It grows when a large table shrinks: blocks of
     /// all sizes below the mapping threshold are freed in place, and an arena returns only the
