@@ -26,7 +26,7 @@ struct Daemon {
         raiseFileLimit()
         // Large buffers (a rendered scrape, a burst's batch) are returned to the kernel when freed.
         Allocator.mapBlocks(from: 256 << 10)
-        // One heap for all threads: 0.7 MiB less at 10,000 ports, 0.35 idle (docs/benchmarks.md).
+        // One heap for all threads: 0.8 MiB less at 10,000 ports (docs/benchmarks.md, fourth memory round).
         Allocator.shareOneArena()
 
         let store = try Store(path: options.databasePath, exclusive: true, cacheKiB: Store.daemonCacheKiB)
