@@ -39,13 +39,27 @@ public enum CodePages {
     /// pages); they are clean, so nothing is written. For a file the process neither owns nor could
     /// open for writing (newer kernels check, as 6.18 does), or on a kernel without
     /// MADV_PAGEOUT, nothing changes. Returns the number of mappings advised.
+    ///
+    /// Then the executable's pages nobody maps leave the page cache (POSIX_FADV_DONTNEED), and
+    /// its mappings read only the page a fault needs (MADV_RANDOM: no read-around). A fault maps
+    /// the cached pages around the one touched (fault-around, 64 KiB) and reads the file ahead
+    /// of it (128 KiB by default), so the code a running daemon touches was resident 64 to 128
+    /// KiB at a time: on Debian's 6.12 with the binary on ext4, 5.3 MiB of code resident idle,
+    /// 2.2 with this. Kernels from 6.16 read ahead of a fault in code whatever the advice; there
+    /// only the dropped pages count.
     @discardableResult
     public static func giveBack() -> Int {
-        guard let maps = try? FileDescriptor.readText(path: "/proc/self/maps") else { return 0 }
+        guard let maps = try? FileDescriptor.readText(path: "/proc/self/maps"),
+              case let exe = try? FileDescriptor.readLink("/proc/self/exe") else { return 0 }
         var advised = 0
         for m in reclaimable(mappings(maps)) {
             guard let address = UnsafeMutableRawPointer(bitPattern: m.start) else { continue }
             if madvise(address, Int(m.end - m.start), pageOut) == 0 { advised += 1 }
+            if m.path == exe { _ = madvise(address, Int(m.end - m.start), MADV_RANDOM) }
+        }
+        if let file = try? FileDescriptor.open("/proc/self/exe", O_RDONLY) {
+            _ = posix_fadvise(file.rawValue, 0, 0, POSIX_FADV_DONTNEED)
+            file.close()
         }
         return advised
     }
