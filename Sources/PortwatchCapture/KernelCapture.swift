@@ -55,7 +55,10 @@ public final class KernelCapture {
 
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
-    private var ring: OpaquePointer?
+    /// The consumer of the ring buffer (`pw_ring` in CBPF's shim: the ring's data mapped once,
+    /// where libbpf's consumer maps it twice); open once `ringOpen`.
+    private let ring = UnsafeMutablePointer<pw_ring>.allocate(capacity: 1)
+    private var ringOpen = false
     private var cgroup: FileDescriptor?
     /// What the ring buffer callback writes into, reached through a raw pointer so that the
     /// per-event path has no class-property access checks.
@@ -91,7 +94,7 @@ public final class KernelCapture {
     private var watched = Set<Int32>()
     /// Written by `interrupt` to end a poll early (an idle poll sleeps about a second).
     private let wake: (read: FileDescriptor, write: FileDescriptor)
-    /// What a poll waits on: the ring buffer's epoll descriptor and the wake pipe (kept, so
+    /// What a poll waits on: the ring buffer map and the wake pipe (kept, so
     /// that a poll allocates nothing).
     private var waitSet: [pollfd] = []
 
@@ -99,6 +102,7 @@ public final class KernelCapture {
         self.logger = logger
         wake = try FileDescriptor.wakePipe()
         sink.initialize(to: Sink())
+        ring.initialize(to: pw_ring())
         try KernelChecks.requirePrivileges()
         try KernelChecks.requireBTF()
         KernelChecks.raiseMemlockToHardLimit()
@@ -124,6 +128,8 @@ public final class KernelCapture {
         wake.write.close()
         sink.deinitialize(count: 1)
         sink.deallocate()
+        ring.deinitialize(count: 1)
+        ring.deallocate()
     }
 
     private func load(_ options: Options) throws {
@@ -171,22 +177,23 @@ public final class KernelCapture {
         settings = pw_settings(wakeup_bytes: min(options.wakeupBytes, UInt32(size / 4)), consumer_idle: 0)
         try check("cannot write the BPF settings", writeSettings())
 
-        ring = try check("cannot create the ring buffer consumer",
-                         ring_buffer__new(bpf_map__fd(events), { ctx, data, size in
-                             let sink = ctx!.assumingMemoryBound(to: Sink.self)
-                             // The layout is shared through bpf/portwatch.h; a short record cannot occur.
-                             if let data, let event = sink.pointee.decoder.decode(data, size: size) {
-                                 sink.pointee.events.append(event)
-                             } else if let data, let listen = sink.pointee.decoder.decodeUnboundListen(data, size: size) {
-                                 sink.pointee.unbound.append(listen)
-                             } else if let data, EventDecoder.isOwnerChange(data, size: size) {
-                                 sink.pointee.ownerChanges += 1
-                             } else {
-                                 sink.pointee.rejected += 1
-                             }
-                             return 0
-                         }, UnsafeMutableRawPointer(sink), nil))
-        waitSet = [pollfd(fd: ring_buffer__epoll_fd(ring), events: Int16(POLLIN), revents: 0),
+        try check("cannot map the ring buffer",
+                  pw_ring_open(ring, bpf_map__fd(events), size, { ctx, data, size in
+                      let sink = ctx!.assumingMemoryBound(to: Sink.self)
+                      // The layout is shared through bpf/portwatch.h; a short record cannot occur.
+                      if let data, let event = sink.pointee.decoder.decode(data, size: size) {
+                          sink.pointee.events.append(event)
+                      } else if let data, let listen = sink.pointee.decoder.decodeUnboundListen(data, size: size) {
+                          sink.pointee.unbound.append(listen)
+                      } else if let data, EventDecoder.isOwnerChange(data, size: size) {
+                          sink.pointee.ownerChanges += 1
+                      } else {
+                          sink.pointee.rejected += 1
+                      }
+                      return 0
+                  }, UnsafeMutableRawPointer(sink)))
+        ringOpen = true
+        waitSet = [pollfd(fd: bpf_map__fd(events), events: Int16(POLLIN), revents: 0),
                    wake.read.pollRequest(Int32(POLLIN))]
     }
 
@@ -234,20 +241,17 @@ public final class KernelCapture {
         // The callback appends to the sink: lend it the caller's array for the poll.
         swap(&sink.pointee.events, &events)
         defer { swap(&sink.pointee.events, &events) }
-        // Waits on the ring buffer's epoll descriptor and the wake pipe; then takes the rings
-        // epoll reports without waiting, which also clears epoll's list of ready rings.
+        // Waits on the ring buffer (readable while records wait) and the wake pipe.
         for i in waitSet.indices { waitSet[i].revents = 0 }
         _ = try Syscall.poll(&waitSet, timeoutMs: timeoutMs)
         if waitSet[1].revents != 0 {
             var drained = [UInt8](repeating: 0, count: 64)
             _ = drained.withUnsafeMutableBytes { try? wake.read.read(into: $0) }
         }
-        let rc = ring_buffer__poll(ring, 0)
-        if rc < 0 && rc != -EINTR { try check("cannot poll the ring buffer", rc) }
         // Wakeups are batched in the kernel, so a poll that timed out may still leave
         // records behind: always consume what is there.
-        let consumed = ring_buffer__consume(ring)
-        if consumed < 0 && consumed != -EINTR { try check("cannot read the ring buffer", consumed) }
+        let consumed = pw_ring_consume(ring)
+        if consumed < 0 { try check("cannot read the ring buffer", Int32(truncatingIfNeeded: consumed)) }
         if !sink.pointee.unbound.isEmpty || !unresolved.isEmpty { resolveUnboundListens(into: &sink.pointee.events) }
     }
 
@@ -464,8 +468,8 @@ public final class KernelCapture {
         links.removeAll()
         for name in attached.keys { attached[name] = false }
         mapMemory = MapMemory()
-        if let ring { ring_buffer__free(ring) }
-        ring = nil
+        if ringOpen { pw_ring_close(ring) }
+        ringOpen = false
         if let object { bpf_object__close(object) }
         object = nil
         cgroup?.close()

@@ -106,4 +106,122 @@ static inline int pw_get_rodata(struct bpf_object *obj, const char *var, void *v
 	return 0;
 }
 
+
+/* A consumer of a BPF ring buffer map that maps the ring's data once. The kernel maps the data
+ * pages twice in a row, so that a record that runs past the end reads as one piece, and libbpf's
+ * consumer maps them twice as well: every page of the ring then counts twice in the process's
+ * RSS (2 MiB for the default 1 MiB ring, 32 MiB for a 16 MiB one). Here a record that runs past
+ * the end is put together in `wrapped`. The protocol is libbpf's (ringbuf_process_ring): the
+ * producer's position and each record's length word are read with acquire, the consumer's
+ * position written with release once a record is handed over. */
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/bpf.h>
+
+typedef int (*pw_ring_sample_fn)(void *ctx, void *data, size_t size);
+
+struct pw_ring {
+	unsigned long *consumer_pos; /* the first page, the one the consumer may write */
+	unsigned long *producer_pos; /* the next page, read-only, followed by the data */
+	unsigned char *data;
+	size_t size; /* of the data: a power of two, a multiple of the page size */
+	size_t page;
+	pw_ring_sample_fn sample;
+	void *ctx;
+	/* A record that runs past the end of the data, put together (records larger than this,
+	 * which the programs never make, are handed over as NULL). */
+	_Alignas(8) unsigned char wrapped[256];
+};
+
+/* Maps the ring of the map `fd`, whose data is `size` bytes. Returns 0 or -errno. */
+static inline int pw_ring_open(struct pw_ring *r, int fd, size_t size, pw_ring_sample_fn sample, void *ctx)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *consumer, *producer;
+
+	if (page <= 0 || size < (size_t)page || (size & (size - 1)))
+		return -EINVAL;
+	consumer = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (consumer == MAP_FAILED)
+		return -errno;
+	producer = mmap(NULL, (size_t)page + size, PROT_READ, MAP_SHARED, fd, page);
+	if (producer == MAP_FAILED) {
+		int err = -errno;
+
+		munmap(consumer, (size_t)page);
+		return err;
+	}
+	r->consumer_pos = consumer;
+	r->producer_pos = producer;
+	r->data = (unsigned char *)producer + page;
+	r->size = size;
+	r->page = (size_t)page;
+	r->sample = sample;
+	r->ctx = ctx;
+	return 0;
+}
+
+static inline void pw_ring_close(struct pw_ring *r)
+{
+	if (r->consumer_pos)
+		munmap(r->consumer_pos, r->page);
+	if (r->producer_pos)
+		munmap(r->producer_pos, r->page + r->size);
+	r->consumer_pos = NULL;
+	r->producer_pos = NULL;
+}
+
+/* Hands every committed record over, in order, until one is still being written or none is
+ * left. Returns the number of records handed over, or the callback's negative result (the
+ * record it refused counts as read). */
+static inline long pw_ring_consume(struct pw_ring *r)
+{
+	const unsigned long mask = r->size - 1;
+	unsigned long consumer = __atomic_load_n(r->consumer_pos, __ATOMIC_ACQUIRE);
+	long count = 0;
+	int more;
+
+	do {
+		unsigned long producer = __atomic_load_n(r->producer_pos, __ATOMIC_ACQUIRE);
+
+		more = 0;
+		while (consumer < producer) {
+			/* Records are 8-byte aligned and the header is 8 bytes: it never wraps. */
+			__u32 *header = (__u32 *)(r->data + (consumer & mask));
+			__u32 len = __atomic_load_n(header, __ATOMIC_ACQUIRE);
+			__u32 size = len & ~(__u32)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+			size_t start = (consumer + BPF_RINGBUF_HDR_SZ) & mask;
+
+			if (len & BPF_RINGBUF_BUSY_BIT)
+				return count;
+			more = 1;
+			consumer += (size + BPF_RINGBUF_HDR_SZ + 7) / 8 * 8;
+			if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+				void *sample = r->data + start;
+				int err;
+
+				if (start + size > r->size) {
+					size_t first = r->size - start;
+
+					if (size > sizeof(r->wrapped)) {
+						sample = NULL;
+					} else {
+						memcpy(r->wrapped, r->data + start, first);
+						memcpy(r->wrapped + first, r->data, size - first);
+						sample = r->wrapped;
+					}
+				}
+				err = r->sample(r->ctx, sample, size);
+				__atomic_store_n(r->consumer_pos, consumer, __ATOMIC_RELEASE);
+				if (err < 0)
+					return err;
+				count++;
+			} else {
+				__atomic_store_n(r->consumer_pos, consumer, __ATOMIC_RELEASE);
+			}
+		}
+	} while (more);
+	return count;
+}
+
 #endif

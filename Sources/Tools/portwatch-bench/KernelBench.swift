@@ -166,7 +166,7 @@ enum KernelBench {
 
     /// 2b. The ring buffer's size against what a flood needs: per size, the share of events lost
     /// when 2 threads bind and close UDP sockets as fast as they can (window 200 ms, and window 0
-    /// where every event is also a write), and the daemon's RSS at idle (the buffer is mapped twice).
+    /// where every event is also a write), and the daemon's RSS at idle (the buffer's pages count in it).
     /// Sizes below the default show the margin it keeps.
     static func ringSizes(report: Report, repeats: Int) throws {
         var figures: [Figure] = []

@@ -5,7 +5,7 @@ import Glibc
 /// same run (alternating, each daemon fresh): idle (16 s after ready, scraped), holding 10,000
 /// listeners once a scrape has shown them all, and once they are gone again and a scrape has
 /// shown that; from the idle reading on, every scrape asks for gzip, as Prometheus does. RSS is split into
-/// the pages of files (the binary and its libraries, the ring buffer mapped twice) and anonymous
+/// the pages of files (the binary and its libraries, the ring buffer) and anonymous
 /// memory (heap, stacks). Each daemon starts with its binary out of the page cache (see
 /// `evictFromPageCache`).
 enum MemoryBench {
