@@ -49,8 +49,8 @@ public enum CodePages {
     /// only the dropped pages count.
     @discardableResult
     public static func giveBack() -> Int {
-        guard let maps = try? FileDescriptor.readText(path: "/proc/self/maps"),
-              case let exe = try? FileDescriptor.readLink("/proc/self/exe") else { return 0 }
+        guard let maps = try? FileDescriptor.readText(path: "/proc/self/maps") else { return 0 }
+        let exe = try? FileDescriptor.readLink("/proc/self/exe")
         var advised = 0
         for m in reclaimable(mappings(maps)) {
             guard let address = UnsafeMutableRawPointer(bitPattern: m.start) else { continue }

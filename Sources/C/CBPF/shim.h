@@ -118,7 +118,7 @@ static inline int pw_get_rodata(struct bpf_object *obj, const char *var, void *v
 #include <unistd.h>
 #include <linux/bpf.h>
 
-typedef int (*pw_ring_sample_fn)(void *ctx, void *data, size_t size);
+typedef void (*pw_ring_sample_fn)(void *ctx, void *data, size_t size);
 
 struct pw_ring {
 	unsigned long *consumer_pos; /* the first page, the one the consumer may write */
@@ -172,8 +172,7 @@ static inline void pw_ring_close(struct pw_ring *r)
 }
 
 /* Hands every committed record over, in order, until one is still being written or none is
- * left. Returns the number of records handed over, or the callback's negative result (the
- * record it refused counts as read). */
+ * left. Returns the number of records handed over. */
 static inline long pw_ring_consume(struct pw_ring *r)
 {
 	const unsigned long mask = r->size - 1;
@@ -198,7 +197,6 @@ static inline long pw_ring_consume(struct pw_ring *r)
 			consumer += (size + BPF_RINGBUF_HDR_SZ + 7) / 8 * 8;
 			if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
 				void *sample = r->data + start;
-				int err;
 
 				if (start + size > r->size) {
 					size_t first = r->size - start;
@@ -211,14 +209,10 @@ static inline long pw_ring_consume(struct pw_ring *r)
 						sample = r->wrapped;
 					}
 				}
-				err = r->sample(r->ctx, sample, size);
-				__atomic_store_n(r->consumer_pos, consumer, __ATOMIC_RELEASE);
-				if (err < 0)
-					return err;
+				r->sample(r->ctx, sample, size);
 				count++;
-			} else {
-				__atomic_store_n(r->consumer_pos, consumer, __ATOMIC_RELEASE);
 			}
+			__atomic_store_n(r->consumer_pos, consumer, __ATOMIC_RELEASE);
 		}
 	} while (more);
 	return count;
