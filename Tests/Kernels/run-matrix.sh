@@ -19,27 +19,47 @@ fi
 
 status=0
 names=()
+summary=()
+# One boot of a kernel running the suites; sets rc (empty if the run did not finish).
+boot() {
+	local release=$1 dir=$2 log=$3
+	# The guest prints between markers on the serial console; vng's own exit code is always 255.
+	# The end marker is printed again a second later: once, on a loaded host, the guest
+	# powered off before its last line reached the console.
+	timeout 1500 vng -r "$dir/boot/vmlinuz-$release" --disable-kvm -v -m 3G -p 2 -e "dmesg -n 1; cd $PWD; echo PWMARK-BEGIN; \
+		PORTWATCH_REQUIRE_BPF=1 $tests --testing-library swift-testing --filter '$filter' 2>&1; rc=\$?; \
+		echo PWMARK-END rc=\$rc; sleep 1; echo PWMARK-END rc=\$rc" \
+		> "$log" 2>&1 < /dev/null
+	sed -n '/PWMARK-BEGIN/,/PWMARK-END/p' "$log" | sed 's/\x1b\[[0-9;]*m//g' > "$out/$release.txt"
+	rc=$(grep -oE 'PWMARK-END rc=[0-9]+' "$out/$release.txt" | tail -n1 | sed 's/.*rc=//')
+}
 for dir in $kernels; do
 	release=$(basename "$dir")
 	names+=("$release")
 	log="$out/$release.log"
 	started=$(date +%s)
-	# The guest prints between markers on the serial console; vng's own exit code is always 255.
-	# The end marker is printed again a second later: once, on a loaded host, the guest
-	# powered off before its last line reached the console.
-	timeout 1800 vng -r "$dir/boot/vmlinuz-$release" --disable-kvm -v -m 3G -p 2 -e "dmesg -n 1; cd $PWD; echo PWMARK-BEGIN; \
-		PORTWATCH_REQUIRE_BPF=1 $tests --testing-library swift-testing --filter '$filter' 2>&1; rc=\$?; \
-		echo PWMARK-END rc=\$rc; sleep 1; echo PWMARK-END rc=\$rc" \
-		> "$log" 2>&1 < /dev/null
-	elapsed=$(( $(date +%s) - started ))
-	sed -n '/PWMARK-BEGIN/,/PWMARK-END/p' "$log" | sed 's/\x1b\[[0-9;]*m//g' > "$out/$release.txt"
-	rc=$(grep -oE 'PWMARK-END rc=[0-9]+' "$out/$release.txt" | tail -n1 | sed 's/.*rc=//')
-	if [ -z "$rc" ]; then
-		echo "run-matrix: $release: the run did not finish (see $log)"; status=1
-	elif [ "$rc" != 0 ]; then
-		status=1
+	boot "$release" "$dir" "$log"
+	note=""
+	if [ -z "$rc" ] && [ $(( $(date +%s) - started )) -lt 300 ]; then
+		# A run that ended within minutes without finishing: the emulator or the boot, not a
+		# test (a test that hangs runs into the timeout, and is not retried). Its log's end is
+		# kept in the output, and the kernel is booted once more; a second such run fails.
+		echo "run-matrix: $release: the run did not finish after $(( $(date +%s) - started ))s; its log ends:"
+		sed 's/\x1b\[[0-9;]*m//g' "$log" | tail -n 15 | sed 's/^/    /'
+		cp "$log" "$out/$release.first.log"
+		boot "$release" "$dir" "$log"
+		note=" (second run; the first did not finish, $out/$release.first.log)"
 	fi
-	echo "run-matrix: $release: exit ${rc:-none} after ${elapsed}s"
+	elapsed=$(( $(date +%s) - started ))
+	if [ -z "$rc" ]; then
+		status=1
+		summary+=("run-matrix: $release: the run did not finish after ${elapsed}s$note; its log ends:
+$(sed 's/\x1b\[[0-9;]*m//g' "$log" | tail -n 15 | sed 's/^/    /')")
+	else
+		[ "$rc" = 0 ] || status=1
+		summary+=("run-matrix: $release: exit $rc after ${elapsed}s$note")
+	fi
+	echo "${summary[-1]}"
 done
 
 # The table: one row per test, one column per kernel.
@@ -61,4 +81,6 @@ while IFS= read -r t; do
 done <<< "$tests_seen"
 [ -n "$tests_seen" ] || { echo "run-matrix: no test ran"; status=1; }
 for n in "${names[@]}"; do grep -E '^✘ .*recorded an issue' "$out/$n.txt" | sed "s/^/$n: /" | head -20; done
+# Each kernel's outcome again, last, where a truncated log still shows it.
+printf '%s\n' "${summary[@]}"
 exit $status
