@@ -199,10 +199,48 @@ static __always_inline void fill_owner_current(struct pw_binding *b)
 
 /* The network namespace of the socket itself: a task may create a socket, setns() into
  * another namespace and bind there, and the socket stays in the namespace it was made in.
- * `sk` is the kernel's struct sock, which is what a cgroup sock program's context points to. */
+ * `sk` is the kernel's struct sock, which is what a cgroup sock program's context points to:
+ * read with checked reads (see kernel_sock for the plain loads). */
 static __always_inline __u32 sock_netns(const void *sk)
 {
 	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* The kernel's object behind a cgroup program's context, as a BTF pointer: its fields are
+ * plain loads, not a checked read (a helper call) each. Linux 6.2 and later; the verifier
+ * turns the call into a register move. The cgroup programs that read the socket come in two
+ * forms: the `_k` ones cast, the others read through checked reads (5.10, 6.1), and user
+ * space loads one set. Weak: a kernel without it loads the other set. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+/* Both forms of a cgroup program that reads the socket behind its context: `name` with checked
+ * reads, `name`_k with plain loads through bpf_cast_to_kern_ctx (see there). */
+#define SOCKET_READER(section, name, ctx_type, body)		\
+	SEC(section) int name(ctx_type *ctx) { return body(ctx, 0); }	\
+	SEC(section) int name##_k(ctx_type *ctx) { return body(ctx, 1); }
+
+/* What a bind needs to know of the socket besides its context: whether it had a cookie
+ * before this program asked for one (only such a socket can have an entry already; the value
+ * is the one bpf_get_socket_cookie returns once made), and its network namespace. */
+struct sock_facts {
+	int seen_before;
+	__u32 netns;
+};
+
+static __always_inline struct sock_facts bound_sock_facts(struct bpf_sock *ctx, const int cast)
+{
+	struct sock_facts f;
+
+	if (cast) {
+		struct sock *sk = bpf_cast_to_kern_ctx(ctx);
+
+		f.seen_before = sk->__sk_common.skc_cookie.counter != 0;
+		f.netns = sk->__sk_common.skc_net.net->ns.inum;
+		return f;
+	}
+	f.seen_before = BPF_CORE_READ((struct sock *)ctx, __sk_common.skc_cookie.counter) != 0;
+	f.netns = sock_netns(ctx);
+	return f;
 }
 
 /* The entry of the socket with `cookie`, in whichever map holds it (0: none). */
@@ -328,30 +366,22 @@ static __always_inline int is_inet_transport(__u32 protocol)
 	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP;
 }
 
-/* Whether the socket had a cookie before this program asked for one: only such a socket can
- * have an entry already (the value is the one bpf_get_socket_cookie returns once made). */
-static __always_inline int had_cookie(struct bpf_sock *sk)
-{
-	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter) != 0;
-}
-
-/* post_bind4 may not read src_ip6 and post_bind6 may not read src_ip4: one body each. */
-SEC("cgroup/post_bind4")
-int pw_post_bind4(struct bpf_sock *sk)
+/* post_bind4 may not read src_ip6 and post_bind6 may not read src_ip4: one body each. The
+ * socket's facts are read before bpf_get_socket_cookie makes its cookie. */
+static __always_inline int post_bind4(struct bpf_sock *sk, const int cast)
 {
 	__u32 protocol = sk->protocol;
 	__u32 none[4] = {};
 
 	if (!is_inet_transport(protocol))
 		return 1;
-	int seen = had_cookie(sk);
+	struct sock_facts f = bound_sock_facts(sk, cast);
 
-	return record_open(bpf_get_socket_cookie(sk), seen, sock_netns(sk), protocol, AF_INET, sk->src_ip4, none,
+	return record_open(bpf_get_socket_cookie(sk), f.seen_before, f.netns, protocol, AF_INET, sk->src_ip4, none,
 			   sk->src_port, PW_STATE_BOUND, 1);
 }
 
-SEC("cgroup/post_bind6")
-int pw_post_bind6(struct bpf_sock *sk)
+static __always_inline int post_bind6(struct bpf_sock *sk, const int cast)
 {
 	__u32 protocol = sk->protocol;
 	__u32 ip6[4];
@@ -362,11 +392,14 @@ int pw_post_bind6(struct bpf_sock *sk)
 	ip6[1] = sk->src_ip6[1];
 	ip6[2] = sk->src_ip6[2];
 	ip6[3] = sk->src_ip6[3];
-	int seen = had_cookie(sk);
+	struct sock_facts f = bound_sock_facts(sk, cast);
 
-	return record_open(bpf_get_socket_cookie(sk), seen, sock_netns(sk), protocol, AF_INET6, 0, ip6, sk->src_port,
+	return record_open(bpf_get_socket_cookie(sk), f.seen_before, f.netns, protocol, AF_INET6, 0, ip6, sk->src_port,
 			   PW_STATE_BOUND, 1);
 }
+
+SOCKET_READER("cgroup/post_bind4", pw_post_bind4, struct bpf_sock, post_bind4)
+SOCKET_READER("cgroup/post_bind6", pw_post_bind6, struct bpf_sock, post_bind6)
 
 /* A bound UDP socket that connects is a client from now on: it leaves the table, and its
  * release reports nothing more. (connect(AF_UNSPEC) does not pass this hook: a socket that
@@ -404,10 +437,11 @@ int pw_connect6(struct bpf_sock_addr *ctx)
  * runs, and an unconnected UDP socket receives on that port from anyone: it holds the port
  * as much as one that bound it. Runs for every unconnected send: sockets already known
  * return after one lookup. */
-static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
+static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, const int cast)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__u32 none[4] = {};
+	__u32 netns;
 	__u64 cookie;
 
 	if (!sk || ctx->protocol != IPPROTO_UDP || !sk->src_port)
@@ -415,23 +449,18 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	cookie = bpf_get_socket_cookie(ctx);
 	if (find_binding(cookie))
 		return 1;
+	if (cast)
+		netns = ((struct bpf_sock_addr_kern *)bpf_cast_to_kern_ctx(ctx))->sk->__sk_common.skc_net.net->ns.inum;
+	else
+		netns = sock_netns(BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk));
 	/* Never bound: the local address is the wildcard of the socket's own family. In neither
 	 * map, as just looked up. */
-	return record_open(cookie, 0, sock_netns(BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk)), IPPROTO_UDP,
-			   sk->family == AF_INET6 ? AF_INET6 : AF_INET, 0, none, sk->src_port, PW_STATE_BOUND, 1);
+	return record_open(cookie, 0, netns, IPPROTO_UDP, sk->family == AF_INET6 ? AF_INET6 : AF_INET, 0, none,
+			   sk->src_port, PW_STATE_BOUND, 1);
 }
 
-SEC("cgroup/sendmsg4")
-int pw_sendmsg4(struct bpf_sock_addr *ctx)
-{
-	return on_sendmsg(ctx);
-}
-
-SEC("cgroup/sendmsg6")
-int pw_sendmsg6(struct bpf_sock_addr *ctx)
-{
-	return on_sendmsg(ctx);
-}
+SOCKET_READER("cgroup/sendmsg4", pw_sendmsg4, struct bpf_sock_addr, on_sendmsg)
+SOCKET_READER("cgroup/sendmsg6", pw_sendmsg6, struct bpf_sock_addr, on_sendmsg)
 
 /* TCP state changes of sockets with an entry (runs before the kernel acts on the change, so
  * the port lock still says whether the port outlives it):
@@ -460,7 +489,7 @@ static __always_inline int on_listen(struct sock *sk, __u64 cookie)
 		emit(cookie, PW_EVENT_OPEN, 0, b);
 		return 0;
 	}
-	unbound.netns = sock_netns(sk);
+	unbound.netns = sk->__sk_common.skc_net.net->ns.inum;
 	unbound.protocol = IPPROTO_TCP;
 	unbound.family = sk->__sk_common.skc_family;
 	unbound.state = PW_STATE_LISTEN;
@@ -501,7 +530,7 @@ int pw_tcp_state(__u64 *ctx)
 	}
 	if (oldstate != TCP_LISTEN && !(b->flags & PW_FLAG_CONNECTED))
 		return 0;
-	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) {
+	if (BPF_CORE_READ_BITFIELD(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) {
 		b->flags = 0;
 		b->state = PW_STATE_BOUND;
 		emit(cookie, PW_EVENT_OPEN, 0, b);
@@ -513,8 +542,7 @@ int pw_tcp_state(__u64 *ctx)
 	return 0;
 }
 
-SEC("cgroup/sock_release")
-int pw_sock_release(struct bpf_sock *sk)
+static __always_inline int on_release(struct bpf_sock *sk, const int cast)
 {
 	struct pw_binding *b;
 	__u64 cookie;
@@ -523,7 +551,10 @@ int pw_sock_release(struct bpf_sock *sk)
 	 * bound, or by sock_diag for the snapshot. Most sockets (a connection's two ends) never
 	 * had one: no cookie is made for them, and no lookup. The value read is the cookie
 	 * bpf_get_socket_cookie would return for a socket that has one. */
-	cookie = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter);
+	if (cast)
+		cookie = ((struct sock *)bpf_cast_to_kern_ctx(sk))->__sk_common.skc_cookie.counter;
+	else
+		cookie = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter);
 	if (!cookie)
 		return 1;
 	b = find_binding(cookie);
@@ -543,14 +574,16 @@ int pw_sock_release(struct bpf_sock *sk)
 	return 1;
 }
 
+SOCKET_READER("cgroup/sock_release", pw_sock_release, struct bpf_sock, on_release)
+
 /* An owner of a held port leaves or becomes another program: say so, with its pid. */
 static __always_inline int owner_changed(struct task_struct *task)
 {
 	struct pw_binding b = {};
-	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 tgid = task->tgid;
 
 	/* Threads other than the leader come and go without changing who holds a socket. */
-	if (BPF_CORE_READ(task, pid) != tgid || !bpf_map_lookup_elem(&owners, &tgid))
+	if (task->pid != tgid || !bpf_map_lookup_elem(&owners, &tgid))
 		return 0;
 	b.pid = tgid;
 	emit(0, PW_EVENT_OWNER, 0, &b);

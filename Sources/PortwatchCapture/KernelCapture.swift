@@ -22,13 +22,16 @@ public final class KernelCapture {
         public init() {}
     }
 
+    /// How the programs read the owner from the current task (bpf_get_current_task_btf) and the
+    /// socket from their context (bpf_cast_to_kern_ctx): plain loads or a checked read each.
     public enum TaskBTF: Sendable {
-        /// Plain loads where the kernel lets socket programs call bpf_get_current_task_btf.
+        /// Plain loads wherever the kernel has what each needs.
         case whereAllowed
         /// Checked reads, as on Linux 5.10 (to compare the two on one kernel).
         case never
         /// Plain loads without asking the kernel first (to test the fallback on a kernel
-        /// without them: if the kernel refuses the programs, they are loaded with checked reads).
+        /// without them: if the kernel refuses the programs, the socket's reads and then the
+        /// owner's fall back to checked reads).
         case always
     }
 
@@ -41,10 +44,13 @@ public final class KernelCapture {
     /// cgroup socket programs the task as a BTF pointer, Linux 6.1+), not with a
     /// checked read per pointer (Linux 5.10). Read back from the loaded object.
     public private(set) var readsTaskBTF = false
+    /// The loaded cgroup programs read the kernel's socket behind their context with plain
+    /// loads (bpf_cast_to_kern_ctx, Linux 6.2+), not with a checked read per field.
+    public private(set) var castsContext = false
 
     /// Kernel features that change what the programs cost, for the log and the
     /// `portwatch_kernel_feature` gauge.
-    public var features: [String: Bool] { ["bpf_task_btf": readsTaskBTF] }
+    public var features: [String: Bool] { ["bpf_task_btf": readsTaskBTF, "bpf_cast_to_kern_ctx": castsContext] }
     /// Reads the kernel memory of the loaded maps (from any thread).
     public private(set) var mapMemory = MapMemory()
     public static let programNames = ["pw_connect4", "pw_connect6", "pw_post_bind4", "pw_post_bind6",
@@ -52,6 +58,14 @@ public final class KernelCapture {
                                       "pw_tcp_state"]
     /// Programs attached to a tracepoint rather than to the cgroup v2 root.
     static let tracingPrograms: Set<String> = ["pw_owner_exec", "pw_owner_exit", "pw_tcp_state"]
+    /// Programs that read the socket behind their context: each has a second form in the
+    /// object, named with `_k`, that reads it with plain loads. One of the two is loaded.
+    static let socketReaders: Set<String> = ["pw_post_bind4", "pw_post_bind6", "pw_sendmsg4", "pw_sendmsg6", "pw_sock_release"]
+
+    /// The name in the object of the form of `program` that is loaded.
+    private func loadedForm(_ program: String) -> String {
+        castsContext && Self.socketReaders.contains(program) ? program + "_k" : program
+    }
 
     private var object: OpaquePointer?
     private var links: [OpaquePointer] = []
@@ -133,25 +147,36 @@ public final class KernelCapture {
     }
 
     private func load(_ options: Options) throws {
-        let plainLoads: Bool
+        // The ways to read, best first; each step back gives up the plain loads of the socket,
+        // then of the owner.
+        var ways: [(task: Bool, cast: Bool)]
         switch options.taskBTF {
-        case .whereAllowed: plainLoads = Self.kernelHandsTaskBTF()
-        case .never: plainLoads = false
-        case .always: plainLoads = true
+        case .whereAllowed: ways = [(Self.kernelHandsTaskBTF(), Self.kernelCastsContext())]
+        case .never: ways = [(false, false)]
+        case .always: ways = [(true, true)]
         }
-        do {
-            try open(options, taskBTF: plainLoads)
-            try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
-        } catch let error where plainLoads {
-            // A kernel whose verifier takes the helper but not our loads through its pointer:
-            // the programs still work with checked reads. (Any other failure fails again, and
-            // that is the one error reported.)
-            bpf_object__close(object)
-            object = nil
-            try open(options, taskBTF: false)
-            try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
-            logger.warning("the kernel refused the BPF programs that read the owner with plain loads; loaded them with checked reads",
-                           metadata: ["error": "\(error)", "feature": "bpf_task_btf"])
+        if ways[0].cast { ways.append((ways[0].task, false)) }
+        if ways[0].task { ways.append((false, false)) }
+        for (i, way) in ways.enumerated() {
+            do {
+                try open(options, taskBTF: way.task, cast: way.cast)
+                try check("cannot load the BPF programs into the kernel", bpf_object__load(object))
+                break
+            } catch where i < ways.count - 1 {
+                // A kernel whose verifier takes the probe but not our loads through the pointer:
+                // the programs still work with checked reads. (Any other failure fails at each
+                // step, and the last error is the one reported.)
+                bpf_object__close(object)
+                object = nil
+                let next = ways[i + 1]
+                if way.cast && !next.cast {
+                    logger.warning("the kernel refused the BPF programs that read the socket through their context with plain loads; loading them with checked reads",
+                                   metadata: ["error": "\(error)", "feature": "bpf_cast_to_kern_ctx"])
+                } else {
+                    logger.warning("the kernel refused the BPF programs that read the owner with plain loads; loading them with checked reads",
+                                   metadata: ["error": "\(error)", "feature": "bpf_task_btf"])
+                }
+            }
         }
 
         let events = try map("events")
@@ -196,8 +221,9 @@ public final class KernelCapture {
                    wake.read.pollRequest(Int32(POLLIN))]
     }
 
-    /// Opens the embedded object and sets what must be set before load.
-    private func open(_ options: Options, taskBTF: Bool) throws {
+    /// Opens the embedded object and sets what must be set before load: `cast` loads the `_k`
+    /// form of the programs that read the socket, and not the other.
+    private func open(_ options: Options, taskBTF: Bool, cast: Bool) throws {
         let bytes = Data(base64Encoded: "\(portwatchBPFObjectBase64)")!
         object = try bytes.withUnsafeBytes { raw in
             try check("cannot open the embedded BPF object", pw_open_object(raw.baseAddress, raw.count, "portwatch"))
@@ -209,6 +235,13 @@ public final class KernelCapture {
         try check("cannot size the map of bound sockets", bpf_map__set_max_entries(try map("bindings"), max(1, options.nearEntries)))
         var config = pw_load_config(task_btf: taskBTF ? 1 : 0)
         try check("cannot configure the BPF programs", pw_set_rodata(object, "load_config", &config, MemoryLayout<pw_load_config>.size))
+        castsContext = cast
+        for name in Self.socketReaders {
+            for (form, load) in [(name, !cast), (name + "_k", cast)] {
+                let program = try check("the BPF object has no program \(form)", bpf_object__find_program_by_name(object, form))
+                try check("cannot choose the BPF programs to load", bpf_program__set_autoload(program, load))
+            }
+        }
     }
 
     /// Whether every program type that reads the owner may call bpf_get_current_task_btf
@@ -219,13 +252,19 @@ public final class KernelCapture {
         }
     }
 
+    /// Whether the kernel has bpf_cast_to_kern_ctx (Linux 6.2+), which every program type may
+    /// call: whether its BTF names the function.
+    public static func kernelCastsContext() -> Bool {
+        pw_kernel_has_func("bpf_cast_to_kern_ctx") == 1
+    }
+
     private func map(_ name: String) throws -> OpaquePointer {
         try check("the BPF object has no map \(name)", bpf_object__find_map_by_name(object, name))
     }
 
     private func attachAll(cgroupRoot: String, cgroup: FileDescriptor) throws {
         for name in Self.programNames {
-            let program = try check("the BPF object has no program \(name)", bpf_object__find_program_by_name(object, name))
+            let program = try check("the BPF object has no program \(name)", bpf_object__find_program_by_name(object, loadedForm(name)))
             let link = Self.tracingPrograms.contains(name)
                 ? try check("cannot attach \(name) to its tracepoint", bpf_program__attach(program))
                 : try check("cannot attach \(name) to the cgroup v2 root \(cgroupRoot)", cgroup.withUnsafeDescriptor { bpf_program__attach_cgroup(program, $0) })

@@ -114,8 +114,10 @@ extension KernelSuite {
         /// The owner as the programs read it from the current task, by plain loads from the
         /// task's BTF pointer (Linux 6.1+) or by checked reads (5.10, or asked for with
         /// PORTWATCH_BPF_TASK_BTF=0): a worker thread with a name of its own binds, the process
-        /// drops to nobody, its main thread listens. PORTWATCH_BPF_TASK_BTF=1 skips the kernel
-        /// probe: on 5.10 the kernel refuses those programs and the daemon falls back.
+        /// drops to nobody, its main thread listens. The socket's cookie and namespace likewise,
+        /// through the program's context cast to the kernel's socket (6.2+). PORTWATCH_BPF_TASK_BTF=1
+        /// skips the kernel probes: on 6.1 the kernel refuses the cast and on 5.10 both, and the
+        /// daemon falls back.
         @Test(arguments: ["", "0", "1"])
         func theOwnerIsTheProcessNotTheThreadAndListenReadsItAgain(setting: String) throws {
             let cgroup = try Cgroup("pwtest.slice/pwtest-owner-\(setting.isEmpty ? "probed" : setting).service")
@@ -123,10 +125,15 @@ extension KernelSuite {
             guard d.waitReady() else { return }
             let allowed = !KernelRelease.isBefore(6, 1)
             let plainLoads = setting != "0" && allowed
+            let castAllowed = !KernelRelease.isBefore(6, 2)
             #expect(d.sample("portwatch_kernel_feature{feature=\"bpf_task_btf\"}") == (plainLoads ? 1 : 0), "kernel \(KernelRelease.text)")
+            #expect(d.sample("portwatch_kernel_feature{feature=\"bpf_cast_to_kern_ctx\"}") == (setting != "0" && castAllowed ? 1 : 0),
+                    "kernel \(KernelRelease.text)")
             // Logged before the "listening" line the harness waited for.
             #expect(d.log.contains("checked kernel reads") == !plainLoads, "\(d.log)")
             #expect(d.log.contains("the kernel refused the BPF programs that read the owner with plain loads") == (setting == "1" && !allowed), "\(d.log)")
+            #expect(d.log.contains("the kernel refused the BPF programs that read the socket through their context") == (setting == "1" && !castAllowed),
+                    "\(d.log)")
             let child = try ChildProcess("""
             import ctypes, threading
             open("\(cgroup.path)/cgroup.procs", "w").write(str(os.getpid()))

@@ -45,6 +45,20 @@ static inline int pw_errno(void) { return errno; }
  * the object's BTF. Returns the offset or -errno. */
 #include <bpf/btf.h>
 #include <string.h>
+/* Whether the running kernel's BTF has the function `name` (a kfunc the programs may call):
+ * 1, 0, or -errno when the kernel's BTF cannot be read. */
+static inline int pw_kernel_has_func(const char *name)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int id;
+
+	if (!vmlinux)
+		return -errno;
+	id = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC);
+	btf__free(vmlinux);
+	return id > 0;
+}
+
 static inline long pw_rodata_var(struct bpf_object *obj, const char *var, size_t size, struct bpf_map **found)
 {
 	struct btf *btf = bpf_object__btf(obj);

@@ -5,7 +5,8 @@ import Glibc
 /// The kernel side's own cost: the run time of each of the daemon's BPF programs per
 /// bind+listen+close loop, from the kernel's BPF statistics (`BPF_ENABLE_STATS`, which adds
 /// two clock reads to every run it measures), with the owner read by plain loads from the
-/// task's BTF pointer against the programs loaded as for Linux 5.10 (`PORTWATCH_BPF_TASK_BTF=0`),
+/// task's BTF pointer (and the socket from the context cast to it, where the kernel has
+/// bpf_cast_to_kern_ctx) against the programs loaded as for Linux 5.10 (`PORTWATCH_BPF_TASK_BTF=0`),
 /// alternating daemons in one run; and per TCP connection that binds nothing (both ends), the
 /// cost every connection on a monitored host pays, next to the floor under it: programs that
 /// return at once on the same hooks (`ProgramPartsBench.connectionFloor`). With
@@ -24,12 +25,13 @@ enum ProgramBench {
         let stats = bpf_enable_stats(BPF_STATS_RUN_TIME)
         guard stats >= 0 else { throw BenchError("cannot enable the kernel's BPF statistics: \(String(cString: strerror(-stats)))") }
         defer { close(stats) }
-        var loaded: [Bool: Bool] = [:]
+        var loaded: [Bool: Bool] = [:], casts = false
         for run in 0..<repeats {
             Progress.step("programs", run: run, of: repeats)
             for taskBTF in run % 2 == 0 ? [true, false] : [false, true] {
                 let daemon = try BenchDaemon(environment: taskBTF ? [:] : ["PORTWATCH_BPF_TASK_BTF": "0"])
                 loaded[taskBTF] = daemon.value("portwatch_kernel_feature{feature=\"bpf_task_btf\"}") == 1
+                if taskBTF { casts = daemon.value("portwatch_kernel_feature{feature=\"bpf_cast_to_kern_ctx\"}") == 1 }
                 let before = try programs(of: daemon.pid)
                 _ = Sockets.churn(threads: 1, iterations: loops)
                 let after = try programs(of: daemon.pid)
@@ -66,7 +68,8 @@ enum ProgramBench {
         guard loaded[true] == true, loaded[false] == false else {
             throw BenchError("programs: the daemon did not load what was asked (plain loads: \(loaded[true] ?? false), checked reads: \(loaded[false] ?? false))")
         }
-        let plain = Figure(name: "BPF run time per bind+listen+close loop, owner read by plain loads (bpf_task_btf)", unit: "ns", runs: perLoop[true]!)
+        let plain = Figure(name: "BPF run time per bind+listen+close loop, owner read by plain loads (bpf_task_btf)" + (casts ? ", the socket too (bpf_cast_to_kern_ctx)" : ""),
+                           unit: "ns", runs: perLoop[true]!)
         let checked = Figure(name: "the same with the programs loaded as for Linux 5.10 (checked reads)", unit: "ns", runs: perLoop[false]!)
         func perRun(_ taskBTF: Bool) -> String {
             perProgram[taskBTF]!.keys.sorted().map { "\($0) \(Report.format(Measure.percentile(perProgram[taskBTF]![$0]!, 0.5)))" }.joined(separator: ", ")
