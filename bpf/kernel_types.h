@@ -148,7 +148,8 @@ struct socket {
 	struct file *file;
 } __attribute__((preserve_access_index));
 
-/* sk_userlocks is a 4-bit field: read it with BPF_CORE_READ_BITFIELD_PROBED. */
+/* sk_userlocks is a 4-bit field: read it with BPF_CORE_READ_BITFIELD (a BTF pointer, as the
+ * state tracepoint's argument is) or BPF_CORE_READ_BITFIELD_PROBED. */
 struct sock {
 	struct sock_common __sk_common;
 	unsigned char sk_userlocks : 4;

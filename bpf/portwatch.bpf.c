@@ -200,7 +200,7 @@ static __always_inline void fill_owner_current(struct pw_binding *b)
 /* The network namespace of the socket itself: a task may create a socket, setns() into
  * another namespace and bind there, and the socket stays in the namespace it was made in.
  * `sk` is the kernel's struct sock, which is what a cgroup sock program's context points to:
- * read with checked reads (see kernel_sock for the plain loads). */
+ * read with checked reads (see bpf_cast_to_kern_ctx below for the plain loads). */
 static __always_inline __u32 sock_netns(const void *sk)
 {
 	return BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
@@ -219,6 +219,15 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 	SEC(section) int name(ctx_type *ctx) { return body(ctx, 0); }	\
 	SEC(section) int name##_k(ctx_type *ctx) { return body(ctx, 1); }
 
+/* The socket's cookie if it has one, 0 if none was ever taken (none is made here): the value
+ * bpf_get_socket_cookie returns once made. */
+static __always_inline __u64 sock_cookie(struct bpf_sock *ctx, const int cast)
+{
+	if (cast)
+		return ((struct sock *)bpf_cast_to_kern_ctx(ctx))->__sk_common.skc_cookie.counter;
+	return BPF_CORE_READ((struct sock *)ctx, __sk_common.skc_cookie.counter);
+}
+
 /* What a bind needs to know of the socket besides its context: whether it had a cookie
  * before this program asked for one (only such a socket can have an entry already; the value
  * is the one bpf_get_socket_cookie returns once made), and its network namespace. */
@@ -231,15 +240,11 @@ static __always_inline struct sock_facts bound_sock_facts(struct bpf_sock *ctx, 
 {
 	struct sock_facts f;
 
-	if (cast) {
-		struct sock *sk = bpf_cast_to_kern_ctx(ctx);
-
-		f.seen_before = sk->__sk_common.skc_cookie.counter != 0;
-		f.netns = sk->__sk_common.skc_net.net->ns.inum;
-		return f;
-	}
-	f.seen_before = BPF_CORE_READ((struct sock *)ctx, __sk_common.skc_cookie.counter) != 0;
-	f.netns = sock_netns(ctx);
+	f.seen_before = sock_cookie(ctx, cast) != 0;
+	if (cast)
+		f.netns = ((struct sock *)bpf_cast_to_kern_ctx(ctx))->__sk_common.skc_net.net->ns.inum;
+	else
+		f.netns = sock_netns(ctx);
 	return f;
 }
 
@@ -551,10 +556,7 @@ static __always_inline int on_release(struct bpf_sock *sk, const int cast)
 	 * bound, or by sock_diag for the snapshot. Most sockets (a connection's two ends) never
 	 * had one: no cookie is made for them, and no lookup. The value read is the cookie
 	 * bpf_get_socket_cookie would return for a socket that has one. */
-	if (cast)
-		cookie = ((struct sock *)bpf_cast_to_kern_ctx(sk))->__sk_common.skc_cookie.counter;
-	else
-		cookie = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter);
+	cookie = sock_cookie(sk, cast);
 	if (!cookie)
 		return 1;
 	b = find_binding(cookie);

@@ -43,7 +43,7 @@ int part_post_bind4(struct bpf_sock *sk)
 	int seen = 0;
 
 	if (stage >= 1) {
-		seen = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_cookie.counter) != 0;
+		seen = sock_cookie(sk, 0) != 0;
 		cookie = bpf_get_socket_cookie(sk);
 	}
 	fill_binding(&b, stage >= 2 ? sock_netns(sk) : 0, protocol, AF_INET, sk->src_ip4, none, sk->src_port,
