@@ -14,6 +14,7 @@ enum Bench {
         print(machine)
         do {
             if wanted("core") { try CoreBench.run(report: report, repeats: repeats) }
+            if wanted("userpath") { UserPathBench.run(report: report, repeats: quick ? 2 : 6) }
             if wanted("history") { try HistoryBench.run(report: report, rows: quick ? 100_000 : 1_000_000, repeats: repeats) }
             if wanted("growth") { try LedgerGrowthBench.run(report: report, repeats: repeats, minutes: quick ? 5 : 30) }
             guard geteuid() == 0 else {

@@ -15,6 +15,19 @@ enum Measure {
         return now() - start
     }
 
+    /// CPU seconds the calling thread spends in `body` (CLOCK_THREAD_CPUTIME_ID): what other
+    /// processes do on the machine meanwhile does not count, as it does in wall-clock time.
+    static func cpuTime(_ body: () throws -> Void) rethrows -> Double {
+        func read() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        }
+        let start = read()
+        try body()
+        return read() - start
+    }
+
     /// The value at rank p (0...1), interpolated between the two nearest runs: the median of an
     /// even number of runs is the mean of the two middle ones.
     static func percentile(_ values: [Double], _ p: Double) -> Double {
