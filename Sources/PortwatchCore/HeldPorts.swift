@@ -38,14 +38,23 @@ public struct HeldPorts: Sendable, Hashable {
     /// ends are always listed.
     public mutating func add(_ port: UInt16, count: UInt64 = 1) {
         // Where `port` goes (the first listed port not below it), without a branch per step: a
-        // flood's random ports make each such branch a coin toss. `ports` is never empty.
+        // flood's random ports make each such branch a coin toss. The steps are written out
+        // (64 ports take 6): in a loop the compiler turns the select of each step back into a
+        // branch (x86's cmov conversion acts on loops). `ports` is never empty.
         let lo = ports.withUnsafeBufferPointer { listed in
             var base = 0, length = listed.count
-            while length > 1 {
+            @inline(__always) func step() {
                 let half = length >> 1
                 base = listed[base &+ half] < port ? base &+ half : base
                 length &-= half
             }
+            if length > 1 { step() }
+            if length > 1 { step() }
+            if length > 1 { step() }
+            if length > 1 { step() }
+            if length > 1 { step() }
+            if length > 1 { step() }
+            while length > 1 { step() }
             return base &+ (listed[base] < port ? 1 : 0)
         }
         if lo < ports.count, ports[lo] == port {

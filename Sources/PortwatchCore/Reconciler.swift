@@ -71,24 +71,24 @@ public struct Reconciler: Sendable {
         func _rawHashValue(seed: Int) -> Int { FastHash.hash(value, seed: seed) }
     }
 
-    /// Buffer positions of one young socket's events: usually one or two, so no array unless needed.
+    /// Buffer positions of one young socket's first two events (a bind, then a listen); a third
+    /// and later ones go to `youngMore`. Plain fields: kept and moved without reference counting.
     private struct Young: Sendable {
         var first = -1
         var second = -1
-        var more: [Int] = []
-
-        mutating func add(_ position: Int) {
-            if first < 0 { first = position } else if second < 0 { second = position } else { more.append(position) }
-        }
-
-        var last: Int { more.last ?? (second >= 0 ? second : first) }
-
-        func forEach(_ body: (Int) -> Void) {
-            body(first)
-            if second >= 0 { body(second) }
-            more.forEach(body)
-        }
+        var more = false
     }
+
+    /// The young sockets opened last, not yet in `young`: in a flood a socket's close comes a
+    /// few events after its open, so it is found here and the dictionary is not touched. The
+    /// first of them moves to `young` when a newer one needs its place; all of them before
+    /// anything else reads `young` (`settleYoung`).
+    private var recentCookies: [UInt64] = []
+    private var recentYoung: [Young] = []
+    static let recentCapacity = 8
+    /// Positions of a young socket's third and later events (rare).
+    private var youngMore: [Cookie: [Int]] = [:]
+
     /// Absolute position of the oldest buffered event that is not dropped (or the end): the
     /// events before it are all applied or dropped, so `nextDue` needs no scan.
     private var firstLive = 0
@@ -130,21 +130,23 @@ public struct Reconciler: Sendable {
         case .open:
             tally.open += 1
             if held[Cookie(event.cookie)] == nil || closing[Cookie(event.cookie)] != nil {
-                // One lookup, and the entry changed in place.
-                young[Cookie(event.cookie), default: Young()].add(position)
+                addYoung(event.cookie, position)
             }
         case .close:
             tally.close += 1
-            if let entry = young.removeValue(forKey: Cookie(event.cookie)) {
+            if let entry = takeYoung(event.cookie) {
+                let more = entry.more ? youngMore.removeValue(forKey: Cookie(event.cookie)) ?? [] : []
                 let opened = buffer.read(entry.first) { $0.event.time }
                 if event.time &- opened < window || event.time < opened {
-                    entry.forEach { buffer.update($0) { $0.dropped = true } }
+                    buffer.update(entry.first) { $0.dropped = true }
+                    if entry.second >= 0 { buffer.update(entry.second) { $0.dropped = true } }
+                    for p in more { buffer.update(p) { $0.dropped = true } }
                     // A socket that bound and connected at once was a client, never a listener.
                     if event.reason == .connected {
                         tally.client[event.key.transport] += 1
                     } else {
                         tally.transient[event.key.transport] += 1
-                        let state = buffer.read(entry.last) { $0.event.state }
+                        let state = buffer.read(more.last ?? (entry.second >= 0 ? entry.second : entry.first)) { $0.event.state }
                         let transient = buffer.read(entry.first) {
                             TransientSocket(key: $0.event.key, process: $0.event.process, cgroup: $0.event.cgroup,
                                             state: state, opened: opened, lifetime: event.time > opened ? event.time - opened : 0)
@@ -164,6 +166,58 @@ public struct Reconciler: Sendable {
             closing[Cookie(event.cookie), default: 0] += 1
         }
         buffer.append(Pending(event: event))
+    }
+
+    /// Notes the event at `position` of a young socket: the first of a socket not seen young
+    /// goes to the recent ones (the oldest of them to `young` when they are full).
+    @inline(__always)
+    private mutating func addYoung(_ cookie: UInt64, _ position: Int) {
+        if let i = recentCookies.lastIndex(of: cookie) {
+            Self.add(position, to: &recentYoung[i], cookie, &youngMore)
+        } else if !young.isEmpty, let index = young.index(forKey: Cookie(cookie)) {
+            Self.add(position, to: &young.values[index], cookie, &youngMore)
+        } else {
+            if recentCookies.count == Self.recentCapacity {
+                // The first one makes room (usually among the oldest).
+                young[Cookie(recentCookies[0])] = recentYoung[0]
+                recentCookies[0] = cookie
+                recentYoung[0] = Young(first: position)
+            } else {
+                recentCookies.append(cookie)
+                recentYoung.append(Young(first: position))
+            }
+        }
+    }
+
+    private static func add(_ position: Int, to entry: inout Young, _ cookie: UInt64, _ more: inout [Cookie: [Int]]) {
+        if entry.second < 0 {
+            entry.second = position
+        } else {
+            entry.more = true
+            more[Cookie(cookie), default: []].append(position)
+        }
+    }
+
+    /// Removes and returns a young socket's entry, nil when it is not young.
+    @inline(__always)
+    private mutating func takeYoung(_ cookie: UInt64) -> Young? {
+        if let i = recentCookies.lastIndex(of: cookie) {
+            // Their order does not matter (the cookies are distinct): the last takes its place.
+            let entry = recentYoung[i]
+            recentCookies[i] = recentCookies[recentCookies.count - 1]
+            recentYoung[i] = recentYoung[recentYoung.count - 1]
+            recentCookies.removeLast()
+            recentYoung.removeLast()
+            return entry
+        }
+        return young.isEmpty ? nil : young.removeValue(forKey: Cookie(cookie))
+    }
+
+    /// Moves the recent young sockets to `young`, for what reads it.
+    private mutating func settleYoung() {
+        for (cookie, entry) in zip(recentCookies, recentYoung) { young[Cookie(cookie)] = entry }
+        recentCookies.removeAll(keepingCapacity: true)
+        recentYoung.removeAll(keepingCapacity: true)
     }
 
     /// Hands `body` the transient listeners found since the last call or batch, and forgets
@@ -217,6 +271,7 @@ public struct Reconciler: Sendable {
 
     private mutating func apply(upTo end: Int, attribute: (UInt64) -> Attribution) -> Batch? {
         // Read in place (no copy of the events): fold changes the table, not the buffer.
+        settleYoung()
         let due = buffer.elements(buffer.start..<end).lazy.filter { !$0.dropped }.map(\.event)
         var applied = 0
         for p in buffer.start..<end {
@@ -224,12 +279,15 @@ public struct Reconciler: Sendable {
             if dropped { continue }
             applied += 1
             // Once its first open is applied, a socket is no longer young (a later life's entry stays).
-            if young[Cookie(cookie)]?.first == p { young.removeValue(forKey: Cookie(cookie)) }
+            if young[Cookie(cookie)]?.first == p, let entry = young.removeValue(forKey: Cookie(cookie)), entry.more {
+                youngMore.removeValue(forKey: Cookie(cookie))
+            }
             if kind == .close, let n = closing[Cookie(cookie)] { closing[Cookie(cookie)] = n > 1 ? n - 1 : nil }
         }
         // A dictionary keeps its room when emptied: a burst's (10,000 listeners at once, half a
         // MiB here; the table's 4 MiB once they are gone) is given back once it is applied.
         young.giveBackRoom(keeping: Self.retainedRoom)
+        youngMore.giveBackRoom(keeping: Self.retainedRoom)
         closing.giveBackRoom(keeping: Self.retainedRoom)
         // Sized for the events applied, not the dropped ones around them (a flood of transients
         // would have it reserve room for tens of thousands of changes that never come).
@@ -352,6 +410,7 @@ public struct Reconciler: Sendable {
                                 sees: (TransportProtocol, SocketState) -> Bool = { _, _ in true },
                                 namespaces: Set<UInt32>? = nil)
     -> (batch: Batch?, corrections: [RowChange.Action: UInt64]) {
+        settleYoung()
         var buffered = Set<UInt64>()
         for pending in buffer.elements(buffer.start..<buffer.end) where !pending.dropped { buffered.insert(pending.event.cookie) }
         for cookie in young.keys { buffered.insert(cookie.value) }
@@ -400,6 +459,7 @@ public struct Reconciler: Sendable {
     /// owner's exit or exec asks for (the sockets of its rows, from a snapshot of their
     /// namespaces). Sockets with events still buffered are left to those events.
     public mutating func refreshHolders(live: [LiveSocket], now: UInt64) -> Batch? {
+        settleYoung()
         var buffered = Set<UInt64>()
         for pending in buffer.elements(buffer.start..<buffer.end) where !pending.dropped { buffered.insert(pending.event.cookie) }
         for cookie in young.keys { buffered.insert(cookie.value) }

@@ -81,53 +81,51 @@ public struct TransientLog: Sendable {
         var out: [TransientBinding] = []
         var i = 0
         while i < transients.count {
-            // A flood is long runs of one owner: the rest of a run is folded here, compared
-            // field by field, and goes to the owner's slot in one lookup.
+            // A flood is long runs of one owner: a run is found comparing field by field, and
+            // goes to the owner's slot in one lookup.
             let key = TransientOwner(transients[i])
-            let first = TransientBinding(transients[i], attribution: attribute(transients[i].cgroup))
             var j = i + 1
-            // The rest of the run, folded in plain fields: one record is made of them at the end
-            // (a record per socket, copied with its attribution, was a tenth of a flood's CPU).
-            var fold = RunFold()
-            while j < transients.count, key.matches(transients[j]) {
-                fold.add(transients[j])
-                j += 1
-            }
-            let rest = j > i + 1 ? fold.record(transients[i + 1], attribution: first.owner.attribution) : nil
-            add(first, then: rest, of: key, now: now, into: &out)
+            while j < transients.count, key.matches(transients[j]) { j += 1 }
+            add(transients, i..<j, of: key, attribution: attribute(transients[i].cgroup), now: now, into: &out)
             i = j
         }
         return out
     }
 
-    /// One owner's transient `first`, then `rest` (the others of its run, folded), as if
-    /// each were taken in turn.
-    private mutating func add(_ first: TransientBinding, then rest: TransientBinding?, of key: TransientOwner, now: UInt64,
-                              into out: inout [TransientBinding]) {
-        var run = first
-        if let rest { Self.fold(&run, rest) }
+    /// One owner's run of transients, as if each were taken in turn: folded straight into the
+    /// record its slot is folding (whose list of ports, full in a flood, takes each port in
+    /// place), not into a record of the run merged into it afterwards.
+    private mutating func add(_ transients: [TransientSocket], _ run: Range<Int>, of key: TransientOwner, attribution: Attribution,
+                              now: UInt64, into out: inout [TransientBinding]) {
         let index = owners.index(forKey: key)
         if let index, now < owners.values[index].until {
-            // Folded in place: one lookup, no copy of the record.
-            if owners.values[index].pending == nil { owners.values[index].pending = run } else { Self.fold(&owners.values[index].pending!, run) }
+            // Taken out of the slot, folded, put back: one lookup, no copy of the record.
+            var pending: TransientBinding?
+            swap(&pending, &owners.values[index].pending)
+            Self.fold(&pending, transients, run, attribution: attribution)
+            swap(&pending, &owners.values[index].pending)
             return
         }
         if let index, let ended = owners.values[index].pending {
             // Its interval ended with transients folded: still busy, so this run starts the next fold.
             admit(ended, now: now, into: &out)
-            owners[key] = Folding(until: now &+ limits.interval, pending: run)
+            var pending: TransientBinding?
+            Self.fold(&pending, transients, run, attribution: attribution)
+            owners.values[index] = Folding(until: now &+ limits.interval, pending: pending)
             earliestEnd = min(earliestEnd, now &+ limits.interval)
             return
         }
-        owners[key] = nil
+        if let index { owners.remove(at: index) }
         guard owners.count < limits.maxOwners else {
-            dropped += run.count
+            dropped += UInt64(run.count)
             return
         }
         // A quiet owner's first transient is recorded at once; the rest of its run is folded.
-        owners[key] = Folding(until: now &+ limits.interval, pending: rest)
+        var pending: TransientBinding?
+        Self.fold(&pending, transients, run.dropFirst(), attribution: attribution)
+        owners[key] = Folding(until: now &+ limits.interval, pending: pending)
         earliestEnd = min(earliestEnd, now &+ limits.interval)
-        admit(first, now: now, into: &out)
+        admit(TransientBinding(transients[run.lowerBound], attribution: attribution), now: now, into: &out)
     }
 
     /// The folded records whose interval has ended. An owner still busy keeps being folded
@@ -179,51 +177,35 @@ public struct TransientLog: Sendable {
         out.append(record)
     }
 
-    /// Sockets of one owner folded as `fold(_:_:)` folds their records: their ports, the
-    /// earliest open, the longest lifetime, the count. The list of ports is made when a
+    /// Folds `run` of `transients` into `record` (made of the first when nil): their ports,
+    /// the earliest open, the longest lifetime, the count. The list of ports is made when a
     /// second port turns up: a run on one port (a retrying client) allocates nothing.
-    private struct RunFold {
-        var port: UInt16 = 0
-        var held: HeldPorts?
-        var opened = UInt64.max, lifetime: UInt64 = 0
-        var count: UInt64 = 0
-
-        mutating func add(_ t: TransientSocket) {
-            if held != nil {
-                held!.add(t.key.port)
-            } else if count == 0 || t.key.port == port {
-                port = t.key.port
-            } else {
-                held = HeldPorts(port, count: count)
-                held!.add(t.key.port)
-            }
-            opened = min(opened, t.opened)
-            lifetime = max(lifetime, t.lifetime)
-            count += 1
+    static func fold(_ record: inout TransientBinding?, _ transients: [TransientSocket], _ run: Range<Int>, attribution: Attribution) {
+        var k = run.lowerBound
+        if record == nil, k < run.upperBound {
+            record = TransientBinding(transients[k], attribution: attribution)
+            k += 1
         }
-
-        /// The record of the folded sockets; `first` is the first of them (its key and state).
-        func record(_ first: TransientSocket, attribution: Attribution) -> TransientBinding {
-            var record = TransientBinding(first, attribution: attribution)
-            record.key.port = held?.low ?? port
-            record.held = held
-            record.opened = opened
-            record.lifetime = lifetime
-            record.count = count
-            return record
+        while k < run.upperBound {
+            absorb(&record!, transients[k])
+            k += 1
         }
     }
 
-    /// Folds `b` into `a`: their ports, the earliest open, the longest lifetime, the count.
-    static func fold(_ a: inout TransientBinding, _ b: TransientBinding) {
-        if a.held != nil || b.held != nil || a.key.port != b.key.port {
-            var held = a.heldPorts
-            held.merge(b.heldPorts)
-            a.held = held
-            a.key.port = held.low
+    /// One transient more in `record`.
+    @inline(__always)
+    private static func absorb(_ record: inout TransientBinding, _ t: TransientSocket) {
+        if record.held != nil {
+            record.held!.add(t.key.port)
+            record.key.port = record.held!.low
+        } else if t.key.port != record.key.port {
+            var held = HeldPorts(record.key.port, count: record.count)
+            held.add(t.key.port)
+            record.key.port = held.low
+            record.held = held
         }
-        a.opened = min(a.opened, b.opened)
-        a.lifetime = max(a.lifetime, b.lifetime)
-        a.count += b.count
+        record.opened = min(record.opened, t.opened)
+        record.lifetime = max(record.lifetime, t.lifetime)
+        record.count += 1
     }
 }

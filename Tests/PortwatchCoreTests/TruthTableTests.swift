@@ -72,6 +72,41 @@ import PortwatchCore
         #expect(r.flush(now: t0 + 20 * window) == nil, "recorded once")
     }
 
+    /// Many sockets open before the first of them closes (a busy host's interleaving), some
+    /// with a bind, a listen and a second listen (three events while young), and a flush
+    /// between their opens and their closes: each one that closes within the window is
+    /// transient, whatever the order; the one that outlives it is a row, then deleted.
+    @Test func manyYoungSocketsAtOnceAreEachTransient() throws {
+        var r = Reconciler(window: window)
+        let sockets = 40
+        for i in 0..<sockets {
+            let port = UInt16(30_000 + i)
+            r.ingest(event(.open, UInt64(100 + i), at: t0 + UInt64(i) * 100, key(port), state: .bound))
+            if i % 3 == 0 {
+                r.ingest(event(.open, UInt64(100 + i), at: t0 + UInt64(i) * 100 + 10, key(port)))
+                r.ingest(event(.open, UInt64(100 + i), at: t0 + UInt64(i) * 100 + 20, key(port)))
+            }
+        }
+        // The long-lived one, opened among them.
+        r.ingest(event(.open, 999, at: t0 + 5_000, key(8080)))
+        let early = r.flush(now: t0 + window / 2)
+        #expect(early?.changes.isEmpty ?? true, "nothing due yet")
+        #expect(early?.counters.transientBindings.isEmpty ?? true)
+        for i in (0..<sockets).reversed() {
+            r.ingest(event(.close, UInt64(100 + i), at: t0 + window / 2 + UInt64(i), key(UInt16(30_000 + i))))
+        }
+        let batch = try r.mustFlush(now: t0 + 10 * window)
+        #expect(batch.counters.transientBindings == [.tcp: UInt64(sockets)])
+        #expect(batch.transients.count == sockets)
+        #expect(batch.transients.filter { $0.state == .listen }.count == (sockets + 2) / 3, "the last state of each")
+        #expect(batch.changes.map(\.row.key) == [key(8080)])
+        r.ingest(event(.close, 999, at: t0 + 11 * window, key(8080)))
+        let later = try r.mustFlush(now: t0 + 20 * window)
+        #expect(later.changes.map(\.action) == [.delete])
+        #expect(later.counters.transientBindings.isEmpty)
+        #expect(r.rows.isEmpty && r.sockets.isEmpty)
+    }
+
     @Test func noRowOpenThenCloseAfterWindowIsInsertedThenDeleted() throws {
         var r = Reconciler(window: window)
         r.ingest(event(.open, 2, at: t0, k))
