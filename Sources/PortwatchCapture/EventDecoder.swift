@@ -33,51 +33,80 @@ public struct EventDecoder {
     public mutating func decodeUnboundListen(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
         let e = raw.loadUnaligned(as: pw_event.self)
-        guard e.kind == PW_EVENT_LISTEN_UNBOUND.rawValue, let key = key(e.binding) else { return nil }
+        guard e.kind == PW_EVENT_LISTEN_UNBOUND.rawValue, let key = key(raw) else { return nil }
         return PortEvent(kind: .open, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall), key: key,
-                         process: process(e.binding), state: .listen, cgroup: e.binding.cgroup)
+                         process: process(raw), state: .listen, cgroup: e.binding.cgroup)
+    }
+
+    /// Where each field of a record is: the decoder reads them in place, each with its width
+    /// (a copy of the whole record first, stored and reloaded, cost more than the fields).
+    private enum Field {
+        static var cookie: Int { MemoryLayout<pw_event>.offset(of: \.cookie)! }
+        static var time: Int { MemoryLayout<pw_event>.offset(of: \.ts_ns)! }
+        static var kind: Int { MemoryLayout<pw_event>.offset(of: \.kind)! }
+        static var reason: Int { MemoryLayout<pw_event>.offset(of: \.reason)! }
+        static var binding: Int { MemoryLayout<pw_event>.offset(of: \.binding)! }
+        static var cgroup: Int { binding + MemoryLayout<pw_binding>.offset(of: \.cgroup)! }
+        static var addr: Int { binding + MemoryLayout<pw_binding>.offset(of: \.addr)! }
+        static var netns: Int { binding + MemoryLayout<pw_binding>.offset(of: \.netns)! }
+        static var pid: Int { binding + MemoryLayout<pw_binding>.offset(of: \.pid)! }
+        static var uid: Int { binding + MemoryLayout<pw_binding>.offset(of: \.uid)! }
+        static var port: Int { binding + MemoryLayout<pw_binding>.offset(of: \.port)! }
+        static var transport: Int { binding + MemoryLayout<pw_binding>.offset(of: \.protocol)! }
+        static var family: Int { binding + MemoryLayout<pw_binding>.offset(of: \.family)! }
+        static var state: Int { binding + MemoryLayout<pw_binding>.offset(of: \.state)! }
+        static var comm: Int { binding + MemoryLayout<pw_binding>.offset(of: \.comm)! }
     }
 
     public mutating func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
-        let e = raw.loadUnaligned(as: pw_event.self)
         let kind: PortEvent.Kind
-        switch Int(e.kind) {
-        case Int(PW_EVENT_OPEN.rawValue): kind = .open
-        case Int(PW_EVENT_CLOSE.rawValue): kind = .close
+        switch raw.loadUnaligned(fromByteOffset: Field.kind, as: UInt32.self) {
+        case PW_EVENT_OPEN.rawValue: kind = .open
+        case PW_EVENT_CLOSE.rawValue: kind = .close
         default: return nil
         }
         let reason: PortEvent.Reason
-        switch Int(e.reason) {
-        case Int(PW_REASON_RELEASED.rawValue): reason = .released
-        case Int(PW_REASON_CONNECTED.rawValue): reason = .connected
-        case Int(PW_REASON_SHUTDOWN.rawValue): reason = .shutdown
+        switch raw.loadUnaligned(fromByteOffset: Field.reason, as: UInt32.self) {
+        case PW_REASON_RELEASED.rawValue: reason = .released
+        case PW_REASON_CONNECTED.rawValue: reason = .connected
+        case PW_REASON_SHUTDOWN.rawValue: reason = .shutdown
         default: return nil
         }
-        guard let key = key(e.binding) else { return nil }
-        return PortEvent(kind: kind, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall),
-                         key: key, process: process(e.binding),
-                         state: e.binding.state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason,
-                         cgroup: e.binding.cgroup)
+        guard let key = key(raw) else { return nil }
+        let state = raw.load(fromByteOffset: Field.state, as: UInt8.self)
+        return PortEvent(kind: kind, cookie: raw.loadUnaligned(fromByteOffset: Field.cookie, as: UInt64.self),
+                         time: UInt64(Int64(raw.loadUnaligned(fromByteOffset: Field.time, as: UInt64.self)) &+ monotonicToWall),
+                         key: key, process: process(raw),
+                         state: state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason,
+                         cgroup: raw.loadUnaligned(fromByteOffset: Field.cgroup, as: UInt64.self))
     }
 
-    private func key(_ b: pw_binding) -> BindingKey? {
-        guard let transport = TransportProtocol(rawValue: b.protocol), let family = AddressFamily(rawValue: b.family) else { return nil }
-        let address = withUnsafeBytes(of: b.addr) { AddressBytes($0, family: family) }
-        return BindingKey(netns: b.netns, transport: transport, family: family, addressBytes: address, port: b.port)
+    /// The key of the record at `raw`.
+    @inline(__always)
+    private func key(_ raw: UnsafeRawPointer) -> BindingKey? {
+        guard let transport = TransportProtocol(rawValue: raw.load(fromByteOffset: Field.transport, as: UInt8.self)),
+              let family = AddressFamily(rawValue: raw.load(fromByteOffset: Field.family, as: UInt8.self)) else { return nil }
+        let address = AddressBytes(UnsafeRawBufferPointer(start: raw + Field.addr, count: 16), family: family)
+        return BindingKey(netns: raw.loadUnaligned(fromByteOffset: Field.netns, as: UInt32.self), transport: transport, family: family,
+                          addressBytes: address, port: raw.loadUnaligned(fromByteOffset: Field.port, as: UInt16.self))
     }
 
-    private mutating func process(_ b: pw_binding) -> OwnerProcess {
-        let raw = withUnsafeBytes(of: b.comm) { CommBytes(high: $0.load(as: UInt64.self), low: $0.load(fromByteOffset: 8, as: UInt64.self)) }
+    /// The process of the record at `raw`; its name made once per distinct name.
+    @inline(__always)
+    private mutating func process(_ raw: UnsafeRawPointer) -> OwnerProcess {
+        let raw16 = CommBytes(high: raw.loadUnaligned(fromByteOffset: Field.comm, as: UInt64.self),
+                              low: raw.loadUnaligned(fromByteOffset: Field.comm + 8, as: UInt64.self))
         let name: ProcessName
-        if let last = lastName, lastRaw == raw { name = last } else if let known = names[raw] { name = known } else {
-            name = withUnsafeBytes(of: b.comm) { ProcessName(kernel: $0) }
+        if let last = lastName, lastRaw == raw16 { name = last } else if let known = names[raw16] { name = known } else {
+            name = ProcessName(kernel: UnsafeRawBufferPointer(start: raw + Field.comm, count: Int(PW_COMM_LEN)))
             if names.count > 65_536 { names.removeAll() }
-            names[raw] = name
+            names[raw16] = name
         }
-        lastRaw = raw
+        lastRaw = raw16
         lastName = name
-        return OwnerProcess(pid: Int32(bitPattern: b.pid), name: name, uid: b.uid)
+        return OwnerProcess(pid: raw.loadUnaligned(fromByteOffset: Field.pid, as: Int32.self), name: name,
+                            uid: raw.loadUnaligned(fromByteOffset: Field.uid, as: UInt32.self))
     }
 
     /// The kernel's view of a key, to seed the `bindings` map for a socket found by a snapshot.

@@ -18,6 +18,8 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
 
     /// The address of `family` at the start of `raw` (4 bytes for IPv4, 16 for IPv6); what
     /// follows an IPv4 address is ignored, so that every source of a key compares alike.
+    /// Inlinable: the decoder makes one per event.
+    @inlinable
     public init(_ raw: UnsafeRawBufferPointer, family: AddressFamily) {
         if raw.count >= 16 {
             // The decoder's path, once per event: two loads and a mask.
@@ -35,7 +37,8 @@ public struct AddressBytes: Sendable, Hashable, Comparable {
     }
 
     /// Keeps the first four bytes in memory of a loaded UInt64, whatever the byte order.
-    private static let firstFourBytes = UInt64(littleEndian: 0x0000_0000_ffff_ffff)
+    @usableFromInline
+    static var firstFourBytes: UInt64 { UInt64(littleEndian: 0x0000_0000_ffff_ffff) }
 
     /// Parses text as inet_pton does; nil when it is not an address of `family`.
     public init?(text: String, family: AddressFamily) {
