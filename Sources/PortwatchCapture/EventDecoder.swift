@@ -58,6 +58,7 @@ public struct EventDecoder {
         static var comm: Int { binding + MemoryLayout<pw_binding>.offset(of: \.comm)! }
     }
 
+    @inline(__always)
     public mutating func decode(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
         let kind: PortEvent.Kind
