@@ -85,7 +85,7 @@ public struct Reconciler: Sendable {
     /// anything else reads `young` (`settleYoung`).
     private var recentCookies: [UInt64] = []
     private var recentYoung: [Young] = []
-    static let recentCapacity = 8
+    static var recentCapacity: Int { 8 }
     /// Positions of a young socket's third and later events (rare).
     private var youngMore: [Cookie: [Int]] = [:]
 
@@ -169,7 +169,7 @@ public struct Reconciler: Sendable {
     }
 
     /// Notes the event at `position` of a young socket: the first of a socket not seen young
-    /// goes to the recent ones (the oldest of them to `young` when they are full).
+    /// goes to the recent ones (one of them to `young` when they are full).
     @inline(__always)
     private mutating func addYoung(_ cookie: UInt64, _ position: Int) {
         if let i = recentCookies.lastIndex(of: cookie) {
