@@ -24,7 +24,7 @@ public struct EventDecoder {
 
     /// Whether a record says a watched owner exited or exec'd (not a port event).
     public static func isOwnerChange(_ raw: UnsafeRawPointer, size: Int) -> Bool {
-        size >= MemoryLayout<pw_event>.size && raw.loadUnaligned(as: pw_event.self).kind == PW_EVENT_OWNER.rawValue
+        size >= MemoryLayout<pw_event>.size && raw.loadUnaligned(fromByteOffset: Field.kind, as: UInt32.self) == PW_EVENT_OWNER.rawValue
     }
 
     /// A listen() on a socket no program saw bind: an open whose `cookie` is the socket's inode
@@ -32,10 +32,11 @@ public struct EventDecoder {
     /// other record. `KernelCapture` finds the socket and its port with sock_diag.
     public mutating func decodeUnboundListen(_ raw: UnsafeRawPointer, size: Int) -> PortEvent? {
         guard size >= MemoryLayout<pw_event>.size else { return nil }
-        let e = raw.loadUnaligned(as: pw_event.self)
-        guard e.kind == PW_EVENT_LISTEN_UNBOUND.rawValue, let key = key(raw) else { return nil }
-        return PortEvent(kind: .open, cookie: e.cookie, time: UInt64(Int64(e.ts_ns) &+ monotonicToWall), key: key,
-                         process: process(raw), state: .listen, cgroup: e.binding.cgroup)
+        guard raw.loadUnaligned(fromByteOffset: Field.kind, as: UInt32.self) == PW_EVENT_LISTEN_UNBOUND.rawValue,
+              let key = key(raw) else { return nil }
+        return PortEvent(kind: .open, cookie: raw.loadUnaligned(fromByteOffset: Field.cookie, as: UInt64.self), time: time(raw),
+                         key: key, process: process(raw), state: .listen,
+                         cgroup: raw.loadUnaligned(fromByteOffset: Field.cgroup, as: UInt64.self))
     }
 
     /// Where each field of a record is: the decoder reads them in place, each with its width
@@ -77,10 +78,16 @@ public struct EventDecoder {
         guard let key = key(raw) else { return nil }
         let state = raw.load(fromByteOffset: Field.state, as: UInt8.self)
         return PortEvent(kind: kind, cookie: raw.loadUnaligned(fromByteOffset: Field.cookie, as: UInt64.self),
-                         time: UInt64(Int64(raw.loadUnaligned(fromByteOffset: Field.time, as: UInt64.self)) &+ monotonicToWall),
+                         time: time(raw),
                          key: key, process: process(raw),
                          state: state == UInt8(PW_STATE_LISTEN.rawValue) ? .listen : .bound, reason: reason,
                          cgroup: raw.loadUnaligned(fromByteOffset: Field.cgroup, as: UInt64.self))
+    }
+
+    /// The wall-clock time of the record at `raw` (the kernel's is CLOCK_MONOTONIC).
+    @inline(__always)
+    private func time(_ raw: UnsafeRawPointer) -> UInt64 {
+        UInt64(Int64(raw.loadUnaligned(fromByteOffset: Field.time, as: UInt64.self)) &+ monotonicToWall)
     }
 
     /// The key of the record at `raw`.
@@ -96,15 +103,15 @@ public struct EventDecoder {
     /// The process of the record at `raw`; its name made once per distinct name.
     @inline(__always)
     private mutating func process(_ raw: UnsafeRawPointer) -> OwnerProcess {
-        let raw16 = CommBytes(high: raw.loadUnaligned(fromByteOffset: Field.comm, as: UInt64.self),
+        let comm = CommBytes(high: raw.loadUnaligned(fromByteOffset: Field.comm, as: UInt64.self),
                               low: raw.loadUnaligned(fromByteOffset: Field.comm + 8, as: UInt64.self))
         let name: ProcessName
-        if let last = lastName, lastRaw == raw16 { name = last } else if let known = names[raw16] { name = known } else {
+        if let last = lastName, lastRaw == comm { name = last } else if let known = names[comm] { name = known } else {
             name = ProcessName(kernel: UnsafeRawBufferPointer(start: raw + Field.comm, count: Int(PW_COMM_LEN)))
             if names.count > 65_536 { names.removeAll() }
-            names[raw16] = name
+            names[comm] = name
         }
-        lastRaw = raw16
+        lastRaw = comm
         lastName = name
         return OwnerProcess(pid: raw.loadUnaligned(fromByteOffset: Field.pid, as: Int32.self), name: name,
                             uid: raw.loadUnaligned(fromByteOffset: Field.uid, as: UInt32.self))
