@@ -164,6 +164,21 @@ public final class FileDescriptor: @unchecked Sendable, Hashable {
         return try? Syscall.valueOrErrno("read \(path)") { Glibc.read(file.rawValue, buffer.baseAddress, buffer.count) }
     }
 
+    /// How many entries a directory has, "." and ".." left out (the open descriptors of a
+    /// process, in /proc/PID/fd); nil when it cannot be opened. No names are kept.
+    public static func countEntries(directory path: String) -> Int? {
+        guard let directory = opendir(path) else { return nil }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
+                name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
+            }
+            if !isDot { count += 1 }
+        }
+        return count
+    }
+
     /// The whole of a file, as text (a configuration file). Throws SystemError, whose errno
     /// says why (SystemError.text gives it as words).
     public static func readText(path: String) throws -> String {

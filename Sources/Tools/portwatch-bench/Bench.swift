@@ -30,6 +30,7 @@ enum Bench {
             if wanted("ring") { try KernelBench.ringSizes(report: report, repeats: quick ? 1 : 5) }
             if wanted("latency") { try KernelBench.latency(report: report, samples: quick ? 50 : 300, runs: repeats) }
             let footprint = wanted("scrape") ? try KernelBench.scrape(report: report, counts: [100, 1_000, 10_000], scrapes: quick ? 20 : 100, runs: repeats) : nil
+            if wanted("scrapecost") { try ScrapeCostBench.run(report: report, runs: quick ? 2 : 6, scrapes: quick ? 200 : 2_000) }
             if wanted("change") { try ScrapeChangeBench.run(report: report, ports: 10_000, scrapes: quick ? 20 : 60, runs: quick ? 2 : 3) }
             if wanted("detection") { try KernelBench.detection(report: report, listeners: quick ? 40 : 200, runs: repeats) }
             if wanted("series") { try SeriesChurnBench.run(report: report, seconds: quick ? 20 : 60) }
