@@ -23,6 +23,8 @@ public final class StoreReader {
     let db: Connection
     /// The texts of the rows read, shared between them, from read to read.
     private var pool: RowPool? = RowPool()
+    /// `PRAGMA data_version`, asked at every scrape: prepared once.
+    private var dataVersionQuery: Statement?
 
     /// The page cache of the daemon's own readers (scrapes, listener health).
     public static let daemonCacheKiB = 256
@@ -221,7 +223,8 @@ extension StoreReader {
     /// reader whose value has not moved has nothing new to read.
     public func dataVersion() throws -> Int64 {
         var version: Int64 = 0
-        try db.prepare("PRAGMA data_version").query { version = $0.int(0) }
+        if dataVersionQuery == nil { dataVersionQuery = try db.prepare("PRAGMA data_version") }
+        try dataVersionQuery!.query { version = $0.int(0) }
         return version
     }
 }

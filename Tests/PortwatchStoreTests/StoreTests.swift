@@ -36,6 +36,23 @@ func sampleBatch(now: UInt64 = 10_000_000_000) -> Batch {
         #expect(counters.rows.map(\.key) == [sampleKey])
     }
 
+    @Test func dataVersionMovesWithEachCommitOnly() throws {
+        let path = try temporaryDirectory() + "/pw.db"
+        let store = try Store(path: path)
+        try store.apply(sampleBatch())
+        let reader = try StoreReader(path: path)
+        let first = try reader.dataVersion()
+        #expect(try reader.dataVersion() == first, "nothing committed: nothing new to read")
+        var close = Batch()
+        close.counters.orphanCloses[.udp] = 1
+        for _ in 0..<3 {
+            let before = try reader.dataVersion()
+            try store.apply(close)
+            #expect(try reader.dataVersion() != before, "a commit by the writer is seen at the next ask")
+        }
+        #expect(try reader.snapshot().counter(CounterEntry.orphanCloses, "udp") == 3)
+    }
+
     @Test func countersAccumulateAcrossBatches() throws {
         let path = try temporaryDirectory() + "/pw.db"
         let store = try Store(path: path)
