@@ -116,16 +116,16 @@ public enum ExpositionFormat: Sendable, Equatable {
         guard let accept else { return .text }
         var best: (format: ExpositionFormat, q: Double)? = nil
         for range in accept.split(separator: ",") {
-            let parts = range.split(separator: ";").map(\.trimmingBlanks)
+            let parts = range.split(separator: ";").map { $0.trimmingOWS }
             guard let type = parts.first?.lowercased() else { continue }
             var q = 1.0
             var version: String?
             for param in parts.dropFirst() {
-                let kv = param.split(separator: "=", maxSplits: 1).map(\.trimmingBlanks)
+                let kv = param.split(separator: "=", maxSplits: 1).map { $0.trimmingOWS }
                 guard kv.count == 2 else { continue }
                 switch kv[0].lowercased() {
                 case "q": q = Double(kv[1]) ?? 0
-                case "version": version = kv[1]
+                case "version": version = String(kv[1])
                 default: break
                 }
             }
@@ -148,11 +148,11 @@ public enum ExpositionFormat: Sendable, Equatable {
 }
 
 private extension Substring {
-    func trimmingCharacters(in set: Set<Character>) -> String {
-        String(self.drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
+    /// Without the blanks HTTP allows around a header's parts (spaces and tabs, RFC 9110's OWS).
+    var trimmingOWS: Substring {
+        var utf8 = self.utf8[...]
+        while let first = utf8.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { utf8.removeFirst() }
+        while let last = utf8.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { utf8.removeLast() }
+        return Substring(utf8)
     }
-}
-
-private extension Set where Element == Character {
-    static let whitespaces: Set<Character> = [" ", "\t"]
 }

@@ -22,7 +22,7 @@ public enum ProcessMetrics {
                                     help: "Start time of the process since unix epoch in seconds.",
                                     unit: "seconds", samples: [.init([], startTime)]))
         }
-        let fds = FileDescriptor.countEntries(directory: "/proc/self/fd") ?? 0
+        let fds = openDescriptors()
         out.append(MetricFamily("process_open_fds", .gauge, help: "Number of open file descriptors.", samples: [.init([], Double(fds))]))
         if let files = try? ResourceLimit.openFiles.current() {
             out.append(MetricFamily("process_max_fds", .gauge, help: "Maximum number of open file descriptors.",
@@ -72,6 +72,14 @@ public enum ProcessMetrics {
             func field(_ n: Int) -> UInt64 { fields[n - 3] }
             return Stat(cpuTicks: field(14) + field(15), startTicks: field(22), virtualBytes: field(23), residentPages: field(24))
         }
+    }
+
+    /// The process's open descriptors: the size Linux 6.2 and later give /proc/self/fd (no
+    /// entry made per descriptor), else its entries counted, less the one the count opened.
+    static func openDescriptors() -> Int {
+        var info = stat()
+        if stat("/proc/self/fd", &info) == 0, info.st_size > 0 { return Int(info.st_size) }
+        return max(0, (FileDescriptor.countEntries(directory: "/proc/self/fd") ?? 1) - 1)
     }
 
     static let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))

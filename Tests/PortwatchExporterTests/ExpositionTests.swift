@@ -49,6 +49,11 @@ import PortwatchTestSupport
         ("application/json", .text),
         ("*/*", .text),
         ("application/openmetrics-text;q=0", .text),
+        // Prometheus 3, and blanks (spaces and tabs) around every part.
+        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2", .openMetrics),
+        ("\tapplication/openmetrics-text ;\tversion = 1.0.0 ; q = 0.6 , text/plain ; q=0.5", .openMetrics),
+        ("application/openmetrics-text ; version =\t2.0.0 , text/plain ; q=0.5", .text),
+        ("text/plain;q=0.5, application/openmetrics-text;q=\t0.7\t", .openMetrics),
     ] as [(String?, ExpositionFormat)])
     func negotiation(accept: String?, expected: ExpositionFormat) {
         #expect(ExpositionFormat.negotiate(accept: accept) == expected)

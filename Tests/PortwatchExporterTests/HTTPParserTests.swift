@@ -72,6 +72,16 @@ import Testing
         #expect(parse(request) == .failure(status: status))
     }
 
+    @Test(arguments: [
+        ("HTTP/1.1", nil, true), ("HTTP/1.1", "Close", false), ("HTTP/1.1", "keep-alive", true), ("HTTP/1.1", "Upgrade, close", false),
+        ("HTTP/1.0", nil, false), ("HTTP/1.0", "Keep-Alive", true), ("HTTP/1.0", "close", false),
+    ] as [(String, String?, Bool)])
+    func keepAliveFollowsTheVersionAndConnectionHeader(version: String, connection: String?, keepAlive: Bool) {
+        let text = "GET / \(version)\r\nHost: a\r\n" + (connection.map { "Connection: \($0)\r\n" } ?? "") + "\r\n"
+        guard case .request(let request, _) = parse(text) else { Issue.record("not parsed"); return }
+        #expect(request.keepAlive == keepAlive)
+    }
+
     @Test func asteriskAndOptionsAreRequests() {
         guard case .request(let request, _) = parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") else { Issue.record("not parsed"); return }
         #expect(request.method == "OPTIONS" && request.path == "*")

@@ -14,7 +14,8 @@ public struct HTTPRequest: Sendable, Equatable {
 
     /// Whether the client keeps the connection open after this request.
     public var keepAlive: Bool {
-        let connection = header("connection")?.lowercased() ?? ""
+        // Most clients (Prometheus among them) send no Connection header.
+        guard let connection = header("connection")?.lowercased() else { return version != "HTTP/1.0" }
         if version == "HTTP/1.0" { return connection.contains("keep-alive") }
         return !connection.contains("close")
     }
