@@ -13,7 +13,9 @@ import Synchronization
 /// map of bound sockets sized for 262,144 entries (its bucket array 4 MiB instead of 64 KiB), as
 /// the one map was before the spill map, which says how much of the entry's cost is reaching a
 /// bucket in memory; and (where the kernel has it) the entry kept in socket storage instead.
-/// `connectionFloor` (used by ProgramBench) loads the same object for the floor under the
+/// Then the whole bind+listen+close under two designs, alternating: portwatch's three programs
+/// and the open deferred (`deferred_*` in parts.bpf.c: one record per transient, at the price of
+/// a second map). `connectionFloor` (used by ProgramBench) loads the same object for the floor under the
 /// per-connection cost: programs that return at once on the hooks a TCP connection passes.
 enum ProgramPartsBench {
     static let parts = ["dispatch and protocol check", "socket cookie", "socket's namespace (2 checked reads)",
@@ -70,6 +72,18 @@ enum ProgramPartsBench {
             figures.append(Figure(name: "binding thread's CPU per bind+listen+close, stage 7, socket storage", unit: "ns", runs: samples[wholeSocket]!.map(\.cpu)))
             notes.append("map entry in socket storage: \(Report.format(median[socket]! - median[Variant(stage: 3)]!)) ns")
         }
+        // The whole bind+listen+close, two designs, alternating.
+        var designTimes: [[Double]] = Array(repeating: [], count: designs.count)
+        for run in 0..<repeats {
+            Progress.step("parts: designs", run: run, of: repeats)
+            for i in run % 2 == 0 ? Array(designs.indices) : designs.indices.reversed() {
+                designTimes[i].append(try measureDesign(designs[i].programs, loops: loops))
+            }
+        }
+        for (i, design) in designs.enumerated() {
+            figures.append(Figure(name: "per bind+listen+close, \(design.name)", unit: "ns", runs: designTimes[i]))
+        }
+        notes.append("the open deferred / portwatch's programs: \(Report.format(Measure.percentile(designTimes[1], 0.5) / Measure.percentile(designTimes[0], 0.5)))")
         report.add("The bind path taken apart (kernel.bpf_stats per bind, program loaded alone, 1 thread)", figures, notes: notes)
     }
 
@@ -88,55 +102,81 @@ enum ProgramPartsBench {
         if variant.largeMap { bpf_map__set_max_entries(bpf_object__find_map_by_name(object, "bindings"), 1 << 18) }
         guard bpf_object__load(object) == 0 else { throw BenchError("parts: the kernel refused the BPF object") }
 
-        let root = open(try KernelChecks.cgroup2Root(), O_RDONLY | O_DIRECTORY)
-        guard root >= 0 else { throw BenchError("parts: cannot open the cgroup v2 root") }
-        defer { close(root) }
-        let bind = bpf_object__find_program_by_name(object, "part_post_bind4")
-        var links: [OpaquePointer] = []
+        let (links, fds) = try attach(["part_post_bind4", "part_sock_release"], of: object)
         defer { links.forEach { bpf_link__destroy($0) } }
-        for name in ["part_post_bind4", "part_sock_release"] {
-            guard let link = bpf_program__attach_cgroup(bpf_object__find_program_by_name(object, name), root) else {
-                throw BenchError("parts: cannot attach \(name)")
-            }
-            links.append(link)
-        }
-        var settings = pw_settings(wakeup_bytes: 64 << 10, consumer_idle: 0)
-        var zero: UInt32 = 0
-        bpf_map_update_elem(bpf_map__fd(bpf_object__find_map_by_name(object, "settings")), &zero, &settings, 0)
+        setWakeups(object)
 
-        // The consumer: drains the ring on the other core, woken by the wakeup decision (stage
-        // 7) or by its 10 ms poll timeout.
-        guard let ring = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(object, "events")), { _, _, _ in 0 }, nil, nil) else {
-            throw BenchError("parts: cannot create the ring buffer consumer")
-        }
-        defer { ring_buffer__free(ring) }
-        let stop = Atomic<Bool>(false)
-        let done = DispatchSemaphore(value: 0)
-        let address = UInt(bitPattern: UnsafeMutableRawPointer(ring))
-        Thread {
-            let ring = OpaquePointer(bitPattern: address)
-            // A poll that times out consumes nothing: consume after each.
-            while !stop.load(ordering: .relaxed) {
-                _ = ring_buffer__poll(ring, 10)
-                _ = ring_buffer__consume(ring)
-            }
-            _ = ring_buffer__consume(ring)
-            done.signal()
-        }.start()
-
-        let fd = bpf_program__fd(bind)
-        let releaseFD = bpf_program__fd(bpf_object__find_program_by_name(object, "part_sock_release"))
+        let consumer = try Consumer(object)
+        let fd = fds[0], releaseFD = fds[1]
         let before = runTime(fd), releaseBefore = runTime(releaseFD)
         let churn = Sockets.timedChurn(threads: 1, iterations: loops)
         let after = runTime(fd), releaseAfter = runTime(releaseFD)
-        stop.store(true, ordering: .relaxed)
-        done.wait()
-        let lost = perCPUSum(bpf_map__fd(bpf_object__find_map_by_name(object, "lost")))
+        let lost = consumer.stop()
         guard lost == 0 else { throw BenchError("parts: stage \(variant.stage) lost \(lost) records: the consumer fell behind") }
         guard after.runs > before.runs else { throw BenchError("parts: part_post_bind4 never ran") }
         return Sample(bind: Double(after.ns - before.ns) / Double(after.runs - before.runs),
                       release: Double(releaseAfter.ns - releaseBefore.ns) / Double(max(1, releaseAfter.runs - releaseBefore.runs)),
                       cpu: churn.cpu * 1e9 / Double(loops))
+    }
+
+    /// Drains the object's ring on another thread as the daemon would, woken by the wakeup
+    /// decision or by its 10 ms poll timeout, until `stop()`, which says how many records were lost.
+    final class Consumer: @unchecked Sendable {
+        let object: OpaquePointer
+        let ring: OpaquePointer
+        let stopping = Atomic<Bool>(false)
+        let done = DispatchSemaphore(value: 0)
+
+        init(_ object: OpaquePointer) throws {
+            guard let ring = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(object, "events")), { _, _, _ in 0 }, nil, nil) else {
+                throw BenchError("parts: cannot create the ring buffer consumer")
+            }
+            self.object = object
+            self.ring = ring
+            let address = UInt(bitPattern: UnsafeMutableRawPointer(ring))
+            Thread { [self] in
+                let ring = OpaquePointer(bitPattern: address)
+                // A poll that times out consumes nothing: consume after each.
+                while !self.stopping.load(ordering: .relaxed) {
+                    _ = ring_buffer__poll(ring, 10)
+                    _ = ring_buffer__consume(ring)
+                }
+                _ = ring_buffer__consume(ring)
+                self.done.signal()
+            }.start()
+        }
+
+        func stop() -> UInt64 {
+            stopping.store(true, ordering: .relaxed)
+            done.wait()
+            ring_buffer__free(ring)
+            return perCPUSum(bpf_map__fd(bpf_object__find_map_by_name(object, "lost")))
+        }
+    }
+
+    /// The programs of a whole bind+listen+close: portwatch's own (as loaded on kernels without
+    /// bpf_cast_to_kern_ctx, so that both read the socket alike) and the deferred-open design's
+    /// (parts.bpf.c). Their run time per loop, all three programs summed.
+    static let designs: [(name: String, programs: [String])] = [
+        ("portwatch's programs (pw_post_bind4, pw_tcp_state, pw_sock_release)", ["pw_post_bind4", "pw_tcp_state", "pw_sock_release"]),
+        ("the open deferred: one record per transient (deferred_post_bind4, deferred_tcp_state, deferred_sock_release)",
+         ["deferred_post_bind4", "deferred_tcp_state", "deferred_sock_release"]),
+    ]
+
+    static func measureDesign(_ programs: [String], loops: Int) throws -> Double {
+        let object = try openParts()
+        defer { bpf_object__close(object) }
+        guard bpf_object__load(object) == 0 else { throw BenchError("parts: the kernel refused the BPF object") }
+        setWakeups(object)
+        let (links, fds) = try attach(programs, of: object)
+        defer { links.forEach { bpf_link__destroy($0) } }
+        let consumer = try Consumer(object)
+        let before = fds.map(runTime)
+        _ = Sockets.timedChurn(threads: 1, iterations: loops)
+        let after = fds.map(runTime)
+        let lost = consumer.stop()
+        guard lost == 0 else { throw BenchError("parts: \(programs[0]) lost \(lost) records: the consumer fell behind") }
+        return zip(before, after).reduce(0.0) { $0 + Double($1.1.ns - $1.0.ns) } / Double(loops)
     }
 
     /// The run time and runs, per loopback TCP connection (both ends), of programs that return
@@ -145,26 +185,42 @@ enum ProgramPartsBench {
         let object = try openParts()
         defer { bpf_object__close(object) }
         guard bpf_object__load(object) == 0 else { throw BenchError("parts: the kernel refused the BPF object") }
-        let root = open(try KernelChecks.cgroup2Root(), O_RDONLY | O_DIRECTORY)
-        guard root >= 0 else { throw BenchError("parts: cannot open the cgroup v2 root") }
-        defer { close(root) }
-        var links: [OpaquePointer] = []
+        let (links, fds) = try attach(["floor_tcp_state", "floor_sock_release", "floor_connect4"], of: object)
         defer { links.forEach { bpf_link__destroy($0) } }
-        var fds: [Int32] = []
-        for name in ["floor_tcp_state", "floor_sock_release", "floor_connect4"] {
-            let program = bpf_object__find_program_by_name(object, name)
-            guard let link = name == "floor_tcp_state" ? bpf_program__attach(program) : bpf_program__attach_cgroup(program, root) else {
-                throw BenchError("parts: cannot attach \(name)")
-            }
-            links.append(link)
-            fds.append(bpf_program__fd(program))
-        }
         let before = fds.map(runTime)
         _ = try Sockets.connectionChurn(threads: 1, iterations: connections)
         let after = fds.map(runTime)
         let ns = zip(before, after).reduce(0.0) { $0 + Double($1.1.ns - $1.0.ns) }
         let runs = zip(before, after).reduce(0.0) { $0 + Double($1.1.runs - $1.0.runs) }
         return (ns / Double(connections), runs / Double(connections))
+    }
+
+    /// The daemon's wakeup setting in a loaded object: the consumer woken once per 64 KiB.
+    static func setWakeups(_ object: OpaquePointer) {
+        var settings = pw_settings(wakeup_bytes: 64 << 10, consumer_idle: 0)
+        var zero: UInt32 = 0
+        bpf_map_update_elem(bpf_map__fd(bpf_object__find_map_by_name(object, "settings")), &zero, &settings, 0)
+    }
+
+    /// Attaches the named programs of a loaded object: the tracepoint ones (`*tcp_state`) where
+    /// their section says, the others to the cgroup v2 root. Their links, to destroy, and
+    /// descriptors.
+    static func attach(_ names: [String], of object: OpaquePointer) throws -> (links: [OpaquePointer], fds: [Int32]) {
+        let root = open(try KernelChecks.cgroup2Root(), O_RDONLY | O_DIRECTORY)
+        guard root >= 0 else { throw BenchError("parts: cannot open the cgroup v2 root") }
+        defer { close(root) }
+        var links: [OpaquePointer] = []
+        var fds: [Int32] = []
+        for name in names {
+            let program = bpf_object__find_program_by_name(object, name)
+            guard let link = name.hasSuffix("tcp_state") ? bpf_program__attach(program) : bpf_program__attach_cgroup(program, root) else {
+                links.forEach { bpf_link__destroy($0) }
+                throw BenchError("parts: cannot attach \(name)")
+            }
+            links.append(link)
+            fds.append(bpf_program__fd(program))
+        }
+        return (links, fds)
     }
 
     static func openParts() throws -> OpaquePointer {
