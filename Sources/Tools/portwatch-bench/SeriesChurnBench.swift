@@ -12,14 +12,19 @@ enum SeriesChurnBench {
     static let services = 200
     static let restartEvery = 10.0
 
-    /// Forks one holder per service on ports 20000+i; on "go" restarts each in turn, one every
-    /// restartEvery/services seconds (a new process on the same port), until stdin closes.
+    /// Forks one holder per service on ports 20000+i; restarts each in turn, one every
+    /// restartEvery/services seconds (a new process on the same port), until stdin closes. A
+    /// restart and the stop take turns (a holder forked after the stop killed the others would
+    /// outlive the script, and with it the pipe the benchmark waits on), and each holder dies
+    /// with the script anyway (PR_SET_PDEATHSIG).
     static let script = #"""
-import os, socket, sys, threading, time
+import ctypes, os, socket, sys, threading, time
+libc = ctypes.CDLL(None)
 n, every = int(sys.argv[1]), float(sys.argv[2])
 def serve(i):
     pid = os.fork()
     if pid == 0:
+        libc.prctl(1, 9)
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", 20000 + i)); s.listen()
         while True: time.sleep(3600)
@@ -27,17 +32,21 @@ def serve(i):
 pids = [serve(i) for i in range(n)]
 print("ready", flush=True)
 stop = False
+turn = threading.Lock()
 def churn():
     i = 0
-    while not stop:
+    while True:
         time.sleep(every / n)
-        os.kill(pids[i % n], 9); os.waitpid(pids[i % n], 0)
-        pids[i % n] = serve(i % n)
+        with turn:
+            if stop: return
+            os.kill(pids[i % n], 9); os.waitpid(pids[i % n], 0)
+            pids[i % n] = serve(i % n)
         i += 1
 threading.Thread(target=churn, daemon=True).start()
 sys.stdin.readline()
-stop = True
-for p in pids: os.kill(p, 9)
+with turn:
+    stop = True
+    for p in pids: os.kill(p, 9)
 """#
 
     static func run(report: Report, seconds: Double) throws {
